@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the real peers the interoperability tests talk to (Debian packages), when they are missing
+# and we are root. Without root it only reports what is missing: those tests then skip with a reason
+# (under CI=true a missing peer fails the test instead).
+set -u
+missing=()
+command -v smbtorture >/dev/null 2>&1 || missing+=(samba-testsuite)
+/usr/bin/python3 -c 'import samba.ndr' >/dev/null 2>&1 || missing+=(python3-samba)
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || missing+=(krb5-kdc)
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "peers missing (not root or no apt-get, tests needing them will skip): ${missing[*]}" >&2
+  exit 0
+fi
+echo "installing peers: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,91 @@
+"""Exceptions and the protocol status codes they carry.
+
+Every error the package raises derives from :class:`RpcError`. Errors that mirror a status on the wire
+(a fault PDU, a bind_nak reason, an NTSTATUS returned by a procedure) carry that status by name and by
+number, so a log line or a traceback reads ``FaultError: nca_s_op_rng_error (0x1c010002)``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "NCA_STATUS",
+    "FaultError",
+    "NdrError",
+    "ProtocolError",
+    "RpcError",
+    "status_name",
+]
+
+# C706 Appendix E (nca_s_*), MS-RPCE 2.2.2.11 / 3.1.1.5.5 and MS-ERREF: fault and reject statuses seen
+# from Windows and Samba peers.
+NCA_STATUS: Final[dict[int, str]] = {
+    0x00000005: "rpc_s_access_denied",
+    0x000006D8: "ept_s_cant_perform_op",
+    0x000006F7: "rpc_x_bad_stub_data",
+    0x1C000001: "nca_s_comm_failure",
+    0x1C000002: "nca_s_op_rng_error_legacy",
+    0x1C000003: "nca_s_unk_if_legacy",
+    0x1C000006: "nca_s_wrong_boot_time",
+    0x1C000009: "nca_s_you_crashed",
+    0x1C00000B: "nca_s_proto_error",
+    0x1C000013: "nca_s_out_args_too_big",
+    0x1C000014: "nca_s_server_too_busy",
+    0x1C000015: "nca_s_fault_string_too_long",
+    0x1C000017: "nca_s_unsupported_type",
+    0x1C00001A: "nca_s_fault_context_mismatch",
+    0x1C010002: "nca_s_op_rng_error",
+    0x1C010003: "nca_s_unk_if",
+    0x1C01000B: "nca_proto_error",
+    0x1C00000C: "nca_s_fault_int_div_by_zero",
+    0x1C000012: "nca_s_fault_addr_error",
+    0x1C000010: "nca_s_fault_invalid_tag",
+    0x1C000011: "nca_s_fault_invalid_bound",
+    0x1C000020: "nca_s_fault_ndr",
+    0x1C00001B: "nca_s_fault_cancel",
+    0x1C00001D: "nca_s_fault_remote_no_memory",
+    0x16C9A0D6: "ept_s_not_registered",
+}
+
+
+def status_name(status: int) -> str:
+    """The conventional name of a fault / reject status, or its hex spelling when unknown."""
+    return NCA_STATUS.get(status, f"0x{status:08x}")
+
+
+class RpcError(Exception):
+    """Base of every error raised by dcerpc."""
+
+
+class NdrError(RpcError):
+    """Bytes that are not a valid NDR encoding of the expected type, or a value that cannot be encoded.
+
+    Attributes:
+        offset: byte offset in the stub where decoding failed (-1 for encoding errors).
+        reason: what was wrong, in words.
+    """
+
+    def __init__(self, reason: str, offset: int = -1) -> None:
+        self.reason = reason
+        self.offset = offset
+        super().__init__(f"{reason} (at offset {offset})" if offset >= 0 else reason)
+
+
+class ProtocolError(RpcError):
+    """A peer broke the connection-oriented or connectionless protocol rules."""
+
+
+class FaultError(RpcError):
+    """The server answered a call with a fault PDU.
+
+    Attributes:
+        status: the fault status number.
+        name: its conventional name (``nca_s_op_rng_error``) or hex spelling.
+    """
+
+    def __init__(self, status: int, message: str = "") -> None:
+        self.status = status
+        self.name = status_name(status)
+        text = f"{self.name} (0x{status:08x})"
+        super().__init__(f"{text}: {message}" if message else text)

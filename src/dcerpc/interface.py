@@ -1,0 +1,229 @@
+"""Declaring RPC interfaces: a Python class is the contract for both server and client.
+
+    class Echo(Interface, uuid="60a15ec5-4de8-11d7-a637-005056a20182", version=(1, 0)):
+        @operation(0)
+        async def AddOne(self, in_data: uint32) -> uint32: ...
+
+Parameters are the ``[in]`` side in IDL order. The return annotation is the ``[out]`` side: ``None``
+for nothing, one NDR type for a single out value (an ``[out]`` parameter or the function result),
+or a ``NamedTuple`` whose fields are the ``[out]`` parameters in IDL order followed by the function
+result. On the wire the function result is simply the last out value, so this is exact. An
+``[in,out]`` parameter appears in both places under the same name.
+
+A server subclasses the contract and gives the methods bodies; a client gets a proxy made from the
+same class. Each operation's codecs are compiled on first use and kept on the :class:`Operation`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid as _uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, get_type_hints
+
+from ._errors import NdrError
+from .ndr.compiler import DEFAULT_LIMITS, DecodeContext, DecodeFn, EncodeFn, Limits, compile_params
+from .ndr.schema import resolve
+
+__all__ = ["Interface", "Operation", "SyntaxId", "operation"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class SyntaxId:
+    """An interface or transfer-syntax identifier: UUID and (major, minor) version (C706 12.6.3.1)."""
+
+    uuid: _uuid.UUID
+    version: tuple[int, int]
+
+    def __str__(self) -> str:
+        return f"{self.uuid} v{self.version[0]}.{self.version[1]}"
+
+
+def operation(opnum: int) -> Callable[[F], F]:
+    """Mark a method of an :class:`Interface` as the operation with this number."""
+    if not 0 <= opnum <= 0xFFFF:
+        raise ValueError(f"opnum {opnum} is out of range (0..65535)")
+
+    def mark(fn: F) -> F:
+        fn.__dcerpc_opnum__ = opnum  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@dataclass
+class _Side:
+    """One direction of an operation, compiled."""
+
+    names: tuple[str, ...]
+    encode: EncodeFn
+    decode_le: DecodeFn
+    decode_be: DecodeFn
+
+
+@dataclass
+class Operation:
+    """One operation of an interface: its number, parameters, and compiled request/response codecs."""
+
+    name: str
+    opnum: int
+    function: Callable[..., Any]
+    interface: type[Interface]
+    _request: _Side | None = field(default=None, repr=False)
+    _response: _Side | None = field(default=None, repr=False)
+    _result_type: Any = field(default=None, repr=False)
+    _single: bool = field(default=False, repr=False)
+
+    def _compile(self) -> None:
+        hints = get_type_hints(self.function, include_extras=True)
+        sig = inspect.signature(self.function)
+        in_names = [p for p in list(sig.parameters)[1:]]  # drop self
+        for n in in_names:
+            if n not in hints:
+                raise TypeError(f"{self.interface.__name__}.{self.name}: parameter {n} has no NDR type")
+        in_params = [(n, resolve(hints[n])) for n in in_names]
+        ret = hints.get("return", type(None))
+        if ret is type(None) or ret is None:
+            out_params: list[tuple[str, Any]] = []
+            self._result_type = None
+        elif isinstance(ret, type) and issubclass(ret, tuple) and hasattr(ret, "_fields"):
+            out_hints = get_type_hints(ret, include_extras=True)
+            out_params = [(n, resolve(out_hints[n])) for n in ret._fields]
+            self._result_type = ret
+        else:
+            out_params = [("result", resolve(ret))]
+            self._single = True
+        enc, dle, dbe = compile_params(in_params)
+        self._request = _Side(tuple(in_names), enc, dle, dbe)
+        out_names = tuple(n for n, _ in out_params)
+        context = tuple(n for n in in_names if n not in out_names)
+        enc, dle, dbe = compile_params(out_params, context)
+        self._response = _Side(out_names, enc, dle, dbe)
+        self._context = context
+
+    @property
+    def in_names(self) -> tuple[str, ...]:
+        """The [in] parameter names in wire order."""
+        return self._req().names
+
+    @property
+    def out_names(self) -> tuple[str, ...]:
+        """The [out] value names in wire order (``result`` for a single return value)."""
+        return self._resp().names
+
+    def _req(self) -> _Side:
+        if self._request is None:
+            self._compile()
+        assert self._request is not None
+        return self._request
+
+    def _resp(self) -> _Side:
+        if self._response is None:
+            self._compile()
+        assert self._response is not None
+        return self._response
+
+    def encode_request(self, *args: Any) -> bytes:
+        """The request stub for the [in] values given in order."""
+        return _guard(self._req().encode, args, self.name)
+
+    def decode_request(
+        self, stub: bytes, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
+    ) -> tuple[tuple[Any, ...], int]:
+        """The [in] values of a request stub, and the offset where they end.
+
+        Trailing octets are the caller's business (a security verification trailer may follow).
+        """
+        side = self._req()
+        dec = side.decode_be if big_endian else side.decode_le
+        return dec(stub, 0, DecodeContext(limits))
+
+    def encode_response(self, result: Any, in_values: tuple[Any, ...] = ()) -> bytes:
+        """The response stub for what an implementation returned.
+
+        Args:
+            result: the return value (None, one value, or the NamedTuple of outs).
+            in_values: the [in] values, for [out] sizes that refer to them (``size_is(max_ents)``).
+        """
+        side = self._resp()
+        if self._single:
+            outs: tuple[Any, ...] = (result,)
+        elif self._result_type is None:
+            outs = ()
+        else:
+            outs = tuple(result)
+        if self._context:
+            by_name = dict(zip(self.in_names, in_values, strict=False))
+            outs = outs + tuple(by_name.get(n) for n in self._context)
+        return _guard(side.encode, outs, self.name)
+
+    def decode_response(
+        self, stub: bytes, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
+    ) -> tuple[Any, int]:
+        """The result of a response stub (shaped as the declaration returns it) and its end offset."""
+        side = self._resp()
+        dec = side.decode_be if big_endian else side.decode_le
+        values, end = dec(stub, 0, DecodeContext(limits))
+        if self._single:
+            return values[0], end
+        if self._result_type is None:
+            return None, end
+        return self._result_type(*values), end
+
+
+def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> bytes:
+    try:
+        return fn(*args)
+    except NdrError:
+        raise
+    except (TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
+        raise NdrError(f"{name}: cannot encode the values given: {e}") from None
+
+
+class Interface:
+    """Base of RPC interface declarations (and, subclassed again, of their implementations).
+
+    Class keywords: ``uuid`` and ``version`` (major, minor) identify the interface; ``name`` is the
+    display name (defaults to the class name). A subclass without ``uuid`` is an implementation of
+    its parent's contract.
+    """
+
+    __syntax__: ClassVar[SyntaxId]
+    __ifname__: ClassVar[str]
+    __operations__: ClassVar[dict[int, Operation]] = {}
+
+    def __init_subclass__(
+        cls,
+        *,
+        uuid: str | None = None,
+        version: tuple[int, int] = (1, 0),
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if uuid is None:
+            if not hasattr(cls, "__syntax__"):
+                raise TypeError(f"{cls.__name__}: an interface declaration needs uuid=...")
+            return  # an implementation: the contract's operations stand
+        cls.__syntax__ = SyntaxId(_uuid.UUID(uuid), (int(version[0]), int(version[1])))
+        cls.__ifname__ = name or cls.__name__
+        ops: dict[int, Operation] = {}
+        for attr, fn in vars(cls).items():
+            opnum = getattr(fn, "__dcerpc_opnum__", None)
+            if opnum is None:
+                continue
+            if opnum in ops:
+                raise TypeError(f"{cls.__name__}: opnum {opnum} is used by {ops[opnum].name} and {attr}")
+            ops[opnum] = Operation(attr, opnum, fn, cls)
+        cls.__operations__ = dict(sorted(ops.items()))
+
+    @classmethod
+    def operation_named(cls, name: str) -> Operation:
+        """The operation with this method name (KeyError if none)."""
+        for op in cls.__operations__.values():
+            if op.name == name:
+                return op
+        raise KeyError(f"{cls.__ifname__} has no operation {name!r}")

@@ -1,0 +1,97 @@
+"""Encode and decode any declared NDR type: the public face of the compiler.
+
+``codec(T)`` compiles ``T`` once (cached) and returns a :class:`Codec`; ``encode`` / ``decode`` are
+shortcuts. A value is treated as a top-level element, as an operation parameter would be: a pointer's
+referent follows it at once, a conformant type starts with its max count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from .._errors import NdrError
+from .compiler import DEFAULT_LIMITS, DecodeContext, Limits, compile_params
+from .schema import resolve
+
+__all__ = ["Codec", "codec", "decode", "encode"]
+
+T = TypeVar("T")
+
+
+class Codec(Generic[T]):
+    """The compiled NDR 2.0 codec of one declared type."""
+
+    __slots__ = ("_dec_be", "_dec_le", "_enc", "type")
+
+    def __init__(self, tp: Any) -> None:
+        self.type = tp
+        self._enc, self._dec_le, self._dec_be = compile_params([("value", resolve(tp))])
+
+    def encode(self, value: T) -> bytes:
+        """The canonical little-endian NDR encoding of ``value``.
+
+        Raises:
+            NdrError: the value does not fit the declaration (wrong type, out of range, a list
+                whose length disagrees with its size_is field, a NULL [ref] pointer).
+        """
+        try:
+            return self._enc(value)
+        except NdrError:
+            raise
+        except (TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
+            raise NdrError(f"cannot encode {value!r:.200} as {_name(self.type)}: {e}") from None
+
+    def decode(
+        self,
+        data: bytes,
+        *,
+        big_endian: bool = False,
+        allow_trailing: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> T:
+        """Decode one value from ``data`` (integers in the byte order the sender declared).
+
+        Raises:
+            NdrError: the bytes are not a valid encoding, or (unless ``allow_trailing``) octets
+                are left over.
+        """
+        value, end = self.decode_from(bytes(data), 0, big_endian=big_endian, limits=limits)
+        if not allow_trailing and end != len(data):
+            raise NdrError(f"{len(data) - end} octets left over after the value", end)
+        return value
+
+    def decode_from(
+        self, data: bytes, offset: int, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
+    ) -> tuple[T, int]:
+        """Decode one value at ``offset``; returns it and the offset just past it."""
+        dec = self._dec_be if big_endian else self._dec_le
+        (value,), end = dec(data, offset, DecodeContext(limits))
+        return value, end
+
+
+_codecs: dict[Any, Codec[Any]] = {}
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or repr(tp)
+
+
+def codec(tp: Any) -> Codec[Any]:
+    """The cached codec for a declaration (compiled on first request)."""
+    try:
+        c = _codecs.get(tp)
+    except TypeError:  # an unhashable declaration: compile every time
+        return Codec(tp)
+    if c is None:
+        c = _codecs[tp] = Codec(tp)
+    return c
+
+
+def encode(tp: Any, value: Any) -> bytes:
+    """Encode ``value`` as the NDR type ``tp``."""
+    return codec(tp).encode(value)
+
+
+def decode(tp: Any, data: bytes, *, big_endian: bool = False, allow_trailing: bool = False) -> Any:
+    """Decode ``data`` as the NDR type ``tp``."""
+    return codec(tp).decode(data, big_endian=big_endian, allow_trailing=allow_trailing)

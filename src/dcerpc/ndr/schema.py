@@ -1,0 +1,341 @@
+"""From Python declarations to an NDR schema: a small tree of nodes the compiler walks.
+
+``resolve(annotation)`` reads a declaration (``uint32``, ``Unique[WString]``, a ``Struct`` subclass,
+``Annotated[list[T], SizeIs("n")]`` ...) and returns the node that describes its NDR representation:
+alignment, minimum wire size, whether it has deferred parts (embedded pointers, C706 14.3.12.3) and
+whether it is conformant (its max count is hoisted in front, C706 14.3.7.2). Struct and union nodes
+are built once per class and shared, so recursive types (a struct pointing to itself) resolve to a
+cycle of nodes; the pointer that closes a cycle is marked so that decoding can bound its depth.
+"""
+
+from __future__ import annotations
+
+import types
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
+
+from .declarations import (
+    Case,
+    ContextHandle,
+    Default,
+    Enum8,
+    Enum16,
+    Enum32,
+    FirstIs,
+    Fixed,
+    LengthIs,
+    Pointer,
+    PointerKind,
+    Prim,
+    SizeIs,
+    String,
+    Struct,
+    SwitchIs,
+)
+from .declarations import Union as NdrUnion
+from .status import _Status
+
+__all__ = [
+    "ArrayNode",
+    "GuidNode",
+    "HandleNode",
+    "Node",
+    "PointerNode",
+    "PrimNode",
+    "StringNode",
+    "StructNode",
+    "UnionNode",
+    "resolve",
+]
+
+
+class Node:
+    """The NDR shape of one type. Subclasses fill in the layout facts the compiler needs."""
+
+    align: int = 1
+    min_size: int = 0  # the fewest octets a value can take on the wire (for count checks)
+    deferred: bool = False  # has embedded pointers whose referents come after the scalars
+    conformant: bool = False  # needs a max count hoisted in front of it
+
+
+@dataclass(eq=False)
+class PrimNode(Node):
+    """An integer, float, boolean or character; ``wrap`` turns the raw number into its Python type."""
+
+    prim: Prim
+    wrap: Any = None  # an enum or status class, or None
+
+    def __post_init__(self) -> None:
+        self.align = self.prim.size
+        self.min_size = self.prim.size
+
+
+@dataclass(eq=False)
+class GuidNode(Node):
+    """A GUID: u32, u16, u16 in the sender's byte order, then 8 octets (C706 Appendix A)."""
+
+    def __post_init__(self) -> None:
+        self.align = 4
+        self.min_size = 16
+
+
+@dataclass(eq=False)
+class HandleNode(Node):
+    """A context handle: u32 attributes and a GUID (C706 / MS-RPCE policy_handle)."""
+
+    def __post_init__(self) -> None:
+        self.align = 4
+        self.min_size = 20
+
+
+@dataclass(eq=False)
+class PointerNode(Node):
+    """A pointer of some kind to ``target``; ``cycle`` marks the pointer that closes a recursive type."""
+
+    kind: PointerKind
+    target: Node
+    cycle: bool = False
+
+    def __post_init__(self) -> None:
+        self.align = 4
+        self.min_size = 4  # embedded, every kind sends a referent id
+        self.deferred = True
+
+
+@dataclass(eq=False)
+class ArrayNode(Node):
+    """Fixed, conformant, varying or conformant-varying array (C706 14.3.3).
+
+    ``fixed`` is the element count of a fixed array; ``size_is`` the max-count expression of a
+    conformant one; ``length_is`` / ``first_is`` make it varying. ``as_bytes`` means the Python value
+    is ``bytes`` rather than a list (octet elements only).
+    """
+
+    elem: Node
+    fixed: int | None = None
+    size_is: str | None = None
+    length_is: str | None = None
+    first_is: str | None = None
+    as_bytes: bool = False
+
+    def __post_init__(self) -> None:
+        self.conformant = self.size_is is not None
+        self.varying = self.length_is is not None or self.first_is is not None
+        self.align = max(self.elem.align, 4 if self.varying else 1)
+        self.deferred = self.elem.deferred
+        fixed_part = (self.fixed or 0) * self.elem.min_size
+        self.min_size = fixed_part if not self.varying else 8
+        if self.fixed is not None and self.conformant:
+            raise TypeError("an array cannot be both fixed (Fixed) and conformant (SizeIs)")
+        if self.fixed is None and not self.conformant:
+            raise TypeError("an array needs Fixed(n) or SizeIs(expr)")
+
+
+@dataclass(eq=False)
+class StringNode(Node):
+    """A ``[string]`` array: [max count], offset, actual count, then NUL-terminated characters."""
+
+    spec: String
+    size_is: str | None = None
+
+    def __post_init__(self) -> None:
+        self.align = 4
+        self.min_size = 8
+        self.conformant = self.spec.max_count is None
+
+
+@dataclass(eq=False)
+class StructNode(Node):
+    """A structure; ``fields`` is filled after creation so recursive declarations can refer back."""
+
+    cls: type
+    fields: list[tuple[str, Node]] = field(default_factory=list)
+
+    def finish(self) -> None:
+        for name, node in self.fields[:-1]:
+            if node.conformant:
+                raise TypeError(f"{self.cls.__name__}.{name}: only the last member may be conformant")
+        self.align = max((n.align for _, n in self.fields), default=1)
+        self.min_size = sum(n.min_size for _, n in self.fields)
+        self.deferred = any(n.deferred for _, n in self.fields)
+        self.conformant = bool(self.fields) and self.fields[-1][1].conformant
+
+
+@dataclass(eq=False)
+class UnionNode(Node):
+    """A union: discriminant of ``switch`` type, then the arm its value selects (C706 14.3.8)."""
+
+    cls: type
+    switch: PrimNode | None = None
+    arms: dict[int, tuple[str, Node | None]] = field(default_factory=dict)
+    default: tuple[str, Node | None] | None = None
+
+    def finish(self) -> None:
+        assert self.switch is not None
+        nodes = [n for _, n in self.arms.values() if n is not None]
+        if self.default is not None and self.default[1] is not None:
+            nodes.append(self.default[1])
+        for n in nodes:
+            if n.conformant:
+                raise TypeError(f"{self.cls.__name__}: a union arm cannot be conformant")
+        self.arm_align = max((n.align for n in nodes), default=1)
+        self.align = max(self.switch.align, self.arm_align)
+        self.min_size = self.switch.min_size
+        self.deferred = any(n.deferred for n in nodes)
+
+
+_MARKERS = (SizeIs, LengthIs, FirstIs, Fixed, String, Pointer, SwitchIs, Case)
+
+
+class _Resolver:
+    """Resolves one annotation, sharing struct/union nodes through a per-class memo."""
+
+    def __init__(self) -> None:
+        self.stack: list[Node] = []  # struct/union nodes being resolved (to detect cycles)
+
+    def resolve(self, tp: Any) -> Node:
+        if get_origin(tp) is Annotated:
+            base, *meta = get_args(tp)
+            return self._annotated(base, meta)
+        if _is_optional(tp):
+            return self._pointer(PointerKind.UNIQUE, _strip_none(tp))
+        if isinstance(tp, type):
+            return self._class(tp)
+        raise TypeError(f"{tp!r} is not an NDR type: use uint32, Unique[...], a Struct, ...")
+
+    def _annotated(self, base: Any, meta: list[Any]) -> Node:
+        ptr_at = [i for i, m in enumerate(meta) if isinstance(m, Pointer)]
+        if ptr_at:
+            k = ptr_at[-1]
+            rest = meta[:k] + meta[k + 1 :]
+            inner = _strip_none(base) if _is_optional(base) else base
+            target_tp = Annotated[(inner, *rest)] if rest else inner
+            return self._pointer(meta[k].kind, target_tp)
+        prims = [m for m in meta if isinstance(m, Prim)]
+        if prims:
+            return PrimNode(prims[-1])
+        strings = [m for m in meta if isinstance(m, String)]
+        size = next((m.expr for m in meta if isinstance(m, SizeIs)), None)
+        if strings:
+            return StringNode(strings[-1], size_is=size)
+        fixed = [m.count for m in meta if isinstance(m, Fixed)]
+        length = next((m.expr for m in meta if isinstance(m, LengthIs)), None)
+        first = next((m.expr for m in meta if isinstance(m, FirstIs)), None)
+        if fixed or size is not None or length is not None:
+            return self._array(base, fixed[0] if fixed else None, size, length, first)
+        if any(isinstance(m, SwitchIs) for m in meta):
+            return self.resolve(base)  # the discriminant travels with the union value itself
+        if any(isinstance(m, Case) or m is Default for m in meta):
+            return self.resolve(base)
+        return self.resolve(base)
+
+    def _array(
+        self, base: Any, fixed: int | None, size: str | None, length: str | None, first: str | None
+    ) -> Node:
+        if base is bytes:
+            elem: Node = PrimNode(Prim("uint8", "B", 1, "int"))
+            as_bytes = True
+        elif get_origin(base) is list:
+            (elem_tp,) = get_args(base)
+            elem = self.resolve(elem_tp)
+            as_bytes = False
+        else:
+            raise TypeError(f"an array is declared as bytes or list[T], not {base!r}")
+        return ArrayNode(elem, fixed, size, length, first, as_bytes)
+
+    def _pointer(self, kind: PointerKind, target_tp: Any) -> Node:
+        target = self.resolve(target_tp)
+        return PointerNode(kind, target, cycle=target in self.stack)
+
+    def _class(self, tp: type) -> Node:
+        if tp is uuid.UUID:
+            return GuidNode()
+        if tp is ContextHandle:
+            return HandleNode()
+        if issubclass(tp, (Enum8, Enum16, Enum32)):
+            bits = tp.__ndr_bits__
+            fmt = {8: "B", 16: "H", 32: "I"}[bits]
+            return PrimNode(Prim(tp.__name__, fmt, bits // 8, "int"), wrap=tp)
+        if issubclass(tp, _Status):
+            return PrimNode(Prim(tp.__name__, "I", 4, "int"), wrap=tp)
+        if issubclass(tp, Struct):
+            return self._struct(tp)
+        if issubclass(tp, NdrUnion):
+            return self._union(tp)
+        raise TypeError(f"{tp.__name__} is not an NDR type (say uint32, not int; bytes need a size)")
+
+    def _struct(self, cls: type) -> Node:
+        node = _memo.get(cls)
+        if node is not None:
+            return node
+        snode = StructNode(cls)
+        _memo[cls] = snode
+        self.stack.append(snode)
+        try:
+            hints = get_type_hints(cls, include_extras=True)
+            names = [f.name for f in cls.__dataclass_fields__.values()]  # type: ignore[attr-defined]
+            snode.fields = [(n, self.resolve(hints[n])) for n in names]
+            snode.finish()
+        except BaseException:
+            del _memo[cls]
+            raise
+        finally:
+            self.stack.pop()
+        return snode
+
+    def _union(self, cls: type[NdrUnion]) -> Node:
+        node = _memo.get(cls)
+        if node is not None:
+            return node
+        unode = UnionNode(cls)
+        _memo[cls] = unode
+        self.stack.append(unode)
+        try:
+            sw = self.resolve(cls.__ndr_switch_type__)
+            if not isinstance(sw, PrimNode) or sw.prim.kind != "int":
+                raise TypeError(f"{cls.__name__}: switch_type must be an integer type")
+            unode.switch = sw
+            hints = get_type_hints(cls, include_extras=True)
+            resolved: dict[str, Node | None] = {}
+            for name in cls.__ndr_tag_by_arm__.keys() | (
+                {cls.__ndr_default_arm__} if cls.__ndr_default_arm__ else set()
+            ):
+                hint = hints[name]
+                base = get_args(hint)[0] if get_origin(hint) is Annotated else hint
+                resolved[name] = None if base is type(None) else self.resolve(hint)
+            unode.arms = {tag: (n, resolved[n]) for tag, n in cls.__ndr_arm_by_tag__.items()}
+            if cls.__ndr_default_arm__:
+                unode.default = (cls.__ndr_default_arm__, resolved[cls.__ndr_default_arm__])
+            unode.finish()
+        except BaseException:
+            del _memo[cls]
+            raise
+        finally:
+            self.stack.pop()
+        return unode
+
+
+# One node per struct/union class, shared by every declaration that uses it.
+_memo: dict[type, Node] = {}
+
+
+def _is_optional(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
+
+
+def _strip_none(tp: Any) -> Any:
+    rest = tuple(a for a in get_args(tp) if a is not type(None))
+    if len(rest) != 1:
+        raise TypeError(f"{tp!r}: a pointer must point to exactly one type")
+    return rest[0]
+
+
+def resolve(tp: Any) -> Node:
+    """The NDR node for a declaration; struct and union nodes are cached per class.
+
+    Raises:
+        TypeError: the declaration is not an NDR type, or breaks an NDR rule (a conformant member
+            that is not last, an array with neither a fixed size nor ``SizeIs``).
+    """
+    return _Resolver().resolve(tp)
