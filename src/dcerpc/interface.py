@@ -17,6 +17,7 @@ same class. Each operation's codecs are compiled on first use and kept on the :c
 from __future__ import annotations
 
 import inspect
+import struct
 import uuid as _uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ class Operation:
     def _compile(self) -> None:
         hints = get_type_hints(self.function, include_extras=True)
         sig = inspect.signature(self.function)
-        in_names = [p for p in list(sig.parameters)[1:]]  # drop self
+        in_names = list(sig.parameters)[1:]  # drop self
         for n in in_names:
             if n not in hints:
                 raise TypeError(f"{self.interface.__name__}.{self.name}: parameter {n} has no NDR type")
@@ -96,11 +97,11 @@ class Operation:
         else:
             out_params = [("result", resolve(ret))]
             self._single = True
-        enc, dle, dbe = compile_params(in_params)
+        enc, dle, dbe, _ = compile_params(in_params)
         self._request = _Side(tuple(in_names), enc, dle, dbe)
         out_names = tuple(n for n, _ in out_params)
         context = tuple(n for n in in_names if n not in out_names)
-        enc, dle, dbe = compile_params(out_params, context)
+        enc, dle, dbe, _ = compile_params(out_params, context)
         self._response = _Side(out_names, enc, dle, dbe)
         self._context = context
 
@@ -179,7 +180,7 @@ def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> bytes:
         return fn(*args)
     except NdrError:
         raise
-    except (TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
+    except (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
         raise NdrError(f"{name}: cannot encode the values given: {e}") from None
 
 

@@ -7,6 +7,7 @@ referent follows it at once, a conformant type starts with its max count.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Generic, TypeVar
 
 from .._errors import NdrError
@@ -21,24 +22,24 @@ T = TypeVar("T")
 class Codec(Generic[T]):
     """The compiled NDR 2.0 codec of one declared type."""
 
-    __slots__ = ("_dec_be", "_dec_le", "_enc", "type")
+    __slots__ = ("_dec_be", "_dec_le", "_enc", "_enc_be", "type")
 
     def __init__(self, tp: Any) -> None:
         self.type = tp
-        self._enc, self._dec_le, self._dec_be = compile_params([("value", resolve(tp))])
+        self._enc, self._dec_le, self._dec_be, self._enc_be = compile_params([("value", resolve(tp))])
 
-    def encode(self, value: T) -> bytes:
-        """The canonical little-endian NDR encoding of ``value``.
+    def encode(self, value: T, *, big_endian: bool = False) -> bytes:
+        """The canonical NDR encoding of ``value`` (little-endian unless asked otherwise).
 
         Raises:
             NdrError: the value does not fit the declaration (wrong type, out of range, a list
                 whose length disagrees with its size_is field, a NULL [ref] pointer).
         """
         try:
-            return self._enc(value)
+            return (self._enc_be if big_endian else self._enc)(value)
         except NdrError:
             raise
-        except (TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
+        except (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
             raise NdrError(f"cannot encode {value!r:.200} as {_name(self.type)}: {e}") from None
 
     def decode(
@@ -87,9 +88,9 @@ def codec(tp: Any) -> Codec[Any]:
     return c
 
 
-def encode(tp: Any, value: Any) -> bytes:
+def encode(tp: Any, value: Any, *, big_endian: bool = False) -> bytes:
     """Encode ``value`` as the NDR type ``tp``."""
-    return codec(tp).encode(value)
+    return codec(tp).encode(value, big_endian=big_endian)
 
 
 def decode(tp: Any, data: bytes, *, big_endian: bool = False, allow_trailing: bool = False) -> Any:

@@ -188,11 +188,17 @@ def _numbers(fmt: str, b: bytes, p: int, n: int, size: int, swap: bool) -> list[
     return a.tolist()
 
 
-def _numbers_out(fmt: str, values: Any) -> bytes:
+def _numbers_out(fmt: str, values: Any, swap: bool) -> bytes:
     a = array.array(fmt, values)
-    if _SWAP:
+    if swap:
         a.byteswap()
     return a.tobytes()
+
+
+def _guid_out_be(u: uuid.UUID) -> bytes:
+    if not isinstance(u, uuid.UUID):
+        raise NdrError(f"a GUID must be a uuid.UUID, not {type(u).__name__}")
+    return u.bytes
 
 
 def _check_len(x: Any, n: int, what: str) -> None:
@@ -380,10 +386,17 @@ def _segments(fields: list[tuple[str, Node]]) -> list[_Run | tuple[str, Node]]:
 
 
 class _Encoder:
-    """Generates encoders; output is appended to a bytearray ``out`` whose length is the offset."""
+    """Generates encoders; output is appended to a bytearray ``out`` whose length is the offset.
 
-    def __init__(self) -> None:
+    Peers are answered little-endian; the big-endian encoder exists so that decoding of the other
+    byte order can be tested on every type.
+    """
+
+    def __init__(self, endian: str) -> None:
+        self.e = endian
+        self.swap = (endian == "<") == _SWAP
         self.ns = _Namespace(_ENC_HELPERS)
+        self.ns.g["_gout"] = _guid_out if endian == "<" else _guid_out_be
         self.fns: dict[int, tuple[str, str | None]] = {}
 
     def _align(self, src: _Src, ind: int, a: int) -> None:
@@ -391,7 +404,7 @@ class _Encoder:
             src(ind, f"out += _PAD[-len(out) & {a - 1}]")
 
     def _pack(self, fmt: str) -> str:
-        return self.ns.const(struct.Struct("<" + fmt), "S") + ".pack"
+        return self.ns.const(struct.Struct(self.e + fmt), "S") + ".pack"
 
     # a struct or union: its scalars and buffers functions, generated on first use
     def functions(self, node: StructNode | UnionNode) -> tuple[str, str | None]:
@@ -567,7 +580,7 @@ class _Encoder:
         if node.as_bytes:
             src(ind, f"out += {x}")
         elif isinstance(elem, PrimNode) and elem.prim.kind in ("int", "float"):
-            src(ind, f"out += _nout({_ARRAY_CODE[elem.prim.fmt]!r}, {x})")
+            src(ind, f"out += _nout({_ARRAY_CODE[elem.prim.fmt]!r}, {x}, {self.swap})")
         else:
             e = src.tmp("e")
             src(ind, f"for {e} in {x}:")
@@ -575,10 +588,11 @@ class _Encoder:
 
     def _string(self, src: _Src, ind: int, node: StringNode, v: str, env: Env) -> None:
         spec = node.spec
+        enc = "utf-16-be" if spec.width == 2 and self.e == ">" else spec.encoding
         raw, n = src.tmp("s"), src.tmp("n")
         src(
             ind,
-            f"{raw} = _sout({v}, {spec.encoding!r}, {spec.width}); {n} = len({raw}) // {spec.width}",
+            f"{raw} = _sout({v}, {enc!r}, {spec.width}); {n} = len({raw}) // {spec.width}",
         )
         bound = str(spec.max_count) if spec.max_count is not None else None
         if node.size_is is not None:
@@ -987,7 +1001,7 @@ class _Decoder:
 
 # --- entry points ---------------------------------------------------------------------------------
 
-_ENCODER = _Encoder()
+_ENCODERS = {"<": _Encoder("<"), ">": _Encoder(">")}
 _DECODERS = {"<": _Decoder("<"), ">": _Decoder(">")}
 
 EncodeFn = Callable[..., bytes]
@@ -996,7 +1010,7 @@ DecodeFn = Callable[[bytes, int, DecodeContext], tuple[tuple[Any, ...], int]]
 
 def compile_params(
     params: list[tuple[str, Node]], context: tuple[str, ...] = ()
-) -> tuple[EncodeFn, DecodeFn, DecodeFn]:
+) -> tuple[EncodeFn, DecodeFn, DecodeFn, EncodeFn]:
     """Compile a sequence of top-level elements (an operation's [in] or [out] side, or one root).
 
     Args:
@@ -1005,8 +1019,8 @@ def compile_params(
             array sized by an [in] parameter); they are passed after the params.
 
     Returns:
-        ``encode(*values, *context_values) -> bytes`` and little- / big-endian
-        ``decode(stub, offset, ctx) -> (values, end_offset)``.
+        ``encode(*values, *context_values) -> bytes`` (little-endian), little- and big-endian
+        ``decode(stub, offset, ctx) -> (values, end_offset)``, and a big-endian encoder.
     """
     names = [n for n, _ in params]
     local = {n: f"a_{n}" for n in [*names, *context]}
@@ -1014,17 +1028,19 @@ def compile_params(
     def env(name: str) -> str | None:
         return local.get(name)
 
-    src = _Src()
-    fname = f"enc_{len(_ENCODER.ns.g)}"
-    args = ", ".join(local.values())
-    src(0, f"def {fname}({args}):")
-    src(1, "out = bytearray(); c = _EC()")
-    for n, node in params:
-        _ENCODER.top(src, 1, node, f"a_{n}", env)
-    src(1, "return bytes(out)")
-    _ENCODER.ns.g["_EC"] = EncodeContext
-    _ENCODER.ns.define(src)
-    encode = _ENCODER.ns.g[fname]
+    encoders: list[EncodeFn] = []
+    for endian in ("<", ">"):
+        encoder = _ENCODERS[endian]
+        src = _Src()
+        fname = f"enc_{len(encoder.ns.g)}"
+        src(0, f"def {fname}({', '.join(local.values())}):")
+        src(1, "out = bytearray(); c = _EC()")
+        for n, node in params:
+            encoder.top(src, 1, node, f"a_{n}", env)
+        src(1, "return bytes(out)")
+        encoder.ns.g["_EC"] = EncodeContext
+        encoder.ns.define(src)
+        encoders.append(encoder.ns.g[fname])
 
     decoders: list[DecodeFn] = []
     for endian in ("<", ">"):
@@ -1045,4 +1061,4 @@ def compile_params(
         src(1, f"return ({tail}{',' if len(names) == 1 else ''}), p")
         dec.ns.define(src)
         decoders.append(dec.ns.g[fname])
-    return encode, decoders[0], decoders[1]
+    return encoders[0], decoders[0], decoders[1], encoders[1]

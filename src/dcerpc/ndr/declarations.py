@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final, TypeAlias, TypeVar, dataclass_transform
@@ -226,11 +227,13 @@ class Struct:
     """
 
     __ndr_plan__: ClassVar[Any] = None
+    __ndr_localns__: ClassVar[dict[str, Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         dataclasses.dataclass(cls)
         cls.__ndr_plan__ = None
+        cls.__ndr_localns__ = _defining_scope()
 
 
 class _Arm:
@@ -270,6 +273,7 @@ class Union:
     __ndr_arm_by_tag__: ClassVar[dict[int, str]] = {}
     __ndr_tag_by_arm__: ClassVar[dict[str, int]] = {}
     __ndr_default_arm__: ClassVar[str | None] = None
+    __ndr_localns__: ClassVar[dict[str, Any] | None] = None
 
     def __init_subclass__(cls, *, switch_type: Any = None, encapsulated: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -277,6 +281,7 @@ class Union:
             cls.__ndr_switch_type__ = switch_type
         cls.__ndr_encapsulated__ = encapsulated
         cls.__ndr_plan__ = None
+        cls.__ndr_localns__ = _defining_scope()
         by_tag: dict[int, str] = {}
         default: str | None = None
         for name, ann in inspect.get_annotations(cls).items():
@@ -331,6 +336,15 @@ class Union:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.arm_name()}={self.value!r}, tag={self.tag})"
+
+
+def _defining_scope() -> dict[str, Any] | None:
+    """The local names where a type was declared inside a function (so annotations that name
+    other local types resolve later); None at module level, where the module's globals serve."""
+    frame = sys._getframe(2)  # 0: here, 1: __init_subclass__, 2: the class statement's scope
+    if frame.f_locals is frame.f_globals:
+        return None
+    return frame.f_locals
 
 
 def _cases_from_text(text: str) -> tuple[Any, ...]:

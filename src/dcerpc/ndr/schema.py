@@ -273,7 +273,7 @@ class _Resolver:
         _memo[cls] = snode
         self.stack.append(snode)
         try:
-            hints = get_type_hints(cls, include_extras=True)
+            hints = get_type_hints(cls, localns=_localns(cls), include_extras=True)
             names = [f.name for f in cls.__dataclass_fields__.values()]  # type: ignore[attr-defined]
             snode.fields = [(n, self.resolve(hints[n])) for n in names]
             snode.finish()
@@ -296,7 +296,7 @@ class _Resolver:
             if not isinstance(sw, PrimNode) or sw.prim.kind != "int":
                 raise TypeError(f"{cls.__name__}: switch_type must be an integer type")
             unode.switch = sw
-            hints = get_type_hints(cls, include_extras=True)
+            hints = get_type_hints(cls, localns=_localns(cls), include_extras=True)
             resolved: dict[str, Node | None] = {}
             for name in cls.__ndr_tag_by_arm__.keys() | (
                 {cls.__ndr_default_arm__} if cls.__ndr_default_arm__ else set()
@@ -318,6 +318,12 @@ class _Resolver:
 
 # One node per struct/union class, shared by every declaration that uses it.
 _memo: dict[type, Node] = {}
+
+
+def _localns(cls: type) -> dict[str, Any]:
+    """Names visible where ``cls`` was declared: its scope's locals and the class itself."""
+    scope = getattr(cls, "__ndr_localns__", None) or {}
+    return {**scope, cls.__name__: cls}
 
 
 def _is_optional(tp: Any) -> bool:
