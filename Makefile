@@ -23,7 +23,7 @@ peers:
 	@bash scripts/install-peers.sh
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks fuzz
 
 typecheck: setup
 	$(BIN)/mypy
