@@ -25,8 +25,14 @@ from typing import Any
 from dcerpc import NdrError
 from dcerpc.epm.idl import Epm, LookupResult, MapResult, ept_entry_t, rpc_if_id_t, twr_t
 from dcerpc.interface import Interface, Operation
-from dcerpc.mgmt.idl import InqIfIdsResult, InqPrincNameResult, InqStatsResult, Mgmt, mgmt_statistics
-from dcerpc.mgmt.idl import rpc_if_id_vector_t as IfVector
+from dcerpc.mgmt.idl import (
+    InqIfIdsResult,
+    InqPrincNameResult,
+    InqStatsResult,
+    Mgmt,
+    mgmt_statistics,
+    rpc_if_id_vector_t,
+)
 from dcerpc.ndr import NTSTATUS, ContextHandle
 from dcerpc.rpcecho import (
     Echo,
@@ -85,7 +91,7 @@ SAMPLES: list[tuple[type[Interface], str, tuple[Any, ...], Any]] = [
         Mgmt,
         "inq_if_ids",
         (),
-        InqIfIdsResult(IfVector(2, [rpc_if_id_t(uuid.UUID(int=5), 3, 0), None]), 0),
+        InqIfIdsResult(rpc_if_id_vector_t(2, [rpc_if_id_t(uuid.UUID(int=5), 3, 0), None]), 0),
     ),
     (Mgmt, "inq_stats", (4, 0), InqStatsResult(mgmt_statistics(4, [1, 2, 3, 4]), 0)),
     (Mgmt, "is_server_listening", (), (0, True)),
@@ -167,7 +173,7 @@ def run(seconds: float, seed: int, crash_dir: Path) -> int:
 
 
 def run_atheris(argv: list[str]) -> None:  # pragma: no cover - optional engine
-    import atheris  # type: ignore[import-not-found]
+    import atheris  # type: ignore[import-not-found]  # noqa: PLC0415  (optional engine)
 
     tlist = targets()
 
