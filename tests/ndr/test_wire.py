@@ -218,3 +218,21 @@ def test_values_that_do_not_fit_raise_ndr_error() -> None:
         encode(uint8, 256)
     with pytest.raises(NdrError):
         encode(Sized, Sized(3, [1]))
+
+
+def test_top_level_full_pointers_that_alias_send_one_referent() -> None:
+    from dcerpc.interface import Interface, operation
+
+    class Aliases(Interface, uuid="11111111-2222-3333-4444-555555555555"):
+        @operation(0)
+        async def Two(self, a: Full[Pair], b: Full[Pair]) -> None: ...
+
+    op = Aliases.operation_named("Two")
+    shared = Pair(3, 4)
+    stub = op.encode_request(shared, shared)
+    assert stub[:4] == le("I", 0x20000)
+    # id, padding to 8, the referent (uint8, padding, hyper), the same id again, no second referent
+    assert stub[24:28] == le("I", 0x20000)
+    assert len(stub) == 28
+    (a, b), end = op.decode_request(stub)
+    assert a is b and a == shared and end == len(stub)

@@ -433,9 +433,10 @@ class _Encoder:
 
         src(0, f"def {names[0]}(out, v, c):")
         src(1, "pass")
-        if node.align > 1:
+        segments = _segments(node.fields)
+        if not (segments and isinstance(segments[0], _Run) and segments[0].align == node.align):
             self._align(src, 1, node.align)
-        for seg in _segments(node.fields):
+        for seg in segments:
             if isinstance(seg, _Run):
                 self._align(src, 1, seg.align)
                 values: list[str] = []
@@ -549,11 +550,16 @@ class _Encoder:
             self.top(src, ind, node.target, v, env)
             return
         self._align(src, ind, 4)
-        ref = "_fref(c, {v})" if node.kind is PointerKind.FULL else "_nref(c)"
         src(ind, f"if {v} is None:")
         src(ind + 1, "out += _Z4")
-        src(ind, "else:")
-        src(ind + 1, f"out += {self._pack('I')}({ref.format(v=v)})")
+        if node.kind is PointerKind.FULL:
+            # an alias of a referent already sent repeats its id and sends nothing more
+            src(ind, "else:")
+            src(ind + 1, f"out += {self._pack('I')}(_fref(c, {v}))")
+            src(ind, f"if {v} is not None and _fown(c, {v}):")
+        else:
+            src(ind, "else:")
+            src(ind + 1, f"out += {self._pack('I')}(_nref(c))")
         self.top(src, ind + 1, node.target, v, env)
 
     def _array(self, src: _Src, ind: int, node: ArrayNode, v: str, env: Env) -> None:
@@ -759,9 +765,11 @@ class _Decoder:
 
         src(0, f"def {names[0]}(b, p, c{', mc' if node.conformant else ''}):")
         src(1, "n = len(b)")
-        self._align(src, 1, node.align)
+        segments = _segments(node.fields)
+        if not (segments and isinstance(segments[0], _Run) and segments[0].align == node.align):
+            self._align(src, 1, node.align)
         last = node.fields[-1][0] if node.fields else None
-        for seg in _segments(node.fields):
+        for seg in segments:
             if isinstance(seg, _Run):
                 self._run(src, 1, seg, [f"f_{nm}" for nm, _ in seg.members], sname)
                 decoded.update(nm for nm, _ in seg.members)
