@@ -26,21 +26,11 @@ from typing import Any, ClassVar, TypeVar, get_type_hints
 from ._errors import NdrError
 from .ndr.compiler import DEFAULT_LIMITS, DecodeContext, DecodeFn, EncodeFn, Limits, compile_params
 from .ndr.schema import resolve
+from .pdu.syntax import SyntaxId
 
 __all__ = ["Interface", "Operation", "SyntaxId", "operation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True, slots=True)
-class SyntaxId:
-    """An interface or transfer-syntax identifier: UUID and (major, minor) version (C706 12.6.3.1)."""
-
-    uuid: _uuid.UUID
-    version: tuple[int, int]
-
-    def __str__(self) -> str:
-        return f"{self.uuid} v{self.version[0]}.{self.version[1]}"
 
 
 def operation(opnum: int) -> Callable[[F], F]:
