@@ -108,18 +108,19 @@ class AuthLevel(enum.IntEnum):
     PRIVACY = 6  # "packet privacy"
 
 
-# Fault statuses the runtime itself sends (C706 Appendix E, MS-RPCE 2.2.2.11 / 3.1.1.5.5).
-NCA_S_OP_RNG_ERROR: Final = 0x1C010002
-NCA_S_UNK_IF: Final = 0x1C010003
-NCA_PROTO_ERROR: Final = 0x1C01000B
-NCA_S_PROTO_ERROR: Final = 0x1C00000B
-NCA_S_FAULT_CONTEXT_MISMATCH: Final = 0x1C00001A
+# Fault statuses the runtime itself sends (C706 Appendix E, MS-RPCE 3.3.3.5.x).
+NCA_S_OP_RNG_ERROR: Final = 0x1C010002  # no such operation
+NCA_S_UNK_IF: Final = 0x1C010003  # no such interface / presentation context
+NCA_S_PROTO_ERROR: Final = 0x1C01000B  # the peer broke the protocol
+NCA_S_SERVER_TOO_BUSY: Final = 0x1C010014
 NCA_S_FAULT_CANCEL: Final = 0x1C00000D
-NCA_S_FAULT_NDR: Final = 0x000006F7  # rpc_x_bad_stub_data, what Windows sends for bad stubs
+NCA_S_FAULT_UNSPEC: Final = 0x1C000012
+NCA_S_FAULT_CONTEXT_MISMATCH: Final = 0x1C00001A  # a context handle of another group
 NCA_S_FAULT_REMOTE_NO_MEMORY: Final = 0x1C00001B
-NCA_S_SERVER_TOO_BUSY: Final = 0x1C000014
-NCA_S_FAULT_UNSPEC: Final = 0x1C000012  # nca_s_fault_unspec
+NCA_S_INVALID_PRES_CONTEXT_ID: Final = 0x1C00001C
+NCA_S_UNSUPPORTED_AUTHN_LEVEL: Final = 0x1C00001D
 RPC_S_ACCESS_DENIED: Final = 0x00000005
+RPC_X_BAD_STUB_DATA: Final = 0x000006F7  # a stub that does not decode
 RPC_S_CALL_CANCELLED: Final = 0x0000071A
 
 NDR20: Final = SyntaxId(uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860"), (2, 0))

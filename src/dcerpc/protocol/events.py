@@ -1,0 +1,134 @@
+"""Events the sans-IO associations hand to their adapters."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import final
+
+from ..pdu.syntax import SyntaxId
+
+__all__ = [
+    "AlterContextAccepted",
+    "BindAccepted",
+    "BindRejected",
+    "CallCancelled",
+    "CallOrphaned",
+    "CallReceived",
+    "Closing",
+    "Event",
+    "FaultReceived",
+    "ProtocolViolation",
+    "ResponseReceived",
+    "ShutdownRequested",
+]
+
+
+class Event:
+    """Base of all association events."""
+
+    __slots__ = ()
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BindAccepted(Event):
+    """A bind or alter_context was answered; ``accepted`` maps context id to interface."""
+
+    accepted: dict[int, SyntaxId]
+    rejected: dict[int, int]  # context id -> provider reason
+    assoc_group_id: int
+    max_xmit_frag: int
+    max_recv_frag: int
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlterContextAccepted(Event):
+    """Client side: alter_context_resp arrived."""
+
+    accepted: dict[int, SyntaxId]
+    rejected: dict[int, int]
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BindRejected(Event):
+    """Client side: bind_nak arrived (``reason`` is a RejectReason value)."""
+
+    reason: int
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallReceived(Event):
+    """Server side: a whole request is here."""
+
+    call_id: int
+    context_id: int
+    interface: SyntaxId
+    opnum: int
+    object: uuid.UUID | None
+    stub: bytes
+    little_endian: bool
+    auth_pad: int = 0
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallCancelled(Event):
+    """Server side: the client sent co_cancel for a call being served."""
+
+    call_id: int
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallOrphaned(Event):
+    """Server side: the client abandoned a call (orphaned); send nothing for it."""
+
+    call_id: int
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseReceived(Event):
+    """Client side: a whole response is here."""
+
+    call_id: int
+    stub: bytes
+    little_endian: bool
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultReceived(Event):
+    """Client side: the call failed with ``status``."""
+
+    call_id: int
+    status: int
+    did_not_execute: bool
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownRequested(Event):
+    """Client side: the server sent shutdown."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtocolViolation(Event):
+    """The peer broke a rule; ``reason`` names it (for the log and the audit trail)."""
+
+    reason: str
+    call_id: int = 0
+    fatal: bool = False
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Closing(Event):
+    """The association is over: flush ``data_to_send()`` and close the transport."""
+
+    reason: str
