@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar, get_type_hints
 
 from ._errors import NdrError
 from .ndr.compiler import DEFAULT_LIMITS, DecodeContext, DecodeFn, EncodeFn, Limits, compile_params
-from .ndr.schema import resolve
+from .ndr.schema import HandleNode, resolve
 from .pdu.syntax import SyntaxId
 
 __all__ = ["Interface", "Operation", "SyntaxId", "operation"]
@@ -67,6 +67,7 @@ class Operation:
     _response: _Side | None = field(default=None, repr=False)
     _result_type: Any = field(default=None, repr=False)
     _single: bool = field(default=False, repr=False)
+    handle_params: tuple[int, ...] = field(default=(), repr=False)  # [in] context handles, by index
 
     def _compile(self) -> None:
         hints = get_type_hints(self.function, include_extras=True)
@@ -76,6 +77,7 @@ class Operation:
             if n not in hints:
                 raise TypeError(f"{self.interface.__name__}.{self.name}: parameter {n} has no NDR type")
         in_params = [(n, resolve(hints[n])) for n in in_names]
+        self.handle_params = tuple(i for i, (_, node) in enumerate(in_params) if isinstance(node, HandleNode))
         ret = hints.get("return", type(None))
         if ret is type(None) or ret is None:
             out_params: list[tuple[str, Any]] = []
@@ -104,6 +106,11 @@ class Operation:
     def out_names(self) -> tuple[str, ...]:
         """The [out] value names in wire order (``result`` for a single return value)."""
         return self._resp().names
+
+    def compiled(self) -> Operation:
+        """Compile the codecs now (they are otherwise compiled on first use)."""
+        self._req()
+        return self
 
     def _req(self) -> _Side:
         if self._request is None:

@@ -6,16 +6,16 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-_SYNTAX = struct.Struct("<16sHH")
-_SYNTAX_BE = struct.Struct(">16sHH")
+_SYNTAX = struct.Struct("<16sI")
+_SYNTAX_BE = struct.Struct(">16sI")
 
 
 @dataclass(frozen=True, slots=True)
 class SyntaxId:
     """p_syntax_id_t (C706 12.6.3.1): UUID and (major, minor) version.
 
-    On the wire the version is one 32-bit word; MS-RPCE 2.2.2.7 reads it as two 16-bit halves,
-    major in the low half.
+    On the wire the version is one 32-bit word in the sender's integer order, major version in the
+    low 16 bits and minor in the high 16 (so a big-endian sender puts the minor first).
     """
 
     uuid: uuid.UUID
@@ -26,11 +26,11 @@ class SyntaxId:
 
     def pack(self) -> bytes:
         """The 20 octets of p_syntax_id_t, little-endian."""
-        return _SYNTAX.pack(self.uuid.bytes_le, self.version[0], self.version[1])
+        return _SYNTAX.pack(self.uuid.bytes_le, self.version[0] | self.version[1] << 16)
 
     @classmethod
     def unpack(cls, data: bytes, offset: int, little: bool = True) -> SyntaxId:
         """Read 20 octets at ``offset`` in the sender's integer order (caller checks the length)."""
-        raw, major, minor = (_SYNTAX if little else _SYNTAX_BE).unpack_from(data, offset)
+        raw, version = (_SYNTAX if little else _SYNTAX_BE).unpack_from(data, offset)
         u = uuid.UUID(bytes_le=raw) if little else uuid.UUID(bytes=raw)
-        return cls(u, (major, minor))
+        return cls(u, (version & 0xFFFF, version >> 16))

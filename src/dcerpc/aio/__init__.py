@@ -1,0 +1,1 @@
+"""Thin asyncio adapters around the sans-IO associations: the only I/O in the package."""

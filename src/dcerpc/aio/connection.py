@@ -1,0 +1,159 @@
+"""The asyncio adapter for one server connection: bytes in, events out, calls as tasks.
+
+This and ``server.py`` are the only places the server touches sockets or the clock. Each call runs in
+its own task so calls on one connection proceed concurrently and answer out of order; co_cancel
+cancels the task (answered with nca_s_fault_cancel), orphaned cancels it silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..pdu import constants as const
+from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
+from ..protocol.server import ServerAssociation
+from ..server.context import CallContext
+from ..server.dispatch import Outcome, dispatch
+
+if TYPE_CHECKING:
+    from ..server.server import Server
+
+__all__ = ["ServerConnection"]
+
+log = logging.getLogger("dcerpc.server")
+
+
+class ServerConnection(asyncio.Protocol):
+    """One accepted connection."""
+
+    def __init__(self, server: Server, transport_name: str) -> None:
+        self.server = server
+        self.transport_name = transport_name
+        self.transport: asyncio.Transport | None = None
+        self.assoc: ServerAssociation | None = None
+        self.peer: Any = None
+        self.local: Any = None
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._idle: asyncio.TimerHandle | None = None
+        self._paused = False
+
+    # asyncio.Protocol -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.local = transport.get_extra_info("sockname")
+        if not self.server._admit(self):
+            log.warning(
+                "refusing %s: %d connections is the limit", self.peer, self.server.limits.max_connections
+            )
+            transport.abort()
+            return
+        port = self.local[1] if isinstance(self.local, tuple) else None
+        sec_addr = str(port).encode() if port is not None else b""
+        self.assoc = ServerAssociation(
+            self.server.registry.match, self.server.groups, self.server.limits, sec_addr
+        )
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        assoc = self.assoc
+        if assoc is None:
+            return
+        assoc.receive_data(data)
+        self._handle_events()
+        self._flush()
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+        if self.assoc is not None:
+            self.assoc.connection_lost()
+        self.server._release(self)
+
+    def pause_writing(self) -> None:
+        # Backpressure: stop reading new requests while the peer is not reading our answers.
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # events -----------------------------------------------------------------------------------------
+
+    def _handle_events(self) -> None:
+        assert self.assoc is not None
+        for ev in self.assoc.events():
+            if isinstance(ev, CallReceived):
+                self.tasks[ev.call_id] = asyncio.get_running_loop().create_task(self._call(ev))
+            elif isinstance(ev, CallCancelled | CallOrphaned):
+                task = self.tasks.get(ev.call_id)
+                if task is not None:
+                    task.cancel()
+            elif isinstance(ev, ProtocolViolation):
+                self.server._violation(self, ev)
+            elif isinstance(ev, Closing):
+                self._flush()
+                log.info("closing connection from %s: %s", self.peer, ev.reason)
+                if self.transport is not None:
+                    self.transport.close()
+
+    async def _call(self, ev: CallReceived) -> None:
+        assoc = self.assoc
+        assert assoc is not None and assoc.group is not None
+        impl = self.server.registry.get(ev.interface)
+        try:
+            if impl is None:  # cannot happen: contexts only name served interfaces
+                outcome = Outcome(status=const.NCA_S_UNK_IF, did_not_execute=True)
+            else:
+                ctx = CallContext(peer=self.peer, local=self.local, transport=self.transport_name,
+                                  interface=ev.interface, opnum=ev.opnum, call_id=ev.call_id,
+                                  group=assoc.group)  # fmt: skip
+                outcome = await dispatch(impl, ev, ctx, self.server.limits.ndr)
+        except asyncio.CancelledError:
+            outcome = Outcome(status=const.NCA_S_FAULT_CANCEL)
+        finally:
+            self.tasks.pop(ev.call_id, None)
+        self.server._count_call(ev.interface, outcome)
+        if outcome.stub is not None:
+            assoc.respond(ev.call_id, outcome.stub, ev.context_id)
+        else:
+            assoc.fault(ev.call_id, outcome.status, ev.context_id, outcome.did_not_execute)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.assoc is None or self.transport is None or self.transport.is_closing():
+            return
+        data = self.assoc.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        timeout = self.server.limits.idle_timeout
+        if timeout > 0:
+            self._idle = asyncio.get_running_loop().call_later(timeout, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        if self.tasks:  # calls in progress are not idleness
+            self._arm_idle()
+            return
+        log.info("closing idle connection from %s", self.peer)
+        if self.transport is not None:
+            self.transport.close()
+
+    def close(self) -> None:
+        """Close now (server shutdown)."""
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,79 @@
+"""What an implementation may know about the call it is serving.
+
+``current_call()`` inside an operation returns the :class:`CallContext`: the peer's address, the
+association group, and (with authentication) who the caller is. Context handles are made and closed
+through it, so that they belong to the caller's association group and are run down if the client
+disappears.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import FaultError
+from ..ndr.declarations import ContextHandle
+from ..pdu.constants import NCA_S_FAULT_CONTEXT_MISMATCH
+from ..pdu.syntax import SyntaxId
+from ..protocol.groups import Group
+
+__all__ = ["CallContext", "current_call"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallContext:
+    """One call being served.
+
+    Attributes:
+        peer: the client's address as the transport gives it ((host, port) for TCP).
+        local: our address for this connection.
+        transport: "ncacn_ip_tcp" or "ncalrpc".
+        interface, opnum, call_id: what is being called.
+        group: the association group of the connection.
+        auth_type, auth_level, principal: the caller's authentication (none yet: 0, 1, None).
+    """
+
+    peer: Any
+    local: Any
+    transport: str
+    interface: SyntaxId
+    opnum: int
+    call_id: int
+    group: Group
+    auth_type: int = 0
+    auth_level: int = 1
+    principal: str | None = None
+
+    def open_handle(self, value: Any, rundown: Callable[[Any], None] | None = None) -> ContextHandle:
+        """A context handle for ``value`` in the caller's association group."""
+        return self.group.open_handle(value, rundown)
+
+    def handle_value(self, handle: ContextHandle) -> Any:
+        """The value behind a handle of this group (FaultError context mismatch otherwise)."""
+        entry = self.group.lookup(handle)
+        if entry is None:
+            raise FaultError(NCA_S_FAULT_CONTEXT_MISMATCH, "context handle of another association group")
+        return entry.value
+
+    def close_handle(self, handle: ContextHandle) -> Any:
+        """Forget a handle the client is closing; returns its value."""
+        self.handle_value(handle)
+        return self.group.close_handle(handle)
+
+
+_current: contextvars.ContextVar[CallContext] = contextvars.ContextVar("dcerpc_call")
+
+
+def current_call() -> CallContext:
+    """The call being served (LookupError outside a call)."""
+    return _current.get()
+
+
+def _set_current(ctx: CallContext) -> contextvars.Token[CallContext]:
+    return _current.set(ctx)
+
+
+def _reset_current(token: contextvars.Token[CallContext]) -> None:
+    _current.reset(token)

@@ -1,0 +1,127 @@
+"""Serve interface implementations over TCP (IPv4, IPv6) and Unix sockets (ncalrpc)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from typing import Any
+
+from ..interface import Interface
+from ..protocol.events import ProtocolViolation
+from ..protocol.groups import GroupTable
+from ..protocol.limits import Limits
+from .dispatch import Outcome
+from .registry import Registry
+
+__all__ = ["Server"]
+
+log = logging.getLogger("dcerpc.server")
+
+
+def _event_loop_policy() -> None:
+    """Use uvloop when it is installed (a faster event loop; optional)."""
+    try:
+        import uvloop  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+class Server:
+    """An RPC server: implementations, listeners, and the state their connections share.
+
+        server = Server(EchoServer())
+        host, port = await server.listen_tcp("127.0.0.1", 0)
+        ...
+        await server.close()           # stop listening, let calls finish, close connections
+
+    Args:
+        implementations: instances of interface implementations to serve.
+        limits: per-connection and per-server bounds.
+    """
+
+    use_uvloop = staticmethod(_event_loop_policy)
+
+    def __init__(self, *implementations: Interface, limits: Limits | None = None) -> None:
+        self.registry = Registry()
+        for impl in implementations:
+            self.registry.add(impl)
+        self.limits = limits or Limits()
+        self.groups = GroupTable(on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e))
+        self._listeners: list[asyncio.Server] = []
+        self._connections: set[Any] = set()
+        self.addresses: list[Any] = []
+        self.violations: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+
+    def add(self, impl: Interface) -> None:
+        """Serve another implementation (before or while listening)."""
+        self.registry.add(impl)
+
+    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on TCP (``port`` 0: a free port); returns the bound address."""
+        from ..aio.connection import ServerConnection  # noqa: PLC0415
+
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(lambda: ServerConnection(self, "ncacn_ip_tcp"), host, port)
+        self._listeners.append(srv)
+        addr = srv.sockets[0].getsockname()
+        self.addresses.append(("ncacn_ip_tcp", addr))
+        return addr[0], addr[1]
+
+    async def listen_unix(self, path: str) -> str:
+        """Listen on a Unix socket (ncalrpc)."""
+        from ..aio.connection import ServerConnection  # noqa: PLC0415
+
+        if os.path.exists(path):
+            os.unlink(path)
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_unix_server(lambda: ServerConnection(self, "ncalrpc"), path)
+        self._listeners.append(srv)
+        self.addresses.append(("ncalrpc", path))
+        return path
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled."""
+        await asyncio.gather(*(s.serve_forever() for s in self._listeners))
+
+    async def close(self, drain: float = 5.0) -> None:
+        """Stop accepting, give calls in progress ``drain`` seconds, then close every connection."""
+        for srv in self._listeners:
+            srv.close()
+        tasks = [t for c in self._connections for t in c.tasks.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=drain)
+        for conn in list(self._connections):
+            conn.close()
+        for srv in self._listeners:
+            await srv.wait_closed()
+        self._listeners.clear()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # connection bookkeeping (called by the adapter) ------------------------------------------------
+
+    def _admit(self, conn: Any) -> bool:
+        if len(self._connections) >= self.limits.max_connections:
+            return False
+        self._connections.add(conn)
+        return True
+
+    def _release(self, conn: Any) -> None:
+        self._connections.discard(conn)
+
+    def _violation(self, conn: Any, ev: ProtocolViolation) -> None:
+        self.violations[ev.reason.split(":")[0]] += 1
+        log.warning("protocol violation from %s (call %d): %s", conn.peer, ev.call_id, ev.reason)
+
+    def _count_call(self, interface: Any, outcome: Outcome) -> None:
+        self.stats["calls"] += 1
+        if outcome.stub is None:
+            self.stats["faults"] += 1
