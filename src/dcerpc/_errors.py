@@ -11,6 +11,8 @@ from typing import Final
 
 __all__ = [
     "NCA_STATUS",
+    "BindError",
+    "ConnectionClosedError",
     "FaultError",
     "NdrError",
     "ProtocolError",
@@ -95,3 +97,19 @@ class FaultError(RpcError):
         self.name = status_name(status)
         text = f"{self.name} (0x{status:08x})"
         super().__init__(f"{text}: {message}" if message else text)
+
+
+class BindError(RpcError):
+    """The server refused a bind (bind_nak) or rejected the presentation context of an interface.
+
+    Attributes:
+        reason: the bind_nak reject reason or the provider rejection reason.
+    """
+
+    def __init__(self, message: str, reason: int = 0) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class ConnectionClosedError(RpcError):
+    """The connection closed while calls were outstanding, or before they could be sent."""

@@ -116,9 +116,15 @@ class ServerConnection(asyncio.Protocol):
             if impl is None:  # cannot happen: contexts only name served interfaces
                 outcome = Outcome(status=const.NCA_S_UNK_IF, did_not_execute=True)
             else:
-                ctx = CallContext(peer=self.peer, local=self.local, transport=self.transport_name,
-                                  interface=ev.interface, opnum=ev.opnum, call_id=ev.call_id,
-                                  group=assoc.group)  # fmt: skip
+                ctx = CallContext(
+                    peer=self.peer,
+                    local=self.local,
+                    transport=self.transport_name,
+                    interface=ev.interface,
+                    opnum=ev.opnum,
+                    call_id=ev.call_id,
+                    group=assoc.group,
+                )
                 outcome = await dispatch(impl, ev, ctx, self.server.limits.ndr)
         except asyncio.CancelledError:
             outcome = Outcome(status=const.NCA_S_FAULT_CANCEL)

@@ -220,8 +220,18 @@ def _str_count(s: str, encoding: str, width: int) -> int:
 
 
 # Array typecodes with the same sizes as NDR's (checked once at import).
-_ARRAY_CODE: Final = {"B": "B", "b": "b", "H": "H", "h": "h", "I": "I", "i": "i", "Q": "Q",
-                      "q": "q", "f": "f", "d": "d"}  # fmt: skip
+_ARRAY_CODE: Final = {
+    "B": "B",
+    "b": "b",
+    "H": "H",
+    "h": "h",
+    "I": "I",
+    "i": "i",
+    "Q": "Q",
+    "q": "q",
+    "f": "f",
+    "d": "d",
+}
 for _k, _v in _ARRAY_CODE.items():
     assert array.array(_v).itemsize == struct.calcsize(_k), "unexpected C type sizes"
 
@@ -299,8 +309,10 @@ def _hashable(v: Any) -> bool:
     return True
 
 
-_TOKEN: Final = re.compile(r"\s*(?:(\*?)([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
-                           r"|(0x[0-9a-fA-F]+|\d+)|([-+*/()]))")  # fmt: skip
+_TOKEN: Final = re.compile(
+    r"\s*(?:(\*?)([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+    r"|(0x[0-9a-fA-F]+|\d+)|([-+*/()]))"
+)
 
 Env = Callable[[str], str | None]
 

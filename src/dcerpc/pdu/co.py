@@ -116,8 +116,17 @@ class Bind(Pdu):
     contexts: tuple[ContextElement, ...] = ()
 
     def encode(self) -> bytes:
-        body = bytearray(struct.pack("<HHIBBH", self.max_xmit_frag, self.max_recv_frag,
-                                     self.assoc_group_id, len(self.contexts), 0, 0))  # fmt: skip
+        body = bytearray(
+            struct.pack(
+                "<HHIBBH",
+                self.max_xmit_frag,
+                self.max_recv_frag,
+                self.assoc_group_id,
+                len(self.contexts),
+                0,
+                0,
+            )
+        )
         for c in self.contexts:
             body += struct.pack("<HBB", c.context_id, len(c.transfer_syntaxes), 0)
             body += c.abstract_syntax.pack()
@@ -146,8 +155,9 @@ class BindAck(Pdu):
 
     def encode(self) -> bytes:
         spec = self.sec_addr + b"\0" if self.sec_addr else b""
-        body = bytearray(struct.pack("<HHIH", self.max_xmit_frag, self.max_recv_frag,
-                                     self.assoc_group_id, len(spec)))  # fmt: skip
+        body = bytearray(
+            struct.pack("<HHIH", self.max_xmit_frag, self.max_recv_frag, self.assoc_group_id, len(spec))
+        )
         body += spec
         body += bytes(-(HEADER_SIZE + len(body)) % 4)  # the result list is 4-aligned
         body += struct.pack("<BBH", len(self.results), 0, 0)
@@ -227,8 +237,15 @@ class Fault(Pdu):
     stub: bytes = b""
 
     def encode(self) -> bytes:
-        body = struct.pack("<IHBBII", self.alloc_hint, self.context_id, self.cancel_count,
-                           1 if self.extended else 0, self.status, 0)  # fmt: skip
+        body = struct.pack(
+            "<IHBBII",
+            self.alloc_hint,
+            self.context_id,
+            self.cancel_count,
+            1 if self.extended else 0,
+            self.status,
+            0,
+        )
         return self._frame(body + _pad_for_auth(self.stub, self.auth))
 
 
@@ -302,8 +319,13 @@ def parse(data: bytes) -> Parsed:
         atype, alevel, pad, _, ctx = struct.unpack_from("<BBBBI" if little else ">BBBBI", data, tstart)
         if pad > tstart - HEADER_SIZE:
             raise PduError(f"auth_pad_length {pad} exceeds the body", h.call_id, h.ptype)
-        auth = AuthVerifier(auth_type=atype, auth_level=alevel, pad_length=pad, context_id=ctx,
-                            value=bytes(data[tstart + SEC_TRAILER_SIZE : end]))  # fmt: skip
+        auth = AuthVerifier(
+            auth_type=atype,
+            auth_level=alevel,
+            pad_length=pad,
+            context_id=ctx,
+            value=bytes(data[tstart + SEC_TRAILER_SIZE : end]),
+        )
         end = tstart
     body_end = end
     stub_end = end - (auth.pad_length if auth else 0)
@@ -341,8 +363,15 @@ def _read_bind(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifie
         pos += 20 * n_ts
         contexts.append(ContextElement(cid, abstract, ts))
     cls = Bind if h.ptype == PType.BIND else AlterContext
-    return cls(call_id=h.call_id, flags=h.flags, auth=auth, max_xmit_frag=xmit, max_recv_frag=recv,
-               assoc_group_id=group, contexts=tuple(contexts))  # fmt: skip
+    return cls(
+        call_id=h.call_id,
+        flags=h.flags,
+        auth=auth,
+        max_xmit_frag=xmit,
+        max_recv_frag=recv,
+        assoc_group_id=group,
+        contexts=tuple(contexts),
+    )
 
 
 def _read_bind_ack(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifier | None) -> Pdu:
@@ -362,8 +391,16 @@ def _read_bind_ack(data: bytes, h: Header, little: bool, end: int, auth: AuthVer
         result, reason = struct.unpack_from(e + "HH", data, pos + 24 * i)
         results.append(ContextResultItem(result, reason, SyntaxId.unpack(data, pos + 24 * i + 4, little)))
     cls = BindAck if h.ptype == PType.BIND_ACK else AlterContextResp
-    return cls(call_id=h.call_id, flags=h.flags, auth=auth, max_xmit_frag=xmit, max_recv_frag=recv,
-               assoc_group_id=group, sec_addr=spec, results=tuple(results))  # fmt: skip
+    return cls(
+        call_id=h.call_id,
+        flags=h.flags,
+        auth=auth,
+        max_xmit_frag=xmit,
+        max_recv_frag=recv,
+        assoc_group_id=group,
+        sec_addr=spec,
+        results=tuple(results),
+    )
 
 
 def _read_bind_nak(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifier | None) -> Pdu:
@@ -388,16 +425,31 @@ def _read_request(data: bytes, h: Header, little: bool, end: int, auth: AuthVeri
         raw = bytes(data[pos : pos + 16])
         obj = uuid.UUID(bytes_le=raw) if little else uuid.UUID(bytes=raw)
         pos += 16
-    return Request(call_id=h.call_id, flags=h.flags, auth=auth, alloc_hint=hint, context_id=cid,
-                   opnum=opnum, object=obj, stub=bytes(data[pos:end]))  # fmt: skip
+    return Request(
+        call_id=h.call_id,
+        flags=h.flags,
+        auth=auth,
+        alloc_hint=hint,
+        context_id=cid,
+        opnum=opnum,
+        object=obj,
+        stub=bytes(data[pos:end]),
+    )
 
 
 def _read_response(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifier | None) -> Pdu:
     e = "<" if little else ">"
     _need(data, h, 16, 8, end, "response")
     hint, cid, cancels = struct.unpack_from(e + "IHB", data, 16)
-    return Response(call_id=h.call_id, flags=h.flags, auth=auth, alloc_hint=hint, context_id=cid,
-                    cancel_count=cancels, stub=bytes(data[24:end]))  # fmt: skip
+    return Response(
+        call_id=h.call_id,
+        flags=h.flags,
+        auth=auth,
+        alloc_hint=hint,
+        context_id=cid,
+        cancel_count=cancels,
+        stub=bytes(data[24:end]),
+    )
 
 
 def _read_fault(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifier | None) -> Pdu:
@@ -405,13 +457,23 @@ def _read_fault(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifi
     _need(data, h, 16, 12, end, "fault")
     hint, cid, cancels, flags, status = struct.unpack_from(e + "IHBBI", data, 16)
     stub = bytes(data[32:end]) if end > 32 else b""
-    return Fault(call_id=h.call_id, flags=h.flags, auth=auth, alloc_hint=hint, context_id=cid,
-                 cancel_count=cancels, status=status, extended=bool(flags & 1), stub=stub)  # fmt: skip
+    return Fault(
+        call_id=h.call_id,
+        flags=h.flags,
+        auth=auth,
+        alloc_hint=hint,
+        context_id=cid,
+        cancel_count=cancels,
+        status=status,
+        extended=bool(flags & 1),
+        stub=stub,
+    )
 
 
 def _read_simple(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifier | None) -> Pdu:
-    cls = {PType.AUTH3: Auth3, PType.SHUTDOWN: Shutdown, PType.CO_CANCEL: CoCancel,
-           PType.ORPHANED: Orphaned}[PType(h.ptype)]  # fmt: skip
+    cls = {PType.AUTH3: Auth3, PType.SHUTDOWN: Shutdown, PType.CO_CANCEL: CoCancel, PType.ORPHANED: Orphaned}[
+        PType(h.ptype)
+    ]
     return cls(call_id=h.call_id, flags=h.flags, auth=auth)
 
 

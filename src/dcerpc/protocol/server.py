@@ -175,8 +175,11 @@ class ServerAssociation:
             flags = (PFC.FIRST_FRAG if offset == 0 else 0) | (
                 PFC.LAST_FRAG if offset + len(chunk) >= total else 0
             )
-            self._send(Response(call_id=call_id, flags=flags, alloc_hint=total - offset,
-                                context_id=context_id, stub=chunk))  # fmt: skip
+            self._send(
+                Response(
+                    call_id=call_id, flags=flags, alloc_hint=total - offset, context_id=context_id, stub=chunk
+                )
+            )
             offset += len(chunk)
             if offset >= total:
                 break
@@ -288,13 +291,27 @@ class ServerAssociation:
         self.max_recv_frag = max(MIN_FRAGMENT, min(pdu.max_xmit_frag, self.limits.max_fragment))
         results, accepted, rejected = self._negotiate(pdu.contexts)
         flags = PFC.FIRST_FRAG | PFC.LAST_FRAG | (pdu.flags & (PFC.SUPPORT_HEADER_SIGN | PFC.CONC_MPX))
-        self._send(BindAck(call_id=pdu.call_id, flags=flags, max_xmit_frag=self.max_xmit_frag,
-                           max_recv_frag=self.max_recv_frag, assoc_group_id=group.id,
-                           sec_addr=self._sec_addr, results=results))  # fmt: skip
+        self._send(
+            BindAck(
+                call_id=pdu.call_id,
+                flags=flags,
+                max_xmit_frag=self.max_xmit_frag,
+                max_recv_frag=self.max_recv_frag,
+                assoc_group_id=group.id,
+                sec_addr=self._sec_addr,
+                results=results,
+            )
+        )
         self.state = State.OPEN
-        self._events.append(BindAccepted(accepted=accepted, rejected=rejected, assoc_group_id=group.id,
-                                         max_xmit_frag=self.max_xmit_frag,
-                                         max_recv_frag=self.max_recv_frag))  # fmt: skip
+        self._events.append(
+            BindAccepted(
+                accepted=accepted,
+                rejected=rejected,
+                assoc_group_id=group.id,
+                max_xmit_frag=self.max_xmit_frag,
+                max_recv_frag=self.max_recv_frag,
+            )
+        )
 
     def _nak(self, call_id: int, reason: RejectReason) -> None:
         self._send(BindNak(call_id=call_id, reason=reason, versions=BIND_NAK_VERSIONS))
@@ -314,12 +331,24 @@ class ServerAssociation:
             return
         results, accepted, rejected = self._negotiate(pdu.contexts)
         assert self.group is not None
-        self._send(AlterContextResp(call_id=pdu.call_id, max_xmit_frag=self.max_xmit_frag,
-                                    max_recv_frag=self.max_recv_frag, assoc_group_id=self.group.id,
-                                    results=results))  # fmt: skip
-        self._events.append(BindAccepted(accepted=accepted, rejected=rejected, assoc_group_id=self.group.id,
-                                         max_xmit_frag=self.max_xmit_frag,
-                                         max_recv_frag=self.max_recv_frag))  # fmt: skip
+        self._send(
+            AlterContextResp(
+                call_id=pdu.call_id,
+                max_xmit_frag=self.max_xmit_frag,
+                max_recv_frag=self.max_recv_frag,
+                assoc_group_id=self.group.id,
+                results=results,
+            )
+        )
+        self._events.append(
+            BindAccepted(
+                accepted=accepted,
+                rejected=rejected,
+                assoc_group_id=self.group.id,
+                max_xmit_frag=self.max_xmit_frag,
+                max_recv_frag=self.max_recv_frag,
+            )
+        )
 
     def _negotiate(
         self, proposed: tuple[ContextElement, ...]
@@ -417,10 +446,17 @@ class ServerAssociation:
         self.outstanding.add(cid)
         self.stats["calls_in"] += 1
         stub = partial.chunks[0] if len(partial.chunks) == 1 else b"".join(partial.chunks)
-        self._events.append(CallReceived(call_id=cid, context_id=partial.context_id,
-                                         interface=self.contexts[partial.context_id], opnum=partial.opnum,
-                                         object=partial.object, stub=stub,
-                                         little_endian=partial.little_endian))  # fmt: skip
+        self._events.append(
+            CallReceived(
+                call_id=cid,
+                context_id=partial.context_id,
+                interface=self.contexts[partial.context_id],
+                opnum=partial.opnum,
+                object=partial.object,
+                stub=stub,
+                little_endian=partial.little_endian,
+            )
+        )
 
     def _on_cancel(self, pdu: Pdu) -> None:
         cid = pdu.call_id

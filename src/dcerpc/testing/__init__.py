@@ -21,8 +21,14 @@ class ServerThread:
         subprocess.run(["smbtorture", f"ncacn_ip_tcp:127.0.0.1[{srv.port}]", "rpc.echo", "-U%"])
     """
 
-    def __init__(self, *implementations: Interface, host: str = "127.0.0.1", port: int = 0,
-                 limits: Limits | None = None, unix_path: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *implementations: Interface,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: Limits | None = None,
+        unix_path: str | None = None,
+    ) -> None:
         self.server = Server(*implementations, limits=limits)
         self.host = host
         self.port = port

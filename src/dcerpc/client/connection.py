@@ -1,0 +1,306 @@
+"""The asyncio client: one connection, many concurrent calls, typed proxies.
+
+    async with await dcerpc.connect("ncacn_ip_tcp:127.0.0.1[49152]") as conn:
+        echo = await conn.bind(Echo)
+        assert await echo.AddOne(41) == 42
+
+Each call is a future keyed by call_id, so calls on one connection run concurrently and their answers
+may come back in any order. A per-call ``timeout`` orphans the call (the server stops working on it);
+cancelling the awaiting task sends co_cancel. Faults raise :class:`FaultError` with the status by
+name and number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from enum import IntEnum
+from typing import Any, TypeVar, cast
+
+from .._errors import BindError, ConnectionClosedError, FaultError, RpcError
+from ..interface import Interface, Operation
+from ..pdu.constants import ProviderReason, RejectReason
+from ..pdu.syntax import SyntaxId
+from ..protocol.client import ClientAssociation
+from ..protocol.events import (
+    AlterContextAccepted,
+    BindAccepted,
+    BindRejected,
+    Closing,
+    FaultReceived,
+    ProtocolViolation,
+    ResponseReceived,
+    ShutdownRequested,
+)
+from ..protocol.limits import Limits
+from .binding import Binding, parse_binding
+
+__all__ = ["Connection", "connect"]
+
+I = TypeVar("I", bound=Interface)  # noqa: E741
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.conn._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.conn._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn._lost(exc)
+
+
+class Connection:
+    """A client association over one transport connection."""
+
+    def __init__(
+        self,
+        binding: Binding,
+        limits: Limits | None = None,
+        default_timeout: float | None = None,
+        max_concurrent_calls: int = 64,
+    ) -> None:
+        self.binding = binding
+        # Calls beyond this wait their turn here rather than overrun the server's outstanding-call
+        # limit (which would answer them with nca_s_server_too_busy).
+        self._slots = asyncio.Semaphore(max_concurrent_calls)
+        self.assoc = ClientAssociation(limits)
+        self.default_timeout = default_timeout
+        self._transport: asyncio.Transport | None = None
+        self._calls: dict[int, asyncio.Future[tuple[bytes, bool]]] = {}
+        self._control: dict[int, asyncio.Future[Any]] = {}
+        self._bound: dict[SyntaxId, int] = {}
+        self._next_context = 0
+        self._closed: BaseException | None = None
+        self._bind_lock = asyncio.Lock()
+
+    # opening and closing ------------------------------------------------------------------------
+
+    async def _open(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        b = self.binding
+        if b.protseq == "ncacn_ip_tcp":
+            if b.port is None:
+                raise RpcError(f"{b}: no port; endpoint-mapper resolution is needed for this binding")
+            coro = loop.create_connection(lambda: _Protocol(self), b.host or "127.0.0.1", b.port)
+        elif b.protseq == "ncalrpc":
+            coro = loop.create_unix_connection(lambda: _Protocol(self), b.endpoint or b.host)
+        else:
+            raise RpcError(f"protocol sequence {b.protseq} is not supported by this client yet")
+        await asyncio.wait_for(coro, timeout)
+
+    async def close(self) -> None:
+        """Close the connection; outstanding calls fail with ConnectionClosedError."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def assoc_group_id(self) -> int:
+        """The association group this connection belongs to (to join it from another connection)."""
+        return self.assoc.assoc_group_id
+
+    # binding --------------------------------------------------------------------------------------
+
+    async def bind(self, iface: type[I], *, assoc_group_id: int = 0, timeout: float | None = None) -> I:
+        """A proxy for ``iface`` on this connection (bind first, alter_context after)."""
+        syntax = iface.__syntax__
+        async with self._bind_lock:
+            if syntax not in self._bound:
+                ctx_id = self._next_context
+                self._next_context += 1
+                if self.assoc.state.value == "idle":
+                    cid = self.assoc.bind({ctx_id: syntax}, assoc_group_id)
+                else:
+                    cid = self.assoc.alter_context({ctx_id: syntax})
+                accepted, rejected = await self._await_control(cid, timeout)
+                if ctx_id not in accepted:
+                    reason = rejected.get(ctx_id, 0)
+                    name = _reason_name(ProviderReason, reason)
+                    raise BindError(f"{syntax} rejected by the server: {name}", reason)
+                self._bound[syntax] = ctx_id
+        proxy: Any = _proxy_class(iface)
+        return cast(I, proxy(self, self._bound[syntax]))
+
+    async def _await_control(self, call_id: int, timeout: float | None) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._control[call_id] = fut
+        self._flush()
+        try:
+            return await asyncio.wait_for(fut, timeout or self.default_timeout)
+        finally:
+            self._control.pop(call_id, None)
+
+    # calls ----------------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        context_id: int,
+        op: Operation,
+        args: tuple[Any, ...],
+        *,
+        timeout: float | None = None,
+        object: uuid.UUID | None = None,
+    ) -> Any:
+        """Send one call and await its result (as the operation's declaration shapes it)."""
+        stub = op.encode_request(*args)
+        async with self._slots:
+            return await self._call(context_id, op, stub, timeout, object)
+
+    async def _call(
+        self, context_id: int, op: Operation, stub: bytes, timeout: float | None, object: uuid.UUID | None
+    ) -> Any:
+        if self._closed is not None:
+            raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
+        cid = self.assoc.request(context_id, op.opnum, stub, object)
+        fut: asyncio.Future[tuple[bytes, bool]] = asyncio.get_running_loop().create_future()
+        self._calls[cid] = fut
+        self._flush()
+        try:
+            reply, little = await asyncio.wait_for(asyncio.shield(fut), timeout or self.default_timeout)
+        except TimeoutError:
+            self.assoc.orphan(cid)
+            self._flush()
+            raise
+        except asyncio.CancelledError:
+            if not fut.done():
+                self.assoc.cancel(cid)
+                self._flush()
+            raise
+        finally:
+            self._calls.pop(cid, None)
+        result, _end = op.decode_response(reply, big_endian=not little, limits=self.assoc.limits.ndr)
+        return result
+
+    # adapter ------------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        data = self.assoc.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _received(self, data: bytes) -> None:
+        self.assoc.receive_data(data)
+        for ev in self.assoc.events():
+            if isinstance(ev, ResponseReceived):
+                fut = self._calls.get(ev.call_id)
+                if fut is not None and not fut.done():
+                    fut.set_result((ev.stub, ev.little_endian))
+            elif isinstance(ev, FaultReceived):
+                fut2: asyncio.Future[Any] | None = self._calls.get(ev.call_id) or self._control.get(
+                    ev.call_id
+                )
+                if fut2 is not None and not fut2.done():
+                    fut2.set_exception(FaultError(ev.status))
+            elif isinstance(ev, BindAccepted | AlterContextAccepted):
+                for cfut in list(self._control.values()):
+                    if not cfut.done():
+                        cfut.set_result((ev.accepted, ev.rejected))
+                        break
+            elif isinstance(ev, BindRejected):
+                reason = _reason_name(RejectReason, ev.reason)
+                self._fail_all(BindError(f"bind refused (bind_nak): {reason}", ev.reason))
+            elif isinstance(ev, ProtocolViolation):
+                self._fail_all(RpcError(f"protocol error from {self.binding}: {ev.reason}"))
+            elif isinstance(ev, ShutdownRequested):
+                pass  # no new calls should be started; existing ones still complete
+            elif isinstance(ev, Closing) and self._transport is not None:
+                self._transport.close()
+        self._flush()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for fut in [*self._calls.values(), *self._control.values()]:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _lost(self, exc: BaseException | None) -> None:
+        self._closed = exc or ConnectionClosedError("closed")
+        self.assoc.connection_lost()
+        self._fail_all(
+            ConnectionClosedError(f"connection to {self.binding} closed" + (f": {exc}" if exc else ""))
+        )
+
+
+def _reason_name(kind: type[IntEnum], value: int) -> str:
+    try:
+        return kind(value).name.lower()
+    except ValueError:
+        return str(value)
+
+
+class _Proxy:
+    """Base of generated proxies: holds the connection and the presentation context."""
+
+    __slots__ = ("_conn", "_ctx", "object", "timeout")
+
+    def __init__(self, conn: Connection, context_id: int) -> None:
+        self._conn = conn
+        self._ctx = context_id
+        self.object: uuid.UUID | None = None
+        self.timeout: float | None = None
+
+
+_proxies: dict[type[Interface], type[Any]] = {}
+
+
+def _proxy_class(iface: type[I]) -> type[I]:
+    """A subclass of ``iface`` whose operations call the server (built once per interface)."""
+    cls = _proxies.get(iface)
+    if cls is None:
+        ns: dict[str, Any] = {"__slots__": ()}
+        for op in iface.__operations__.values():
+            op.compiled()
+            ns[op.name] = _remote(op)
+        cls = _proxies[iface] = type(f"{iface.__name__}Proxy", (_Proxy, iface), ns)
+    return cast(type[I], cls)
+
+
+def _remote(op: Operation) -> Any:
+    names = op.in_names
+
+    async def remote(self: _Proxy, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = args + tuple(kwargs.pop(n) for n in names[len(args) :] if n in kwargs)
+            if kwargs:
+                raise TypeError(f"{op.name}() got unexpected arguments {sorted(kwargs)}")
+        if len(args) != len(names):
+            raise TypeError(f"{op.name}() takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
+        return await self._conn.call(self._ctx, op, args, timeout=self.timeout, object=self.object)
+
+    remote.__name__ = op.name
+    remote.__qualname__ = op.name
+    remote.__doc__ = op.function.__doc__
+    return remote
+
+
+async def connect(
+    binding: str | Binding,
+    *,
+    timeout: float | None = 30.0,
+    call_timeout: float | None = None,
+    limits: Limits | None = None,
+    max_concurrent_calls: int = 64,
+) -> Connection:
+    """Open a connection to the endpoint a string binding names.
+
+    Args:
+        binding: ``"ncacn_ip_tcp:HOST[PORT]"``, ``"ncalrpc:[PATH]"`` ...
+        timeout: seconds to wait for the transport connection.
+        call_timeout: default per-call timeout (None: wait forever).
+        max_concurrent_calls: calls in flight at once on this connection; more wait their turn.
+    """
+    b = parse_binding(binding) if isinstance(binding, str) else binding
+    conn = Connection(b, limits, call_timeout, max_concurrent_calls)
+    await conn._open(timeout)
+    return conn

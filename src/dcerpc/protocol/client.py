@@ -1,0 +1,318 @@
+"""The client side of one connection-oriented association, without I/O.
+
+The adapter calls :meth:`bind` / :meth:`alter_context` / :meth:`request`, writes
+:meth:`data_to_send`, feeds received octets to :meth:`receive_data` and acts on :meth:`events`
+(:class:`BindAccepted`, :class:`ResponseReceived`, :class:`FaultReceived` ...). Requests are
+fragmented to the negotiated max_xmit_frag; responses are reassembled within limits.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..pdu import constants as const
+from ..pdu.co import (
+    AlterContext,
+    AlterContextResp,
+    Bind,
+    BindAck,
+    BindNak,
+    CoCancel,
+    ContextElement,
+    Fault,
+    Orphaned,
+    Pdu,
+    Request,
+    Response,
+    Shutdown,
+    parse,
+)
+from ..pdu.constants import PFC, ContextResult
+from ..pdu.header import HEADER_SIZE, PduError, frame_length
+from ..pdu.syntax import SyntaxId
+from .events import (
+    AlterContextAccepted,
+    BindAccepted,
+    BindRejected,
+    Closing,
+    Event,
+    FaultReceived,
+    ProtocolViolation,
+    ResponseReceived,
+    ShutdownRequested,
+)
+from .limits import MIN_FRAGMENT, Limits
+
+__all__ = ["ClientAssociation", "ClientState"]
+
+REQUEST_OVERHEAD = 24
+
+
+class ClientState(enum.Enum):
+    IDLE = "idle"
+    BINDING = "binding"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class _Reply:
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    little: bool = True
+
+
+class ClientAssociation:
+    """One connection's association, client role."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.state = ClientState.IDLE
+        self.max_xmit_frag = MIN_FRAGMENT
+        self.max_recv_frag = self.limits.max_fragment
+        self.assoc_group_id = 0
+        self.contexts: dict[int, SyntaxId] = {}
+        self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._replies: dict[int, _Reply] = {}
+        self._next_call = 1
+        self.pending: set[int] = set()
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not ClientState.CLOSED
+
+    def next_call_id(self) -> int:
+        cid = self._next_call
+        self._next_call = cid + 1 if cid < 0xFFFFFFFF else 1
+        return cid
+
+    # requests to send ---------------------------------------------------------------------------
+
+    def bind(self, contexts: dict[int, SyntaxId], assoc_group_id: int = 0, *, btfn: bool = True) -> int:
+        """Queue a bind proposing ``contexts`` (context id -> interface), NDR 2.0 each.
+
+        ``btfn`` adds the bind-time feature negotiation context, as Windows and Samba clients do.
+        """
+        cid = self.next_call_id()
+        elems = [ContextElement(i, s, (const.NDR20,)) for i, s in contexts.items()]
+        if btfn and contexts:
+            first = next(iter(contexts.values()))
+            flags = const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECTION_ON_ORPHAN
+            syntax = SyntaxId(uuid.UUID(bytes_le=const.BTFN_PREFIX + flags.to_bytes(8, "little")), (1, 0))
+            elems.append(ContextElement(max(contexts) + 1, first, (syntax,)))
+        self._proposed[cid] = dict(contexts)
+        self.state = ClientState.BINDING
+        self._send(
+            Bind(
+                call_id=cid,
+                max_xmit_frag=self.limits.max_fragment,
+                max_recv_frag=self.limits.max_fragment,
+                assoc_group_id=assoc_group_id,
+                contexts=tuple(elems),
+            )
+        )
+        return cid
+
+    def alter_context(self, contexts: dict[int, SyntaxId]) -> int:
+        """Queue an alter_context adding ``contexts``."""
+        cid = self.next_call_id()
+        elems = tuple(ContextElement(i, s, (const.NDR20,)) for i, s in contexts.items())
+        self._proposed[cid] = dict(contexts)
+        self._send(
+            AlterContext(
+                call_id=cid,
+                max_xmit_frag=self.limits.max_fragment,
+                max_recv_frag=self.limits.max_fragment,
+                assoc_group_id=self.assoc_group_id,
+                contexts=elems,
+            )
+        )
+        return cid
+
+    def request(self, context_id: int, opnum: int, stub: bytes, object: uuid.UUID | None = None) -> int:
+        """Queue a call; returns its call_id. The stub is split at max_xmit_frag."""
+        cid = self.next_call_id()
+        overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
+        room = (self.max_xmit_frag - overhead) & ~7
+        total = len(stub)
+        offset = 0
+        base = PFC.OBJECT_UUID if object is not None else 0
+        while True:
+            chunk = stub[offset : offset + room]
+            flags = base | (PFC.FIRST_FRAG if offset == 0 else 0)
+            if offset + len(chunk) >= total:
+                flags |= PFC.LAST_FRAG
+            self._send(
+                Request(
+                    call_id=cid,
+                    flags=flags,
+                    alloc_hint=total - offset,
+                    context_id=context_id,
+                    opnum=opnum,
+                    object=object,
+                    stub=chunk,
+                )
+            )
+            offset += len(chunk)
+            if offset >= total:
+                break
+        self.pending.add(cid)
+        return cid
+
+    def cancel(self, call_id: int) -> None:
+        """Ask the server to cancel a call (co_cancel); its answer (a fault) still arrives."""
+        if call_id in self.pending:
+            self._send(CoCancel(call_id=call_id))
+
+    def orphan(self, call_id: int) -> None:
+        """Abandon a call (orphaned): the server sends nothing more for it."""
+        if call_id in self.pending:
+            self.pending.discard(call_id)
+            self._replies.pop(call_id, None)
+            self._send(Orphaned(call_id=call_id))
+
+    # received ---------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        self._buf += data
+        while self.alive:
+            length = frame_length(self._buf)
+            if length is None:
+                return
+            if length < HEADER_SIZE or length > 0xFFFF:
+                self._fail(f"frag_length {length} is impossible")
+                return
+            if len(self._buf) < length:
+                return
+            fragment = bytes(self._buf[:length])
+            del self._buf[:length]
+            try:
+                parsed = parse(fragment)
+            except PduError as e:
+                self._fail(e.reason)
+                return
+            handler = _HANDLERS.get(type(parsed.pdu))
+            if handler is None:
+                self._fail(f"a server does not send {parsed.pdu.ptype.name.lower()} PDUs")
+                return
+            handler(self, parsed.pdu, parsed.header.little_endian)
+
+    def events(self) -> list[Event]:
+        out, self._events = self._events, []
+        return out
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def connection_lost(self) -> None:
+        if self.alive:
+            self.state = ClientState.CLOSED
+            self._events.append(Closing(reason="connection lost"))
+
+    # internals --------------------------------------------------------------------------------
+
+    def _send(self, pdu: Pdu) -> None:
+        self._out.append(pdu.encode())
+
+    def _fail(self, reason: str) -> None:
+        self._events.append(ProtocolViolation(reason=reason, fatal=True))
+        self.state = ClientState.CLOSED
+        self._events.append(Closing(reason=reason))
+
+    def _results(self, call_id: int, pdu: BindAck) -> tuple[dict[int, SyntaxId], dict[int, int]]:
+        proposed = self._proposed.pop(call_id, {})
+        accepted: dict[int, SyntaxId] = {}
+        rejected: dict[int, int] = {}
+        for (ctx_id, syntax), result in zip(proposed.items(), pdu.results, strict=False):
+            if result.result == ContextResult.ACCEPTANCE:
+                accepted[ctx_id] = syntax
+                self.contexts[ctx_id] = syntax
+            else:
+                rejected[ctx_id] = result.reason
+        return accepted, rejected
+
+    def _on_bind_ack(self, pdu: Pdu, little: bool) -> None:
+        assert isinstance(pdu, BindAck)
+        if isinstance(pdu, AlterContextResp):
+            accepted, rejected = self._results(pdu.call_id, pdu)
+            self._events.append(AlterContextAccepted(accepted=accepted, rejected=rejected))
+            return
+        if self.state is not ClientState.BINDING:
+            self._fail("bind_ack without a bind")
+            return
+        self.max_xmit_frag = max(MIN_FRAGMENT, min(pdu.max_recv_frag, self.limits.max_fragment))
+        self.max_recv_frag = pdu.max_xmit_frag
+        self.assoc_group_id = pdu.assoc_group_id
+        accepted, rejected = self._results(pdu.call_id, pdu)
+        self.state = ClientState.OPEN
+        self._events.append(
+            BindAccepted(
+                accepted=accepted,
+                rejected=rejected,
+                assoc_group_id=pdu.assoc_group_id,
+                max_xmit_frag=self.max_xmit_frag,
+                max_recv_frag=self.max_recv_frag,
+            )
+        )
+
+    def _on_bind_nak(self, pdu: Pdu, little: bool) -> None:
+        assert isinstance(pdu, BindNak)
+        self._proposed.pop(pdu.call_id, None)
+        self.state = ClientState.CLOSED
+        self._events.append(BindRejected(reason=pdu.reason))
+        self._events.append(Closing(reason=f"bind_nak reason {pdu.reason}"))
+
+    def _on_response(self, pdu: Pdu, little: bool) -> None:
+        assert isinstance(pdu, Response)
+        cid = pdu.call_id
+        if cid not in self.pending:
+            return  # an answer to a call we orphaned or already finished
+        reply = self._replies.get(cid)
+        if pdu.flags & PFC.FIRST_FRAG or reply is None:
+            reply = self._replies[cid] = _Reply(little=little)
+        reply.chunks.append(pdu.stub)
+        reply.size += len(pdu.stub)
+        if reply.size > self.limits.max_call_size:
+            self._fail(f"response to call {cid} exceeds {self.limits.max_call_size} octets")
+            return
+        if pdu.flags & PFC.LAST_FRAG:
+            del self._replies[cid]
+            self.pending.discard(cid)
+            stub = reply.chunks[0] if len(reply.chunks) == 1 else b"".join(reply.chunks)
+            self._events.append(ResponseReceived(call_id=cid, stub=stub, little_endian=reply.little))
+
+    def _on_fault(self, pdu: Pdu, little: bool) -> None:
+        assert isinstance(pdu, Fault)
+        cid = pdu.call_id
+        self._replies.pop(cid, None)
+        if cid in self.pending or cid == 0:
+            self.pending.discard(cid)
+            self._events.append(
+                FaultReceived(
+                    call_id=cid, status=pdu.status, did_not_execute=bool(pdu.flags & PFC.DID_NOT_EXECUTE)
+                )
+            )
+        elif cid in self._proposed:  # a fault answering a bind / alter_context
+            self._proposed.pop(cid)
+            self._events.append(FaultReceived(call_id=cid, status=pdu.status, did_not_execute=True))
+
+    def _on_shutdown(self, pdu: Pdu, little: bool) -> None:
+        self._events.append(ShutdownRequested())
+
+
+_HANDLERS: dict[type, Callable[[ClientAssociation, Pdu, bool], None]] = {
+    BindAck: ClientAssociation._on_bind_ack,
+    AlterContextResp: ClientAssociation._on_bind_ack,
+    BindNak: ClientAssociation._on_bind_nak,
+    Response: ClientAssociation._on_response,
+    Fault: ClientAssociation._on_fault,
+    Shutdown: ClientAssociation._on_shutdown,
+}
