@@ -136,6 +136,15 @@ class ServerAssociation:
         """Buffer received octets and process every whole fragment among them."""
         self._buf += data
         while self.alive:
+            if len(self._buf) >= 2 and (self._buf[0] != 5 or self._buf[1] > 1):
+                # Not DCE/RPC v5 at all (an HTTP request, a scanner's probe): answer at once rather
+                # than wait for a frag_length that means nothing.
+                self._fatal_raw(f"unsupported RPC version {self._buf[0]}.{self._buf[1]}")
+                return
+            if len(self._buf) >= 5 and self._buf[4] & 0xF0 not in (0x00, 0x10):
+                # frag_length cannot even be read without a known integer order
+                self._fatal_raw(f"unknown integer representation 0x{self._buf[4] >> 4:x}")
+                return
             length = frame_length(self._buf)
             if length is None:
                 return

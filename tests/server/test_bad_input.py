@@ -1,0 +1,374 @@
+"""Bad input never takes the server down: each rule gets its C706 answer, a log line, and others go on.
+
+Every test talks to a real server over a real TCP socket with hand-built (often malformed) PDUs,
+checks the answer the protocol prescribes (bind_nak with its reason, a fault with its status, or a
+close), checks the reason was logged, and checks that a well-behaved client is still served.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import dcerpc
+from dcerpc.pdu import (
+    NDR20,
+    NDR64,
+    PFC,
+    AuthVerifier,
+    Bind,
+    BindAck,
+    BindNak,
+    ContextElement,
+    ContextResult,
+    Fault,
+    Pdu,
+    ProviderReason,
+    RejectReason,
+    Request,
+    Response,
+    SyntaxId,
+    frame_length,
+    parse,
+)
+from dcerpc.pdu import constants as const
+from dcerpc.protocol.limits import Limits
+from dcerpc.rpcecho import Echo
+from dcerpc.rpcecho.server import EchoServer
+from dcerpc.testing import ServerThread
+
+ECHO = Echo.__syntax__
+LIMITS = Limits(max_call_size=64 * 1024, max_outstanding_calls=4, max_contexts=3, idle_timeout=1.0,
+                max_connections=8)  # fmt: skip
+
+
+@pytest.fixture
+def server() -> Iterator[ServerThread]:
+    with ServerThread(EchoServer(), limits=LIMITS) as srv:
+        yield srv
+
+
+class Raw:
+    """A client that speaks raw PDUs over a real socket."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+
+    def send(self, data: bytes | Pdu) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, Pdu) else data)
+
+    def recv(self, timeout: float = 5.0) -> Pdu | None:
+        """The next PDU, or None when the server closed the connection."""
+        self.sock.settimeout(timeout)
+        while True:
+            n = frame_length(self.buf)
+            if n is not None and len(self.buf) >= n:
+                pdu, self.buf = parse(self.buf[:n]).pdu, self.buf[n:]
+                return pdu
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection (after any PDUs still in flight)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.recv(timeout) is None:
+                return True
+        return False
+
+    def bind(self, *contexts: ContextElement, call_id: int = 1, **kw: object) -> Pdu | None:
+        self.send(Bind(call_id=call_id, contexts=contexts or (ContextElement(0, ECHO, (NDR20,)),), **kw))  # type: ignore[arg-type]
+        return self.recv()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def add_one(value: int) -> bytes:
+    return Echo.operation_named("AddOne").encode_request(value)
+
+
+def still_serving(srv: ServerThread) -> None:
+    """A well-behaved client is served after whatever the bad one did."""
+    with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]") as conn:
+        assert conn.bind(Echo).AddOne(1) == 2
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records if r.name == "dcerpc.server")
+
+
+@pytest.fixture(autouse=True)
+def _log_level(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dcerpc.server")
+
+
+def test_garbage_before_bind_gets_bind_nak_and_close(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = Raw(server.port)
+    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not DCE/RPC: the "version" is 'G'
+    answer = raw.recv()
+    assert isinstance(answer, BindNak)
+    assert answer.reason == RejectReason.PROTOCOL_VERSION_NOT_SUPPORTED
+    assert raw.closed()
+    assert logged(caplog, "unsupported RPC version")
+    still_serving(server)
+
+
+@pytest.mark.parametrize("length", [0, 8, 15])
+def test_impossible_frag_length_closes(
+    server: ServerThread, caplog: pytest.LogCaptureFixture, length: int
+) -> None:
+    raw = Raw(server.port)
+    header = struct.pack("<BBBB4sHHI", 5, 0, 11, 3, b"\x10\0\0\0", length, 0, 1)
+    raw.send(header)
+    assert isinstance(raw.recv(), BindNak)
+    assert raw.closed()
+    assert logged(caplog, "frag_length")
+    still_serving(server)
+
+
+def test_oversized_fragment_after_bind_faults_and_closes(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = Raw(server.port)
+    ack = raw.bind()
+    assert isinstance(ack, BindAck)
+    big = Request(call_id=2, opnum=1, stub=bytes(ack.max_recv_frag + 100)).encode()
+    raw.send(big)
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_PROTO_ERROR
+    assert raw.closed()
+    assert logged(caplog, "outside")
+    still_serving(server)
+
+
+def test_request_before_bind(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    raw.send(Request(call_id=7, opnum=0, stub=add_one(1)))
+    answer = raw.recv()
+    assert isinstance(answer, BindNak)  # nothing was bound yet: the association is refused
+    assert raw.closed()
+    assert logged(caplog, "request before bind")
+    still_serving(server)
+
+
+def test_second_bind_is_refused(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    assert isinstance(raw.bind(call_id=2), BindNak)
+    assert raw.closed()
+    assert logged(caplog, "already bound")
+    still_serving(server)
+
+
+def test_truncated_bind_body(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    body = struct.pack("<HHIBBH", 5840, 5840, 0, 3, 0, 0)  # claims three contexts, carries none
+    header = struct.pack("<BBBB4sHHI", 5, 0, 11, 3, b"\x10\0\0\0", 16 + len(body), 0, 1)
+    raw.send(header + body)
+    assert isinstance(raw.recv(), BindNak)
+    assert raw.closed()
+    assert logged(caplog, "presentation context")
+    still_serving(server)
+
+
+@pytest.mark.parametrize(
+    ("drep", "reason"),
+    [(b"\x11\0\0\0", "EBCDIC"), (b"\x10\x01\0\0", "non-IEEE"), (b"\x20\0\0\0", "integer representation")],
+)
+def test_unsupported_data_representation(
+    server: ServerThread, caplog: pytest.LogCaptureFixture, drep: bytes, reason: str
+) -> None:
+    raw = Raw(server.port)
+    good = bytearray(Bind(call_id=1, contexts=(ContextElement(0, ECHO, (NDR20,)),)).encode())
+    good[4:8] = drep
+    raw.send(bytes(good))
+    assert isinstance(raw.recv(), BindNak)
+    assert raw.closed()
+    assert logged(caplog, reason)
+    still_serving(server)
+
+
+def test_unknown_association_group(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    answer = raw.bind(assoc_group_id=0x12345678)
+    assert isinstance(answer, BindNak) and answer.reason == RejectReason.REASON_NOT_SPECIFIED
+    assert raw.closed()
+    assert logged(caplog, "unknown association group")
+    still_serving(server)
+
+
+def test_bind_with_unknown_auth_type(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    answer = raw.bind(auth=AuthVerifier(auth_type=10, auth_level=6, value=b"NTLMSSP\0\1\0\0\0" + bytes(20)))
+    assert isinstance(answer, BindNak) and answer.reason == RejectReason.AUTHENTICATION_TYPE_NOT_RECOGNIZED
+    assert logged(caplog, "auth type 10")
+    still_serving(server)
+
+
+def test_context_negotiation_results(server: ServerThread) -> None:
+    raw = Raw(server.port)
+    unknown = SyntaxId(uuid.UUID("12345678-1234-1234-1234-123456789abc"), (1, 0))
+    newer = SyntaxId(ECHO.uuid, (1, 5))  # a minor version above ours
+    answer = raw.bind(
+        ContextElement(0, unknown, (NDR20,)),
+        ContextElement(1, ECHO, (NDR64,)),
+        ContextElement(2, newer, (NDR20,)),
+        ContextElement(3, ECHO, (NDR64, NDR20)),
+        ContextElement(4, ECHO, (NDR20,)),
+        ContextElement(5, ECHO, (NDR20,)),
+        ContextElement(6, ECHO, (NDR20,)),
+    )
+    assert isinstance(answer, BindAck)
+    got = [(r.result, r.reason) for r in answer.results]
+    rejected = ContextResult.PROVIDER_REJECTION
+    assert got == [
+        (rejected, ProviderReason.ABSTRACT_SYNTAX_NOT_SUPPORTED),
+        (rejected, ProviderReason.PROPOSED_TRANSFER_SYNTAXES_NOT_SUPPORTED),
+        (rejected, ProviderReason.ABSTRACT_SYNTAX_NOT_SUPPORTED),
+        (ContextResult.ACCEPTANCE, 0),
+        (ContextResult.ACCEPTANCE, 0),
+        (ContextResult.ACCEPTANCE, 0),
+        (rejected, ProviderReason.LOCAL_LIMIT_EXCEEDED),  # max_contexts is 3 in these tests
+    ]
+    assert answer.results[3].transfer_syntax == NDR20
+    raw.close()
+
+
+def test_request_on_unknown_context_faults_and_connection_stays(server: ServerThread) -> None:
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    raw.send(Request(call_id=2, context_id=9, opnum=0, stub=add_one(1)))
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_UNK_IF
+    assert answer.flags & PFC.DID_NOT_EXECUTE
+    raw.send(Request(call_id=3, context_id=0, opnum=0, stub=add_one(1)))
+    answer = raw.recv()
+    assert isinstance(answer, Response) and answer.stub == struct.pack("<I", 2)
+
+
+def test_unknown_opnum_and_bad_stub_fault_without_closing(server: ServerThread) -> None:
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    raw.send(Request(call_id=2, opnum=77, stub=b""))
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_OP_RNG_ERROR
+    raw.send(
+        Request(call_id=3, opnum=1, stub=struct.pack("<II", 1000, 1000))
+    )  # EchoData claiming 1000 octets
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.RPC_X_BAD_STUB_DATA
+    raw.send(Request(call_id=4, opnum=0, stub=add_one(41)))
+    answer = raw.recv()
+    assert isinstance(answer, Response) and answer.stub == struct.pack("<I", 42)
+
+
+def test_fragment_of_a_call_never_started(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    raw.send(Request(call_id=5, flags=PFC.LAST_FRAG, opnum=0, stub=add_one(1)))
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_PROTO_ERROR
+    assert raw.closed()
+    assert logged(caplog, "no first fragment")
+    still_serving(server)
+
+
+def test_endless_fragments_of_one_call_are_cut_off(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CVE-2022-26809 shape: one call_id, fragments without PFC_LAST_FRAG, far beyond any sane size."""
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    chunk = bytes(4000)
+    raw.send(Request(call_id=2, flags=PFC.FIRST_FRAG, opnum=1, stub=chunk))
+    answer = None
+    for _ in range(40):  # 160 kB offered; the limit in these tests is 64 KiB
+        try:
+            raw.send(Request(call_id=2, flags=0, opnum=1, stub=chunk))
+        except OSError:
+            break
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_FAULT_REMOTE_NO_MEMORY
+    assert raw.closed()
+    assert logged(caplog, "exceeds")
+    still_serving(server)
+
+
+def test_call_id_reused_while_in_progress(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    sleep = Echo.operation_named("TestSleep").encode_request(1)
+    raw.send(Request(call_id=2, opnum=6, stub=sleep))
+    raw.send(Request(call_id=2, opnum=6, stub=sleep))
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_PROTO_ERROR
+    assert raw.closed()
+    assert logged(caplog, "reused")
+    still_serving(server)
+
+
+def test_too_many_outstanding_calls(server: ServerThread) -> None:
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    sleep = Echo.operation_named("TestSleep").encode_request(1)
+    for cid in range(2, 8):  # six calls; four may be outstanding
+        raw.send(Request(call_id=cid, opnum=6, stub=sleep))
+    answers = [raw.recv() for _ in range(6)]
+    busy = [a for a in answers if isinstance(a, Fault)]
+    done = [a for a in answers if isinstance(a, Response)]
+    assert len(busy) == 2 and all(a.status == const.NCA_S_SERVER_TOO_BUSY for a in busy)
+    assert {a.call_id for a in busy} == {6, 7}
+    assert len(done) == 4
+
+
+def test_idle_connection_is_closed(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    start = time.monotonic()
+    assert raw.closed(timeout=5)
+    assert 0.8 < time.monotonic() - start < 4
+    assert logged(caplog, "idle")
+
+
+def test_connection_limit(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    held = [Raw(server.port) for _ in range(LIMITS.max_connections)]
+    for raw in held:
+        assert isinstance(raw.bind(), BindAck)
+    extra = Raw(server.port)
+    assert extra.closed()
+    assert logged(caplog, "connections is the limit")
+    for raw in held:
+        raw.close()
+    time.sleep(0.2)
+    still_serving(server)
+
+
+def test_response_is_fragmented_to_the_clients_size(server: ServerThread) -> None:
+    raw = Raw(server.port)
+    answer = raw.bind(max_xmit_frag=1432, max_recv_frag=1432)
+    assert isinstance(answer, BindAck) and answer.max_xmit_frag == 1432
+    data = bytes(range(256)) * 20
+    raw.send(Request(call_id=2, opnum=3, stub=Echo.operation_named("SourceData").encode_request(len(data))))
+    frags = []
+    while True:
+        pdu = raw.recv()
+        assert isinstance(pdu, Response)
+        frags.append(pdu)
+        assert len(pdu.encode()) <= 1432
+        if pdu.flags & PFC.LAST_FRAG:
+            break
+    assert len(frags) > 3 and frags[0].flags & PFC.FIRST_FRAG
+    stub = b"".join(f.stub for f in frags)
+    assert Echo.operation_named("SourceData").decode_response(stub)[0] == data
