@@ -213,10 +213,9 @@ def test_graceful_shutdown_drains_calls_in_progress(served: tuple[ServerThread, 
 def test_ncalrpc_unix_socket() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "counter.sock")
-        with ServerThread(CounterServer(), unix_path=path):
-            with dcerpc.connect_sync(f"ncalrpc:[{path}]") as conn:
-                counter = conn.bind(Counter)
-                assert counter.Add(counter.Open(1), 2) == 3
+        with ServerThread(CounterServer(), unix_path=path), dcerpc.connect_sync(f"ncalrpc:[{path}]") as conn:
+            counter = conn.bind(Counter)
+            assert counter.Add(counter.Open(1), 2) == 3
 
 
 def test_ipv6_loopback() -> None:
