@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -41,14 +42,18 @@ def test_capture_dissects_cleanly(echo_server: ServerThread, tmp_path: Path) -> 
                 await echo.TestCall("wireshark")
                 for level in range(1, 8):
                     await echo.TestCall2(level)
-                try:
+                with contextlib.suppress(dcerpc.FaultError):
                     await echo.TestCall2(99)
-                except dcerpc.FaultError:
-                    pass
 
         asyncio.run(session())
         subprocess.run(
-            ["smbtorture", f"ncacn_ip_tcp:127.0.0.1[{port}]", "rpc.echo", "-U%", "--option=torture:quick=yes"],
+            [
+                "smbtorture",
+                f"ncacn_ip_tcp:127.0.0.1[{port}]",
+                "rpc.echo",
+                "-U%",
+                "--option=torture:quick=yes",
+            ],
             capture_output=True,
             timeout=120,
             check=False,
