@@ -1,0 +1,181 @@
+"""Fuzz harness for the PDU parser and both sans-IO associations.
+
+Seeds are real PDU streams (bind, alter_context, fragmented requests, co_cancel, orphaned, auth3,
+and the server's answers); mutations corrupt headers, lengths, counts and bodies, split and join
+streams at random points. ``parse`` may only raise ``PduError``; the associations may raise nothing
+at all: every input ends in events and output octets (a bind_nak, a fault, a close).
+
+    python fuzz/pdu_fuzz.py --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import struct
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+from dcerpc.pdu import (
+    NDR20,
+    PFC,
+    AlterContext,
+    Auth3,
+    AuthVerifier,
+    Bind,
+    BindAck,
+    CoCancel,
+    ContextElement,
+    ContextResultItem,
+    Fault,
+    Orphaned,
+    PduError,
+    Request,
+    Response,
+    SyntaxId,
+    parse,
+)
+from dcerpc.protocol.client import ClientAssociation
+from dcerpc.protocol.groups import GroupTable
+from dcerpc.protocol.limits import Limits
+from dcerpc.protocol.server import ServerAssociation
+
+ECHO = SyntaxId(uuid.UUID("60a15ec5-4de8-11d7-a637-005056a20182"), (1, 0))
+LIMITS = Limits(max_call_size=32 * 1024, max_outstanding_calls=8, max_contexts=8)
+
+
+def server_streams() -> list[bytes]:
+    bind = Bind(call_id=1, contexts=(ContextElement(0, ECHO, (NDR20,)), ContextElement(1, ECHO, (NDR20,))))
+    stub = struct.pack("<I", 41)
+    big = bytes(range(256)) * 30
+    frags = [
+        Request(call_id=3, flags=PFC.FIRST_FRAG, opnum=1, stub=big[:3000]),
+        Request(call_id=3, flags=0, opnum=1, stub=big[3000:6000]),
+        Request(call_id=3, flags=PFC.LAST_FRAG, opnum=1, stub=big[6000:]),
+    ]
+    return [
+        bind.encode() + Request(call_id=2, opnum=0, stub=stub).encode(),
+        bind.encode() + b"".join(f.encode() for f in frags),
+        bind.encode()
+        + AlterContext(call_id=4, contexts=(ContextElement(2, ECHO, (NDR20,)),)).encode()
+        + Request(
+            call_id=5,
+            context_id=2,
+            opnum=0,
+            object=uuid.UUID(int=9),
+            flags=PFC.FIRST_FRAG | PFC.LAST_FRAG | PFC.OBJECT_UUID,
+            stub=stub,
+        ).encode()  # fmt: skip
+        + CoCancel(call_id=5).encode()
+        + Orphaned(call_id=5).encode(),
+        Bind(
+            call_id=1,
+            contexts=(ContextElement(0, ECHO, (NDR20,)),),
+            auth=AuthVerifier(auth_type=10, auth_level=6, value=b"NTLMSSP\0" + bytes(24)),
+        ).encode()  # fmt: skip
+        + Auth3(call_id=1, auth=AuthVerifier(auth_type=10, auth_level=6, value=bytes(16))).encode(),
+    ]
+
+
+def client_streams() -> list[bytes]:
+    ack = BindAck(call_id=1, assoc_group_id=0x1234, sec_addr=b"49152",
+                  results=(ContextResultItem(0, 0, NDR20),))  # fmt: skip
+    return [
+        ack.encode() + Response(call_id=2, stub=struct.pack("<I", 42)).encode(),
+        ack.encode() + Fault(call_id=2, status=0x1C010002).encode(),
+        ack.encode()
+        + Response(call_id=2, flags=PFC.FIRST_FRAG, stub=bytes(4000)).encode()
+        + Response(call_id=2, flags=PFC.LAST_FRAG, stub=bytes(100)).encode(),
+    ]
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        r = rng.random()
+        if r < 0.3 and buf:
+            buf[rng.randrange(len(buf))] = rng.randrange(256)
+        elif r < 0.5 and len(buf) > 10:
+            at = rng.randrange(len(buf) - 2)
+            buf[at : at + 2] = struct.pack("<H", rng.choice((0, 1, 15, 16, 17, 1432, 5840, 0xFFFF)))
+        elif r < 0.65 and len(buf) > 4:
+            at = rng.randrange(len(buf) - 4)
+            buf[at : at + 4] = struct.pack("<I", rng.choice((0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF)))
+        elif r < 0.8:
+            del buf[rng.randrange(len(buf) + 1) :]
+        else:
+            at = rng.randrange(len(buf) + 1)
+            buf[at:at] = rng.randbytes(rng.randint(1, 24))
+    return bytes(buf)
+
+
+def feed(assoc: ServerAssociation | ClientAssociation, rng: random.Random, data: bytes) -> None:
+    """Deliver in random chunks, as TCP may."""
+    pos = 0
+    while pos < len(data):
+        n = rng.randint(1, 600)
+        assoc.receive_data(data[pos : pos + n])
+        pos += n
+        assoc.events()
+        assoc.data_to_send()
+
+
+def one(rng: random.Random, server: bool, data: bytes) -> str | None:
+    try:
+        if server:
+            sa = ServerAssociation(lambda s: s if s.uuid == ECHO.uuid else None, GroupTable(), LIMITS, b"135")
+            feed(sa, rng, data)
+            for cid in list(sa.outstanding):
+                sa.respond(cid, b"\0" * rng.randint(0, 9000))
+            sa.data_to_send()
+            sa.connection_lost()
+        else:
+            ca = ClientAssociation(LIMITS)
+            ca.bind({0: ECHO})
+            ca.request(0, 0, b"\0\0\0\0")
+            feed(ca, rng, data)
+        try:
+            parse(data)
+        except PduError:
+            pass
+    except Exception:
+        return traceback.format_exc()
+    return None
+
+
+def run(seconds: float, seed: int, crash_dir: Path) -> int:
+    rng = random.Random(seed)
+    seeds = [(True, s) for s in server_streams()] + [(False, s) for s in client_streams()]
+    deadline = time.monotonic() + seconds
+    runs = crashes = 0
+    while time.monotonic() < deadline:
+        server, base = rng.choice(seeds)
+        data = mutate(rng, base)
+        failure = one(rng, server, data)
+        runs += 1
+        if failure is not None:
+            crashes += 1
+            crash_dir.mkdir(parents=True, exist_ok=True)
+            path = crash_dir / f"pdu-{'server' if server else 'client'}-{crashes}.bin"
+            path.write_bytes(data)
+            print(f"CRASH -> {path}\n{failure}", file=sys.stderr)
+    print(f"{runs} streams, {crashes} crashes")
+    return 1 if crashes else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crash-dir", type=Path, default=Path(__file__).parent / "crashes")
+    args = parser.parse_args()
+    return run(args.seconds, args.seed, args.crash_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
