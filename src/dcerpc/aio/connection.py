@@ -55,7 +55,7 @@ class ServerConnection(asyncio.Protocol):
         port = self.local[1] if isinstance(self.local, tuple) else None
         sec_addr = str(port).encode() if port is not None else b""
         self.assoc = ServerAssociation(
-            self.server.registry.match, self.server.groups, self.server.limits, sec_addr
+            self.server.registry.match, self.server.groups, self.server.limits, sec_addr, self.server.security
         )
         self._arm_idle()
 
@@ -124,6 +124,10 @@ class ServerConnection(asyncio.Protocol):
                     opnum=ev.opnum,
                     call_id=ev.call_id,
                     group=assoc.group,
+                    object=ev.object,
+                    auth_type=ev.auth_type,
+                    auth_level=ev.auth_level,
+                    principal=ev.principal,
                 )
                 outcome = await dispatch(impl, ev, ctx, self.server.limits.ndr)
         except asyncio.CancelledError:

@@ -18,8 +18,9 @@ from enum import IntEnum
 from typing import Any, TypeVar, cast
 
 from .._errors import BindError, ConnectionClosedError, FaultError, RpcError
+from ..auth.base import ClientCredentials
 from ..interface import Interface, Operation
-from ..pdu.constants import ProviderReason, RejectReason
+from ..pdu.constants import AuthLevel, ProviderReason, RejectReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.client import ClientAssociation
 from ..protocol.events import (
@@ -33,6 +34,7 @@ from ..protocol.events import (
     ShutdownRequested,
 )
 from ..protocol.limits import Limits
+from ..protocol.security import AuthState
 from .binding import Binding, parse_binding
 
 __all__ = ["Connection", "connect"]
@@ -64,12 +66,13 @@ class Connection:
         limits: Limits | None = None,
         default_timeout: float | None = None,
         max_concurrent_calls: int = 64,
+        auth: AuthState | None = None,
     ) -> None:
         self.binding = binding
         # Calls beyond this wait their turn here rather than overrun the server's outstanding-call
         # limit (which would answer them with nca_s_server_too_busy).
         self._slots = asyncio.Semaphore(max_concurrent_calls)
-        self.assoc = ClientAssociation(limits)
+        self.assoc = ClientAssociation(limits, auth)
         self.default_timeout = default_timeout
         self._transport: asyncio.Transport | None = None
         self._calls: dict[int, asyncio.Future[tuple[bytes, bool]]] = {}
@@ -291,6 +294,8 @@ async def connect(
     call_timeout: float | None = None,
     limits: Limits | None = None,
     max_concurrent_calls: int = 64,
+    auth: ClientCredentials | None = None,
+    level: str | int = "privacy",
 ) -> Connection:
     """Open a connection to the endpoint a string binding names.
 
@@ -299,8 +304,21 @@ async def connect(
         timeout: seconds to wait for the transport connection.
         call_timeout: default per-call timeout (None: wait forever).
         max_concurrent_calls: calls in flight at once on this connection; more wait their turn.
+        auth: credentials to authenticate with (None: anonymous, unauthenticated).
+        level: protection when ``auth`` is given: "connect", "call", "packet", "integrity",
+            "privacy" (or the AuthLevel number). The binding's ``sign`` / ``seal`` options set
+            integrity / privacy too.
     """
     b = parse_binding(binding) if isinstance(binding, str) else binding
-    conn = Connection(b, limits, call_timeout, max_concurrent_calls)
+    state = None
+    if auth is not None:
+        if "seal" in b.flags:
+            level = "privacy"
+        elif "sign" in b.flags:
+            level = "integrity"
+        number = AuthLevel[level.upper()] if isinstance(level, str) else AuthLevel(level)
+        ctx = auth.client_context(b.host or "localhost")
+        state = AuthState(ctx, auth.auth_type, number, context_id=0, header_sign=True)
+    conn = Connection(b, limits, call_timeout, max_concurrent_calls, state)
     await conn._open(timeout)
     return conn

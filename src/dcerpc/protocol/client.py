@@ -9,14 +9,18 @@ fragmented to the negotiated max_xmit_frag; responses are reassembled within lim
 from __future__ import annotations
 
 import enum
+import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..auth.base import AuthError
 from ..pdu import constants as const
 from ..pdu.co import (
     AlterContext,
     AlterContextResp,
+    Auth3,
+    AuthVerifier,
     Bind,
     BindAck,
     BindNak,
@@ -30,7 +34,7 @@ from ..pdu.co import (
     Shutdown,
     parse,
 )
-from ..pdu.constants import PFC, ContextResult
+from ..pdu.constants import PFC, ContextResult, PType
 from ..pdu.header import HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
 from .events import (
@@ -45,6 +49,7 @@ from .events import (
     ShutdownRequested,
 )
 from .limits import MIN_FRAGMENT, Limits
+from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["ClientAssociation", "ClientState"]
 
@@ -68,8 +73,11 @@ class _Reply:
 class ClientAssociation:
     """One connection's association, client role."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, auth: AuthState | None = None) -> None:
         self.limits = limits or Limits()
+        self.auth = auth
+        self._bound_event: BindAccepted | None = None  # held back until authentication completes
+        self._auth_call: int | None = None
         self.state = ClientState.IDLE
         self.max_xmit_frag = MIN_FRAGMENT
         self.max_recv_frag = self.limits.max_fragment
@@ -82,6 +90,8 @@ class ClientAssociation:
         self._replies: dict[int, _Reply] = {}
         self._next_call = 1
         self.pending: set[int] = set()
+        self._raw = b""
+        self._body_end = 0
 
     @property
     def alive(self) -> bool:
@@ -108,9 +118,17 @@ class ClientAssociation:
             elems.append(ContextElement(max(contexts) + 1, first, (syntax,)))
         self._proposed[cid] = dict(contexts)
         self.state = ClientState.BINDING
+        verifier = None
+        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
+        if self.auth is not None:
+            verifier = self._verifier(self.auth.context.step(None))
+            if self.auth.header_sign:
+                flags |= PFC.SUPPORT_HEADER_SIGN
         self._send(
             Bind(
                 call_id=cid,
+                flags=flags,
+                auth=verifier,
                 max_xmit_frag=self.limits.max_fragment,
                 max_recv_frag=self.limits.max_fragment,
                 assoc_group_id=assoc_group_id,
@@ -135,11 +153,22 @@ class ClientAssociation:
         )
         return cid
 
+    def _verifier(self, token: bytes | None) -> AuthVerifier:
+        assert self.auth is not None
+        a = self.auth
+        return AuthVerifier(
+            auth_type=a.auth_type, auth_level=a.auth_level, context_id=a.context_id, value=token or b""
+        )
+
     def request(self, context_id: int, opnum: int, stub: bytes, object: uuid.UUID | None = None) -> int:
         """Queue a call; returns its call_id. The stub is split at max_xmit_frag."""
         cid = self.next_call_id()
         overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
-        room = (self.max_xmit_frag - overhead) & ~7
+        auth = self.auth if self.auth is not None and self.auth.protects else None
+        if auth is not None:
+            room = (self.max_xmit_frag - overhead - SEC_TRAILER - auth.context.signature_size()) & ~15
+        else:
+            room = (self.max_xmit_frag - overhead) & ~7
         total = len(stub)
         offset = 0
         base = PFC.OBJECT_UUID if object is not None else 0
@@ -148,17 +177,23 @@ class ClientAssociation:
             flags = base | (PFC.FIRST_FRAG if offset == 0 else 0)
             if offset + len(chunk) >= total:
                 flags |= PFC.LAST_FRAG
-            self._send(
-                Request(
-                    call_id=cid,
-                    flags=flags,
-                    alloc_hint=total - offset,
-                    context_id=context_id,
-                    opnum=opnum,
-                    object=object,
-                    stub=chunk,
+            if auth is not None:
+                body = struct.pack("<IHH", total - offset, context_id, opnum)
+                if object is not None:
+                    body += object.bytes_le
+                self._out.append(protect(auth, PType.REQUEST, flags, cid, body, chunk))
+            else:
+                self._send(
+                    Request(
+                        call_id=cid,
+                        flags=flags,
+                        alloc_hint=total - offset,
+                        context_id=context_id,
+                        opnum=opnum,
+                        object=object,
+                        stub=chunk,
+                    )
                 )
-            )
             offset += len(chunk)
             if offset >= total:
                 break
@@ -201,6 +236,8 @@ class ClientAssociation:
             if handler is None:
                 self._fail(f"a server does not send {parsed.pdu.ptype.name.lower()} PDUs")
                 return
+            self._raw = fragment
+            self._body_end = parsed.body_end
             handler(self, parsed.pdu, parsed.header.little_endian)
 
     def events(self) -> list[Event]:
@@ -242,6 +279,11 @@ class ClientAssociation:
     def _on_bind_ack(self, pdu: Pdu, little: bool) -> None:
         assert isinstance(pdu, BindAck)
         if isinstance(pdu, AlterContextResp):
+            if pdu.call_id == self._auth_call:
+                self._auth_call = None
+                self._proposed.pop(pdu.call_id, None)
+                self._continue_auth(pdu)
+                return
             accepted, rejected = self._results(pdu.call_id, pdu)
             self._events.append(AlterContextAccepted(accepted=accepted, rejected=rejected))
             return
@@ -253,15 +295,55 @@ class ClientAssociation:
         self.assoc_group_id = pdu.assoc_group_id
         accepted, rejected = self._results(pdu.call_id, pdu)
         self.state = ClientState.OPEN
-        self._events.append(
-            BindAccepted(
-                accepted=accepted,
-                rejected=rejected,
-                assoc_group_id=pdu.assoc_group_id,
-                max_xmit_frag=self.max_xmit_frag,
-                max_recv_frag=self.max_recv_frag,
-            )
+        event = BindAccepted(
+            accepted=accepted,
+            rejected=rejected,
+            assoc_group_id=pdu.assoc_group_id,
+            max_xmit_frag=self.max_xmit_frag,
+            max_recv_frag=self.max_recv_frag,
         )
+        if self.auth is None:
+            self._events.append(event)
+            return
+        self.auth.header_sign = self.auth.header_sign and bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN)
+        self._bound_event = event
+        self._continue_auth(pdu)
+
+    def _continue_auth(self, pdu: BindAck) -> None:
+        """Feed the server's token to our context; send the next leg or report the bind complete."""
+        assert self.auth is not None
+        ctx = self.auth.context
+        if not ctx.complete:
+            if pdu.auth is None:
+                self._fail("the server answered an authenticated bind without an auth verifier")
+                return
+            try:
+                token = ctx.step(pdu.auth.value)
+            except AuthError as e:
+                self._fail(f"authentication failed: {e}")
+                return
+            if token and ctx.complete and ctx.third_leg == "auth3":
+                self._send(Auth3(call_id=self.next_call_id(), auth=self._verifier(token)))
+            elif token:
+                cid = self.next_call_id()
+                self._auth_call = cid
+                self._proposed[cid] = {}
+                self._send(
+                    AlterContext(
+                        call_id=cid,
+                        max_xmit_frag=self.limits.max_fragment,
+                        max_recv_frag=self.limits.max_fragment,
+                        assoc_group_id=self.assoc_group_id,
+                        auth=self._verifier(token),
+                    )
+                )
+                return
+        if not ctx.complete:
+            self._fail("the security context did not complete")
+            return
+        if self._bound_event is not None:
+            self._events.append(self._bound_event)
+            self._bound_event = None
 
     def _on_bind_nak(self, pdu: Pdu, little: bool) -> None:
         assert isinstance(pdu, BindNak)
@@ -275,11 +357,23 @@ class ClientAssociation:
         cid = pdu.call_id
         if cid not in self.pending:
             return  # an answer to a call we orphaned or already finished
+        stub = pdu.stub
+        if self.auth is not None and self.auth.protects:
+            if pdu.auth is None or pdu.auth.context_id != self.auth.context_id:
+                self._fail(f"unprotected response to call {cid} on a protected association")
+                return
+            try:
+                check_pad(pdu.auth.pad_length, self._body_end - REQUEST_OVERHEAD)
+                stub = unprotect(self.auth, self._raw, REQUEST_OVERHEAD, self._body_end, pdu.auth.pad_length,
+                                 pdu.auth.value)  # fmt: skip
+            except AuthError as e:
+                self._fail(f"response signature refused: {e}")
+                return
         reply = self._replies.get(cid)
         if pdu.flags & PFC.FIRST_FRAG or reply is None:
             reply = self._replies[cid] = _Reply(little=little)
-        reply.chunks.append(pdu.stub)
-        reply.size += len(pdu.stub)
+        reply.chunks.append(stub)
+        reply.size += len(stub)
         if reply.size > self.limits.max_call_size:
             self._fail(f"response to call {cid} exceeds {self.limits.max_call_size} octets")
             return

@@ -71,7 +71,9 @@ class CallReceived(Event):
     object: uuid.UUID | None
     stub: bytes
     little_endian: bool
-    auth_pad: int = 0
+    auth_type: int = 0
+    auth_level: int = 1
+    principal: str | None = None
 
 
 @final

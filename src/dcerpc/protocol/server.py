@@ -24,16 +24,19 @@ Rules and what breaking them gets (each also reported as a :class:`ProtocolViola
 from __future__ import annotations
 
 import enum
+import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..auth.base import AuthError, SecurityProvider
 from ..pdu import constants as const
 from ..pdu.co import (
     AlterContext,
     AlterContextResp,
     Auth3,
+    AuthVerifier,
     Bind,
     BindAck,
     BindNak,
@@ -47,7 +50,7 @@ from ..pdu.co import (
     Response,
     parse,
 )
-from ..pdu.constants import PFC, ContextResult, ProviderReason, PType, RejectReason
+from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType, RejectReason
 from ..pdu.header import HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
 from .events import (
@@ -61,6 +64,7 @@ from .events import (
 )
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
+from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
 
@@ -85,6 +89,7 @@ class _Partial:
     opnum: int
     object: uuid.UUID | None
     little_endian: bool
+    auth: AuthState | None = None
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
 
@@ -105,8 +110,12 @@ class ServerAssociation:
         groups: GroupTable,
         limits: Limits | None = None,
         secondary_address: bytes = b"",
+        security: dict[int, SecurityProvider] | None = None,
     ) -> None:
         self._match = match
+        self._providers = security or {}
+        self.auth: dict[int, AuthState] = {}  # by auth_context_id
+        self._call_auth: dict[int, AuthState] = {}  # call_id -> the context that protects it
         self._groups = groups
         self.limits = limits or Limits()
         self._sec_addr = secondary_address
@@ -123,6 +132,8 @@ class ServerAssociation:
         self.outstanding: set[int] = set()
         self._orphaned: set[int] = set()
         self._little = True  # byte order of the fragment being handled
+        self._raw = b""  # the fragment being handled, as received (signatures cover it)
+        self._stub_start = 0
         self.stats = {"pdus_in": 0, "pdus_out": 0, "calls_in": 0}
 
     # --- adapter interface ---------------------------------------------------------------------
@@ -176,7 +187,13 @@ class ServerAssociation:
         """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag."""
         if not self._finish(call_id):
             return
-        room = (self.max_xmit_frag - REQUEST_HEADER) & ~7  # stub octets per fragment, 8-aligned
+        auth = self._call_auth.pop(call_id, None)
+        protected = auth is not None and auth.protects
+        if protected:
+            assert auth is not None
+            room = (self.max_xmit_frag - REQUEST_HEADER - SEC_TRAILER - auth.context.signature_size()) & ~15
+        else:
+            room = (self.max_xmit_frag - REQUEST_HEADER) & ~7  # stub octets per fragment, 8-aligned
         total = len(stub)
         offset = 0
         while True:
@@ -184,11 +201,21 @@ class ServerAssociation:
             flags = (PFC.FIRST_FRAG if offset == 0 else 0) | (
                 PFC.LAST_FRAG if offset + len(chunk) >= total else 0
             )
-            self._send(
-                Response(
-                    call_id=call_id, flags=flags, alloc_hint=total - offset, context_id=context_id, stub=chunk
+            if protected:
+                assert auth is not None
+                body = struct.pack("<IHBB", total - offset, context_id, 0, 0)
+                self._out.append(protect(auth, PType.RESPONSE, flags, call_id, body, chunk))
+                self.stats["pdus_out"] += 1
+            else:
+                self._send(
+                    Response(
+                        call_id=call_id,
+                        flags=flags,
+                        alloc_hint=total - offset,
+                        context_id=context_id,
+                        stub=chunk,
+                    )
                 )
-            )
             offset += len(chunk)
             if offset >= total:
                 break
@@ -197,6 +224,7 @@ class ServerAssociation:
         """Answer a call with a fault PDU carrying ``status`` (MS-RPCE 2.2.2.8: no stub)."""
         if not self._finish(call_id):
             return
+        self._call_auth.pop(call_id, None)
         self._send_fault(call_id, status, context_id, did_not_execute)
 
     def connection_lost(self) -> None:
@@ -266,6 +294,8 @@ class ServerAssociation:
             return
         pdu = parsed.pdu
         self._little = parsed.header.little_endian
+        self._raw = fragment
+        self._body_end = parsed.body_end
         handler = _HANDLERS.get(type(pdu))
         if handler is None:
             self._fatal(f"a client does not send {pdu.ptype.name.lower()} PDUs", pdu.call_id, pdu.ptype)
@@ -279,11 +309,12 @@ class ServerAssociation:
         if self.state is not State.AWAIT_BIND:
             self._fatal("bind on an association that is already bound", pdu.call_id, PType.BIND)
             return
+        out_auth: AuthVerifier | None = None
         if pdu.auth is not None:
-            # MS-RPCE 3.3.1.5.2.1: an unknown authentication type is refused with reason 8
-            self._violation(f"bind requests auth type {pdu.auth.auth_type}, none is configured", pdu.call_id)
-            self._nak(pdu.call_id, RejectReason.AUTHENTICATION_TYPE_NOT_RECOGNIZED)
-            return
+            got = self._start_auth(pdu.call_id, pdu.auth, bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN))
+            if got is None:
+                return
+            out_auth = got
         if pdu.assoc_group_id:
             group = self._groups.join(pdu.assoc_group_id)
             if group is None:
@@ -304,6 +335,7 @@ class ServerAssociation:
             BindAck(
                 call_id=pdu.call_id,
                 flags=flags,
+                auth=out_auth,
                 max_xmit_frag=self.max_xmit_frag,
                 max_recv_frag=self.max_recv_frag,
                 assoc_group_id=group.id,
@@ -322,6 +354,42 @@ class ServerAssociation:
             )
         )
 
+    def _start_auth(self, call_id: int, verifier: AuthVerifier, header_sign: bool) -> AuthVerifier | None:
+        """First leg of a security context (bind or alter_context); the verifier to answer with.
+
+        None when the bind was refused (the bind_nak is queued).
+        """
+        provider = self._providers.get(verifier.auth_type)
+        if provider is None:
+            # MS-RPCE 3.3.1.5.2.1: an unknown authentication type is refused with reason 8
+            self._violation(f"bind requests auth type {verifier.auth_type}, which is not configured", call_id)
+            self._nak(call_id, RejectReason.AUTHENTICATION_TYPE_NOT_RECOGNIZED)
+            return None
+        if not AuthLevel.CONNECT <= verifier.auth_level <= AuthLevel.PRIVACY:
+            self._violation(f"bind requests auth level {verifier.auth_level}", call_id)
+            self._nak(call_id, RejectReason.REASON_NOT_SPECIFIED)
+            return None
+        if verifier.context_id in self.auth:
+            self._violation(f"auth_context_id {verifier.context_id} is already in use", call_id)
+            self._nak(call_id, RejectReason.REASON_NOT_SPECIFIED)
+            return None
+        context = provider.server_context()
+        try:
+            token = context.step(verifier.value)
+        except AuthError as e:
+            self._violation(f"authentication refused: {e}", call_id)
+            self._nak(call_id, RejectReason.REASON_NOT_SPECIFIED)
+            return None
+        self.auth[verifier.context_id] = AuthState(
+            context, verifier.auth_type, verifier.auth_level, verifier.context_id, header_sign
+        )
+        return AuthVerifier(
+            auth_type=verifier.auth_type,
+            auth_level=verifier.auth_level,
+            context_id=verifier.context_id,
+            value=token or b"",
+        )
+
     def _nak(self, call_id: int, reason: RejectReason) -> None:
         self._send(BindNak(call_id=call_id, reason=reason, versions=BIND_NAK_VERSIONS))
         self._close(f"bind refused: {reason.name.lower()}")
@@ -331,18 +399,40 @@ class ServerAssociation:
         if self.state is not State.OPEN:
             self._fatal("alter_context before bind", pdu.call_id, PType.ALTER_CONTEXT)
             return
+        out_auth: AuthVerifier | None = None
         if pdu.auth is not None:
-            self._violation(
-                f"alter_context carries auth type {pdu.auth.auth_type}, none is configured", pdu.call_id
-            )
-            self._send_fault(pdu.call_id, const.RPC_S_ACCESS_DENIED, did_not_execute=True)
-            self._close("authentication on alter_context without a security provider")
-            return
+            state = self.auth.get(pdu.auth.context_id)
+            if state is None:
+                got = self._start_auth(pdu.call_id, pdu.auth, bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN))
+                if got is None:
+                    return
+                out_auth = got
+            elif state.context.complete or state.failed:
+                self._fatal(
+                    "alter_context continues a finished authentication", pdu.call_id, PType.ALTER_CONTEXT
+                )
+                return
+            else:
+                try:
+                    token = state.context.step(pdu.auth.value)
+                except AuthError as e:
+                    state.failed = str(e)
+                    self._violation(f"authentication refused: {e}", pdu.call_id)
+                    self._send_fault(pdu.call_id, const.RPC_S_ACCESS_DENIED, did_not_execute=True)
+                    self._close("authentication failed")
+                    return
+                out_auth = AuthVerifier(
+                    auth_type=state.auth_type,
+                    auth_level=state.auth_level,
+                    context_id=state.context_id,
+                    value=token or b"",
+                )
         results, accepted, rejected = self._negotiate(pdu.contexts)
         assert self.group is not None
         self._send(
             AlterContextResp(
                 call_id=pdu.call_id,
+                auth=out_auth,
                 max_xmit_frag=self.max_xmit_frag,
                 max_recv_frag=self.max_recv_frag,
                 assoc_group_id=self.group.id,
@@ -405,12 +495,8 @@ class ServerAssociation:
         if self.state is not State.OPEN:
             self._fatal("request before bind", cid, PType.REQUEST)
             return
-        if pdu.auth is not None:
-            self._violation(
-                "request carries an auth verifier on an unauthenticated association", cid, fatal=True
-            )
-            self._send_fault(cid, const.RPC_S_ACCESS_DENIED, pdu.context_id, did_not_execute=True)
-            self._close("authentication on a context that was never negotiated")
+        auth, stub = self._verified_stub(pdu)
+        if stub is None:
             return
         first = bool(pdu.flags & PFC.FIRST_FRAG)
         last = bool(pdu.flags & PFC.LAST_FRAG)
@@ -432,14 +518,17 @@ class ServerAssociation:
                     self._close("too many outstanding calls")
                 return
             little = self._little
-            partial = _Partial(pdu.context_id, pdu.opnum, pdu.object, little)
+            partial = _Partial(pdu.context_id, pdu.opnum, pdu.object, little, auth)
             self._partial[cid] = partial
         elif partial is None:
             self._fatal(f"fragment for call_id {cid}, which has no first fragment", cid, PType.REQUEST)
             return
-        partial.chunks.append(pdu.stub)
-        partial.size += len(pdu.stub)
-        self._buffered += len(pdu.stub)
+        elif partial.auth is not auth:
+            self._deny(cid, pdu.context_id, "fragments of one call use different security contexts")
+            return
+        partial.chunks.append(stub)
+        partial.size += len(stub)
+        self._buffered += len(stub)
         if partial.size > self.limits.max_call_size or self._buffered > self.limits.max_buffered:
             self._partial.pop(cid, None)
             self._violation(f"call {cid} exceeds {self.limits.max_call_size} octets", cid, fatal=True)
@@ -453,6 +542,8 @@ class ServerAssociation:
         del self._partial[cid]
         self._buffered -= partial.size
         self.outstanding.add(cid)
+        if partial.auth is not None:
+            self._call_auth[cid] = partial.auth
         self.stats["calls_in"] += 1
         stub = partial.chunks[0] if len(partial.chunks) == 1 else b"".join(partial.chunks)
         self._events.append(
@@ -464,8 +555,65 @@ class ServerAssociation:
                 object=partial.object,
                 stub=stub,
                 little_endian=partial.little_endian,
+                auth_type=partial.auth.auth_type if partial.auth else 0,
+                auth_level=partial.auth.auth_level if partial.auth else 1,
+                principal=partial.auth.context.principal if partial.auth else None,
             )
         )
+
+    def _deny(self, call_id: int, context_id: int, reason: str) -> None:
+        """Refuse a request on security grounds: access denied, then close (MS-RPCE 3.3.3.5.x)."""
+        self._violation(reason, call_id, fatal=True)
+        self._send_fault(call_id, const.RPC_S_ACCESS_DENIED, context_id, did_not_execute=True)
+        self._close(reason)
+
+    def _verified_stub(self, pdu: Request) -> tuple[AuthState | None, bytes | None]:
+        """The request's plaintext stub after its verifier is checked; (None, None) when refused."""
+        cid = pdu.call_id
+        if pdu.auth is None:
+            if not self.auth:
+                return None, pdu.stub
+            if any(a.protects for a in self.auth.values()):
+                self._deny(
+                    cid, pdu.context_id, "unprotected request on an association that requires protection"
+                )
+                return None, None
+            # connect / call level: no verifier on requests, the association's context vouches for them
+            default = self.auth[min(self.auth)]
+            if default.failed is not None or not default.context.complete:
+                self._deny(
+                    cid,
+                    pdu.context_id,
+                    f"request on a failed authentication ({default.failed or 'incomplete'})",
+                )
+                return None, None
+            return default, pdu.stub
+        state = self.auth.get(pdu.auth.context_id)
+        if state is None:
+            self._deny(cid, pdu.context_id, "authentication on a context that was never negotiated")
+            return None, None
+        if state.failed is not None or not state.context.complete:
+            self._deny(
+                cid, pdu.context_id, f"request on a failed authentication ({state.failed or 'incomplete'})"
+            )
+            return None, None
+        if pdu.auth.auth_level != state.auth_level or pdu.auth.auth_type != state.auth_type:
+            self._deny(
+                cid,
+                pdu.context_id,
+                f"request at auth level {pdu.auth.auth_level}, negotiated {state.auth_level}",
+            )
+            return None, None
+        if not state.protects:
+            return state, pdu.stub
+        start = REQUEST_HEADER + (16 if pdu.object is not None else 0)
+        try:
+            check_pad(pdu.auth.pad_length, self._body_end - start)
+            stub = unprotect(state, self._raw, start, self._body_end, pdu.auth.pad_length, pdu.auth.value)
+        except AuthError as e:
+            self._deny(cid, pdu.context_id, f"request signature refused: {e}")
+            return None, None
+        return state, stub
 
     def _on_cancel(self, pdu: Pdu) -> None:
         cid = pdu.call_id
@@ -485,7 +633,16 @@ class ServerAssociation:
             self._events.append(CallOrphaned(call_id=cid))
 
     def _on_auth3(self, pdu: Pdu) -> None:
-        self._fatal("auth3 without an authentication in progress", pdu.call_id, PType.AUTH3)
+        state = self.auth.get(pdu.auth.context_id) if pdu.auth is not None else None
+        if pdu.auth is None or state is None or state.context.complete or state.failed is not None:
+            self._fatal("auth3 without an authentication in progress", pdu.call_id, PType.AUTH3)
+            return
+        try:
+            state.context.step(pdu.auth.value)
+        except AuthError as e:
+            # auth3 has no answer: the failure shows on the next request (access denied)
+            state.failed = str(e)
+            self._violation(f"authentication refused: {e}", pdu.call_id)
 
 
 _HANDLERS: dict[type, Callable[[ServerAssociation, Pdu], None]] = {

@@ -9,6 +9,7 @@ disappears.
 from __future__ import annotations
 
 import contextvars
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class CallContext:
         local: our address for this connection.
         transport: "ncacn_ip_tcp" or "ncalrpc".
         interface, opnum, call_id: what is being called.
+        object: the object UUID the client named (PFC_OBJECT_UUID), if any.
         group: the association group of the connection.
         auth_type, auth_level, principal: the caller's authentication (none yet: 0, 1, None).
     """
@@ -42,6 +44,7 @@ class CallContext:
     opnum: int
     call_id: int
     group: Group
+    object: uuid.UUID | None = None
     auth_type: int = 0
     auth_level: int = 1
     principal: str | None = None

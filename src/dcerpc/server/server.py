@@ -8,6 +8,7 @@ import os
 from collections import Counter
 from typing import Any
 
+from ..auth.base import SecurityProvider
 from ..interface import Interface
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
@@ -40,11 +41,18 @@ class Server:
     Args:
         implementations: instances of interface implementations to serve.
         limits: per-connection and per-server bounds.
+        security: providers that accept authenticated binds (by their auth_type).
     """
 
     use_uvloop = staticmethod(_event_loop_policy)
 
-    def __init__(self, *implementations: Interface, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        *implementations: Interface,
+        limits: Limits | None = None,
+        security: list[SecurityProvider] | None = None,
+    ) -> None:
+        self.security = {p.auth_type: p for p in security or []}
         self.registry = Registry()
         for impl in implementations:
             self.registry.add(impl)

@@ -7,6 +7,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from ..auth.base import SecurityProvider
 from ..interface import Interface
 from ..protocol.limits import Limits
 from ..server.server import Server
@@ -28,8 +29,9 @@ class ServerThread:
         port: int = 0,
         limits: Limits | None = None,
         unix_path: str | None = None,
+        security: list[SecurityProvider] | None = None,
     ) -> None:
-        self.server = Server(*implementations, limits=limits)
+        self.server = Server(*implementations, limits=limits, security=security)
         self.host = host
         self.port = port
         self.unix_path = unix_path

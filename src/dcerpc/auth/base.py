@@ -1,0 +1,90 @@
+"""The security-provider seam: what the associations need from NTLM, Kerberos, SPNEGO (or nothing).
+
+A :class:`SecurityProvider` makes a :class:`SecurityContext` per authenticated presentation of an
+association (one per auth_context_id). The association drives the handshake by handing each leg's
+token to :meth:`SecurityContext.step` (bind -> bind_ack -> auth3 for three legs; alter_context
+round trips for more) and, once complete, protects and checks every request and response fragment
+through :meth:`sign` / :meth:`verify` / :meth:`seal` / :meth:`unseal`. Which octets are signed and which
+are sealed is the association's business (MS-RPCE 3.3.1.5.2.2): the context only transforms them.
+
+Providers know nothing of PDUs, and the associations know nothing of NTLM or Kerberos.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from .._errors import RpcError
+
+__all__ = ["AuthError", "ClientCredentials", "SecurityContext", "SecurityProvider"]
+
+
+class AuthError(RpcError):
+    """Authentication failed, or a signature did not verify."""
+
+
+class SecurityContext(abc.ABC):
+    """One security context (one auth_context_id on one association)."""
+
+    auth_type: int
+    principal: str | None = None  # who the peer proved to be, once complete
+    # How a client sends the last leg when the handshake completes on its side with a token still
+    # to deliver: "auth3" (NTLM, and Samba's Kerberos) or "alter_context" (MS-RPCE 3.3.1.5.2.1).
+    third_leg: str = "auth3"
+
+    @property
+    @abc.abstractmethod
+    def complete(self) -> bool:
+        """True once the handshake is done and messages can be protected."""
+
+    @abc.abstractmethod
+    def step(self, token: bytes | None) -> bytes | None:
+        """Consume the peer's token (None to start, client side); return ours (None: nothing to send).
+
+        Raises:
+            AuthError: the peer's token is refused (wrong password, unknown user, bad ticket).
+        """
+
+    @abc.abstractmethod
+    def signature_size(self) -> int:
+        """Octets of the auth value that carries a signature."""
+
+    @abc.abstractmethod
+    def sign(self, data: bytes) -> bytes:
+        """A signature over ``data`` (integrity level)."""
+
+    @abc.abstractmethod
+    def verify(self, data: bytes, signature: bytes) -> None:
+        """Check a signature over ``data``; AuthError when it does not match (or is replayed)."""
+
+    @abc.abstractmethod
+    def seal(self, prefix: bytes, plain: bytes, suffix: bytes) -> tuple[bytes, bytes]:
+        """Encrypt ``plain``; sign ``prefix + plain + suffix``. Returns (cipher, signature).
+
+        ``prefix`` / ``suffix`` are signed but not encrypted (the PDU header and sec_trailer when
+        header signing is on; empty otherwise), as in SSPI / GSS IOV wrapping.
+        """
+
+    @abc.abstractmethod
+    def unseal(self, prefix: bytes, cipher: bytes, suffix: bytes, signature: bytes) -> bytes:
+        """Decrypt ``cipher`` and verify ``signature`` over ``prefix + plain + suffix``; the plaintext."""
+
+
+class SecurityProvider(abc.ABC):
+    """Makes server-side security contexts for one auth_type (10 NTLM, 9 SPNEGO, 16 Kerberos)."""
+
+    auth_type: int
+
+    @abc.abstractmethod
+    def server_context(self) -> SecurityContext:
+        """A fresh context to accept a client's handshake."""
+
+
+class ClientCredentials(abc.ABC):
+    """What a client authenticates with; makes one client-side context per connection."""
+
+    auth_type: int
+
+    @abc.abstractmethod
+    def client_context(self, target: str) -> SecurityContext:
+        """A fresh context to authenticate to ``target`` (the server's host name)."""
