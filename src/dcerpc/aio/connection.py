@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from typing import TYPE_CHECKING, Any
 
 from ..pdu import constants as const
@@ -25,6 +27,16 @@ __all__ = ["ServerConnection"]
 log = logging.getLogger("dcerpc.server")
 
 
+def _peer_credentials(transport: asyncio.Transport) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of a Unix-socket peer (SO_PEERCRED); None for other transports."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
 class ServerConnection(asyncio.Protocol):
     """One accepted connection."""
 
@@ -38,6 +50,7 @@ class ServerConnection(asyncio.Protocol):
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._idle: asyncio.TimerHandle | None = None
         self._paused = False
+        self.credentials: tuple[int, int, int] | None = None
 
     # asyncio.Protocol -----------------------------------------------------------------------------
 
@@ -55,8 +68,14 @@ class ServerConnection(asyncio.Protocol):
         port = self.local[1] if isinstance(self.local, tuple) else None
         sec_addr = str(port).encode() if port is not None else b""
         self.assoc = ServerAssociation(
-            self.server.registry.match, self.server.groups, self.server.limits, sec_addr, self.server.security
+            self.server.registry.match,
+            self.server.groups,
+            self.server.limits,
+            sec_addr,
+            self.server.security,
+            self.server.stats,
         )
+        self.credentials = _peer_credentials(transport)
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
@@ -128,6 +147,7 @@ class ServerConnection(asyncio.Protocol):
                     auth_type=ev.auth_type,
                     auth_level=ev.auth_level,
                     principal=ev.principal,
+                    peer_credentials=self.credentials,
                 )
                 outcome = await dispatch(impl, ev, ctx, self.server.limits.ndr)
         except asyncio.CancelledError:

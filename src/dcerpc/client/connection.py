@@ -36,6 +36,7 @@ from ..protocol.events import (
 from ..protocol.limits import Limits
 from ..protocol.security import AuthState
 from .binding import Binding, parse_binding
+from .resolve import EPM_PORT, forget, resolve_tcp_port
 
 __all__ = ["Connection", "connect"]
 
@@ -81,6 +82,7 @@ class Connection:
         self._next_context = 0
         self._closed: BaseException | None = None
         self._bind_lock = asyncio.Lock()
+        self._open_timeout: float | None = 30.0
 
     # opening and closing ------------------------------------------------------------------------
 
@@ -89,13 +91,34 @@ class Connection:
         b = self.binding
         if b.protseq == "ncacn_ip_tcp":
             if b.port is None:
-                raise RpcError(f"{b}: no port; endpoint-mapper resolution is needed for this binding")
+                self._open_timeout = timeout
+                return  # resolved through the endpoint mapper at the first bind
             coro = loop.create_connection(lambda: _Protocol(self), b.host or "127.0.0.1", b.port)
         elif b.protseq == "ncalrpc":
             coro = loop.create_unix_connection(lambda: _Protocol(self), b.endpoint or b.host)
         else:
             raise RpcError(f"protocol sequence {b.protseq} is not supported by this client yet")
         await asyncio.wait_for(coro, timeout)
+
+    async def _resolve_and_open(self, syntax: SyntaxId) -> None:
+        """Ask the host's endpoint mapper where ``syntax`` listens, then connect (retry once)."""
+        b = self.binding
+        host = b.host or "127.0.0.1"
+        epm_port = int(b.options.get("epm_port", EPM_PORT))
+        loop = asyncio.get_running_loop()
+        for attempt in range(2):
+            port = await resolve_tcp_port(host, syntax, epm_port=epm_port, timeout=self._open_timeout)
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: _Protocol(self), host, port), self._open_timeout
+                )
+            except ConnectionRefusedError:
+                forget(host, syntax, epm_port)  # the cached port is stale: the service moved
+                if attempt:
+                    raise
+                continue
+            self.binding = b.with_endpoint(str(port))
+            return
 
     async def close(self) -> None:
         """Close the connection; outstanding calls fail with ConnectionClosedError."""
@@ -120,6 +143,8 @@ class Connection:
         """A proxy for ``iface`` on this connection (bind first, alter_context after)."""
         syntax = iface.__syntax__
         async with self._bind_lock:
+            if self._transport is None and self._closed is None:
+                await self._resolve_and_open(syntax)
             if syntax not in self._bound:
                 ctx_id = self._next_context
                 self._next_context += 1

@@ -10,7 +10,7 @@ from typing import Annotated, NamedTuple
 
 from ..epm.idl import rpc_if_id_t
 from ..interface import Interface, operation
-from ..ndr import SizeIs, String, Struct, Unique, boolean32, error_status_t, uint32
+from ..ndr import WERROR, SizeIs, String, Struct, Unique, boolean32, error_status_t, uint32
 
 # Indexes into the statistics array (C706 Appendix Q).
 RPC_C_STATS_CALLS_IN = 0
@@ -47,7 +47,7 @@ class IsListeningResult(NamedTuple):
 
 class InqPrincNameResult(NamedTuple):
     princ_name: Annotated[str, String(1, None, "latin-1"), SizeIs("princ_name_size")]
-    status: error_status_t
+    status: WERROR
 
 
 class Mgmt(Interface, uuid="afa8bd80-7d8a-11c9-bef4-08002b102989", version=(1, 0), name="mgmt"):

@@ -26,7 +26,8 @@ from __future__ import annotations
 import enum
 import struct
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -111,6 +112,7 @@ class ServerAssociation:
         limits: Limits | None = None,
         secondary_address: bytes = b"",
         security: dict[int, SecurityProvider] | None = None,
+        stats: MutableMapping[str, int] | None = None,
     ) -> None:
         self._match = match
         self._providers = security or {}
@@ -134,7 +136,8 @@ class ServerAssociation:
         self._little = True  # byte order of the fragment being handled
         self._raw = b""  # the fragment being handled, as received (signatures cover it)
         self._stub_start = 0
-        self.stats = {"pdus_in": 0, "pdus_out": 0, "calls_in": 0}
+        # Counters (pdus_in, pdus_out, calls_in); a server passes one mapping for all its connections.
+        self.stats: MutableMapping[str, int] = stats if stats is not None else Counter()
 
     # --- adapter interface ---------------------------------------------------------------------
 

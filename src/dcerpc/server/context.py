@@ -48,6 +48,7 @@ class CallContext:
     auth_type: int = 0
     auth_level: int = 1
     principal: str | None = None
+    peer_credentials: tuple[int, int, int] | None = None  # (pid, uid, gid) over ncalrpc
 
     def open_handle(self, value: Any, rundown: Callable[[Any], None] | None = None) -> ContextHandle:
         """A context handle for ``value`` in the caller's association group."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..auth.base import SecurityProvider
 from ..interface import Interface
+from ..mgmt.idl import Mgmt
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
@@ -42,6 +43,7 @@ class Server:
         implementations: instances of interface implementations to serve.
         limits: per-connection and per-server bounds.
         security: providers that accept authenticated binds (by their auth_type).
+        mgmt: serve the remote management interface too (on by default: every endpoint offers it).
     """
 
     use_uvloop = staticmethod(_event_loop_policy)
@@ -51,11 +53,17 @@ class Server:
         *implementations: Interface,
         limits: Limits | None = None,
         security: list[SecurityProvider] | None = None,
+        mgmt: bool = True,
     ) -> None:
         self.security = {p.auth_type: p for p in security or []}
         self.registry = Registry()
         for impl in implementations:
             self.registry.add(impl)
+        if mgmt:
+            from ..mgmt.service import MgmtService  # noqa: PLC0415  (mgmt serves through this server)
+
+            if self.registry.match(Mgmt.__syntax__) is None:
+                self.registry.add(MgmtService(self))
         self.limits = limits or Limits()
         self.groups = GroupTable(on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e))
         self._listeners: list[asyncio.Server] = []
@@ -130,6 +138,5 @@ class Server:
         log.warning("protocol violation from %s (call %d): %s", conn.peer, ev.call_id, ev.reason)
 
     def _count_call(self, interface: Any, outcome: Outcome) -> None:
-        self.stats["calls"] += 1
         if outcome.stub is None:
             self.stats["faults"] += 1

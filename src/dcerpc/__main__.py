@@ -1,0 +1,5 @@
+"""``python -m dcerpc`` is the ``dcerpc`` command."""
+
+from .cli import main
+
+main()

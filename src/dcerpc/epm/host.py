@@ -1,0 +1,107 @@
+"""An RPC host: the endpoint mapper on TCP 135 and its local registration socket, plus services.
+
+This is what ``dcerpc run`` / ``dcerpc epm`` / ``dcerpc serve`` drive; tests use it in-process.
+
+    host = EpmHost(HostConfig(epm_port=135))
+    await host.start()
+    await host.add_service(EchoServer())        # a dynamic port, registered in the map
+    ...
+    await host.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..interface import Interface
+from ..pdu.syntax import SyntaxId
+from ..protocol.limits import Limits
+from ..server.ports import DEFAULT_RANGE, PortAllocator, PortRange
+from ..server.server import Server
+from .idl import Epm
+from .map import EndpointMap, Entry
+from .register import towers_for
+from .service import EpmService
+
+__all__ = ["EpmHost", "HostConfig", "default_socket_path"]
+
+log = logging.getLogger("dcerpc.epm")
+
+
+def default_socket_path() -> str:
+    """/run/dcerpc/epmapper for root; a per-user directory otherwise."""
+    if os.geteuid() == 0:
+        return "/run/dcerpc/epmapper"
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(tempfile.gettempdir(), f"dcerpc-{os.getuid()}")
+    return os.path.join(base, "dcerpc", "epmapper")
+
+
+@dataclass
+class HostConfig:
+    """Everything ``dcerpc run`` takes as flags or from its TOML config file."""
+
+    host: str = "127.0.0.1"
+    epm_port: int = 135
+    ports: PortRange = DEFAULT_RANGE
+    socket: str = field(default_factory=default_socket_path)
+    epm_allow_insert: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+
+
+class EpmHost:
+    """The endpoint mapper and the services hosted beside it."""
+
+    def __init__(self, config: HostConfig | None = None) -> None:
+        self.config = config or HostConfig()
+        self.map = EndpointMap()
+        self.epm = EpmService(self.map, allow_insert=self.config.epm_allow_insert)
+        self.epm_server = Server(self.epm, limits=self.config.limits)
+        self.ports = PortAllocator(self.config.ports)
+        self.services: list[Server] = []
+        self.epm_address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        """Listen on the endpoint-mapper port and the local registration socket.
+
+        Raises:
+            PermissionError: the port needs privileges (port 135: root or CAP_NET_BIND_SERVICE).
+            OSError: the port is taken.
+        """
+        cfg = self.config
+        host, port = await self.epm_server.listen_tcp(cfg.host, cfg.epm_port)
+        self.epm_address = (host, port)
+        Path(cfg.socket).parent.mkdir(parents=True, exist_ok=True)
+        await self.epm_server.listen_unix(cfg.socket)
+        os.chmod(cfg.socket, 0o666)  # anyone may connect; SO_PEERCRED decides who may register
+        self.map.insert(self._entries(self.epm_server, [Epm.__syntax__], "Endpoint Mapper"))
+        log.info("endpoint mapper on %s:%d and %s", host, port, cfg.socket)
+
+    async def add_service(
+        self, *implementations: Interface, port: int | None = None, annotation: str = ""
+    ) -> Server:
+        """Serve implementations on one dynamic (or pinned) TCP port and register them in the map."""
+        server = Server(*implementations, limits=self.config.limits)
+        bound, _ = await self.ports.bind(lambda p: server.listen_tcp(self.config.host, p), pinned=port)
+        self.services.append(server)
+        served = [type(i).__syntax__ for i in implementations]
+        note = annotation or ", ".join(type(i).__ifname__ for i in implementations)
+        self.map.insert(self._entries(server, served, note))
+        log.info("%s on %s:%d", note, self.config.host, bound)
+        return server
+
+    def _entries(self, server: Server, interfaces: list[SyntaxId], annotation: str) -> list[Entry]:
+        towers = towers_for(interfaces, server.addresses)
+        return [Entry.make(uuid.UUID(int=0), t, annotation) for t in towers]
+
+    async def close(self) -> None:
+        for server in self.services:
+            await server.close(drain=2.0)
+        await self.epm_server.close(drain=2.0)
+        with contextlib.suppress(OSError):
+            os.unlink(self.config.socket)
