@@ -154,7 +154,7 @@ class EndpointMap:
             pool = list(self._by_obj.get(object, {}).values())
         if by_obj:
             pool = [e for e in pool if e.object == object]
-        return sorted(pool, key=lambda e: self._by_key[e.key]) if by_if and by_obj else list(pool)
+        return sorted(pool, key=lambda e: self._by_key[e.key])  # registration order
 
     def map(self, object: uuid.UUID | None, tower: Tower) -> list[Entry]:
         """ept_map: entries for the tower's interface (same major, minor at least the client's) and
