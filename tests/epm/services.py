@@ -1,4 +1,4 @@
-"""Small interfaces to register and serve in endpoint-mapper tests (``dcerpc serve tests.epm.services:Svc0``)."""
+"""Small interfaces for endpoint-mapper tests (``dcerpc serve tests.epm.services:Svc0``)."""
 
 from __future__ import annotations
 

@@ -159,7 +159,8 @@ def test_portless_bindings_resolve_through_the_mapper(host: Host) -> None:
     assert out.stdout.split() == ["42", str(host.port_of(ECHO_UUID))], out.stderr
     require_peer(samba_python_available(), "python3-samba is not installed for /usr/bin/python3")
     samba = (
-        "from samba.dcerpc import echo\nfrom samba.param import LoadParm\nfrom samba.credentials import Credentials\n"
+        "from samba.dcerpc import echo\nfrom samba.param import LoadParm\n"
+        "from samba.credentials import Credentials\n"
         "lp = LoadParm(); creds = Credentials(); creds.guess(lp); creds.set_anonymous()\n"
         "print(echo.rpcecho('ncacn_ip_tcp:127.0.0.1', lp, creds).AddOne(41))"
     )
