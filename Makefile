@@ -1,11 +1,14 @@
 # dcerpc: two commands matter.
 #   make test  - set up (.venv, dev extras, Debian peers when root) and run ruff, mypy --strict, pytest
-#   make run   - set up and start the endpoint mapper with the demo services (arrives with issue 4)
+#   make run   - set up and start the endpoint mapper (TCP 135) with the demo services
+#                (RUN_ARGS="--epm-port 1135" to run without root)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: all setup peers lint typecheck pytest test bench clean
+RUN_ARGS ?=
+
+.PHONY: all setup peers lint typecheck pytest test run bench clean
 
 all: test
 
@@ -33,8 +36,13 @@ pytest: setup peers
 
 test: setup peers lint typecheck pytest
 
+run: setup
+	$(BIN)/dcerpc run $(RUN_ARGS)
+
 bench: setup peers
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/ndr.py
+	$(BIN)/python benchmarks/calls.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
