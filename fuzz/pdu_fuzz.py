@@ -82,8 +82,9 @@ def server_streams() -> list[bytes]:
 
 
 def client_streams() -> list[bytes]:
-    ack = BindAck(call_id=1, assoc_group_id=0x1234, sec_addr=b"49152",
-                  results=(ContextResultItem(0, 0, NDR20),))  # fmt: skip
+    ack = BindAck(
+        call_id=1, assoc_group_id=0x1234, sec_addr=b"49152", results=(ContextResultItem(0, 0, NDR20),)
+    )
     return [
         ack.encode() + Response(call_id=2, stub=struct.pack("<I", 42)).encode(),
         ack.encode() + Fault(call_id=2, status=0x1C010002).encode(),

@@ -10,8 +10,18 @@ import pytest
 from dcerpc.testing import ServerThread
 from tests.conftest import have, require_peer
 
-ECHO_TESTS = {"addone", "sinkdata", "echodata", "sourcedata", "testcall", "testcall2", "enum",
-              "surrounding", "doublepointer", "sleep"}  # fmt: skip
+ECHO_TESTS = {
+    "addone",
+    "sinkdata",
+    "echodata",
+    "sourcedata",
+    "testcall",
+    "testcall2",
+    "enum",
+    "surrounding",
+    "doublepointer",
+    "sleep",
+}
 
 
 def smbtorture(binding: str, suite: str, *extra: str, timeout: float = 120) -> dict[str, str]:

@@ -70,8 +70,10 @@ class ToyContext(SecurityContext):
         return 16
 
     def _mac(self, direction: bytes, seq: int, data: bytes) -> bytes:
-        return seq.to_bytes(4, "little") + hmac.new(self.key, direction + seq.to_bytes(4, "little") + data,
-                                                   hashlib.sha256).digest()[:12]  # fmt: skip
+        return (
+            seq.to_bytes(4, "little")
+            + hmac.new(self.key, direction + seq.to_bytes(4, "little") + data, hashlib.sha256).digest()[:12]
+        )
 
     def _dirs(self) -> tuple[bytes, bytes]:
         return (b"s2c", b"c2s") if self.server else (b"c2s", b"s2c")

@@ -44,8 +44,9 @@ from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
 
 ECHO = Echo.__syntax__
-LIMITS = Limits(max_call_size=64 * 1024, max_outstanding_calls=4, max_contexts=3, idle_timeout=1.0,
-                max_connections=8)  # fmt: skip
+LIMITS = Limits(
+    max_call_size=64 * 1024, max_outstanding_calls=4, max_contexts=3, idle_timeout=1.0, max_connections=8
+)
 
 
 @pytest.fixture

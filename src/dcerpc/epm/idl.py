@@ -18,7 +18,6 @@ from ..ndr import (
     LengthIs,
     SizeIs,
     Struct,
-    Unique,
     VaryingString,
     boolean32,
     error_status_t,
@@ -59,14 +58,10 @@ class twr_t(Struct):
 
 
 class ept_entry_t(Struct):
-    """One endpoint-map entry: object UUID, tower, annotation.
-
-    IDL: ``twr_p_t tower`` is a full pointer; it is declared unique here because an entry's tower
-    is never shared, and the octets are the same when nothing aliases.
-    """
+    """One endpoint-map entry: object UUID, tower (``twr_p_t``: a full pointer), annotation."""
 
     object: GUID
-    tower: Unique[twr_t]
+    tower: Full[twr_t]
     annotation: Annotated[str, VaryingString(EPT_MAX_ANNOTATION_SIZE)]
 
 
@@ -88,7 +83,7 @@ class LookupResult(NamedTuple):
 class MapResult(NamedTuple):
     entry_handle: ContextHandle
     num_towers: uint32
-    towers: Annotated[list[Unique[twr_t]], SizeIs("max_towers"), LengthIs("num_towers")]
+    towers: Annotated[list[Full[twr_t]], SizeIs("max_towers"), LengthIs("num_towers")]
     status: error_status_t
 
 

@@ -17,8 +17,9 @@ Decoding is total: every read is bounds-checked, every count from the wire is ch
 octets that remain *before* anything is allocated, the total number of elements per stub is capped,
 and recursion through pointers is bounded. All failures raise :class:`NdrError` with the offset.
 
-Encoding is canonical: referent ids are 0x00020000, 0x00020004, ... in marshalling order (as Samba
-and Windows number them), and padding is zero.
+Encoding is canonical: referent ids follow marshalling order as Samba and Windows number them
+(unique pointers 0x00020000, 0x00020004, ...; full pointers 1, 2, ... from the same counter), and
+padding is zero.
 
 NDR64 will be a second generator over the same schema (``Syntax``); nothing here is flag-driven.
 """
@@ -85,10 +86,13 @@ DEFAULT_LIMITS: Final = Limits()
 class EncodeContext:
     """Per-stub encoding state: the referent-id counter and full-pointer aliasing."""
 
-    __slots__ = ("owned", "ptr", "refs")
+    __slots__ = ("count", "owned", "refs")
 
     def __init__(self) -> None:
-        self.ptr = 0x0001FFFC  # first referent id handed out is 0x00020000
+        # One counter for all pointers of a stub, as Samba keeps it (Windows numbers the same way):
+        # a unique / ref pointer gets 0x00020000 + 4 * count, a full pointer gets count + 1 (the
+        # full-pointer table's numbering), and each takes one step.
+        self.count = 0
         self.refs: dict[int, int] = {}  # id(object) -> referent id, for full pointers
         self.owned: set[int] = set()  # full-pointer referents already sent
 
@@ -152,15 +156,15 @@ def _short(p: int, need: int, have: int, what: str) -> NdrError:
 
 
 def _nref(c: EncodeContext) -> int:
-    c.ptr += 4
-    return c.ptr
+    r = 0x00020000 + 4 * c.count
+    c.count += 1
+    return r
 
 
 def _rref(c: EncodeContext, x: object) -> int:
     if x is None:
         raise NdrError("a [ref] pointer cannot be NULL (None)")
-    c.ptr += 4
-    return c.ptr
+    return _nref(c)
 
 
 def _fref(c: EncodeContext, x: object) -> int:
@@ -168,8 +172,8 @@ def _fref(c: EncodeContext, x: object) -> int:
         return 0
     r = c.refs.get(id(x))
     if r is None:
-        c.ptr += 4
-        r = c.refs[id(x)] = c.ptr
+        c.count += 1
+        r = c.refs[id(x)] = c.count
     return r
 
 

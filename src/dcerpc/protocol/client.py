@@ -364,8 +364,14 @@ class ClientAssociation:
                 return
             try:
                 check_pad(pdu.auth.pad_length, self._body_end - REQUEST_OVERHEAD)
-                stub = unprotect(self.auth, self._raw, REQUEST_OVERHEAD, self._body_end, pdu.auth.pad_length,
-                                 pdu.auth.value)  # fmt: skip
+                stub = unprotect(
+                    self.auth,
+                    self._raw,
+                    REQUEST_OVERHEAD,
+                    self._body_end,
+                    pdu.auth.pad_length,
+                    pdu.auth.value,
+                )
             except AuthError as e:
                 self._fail(f"response signature refused: {e}")
                 return
