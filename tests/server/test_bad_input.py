@@ -73,7 +73,10 @@ class Raw:
             if n is not None and len(self.buf) >= n:
                 pdu, self.buf = parse(self.buf[:n]).pdu, self.buf[n:]
                 return pdu
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return None  # closed abortively: still closed
             if not chunk:
                 return None
             self.buf += chunk

@@ -50,6 +50,7 @@ class ServerConnection(asyncio.Protocol):
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._idle: asyncio.TimerHandle | None = None
         self._paused = False
+        self._draining = False
         self.credentials: tuple[int, int, int] | None = None
 
     # asyncio.Protocol -----------------------------------------------------------------------------
@@ -80,8 +81,8 @@ class ServerConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assoc = self.assoc
-        if assoc is None:
-            return
+        if assoc is None or self._draining:
+            return  # closing: whatever else the peer sends is discarded
         assoc.receive_data(data)
         self._handle_events()
         self._flush()
@@ -124,8 +125,7 @@ class ServerConnection(asyncio.Protocol):
             elif isinstance(ev, Closing):
                 self._flush()
                 log.info("closing connection from %s: %s", self.peer, ev.reason)
-                if self.transport is not None:
-                    self.transport.close()
+                self._close_gracefully()
 
     async def _call(self, ev: CallReceived) -> None:
         assoc = self.assoc
@@ -182,6 +182,22 @@ class ServerConnection(asyncio.Protocol):
         log.info("closing idle connection from %s", self.peer)
         if self.transport is not None:
             self.transport.close()
+
+    def _close_gracefully(self) -> None:
+        """Send our last answer and a FIN, then discard what the peer still sends for a moment.
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy the bind_nak
+        or fault we just wrote before the peer reads it; half-closing first lets it arrive.
+        """
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if t.can_write_eof():
+            t.write_eof()
+            self._draining = True
+            asyncio.get_running_loop().call_later(1.0, t.close)
+        else:
+            t.close()
 
     def close(self) -> None:
         """Close now (server shutdown)."""

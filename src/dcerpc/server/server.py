@@ -25,7 +25,7 @@ log = logging.getLogger("dcerpc.server")
 def _event_loop_policy() -> None:
     """Use uvloop when it is installed (a faster event loop; optional)."""
     try:
-        import uvloop  # type: ignore[import-not-found]  # noqa: PLC0415
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
