@@ -39,9 +39,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_epm_host(epm_port: int, ready: Any) -> None:
+def use_uvloop(enabled: bool) -> str:
+    """Install uvloop's event loop policy when asked and installed; returns the loop's name."""
+    if enabled:
+        try:
+            import uvloop
+        except ImportError:
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    return "asyncio"
+
+
+def run_epm_host(epm_port: int, ready: Any, uvloop: bool) -> None:
     """Child process: endpoint mapper + rpcecho service."""
     import tempfile
+
+    use_uvloop(uvloop)
 
     from dcerpc.epm.host import EpmHost, HostConfig
     from dcerpc.rpcecho.server import EchoServer
@@ -134,14 +148,20 @@ def main() -> int:
     )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--no-uvloop", action="store_true", help="use asyncio's own loop even if uvloop is installed"
+    )
     args = parser.parse_args()
+    loop = use_uvloop(not args.no_uvloop)
     ctx = multiprocessing.get_context("spawn")
     epm_port, ns_port = _free_port(), _free_port()
     children = []
     results: dict[str, Any] = {}
     try:
         ready = ctx.Event()
-        children.append(ctx.Process(target=run_epm_host, args=(epm_port, ready), daemon=True))
+        children.append(
+            ctx.Process(target=run_epm_host, args=(epm_port, ready, loop == "uvloop"), daemon=True)
+        )
         children[-1].start()
         ready.wait(30)
         results["dcerpc"] = asyncio.run(ours(epm_port, args.seconds))
@@ -163,8 +183,9 @@ def main() -> int:
     if results.get("pyro5"):
         ratios = {k: results["dcerpc"][k] / results["pyro5"][k] for k in ("map_per_s", "cold_per_s")}
     if args.json:
-        print(json.dumps({"results": results, "ratios": ratios}, indent=2))
+        print(json.dumps({"loop": loop, "results": results, "ratios": ratios}, indent=2))
         return 0
+    print(f"dcerpc on {loop}")
     print(f"{'implementation':<16}{'map/lookup per s':>18}{'cold path per s':>18}")
     for name, r in results.items():
         if r is None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..pdu import constants as const
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
@@ -51,20 +51,21 @@ class ServerConnection(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._paused = False
         self._draining = False
+        self._last_active = 0.0
         self.credentials: tuple[int, int, int] | None = None
 
     # asyncio.Protocol -----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer = transport.get_extra_info("peername")
-        self.local = transport.get_extra_info("sockname")
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = self.transport.get_extra_info("peername")
+        self.local = self.transport.get_extra_info("sockname")
         if not self.server._admit(self):
             log.warning(
                 "refusing %s: %d connections is the limit", self.peer, self.server.limits.max_connections
             )
-            transport.abort()
+            self.transport.abort()
             return
         port = self.local[1] if isinstance(self.local, tuple) else None
         sec_addr = str(port).encode() if port is not None else b""
@@ -76,7 +77,7 @@ class ServerConnection(asyncio.Protocol):
             self.server.security,
             self.server.stats,
         )
-        self.credentials = _peer_credentials(transport)
+        self.credentials = _peer_credentials(self.transport)
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
@@ -169,16 +170,22 @@ class ServerConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
+        # Note the time of activity; one timer per connection checks it (re-arming a timer on every
+        # read would cost more than the reads).
+        loop = asyncio.get_running_loop()
+        self._last_active = loop.time()
         timeout = self.server.limits.idle_timeout
-        if timeout > 0:
-            self._idle = asyncio.get_running_loop().call_later(timeout, self._idle_expired)
+        if self._idle is None and timeout > 0:
+            self._idle = loop.call_later(timeout, self._idle_expired)
 
     def _idle_expired(self) -> None:
-        if self.tasks:  # calls in progress are not idleness
-            self._arm_idle()
+        loop = asyncio.get_running_loop()
+        timeout = self.server.limits.idle_timeout
+        remaining = self._last_active + timeout - loop.time()
+        if self.tasks or remaining > 0:  # calls in progress are not idleness
+            self._idle = loop.call_later(max(remaining, timeout if self.tasks else 0.0), self._idle_expired)
             return
+        self._idle = None
         log.info("closing idle connection from %s", self.peer)
         if self.transport is not None:
             self.transport.close()

@@ -48,8 +48,8 @@ class _Protocol(asyncio.Protocol):
         self.conn = conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.conn._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports
+        self.conn._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.conn._received(data)
@@ -195,14 +195,18 @@ class Connection:
         fut: asyncio.Future[tuple[bytes, bool]] = asyncio.get_running_loop().create_future()
         self._calls[cid] = fut
         self._flush()
+        limit = timeout or self.default_timeout
         try:
-            reply, little = await asyncio.wait_for(asyncio.shield(fut), timeout or self.default_timeout)
+            if limit is None:
+                reply, little = await fut
+            else:
+                reply, little = await asyncio.wait_for(asyncio.shield(fut), limit)
         except TimeoutError:
             self.assoc.orphan(cid)
             self._flush()
             raise
         except asyncio.CancelledError:
-            if not fut.done():
+            if not fut.done() or fut.cancelled():
                 self.assoc.cancel(cid)
                 self._flush()
             raise

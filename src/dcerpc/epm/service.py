@@ -63,6 +63,15 @@ MAX_LOOKUP_HANDLES = 64
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+CACHE_MAX = 4096
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
 @dataclass(slots=True)
 class _Paging:
     """An ept_lookup in progress: the matching entries (a snapshot) and how far the client got."""
@@ -89,6 +98,11 @@ class EpmService(Epm):
         self.local_uids = set(local_uids) if local_uids is not None else {0, os.getuid()}
         self.object = object or uuid.UUID(int=0)
         self._owners: set[int] = set()
+        # Caches for ept_map, the hot operation: decoded probe towers by their octets, and answer
+        # towers per (entry, address). Bounded: a client sending endless distinct towers cannot grow
+        # them past CACHE_MAX entries each.
+        self._probes: dict[bytes, Tower] = {}
+        self._answers: dict[tuple[bytes, str], bytes] = {}
 
     # who may change the map ---------------------------------------------------------------------
 
@@ -198,23 +212,33 @@ class EpmService(Epm):
         call = current_call()
         if map_tower is None:
             return MapResult(NULL_HANDLE, 0, [], EPT_S_NOT_REGISTERED)
-        try:
-            wanted = Tower.decode(map_tower.tower_octet_string)
-        except TowerError as e:
-            log.info("ept_map from %s: %s", call.peer, e)
-            return MapResult(NULL_HANDLE, 0, [], EPT_S_NOT_REGISTERED)
+        octets = map_tower.tower_octet_string
+        wanted = self._probes.get(octets)
+        if wanted is None:
+            try:
+                wanted = Tower.decode(octets)
+            except TowerError as e:
+                log.info("ept_map from %s: %s", call.peer, e)
+                return MapResult(NULL_HANDLE, 0, [], EPT_S_NOT_REGISTERED)
+            _remember(self._probes, octets, wanted)
         found = self.map.map(object, wanted)[:max_towers]
         here = call.local[0] if isinstance(call.local, tuple) else ""
-        towers: list[twr_t | None] = []
-        for entry in found:
-            tower = entry.tower
-            if tower.protseq in ("ncacn_ip_tcp", "ncadg_ip_udp", "ncacn_http") and here:
-                # MS-RPCE 3.1.3.5.3: the address registered means nothing; answer with the address
-                # the client reached us on, which is where the service listens too.
-                tower = tower.with_address(here)
-            towers.append(twr_t.of(tower.encode()))
+        towers: list[twr_t | None] = [twr_t.of(self._answer(entry, here)) for entry in found]
         status = 0 if towers else EPT_S_NOT_REGISTERED
         return MapResult(NULL_HANDLE, len(towers), towers, status)
+
+    def _answer(self, entry: Entry, here: str) -> bytes:
+        """The entry's tower as ept_map answers it to a client that reached us at ``here``."""
+        if not here or entry.tower.protseq not in ("ncacn_ip_tcp", "ncadg_ip_udp", "ncacn_http"):
+            return entry.octets
+        key = (entry.octets, here)
+        octets = self._answers.get(key)
+        if octets is None:
+            # MS-RPCE 3.1.3.5.3: the address registered means nothing; answer with the address the
+            # client reached us on, which is where the service listens too.
+            octets = entry.tower.with_address(here).encode()
+            _remember(self._answers, key, octets)
+        return octets
 
     async def ept_lookup_handle_free(self, entry_handle: ContextHandle) -> HandleResult:
         if not entry_handle.is_null:

@@ -37,8 +37,12 @@ class PType(enum.IntEnum):
     ORPHANED = 19
 
 
-class PFC(enum.IntFlag):
-    """pfc_flags (C706 12.6.3.1; MS-RPCE 2.2.2.3 reuses 0x04 in binds for header signing)."""
+class PFC:
+    """pfc_flags (C706 12.6.3.1; MS-RPCE 2.2.2.3 reuses 0x04 in binds for header signing).
+
+    Plain ints, not an IntFlag: flags are tested on every fragment, and int arithmetic keeps that
+    cheap. :func:`describe_flags` spells them out for logs.
+    """
 
     FIRST_FRAG = 0x01
     LAST_FRAG = 0x02
@@ -49,6 +53,23 @@ class PFC(enum.IntFlag):
     DID_NOT_EXECUTE = 0x20
     MAYBE = 0x40
     OBJECT_UUID = 0x80
+
+
+_FLAG_NAMES: Final = (
+    (0x01, "FIRST_FRAG"),
+    (0x02, "LAST_FRAG"),
+    (0x04, "PENDING_CANCEL/SUPPORT_HEADER_SIGN"),
+    (0x08, "RESERVED_1"),
+    (0x10, "CONC_MPX"),
+    (0x20, "DID_NOT_EXECUTE"),
+    (0x40, "MAYBE"),
+    (0x80, "OBJECT_UUID"),
+)
+
+
+def describe_flags(flags: int) -> str:
+    """``FIRST_FRAG|LAST_FRAG`` for 0x03."""
+    return "|".join(name for bit, name in _FLAG_NAMES if flags & bit) or "0"
 
 
 class ContextResult(enum.IntEnum):

@@ -52,7 +52,7 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType, RejectReason
-from ..pdu.header import HEADER_SIZE, PduError, frame_length
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
 from .events import (
     BindAccepted,
@@ -72,7 +72,8 @@ __all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
 InterfaceMatcher = Callable[[SyntaxId], SyntaxId | None]
 """Given a proposed abstract syntax, the served interface it binds to (None: not served)."""
 
-REQUEST_HEADER: Final = 24  # common header + alloc_hint, p_cont_id, opnum
+REQUEST_HEADER: Final = 24  # common header + alloc_hint, p_cont_id, opnum (a response's is as long)
+_RESPONSE: Final = struct.Struct("<BBBB4sHHIIHBB")  # header + response body header (C706 12.6.4.10)
 BIND_NAK_VERSIONS: Final = ((5, 0),)
 
 
@@ -192,6 +193,15 @@ class ServerAssociation:
             return
         auth = self._call_auth.pop(call_id, None)
         protected = auth is not None and auth.protects
+        if not protected and len(stub) <= self.max_xmit_frag - REQUEST_HEADER:
+            # the common case, one unprotected fragment: packed directly
+            n = len(stub)
+            self._out.append(
+                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0)
+            )
+            self._out.append(stub)
+            self.stats["pdus_out"] += 1
+            return
         if protected:
             assert auth is not None
             room = (self.max_xmit_frag - REQUEST_HEADER - SEC_TRAILER - auth.context.signature_size()) & ~15

@@ -33,6 +33,9 @@ __all__ = ["Outcome", "dispatch"]
 log = logging.getLogger("dcerpc.server")
 
 
+_async_methods: dict[tuple[type, str], bool] = {}  # (implementation class, method) -> is a coroutine
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A stub to send, or a fault status (with whether the call never ran)."""
@@ -57,9 +60,13 @@ async def dispatch(impl: Interface, event: CallReceived, ctx: CallContext, limit
         if isinstance(handle, ContextHandle) and not handle.is_null and ctx.group.lookup(handle) is None:
             return Outcome(status=const.NCA_S_FAULT_CONTEXT_MISMATCH, did_not_execute=True)
     method = getattr(impl, op.name)
+    key = (type(impl), op.name)
+    is_async = _async_methods.get(key)
+    if is_async is None:
+        is_async = _async_methods[key] = inspect.iscoroutinefunction(method)
     token = _set_current(ctx)
     try:
-        if inspect.iscoroutinefunction(method):
+        if is_async:
             result = await method(*args)
         else:
             result = await asyncio.to_thread(method, *args)
