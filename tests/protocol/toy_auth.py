@@ -136,5 +136,5 @@ class ToyCredentials(ClientCredentials):
         self.user = user
         self.password = password
 
-    def client_context(self, target: str) -> SecurityContext:
+    def client_context(self, target: str, auth_level: int = 6) -> SecurityContext:
         return ToyContext(server=False, user=self.user, password=self.password)

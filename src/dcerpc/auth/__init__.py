@@ -1,5 +1,17 @@
-"""Security providers: the seam (``base``) and, later, NTLM, Kerberos and SPNEGO through pyspnego."""
+"""Security: the provider seam (``base``) and NTLM, Kerberos and SPNEGO through pyspnego (``mechs``)."""
 
 from .base import AuthError, ClientCredentials, SecurityContext, SecurityProvider
+from .mechs import NTLM, Kerberos, KerberosProvider, Negotiate, NegotiateProvider, NtlmProvider
 
-__all__ = ["AuthError", "ClientCredentials", "SecurityContext", "SecurityProvider"]
+__all__ = [
+    "NTLM",
+    "AuthError",
+    "ClientCredentials",
+    "Kerberos",
+    "KerberosProvider",
+    "Negotiate",
+    "NegotiateProvider",
+    "NtlmProvider",
+    "SecurityContext",
+    "SecurityProvider",
+]

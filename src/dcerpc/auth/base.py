@@ -37,6 +37,15 @@ class SecurityContext(abc.ABC):
     def complete(self) -> bool:
         """True once the handshake is done and messages can be protected."""
 
+    @property
+    def signs_whole_pdu(self) -> bool:
+        """True when signatures cover the whole PDU even without header signing.
+
+        NTLM signs header, body, padding and sec_trailer whether or not PFC_SUPPORT_HEADER_SIGN
+        was negotiated; Kerberos only when it was (MS-RPCE 3.3.1.5.2.2; Windows and Samba agree).
+        """
+        return False
+
     @abc.abstractmethod
     def step(self, token: bytes | None) -> bytes | None:
         """Consume the peer's token (None to start, client side); return ours (None: nothing to send).
@@ -86,5 +95,5 @@ class ClientCredentials(abc.ABC):
     auth_type: int
 
     @abc.abstractmethod
-    def client_context(self, target: str) -> SecurityContext:
-        """A fresh context to authenticate to ``target`` (the server's host name)."""
+    def client_context(self, target: str, auth_level: int = 6) -> SecurityContext:
+        """A fresh context to authenticate to ``target`` (the server's host name) at ``auth_level``."""

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 from .._errors import BindError, ConnectionClosedError, FaultError, RpcError
 from ..auth.base import ClientCredentials
+from ..auth.mechs import NTLM, Kerberos, Negotiate
 from ..interface import Interface, Operation
 from ..pdu.constants import AuthLevel, ProviderReason, RejectReason
 from ..pdu.syntax import SyntaxId
@@ -345,9 +346,30 @@ async def connect(
             level = "privacy"
         elif "sign" in b.flags:
             level = "integrity"
+        elif "connect" in b.flags:
+            level = "connect"
+        auth = _mechanism_from_binding(auth, b.flags)
         number = AuthLevel[level.upper()] if isinstance(level, str) else AuthLevel(level)
-        ctx = auth.client_context(b.host or "localhost")
+        ctx = auth.client_context(b.host or "localhost", number)
         state = AuthState(ctx, auth.auth_type, number, context_id=0, header_sign=True)
     conn = Connection(b, limits, call_timeout, max_concurrent_calls, state)
     await conn._open(timeout)
     return conn
+
+
+def _mechanism_from_binding(auth: ClientCredentials, flags: frozenset[str] | set[str]) -> ClientCredentials:
+    """The binding options ntlm / spnego / krb5 choose the mechanism for a user name and password."""
+    if isinstance(auth, NTLM):
+        domain, user, password = auth.domain, auth.user, auth.password
+    elif isinstance(auth, Negotiate) and auth.user is not None:
+        domain, user, password = auth.domain, auth.user, auth.password or ""
+    else:
+        return auth
+    if "spnego" in flags and not isinstance(auth, Negotiate):
+        return Negotiate(domain, user, password)
+    if "ntlm" in flags and not isinstance(auth, NTLM):
+        return NTLM(domain, user, password)
+    if "krb5" in flags:
+        principal = f"{user}@{domain.upper()}" if domain and "@" not in user else user
+        return Kerberos(principal, password)
+    return auth

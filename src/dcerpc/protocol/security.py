@@ -62,7 +62,7 @@ def protect(
     trailer = _TRAILER.pack(state.auth_type, state.auth_level, pad, 0, state.context_id)
     prefix = header + body_header
     payload = stub + bytes(pad)
-    if state.header_sign:
+    if state.header_sign or ctx.signs_whole_pdu:
         pre, post = prefix, trailer
     else:
         pre, post = b"", b""
@@ -92,7 +92,7 @@ def unprotect(
     if len(signature) < ctx.signature_size():
         raise AuthError(f"auth value of {len(signature)} octets is shorter than a signature")
     payload = fragment[stub_start:body_end]
-    if state.header_sign:
+    if state.header_sign or ctx.signs_whole_pdu:
         pre, post = fragment[:stub_start], fragment[body_end : body_end + SEC_TRAILER]
     else:
         pre, post = b"", b""

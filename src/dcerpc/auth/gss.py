@@ -1,0 +1,177 @@
+"""A :class:`SecurityContext` over a pyspnego context: NTLM, Kerberos and SPNEGO as RPC uses them.
+
+pyspnego does the mechanisms (tokens, keys, signatures, RC4 / AES); this adapter maps the RPC
+vocabulary onto it:
+
+- ``step`` is ``ContextProxy.step``; pyspnego's errors become :class:`AuthError`.
+- ``sign`` / ``verify`` are the per-message MIC with the context's sequence numbers, so a replayed or
+  reordered PDU fails verification.
+- ``seal`` / ``unseal`` are IOV wrapping: the PDU header and sec_trailer travel as SIGN_ONLY buffers
+  (SSPI's READONLY_WITH_CHECKSUM), the stub and padding as the DATA buffer, and the signature is the
+  HEADER buffer (MS-RPCE 3.3.1.5.2.2).
+
+Which octets are signed is the association's business, with one mechanism quirk it must know:
+NTLM signs the whole PDU whether or not header signing was negotiated, Kerberos only when it was
+(Windows and Samba agree; see PROTOCOL_NOTES.md). :attr:`GssContext.signs_whole_pdu` carries it.
+
+The NTLM acceptor reads its users from the file named by the environment variable NTLM_USER_FILE
+(lines ``DOMAIN:USER:PASSWORD`` or smbpasswd format). Each server context sets the variable around
+its own calls into pyspnego, so several servers in one process can each have their own file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import spnego
+import spnego.exceptions
+import spnego.iov
+from spnego import ContextProxy, ContextReq
+
+from ._ntlm_compat import client_blob
+from .base import AuthError, SecurityContext
+
+__all__ = ["NTLM_OID", "GssContext", "context_flags"]
+
+NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
+_NTLM_SIGNATURE = 16  # MS-NLMP 2.2.2.9: version, checksum, sequence number
+
+
+def context_flags(auth_level: int, *, dce_style: bool = False) -> ContextReq:
+    """The GSS flags a client asks for at an RPC authentication level (MS-RPCE 3.3.1.5.2)."""
+    flags = ContextReq.mutual_auth
+    if auth_level >= 4:  # packet, integrity: every fragment signed and sequenced
+        flags |= ContextReq.integrity | ContextReq.replay_detect | ContextReq.sequence_detect
+    if auth_level >= 6:  # privacy: sealed as well
+        flags |= ContextReq.confidentiality
+    if dce_style:
+        flags |= ContextReq.dce_style
+    return flags
+
+
+@contextlib.contextmanager
+def _users_file(path: str | None) -> Iterator[None]:
+    """NTLM_USER_FILE set to ``path`` for the duration (pyspnego's acceptor reads it)."""
+    if path is None:
+        yield
+        return
+    old = os.environ.get("NTLM_USER_FILE")
+    os.environ["NTLM_USER_FILE"] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["NTLM_USER_FILE"]
+        else:
+            os.environ["NTLM_USER_FILE"] = old
+
+
+def _reason(e: Exception) -> str:
+    msg = getattr(e, "message", None) or str(e)
+    return " ".join(str(msg).split())
+
+
+class GssContext(SecurityContext):
+    """One pyspnego context serving one auth_context_id."""
+
+    def __init__(
+        self, make: Any, auth_type: int, *, users_file: str | None = None, third_leg: str = "auth3"
+    ) -> None:
+        """Args:
+        make: a callable returning the pyspnego context (called with NTLM_USER_FILE in place).
+        auth_type: the RPC auth type this context answers to (10, 9, 16).
+        users_file: the NTLM users file of an acceptor.
+        third_leg: how a client delivers a last token ("auth3" or "alter_context").
+        """
+        self.auth_type = auth_type
+        self.third_leg = third_leg
+        self._users = users_file
+        try:
+            with _users_file(users_file):
+                self._ctx: ContextProxy = make()
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthError(f"cannot start {auth_type_name(auth_type)}: {_reason(e)}") from e
+        self._sig_size: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._ctx.complete)
+
+    @property
+    def negotiated(self) -> str:
+        """The mechanism actually in use ("ntlm", "kerberos"), once known."""
+        return str(self._ctx.negotiated_protocol or "")
+
+    @property
+    def signs_whole_pdu(self) -> bool:
+        return self.negotiated == "ntlm"
+
+    def step(self, token: bytes | None) -> bytes | None:
+        try:
+            with _users_file(self._users), client_blob(token if self._ctx.usage == "accept" else None):
+                out = self._ctx.step(token)
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthError(_reason(e)) from e
+        except Exception as e:  # a malformed token can surface as anything from a parser
+            raise AuthError(f"malformed {auth_type_name(self.auth_type)} token: {e!r}") from e
+        if self._ctx.complete and self.principal is None and self._ctx.usage == "accept":
+            self.principal = self._ctx.client_principal
+        return out or None
+
+    def signature_size(self) -> int:
+        if self._sig_size is None:
+            if self.negotiated == "ntlm":
+                self._sig_size = _NTLM_SIGNATURE
+            else:
+                try:
+                    self._sig_size = int(self._ctx.query_message_sizes().header)
+                except spnego.exceptions.SpnegoError:
+                    return _NTLM_SIGNATURE  # not established yet: a placeholder, not cached
+        return self._sig_size
+
+    def sign(self, data: bytes) -> bytes:
+        try:
+            return bytes(self._ctx.sign(data))
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthError(f"cannot sign: {_reason(e)}") from e
+
+    def verify(self, data: bytes, signature: bytes) -> None:
+        try:
+            self._ctx.verify(data, signature)
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthError(f"signature does not verify: {_reason(e)}") from e
+
+    def seal(self, prefix: bytes, plain: bytes, suffix: bytes) -> tuple[bytes, bytes]:
+        bt = spnego.iov.BufferType
+        iov = [
+            spnego.iov.IOVBuffer(bt.sign_only, prefix),
+            spnego.iov.IOVBuffer(bt.data, plain),
+            spnego.iov.IOVBuffer(bt.sign_only, suffix),
+            spnego.iov.IOVBuffer(bt.header, None),
+        ]
+        try:
+            res = self._ctx.wrap_iov(iov, encrypt=True).buffers
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthError(f"cannot seal: {_reason(e)}") from e
+        return bytes(res[1].data or b""), bytes(res[3].data or b"")
+
+    def unseal(self, prefix: bytes, cipher: bytes, suffix: bytes, signature: bytes) -> bytes:
+        bt = spnego.iov.BufferType
+        iov = [
+            spnego.iov.IOVBuffer(bt.sign_only, prefix),
+            spnego.iov.IOVBuffer(bt.data, cipher),
+            spnego.iov.IOVBuffer(bt.sign_only, suffix),
+            spnego.iov.IOVBuffer(bt.header, signature),
+        ]
+        try:
+            res = self._ctx.unwrap_iov(iov).buffers
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthError(f"sealed PDU does not verify: {_reason(e)}") from e
+        return bytes(res[1].data or b"")
+
+
+def auth_type_name(auth_type: int) -> str:
+    return {9: "SPNEGO", 10: "NTLM", 16: "Kerberos"}.get(auth_type, f"auth type {auth_type}")
