@@ -1,4 +1,4 @@
-"""The security-provider seam, end to end over TCP with a toy provider (NTLM and Kerberos plug in here).
+"""The security-provider seam, end to end over TCP: a toy provider, and NTLM and SPNEGO through pyspnego.
 
 Covers the three-leg handshake (bind, bind_ack, auth3), signing and sealing of fragmented requests and
 responses with header signing, the principal reaching the implementation, and each failure: wrong
@@ -12,11 +12,14 @@ import asyncio
 import logging
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 import dcerpc
 from dcerpc import FaultError, current_call
+from dcerpc.auth import NTLM, ClientCredentials, Negotiate, NegotiateProvider, NtlmProvider, SecurityProvider
 from dcerpc.pdu import AuthLevel, Fault, PType, frame_length, parse
 from dcerpc.pdu import constants as const
 from dcerpc.protocol.client import ClientAssociation
@@ -25,9 +28,40 @@ from dcerpc.protocol.security import AuthState
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
-from tests.protocol.toy_auth import TOY_AUTH_TYPE, ToyContext, ToyCredentials, ToyProvider
+from tests.protocol.toy_auth import TOY_AUTH_TYPE, ToyCredentials, ToyProvider
 
 USERS = {"alice": "wonderland"}
+
+
+@dataclass(frozen=True)
+class Mech:
+    name: str
+    auth_type: int
+    principal: str  # what the server reports for alice
+
+    def creds(self, user: str, password: str) -> ClientCredentials:
+        if self.name == "ntlm":
+            return NTLM("TESTDOM", user, password)
+        if self.name == "spnego":
+            return Negotiate("TESTDOM", user, password)
+        return ToyCredentials(user, password)
+
+    def providers(self, tmp: Path) -> list[SecurityProvider]:
+        users = tmp / "ntlm-users"
+        users.write_text("".join(f"TESTDOM:{u}:{p}\n" for u, p in USERS.items()))
+        return [ToyProvider(USERS), NtlmProvider(users), NegotiateProvider(users)]
+
+
+MECHS = [
+    Mech("toy", TOY_AUTH_TYPE, "alice"),
+    Mech("ntlm", 10, "TESTDOM\\alice"),
+    Mech("spnego", 9, "TESTDOM\\alice"),
+]
+
+
+@pytest.fixture(params=MECHS, ids=lambda m: m.name)
+def mech(request: pytest.FixtureRequest) -> Mech:
+    return request.param  # type: ignore[no-any-return]
 
 
 class WhoAmI(EchoServer):
@@ -37,8 +71,8 @@ class WhoAmI(EchoServer):
 
 
 @pytest.fixture
-def server() -> Iterator[ServerThread]:
-    with ServerThread(WhoAmI(), security=[ToyProvider(USERS)]) as srv:
+def server(mech: Mech, tmp_path: Path) -> Iterator[ServerThread]:
+    with ServerThread(WhoAmI(), security=mech.providers(tmp_path)) as srv:
         yield srv
 
 
@@ -47,13 +81,13 @@ def binding(srv: ServerThread, options: str = "") -> str:
 
 
 @pytest.mark.parametrize("level", ["connect", "packet", "integrity", "privacy"])
-def test_authenticated_calls_at_every_level(server: ServerThread, level: str) -> None:
+def test_authenticated_calls_at_every_level(server: ServerThread, mech: Mech, level: str) -> None:
     async def main() -> None:
-        creds = ToyCredentials("alice", "wonderland")
+        creds = mech.creds("alice", "wonderland")
         async with await dcerpc.connect(binding(server), auth=creds, level=level) as conn:
             echo = await conn.bind(Echo)
             number = int(AuthLevel[level.upper()])
-            assert await echo.TestCall("hi") == f"alice:{TOY_AUTH_TYPE}:{number}:hi"
+            assert await echo.TestCall("hi") == f"{mech.principal}:{mech.auth_type}:{number}:hi"
             data = bytes(range(256)) * 100  # many fragments each way, each protected on its own
             assert await echo.EchoData(len(data), data) == data
             results = await asyncio.gather(*(echo.AddOne(i) for i in range(50)))  # sequence order holds
@@ -62,12 +96,12 @@ def test_authenticated_calls_at_every_level(server: ServerThread, level: str) ->
     asyncio.run(main())
 
 
-def test_binding_options_sign_and_seal(server: ServerThread) -> None:
+def test_binding_options_sign_and_seal(server: ServerThread, mech: Mech) -> None:
     with dcerpc.connect_sync(binding(server, ",seal")) as plain:  # no credentials: options alone do nothing
         assert plain.bind(Echo).AddOne(1) == 2
 
     async def main() -> None:
-        creds = ToyCredentials("alice", "wonderland")
+        creds = mech.creds("alice", "wonderland")
         async with await dcerpc.connect(binding(server, ",sign"), auth=creds, level="connect") as conn:
             assert (await (await conn.bind(Echo)).TestCall("x")).endswith(":5:x")
 
@@ -75,17 +109,23 @@ def test_binding_options_sign_and_seal(server: ServerThread) -> None:
 
 
 @pytest.mark.parametrize(("user", "password"), [("alice", "wrong"), ("mallory", "x")])
-def test_bad_credentials_are_refused_at_the_first_request(
-    server: ServerThread, user: str, password: str, caplog: pytest.LogCaptureFixture
+def test_bad_credentials_are_refused(
+    server: ServerThread, mech: Mech, user: str, password: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Three legs (toy, NTLM): bind_ack and auth3 complete, the first request is denied. SPNEGO's
+    third token travels in an alter_context, which is answered with the access-denied fault."""
     caplog.set_level(logging.INFO, logger="dcerpc.server")
 
     async def main() -> None:
-        async with await dcerpc.connect(binding(server), auth=ToyCredentials(user, password)) as conn:
-            echo = await conn.bind(Echo)  # bind_ack and auth3 complete; the server noted the failure
-            with pytest.raises(FaultError) as e:
+        with pytest.raises((FaultError, dcerpc.BindError)) as e:
+            async with await dcerpc.connect(binding(server), auth=mech.creds(user, password)) as conn:
+                echo = await conn.bind(Echo)
                 await echo.AddOne(1)
+        if isinstance(e.value, FaultError):
             assert e.value.status == const.RPC_S_ACCESS_DENIED
+        else:
+            assert mech.name == "spnego", e.value
+            assert "access_denied" in str(e.value).lower() or "0x00000005" in str(e.value), e.value
 
     asyncio.run(main())
     assert any("authentication refused" in r.getMessage() for r in caplog.records)
@@ -96,10 +136,10 @@ def test_bad_credentials_are_refused_at_the_first_request(
 class RawAuthClient:
     """Our client association over a raw socket, so tests can meddle with protected fragments."""
 
-    def __init__(self, port: int, level: int = AuthLevel.INTEGRITY) -> None:
+    def __init__(self, port: int, mech: Mech, level: int = AuthLevel.INTEGRITY) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        ctx = ToyContext(server=False, user="alice", password="wonderland")
-        self.assoc = ClientAssociation(auth=AuthState(ctx, TOY_AUTH_TYPE, level, 0, header_sign=True))
+        ctx = mech.creds("alice", "wonderland").client_context("127.0.0.1", level)
+        self.assoc = ClientAssociation(auth=AuthState(ctx, mech.auth_type, level, 0, header_sign=True))
         self.assoc.bind({0: Echo.__syntax__})
         self.pump()
         assert any(isinstance(e, BindAccepted) for e in self.events)
@@ -130,8 +170,8 @@ class RawAuthClient:
             buf += chunk
 
 
-def test_tampered_request_is_refused(server: ServerThread) -> None:
-    c = RawAuthClient(server.port)
+def test_tampered_request_is_refused(server: ServerThread, mech: Mech) -> None:
+    c = RawAuthClient(server.port, mech)
     c.assoc.request(0, 0, Echo.operation_named("AddOne").encode_request(41))
     wire = bytearray(c.assoc.data_to_send())
     wire[24] ^= 0x01  # flip a stub bit: the signature no longer matches
@@ -139,8 +179,8 @@ def test_tampered_request_is_refused(server: ServerThread) -> None:
     assert isinstance(answer, Fault) and answer.status == const.RPC_S_ACCESS_DENIED
 
 
-def test_replayed_request_is_refused(server: ServerThread) -> None:
-    c = RawAuthClient(server.port)
+def test_replayed_request_is_refused(server: ServerThread, mech: Mech) -> None:
+    c = RawAuthClient(server.port, mech)
     c.assoc.request(0, 0, Echo.operation_named("AddOne").encode_request(41))
     wire = c.assoc.data_to_send()
     c.pump(wire)
@@ -151,8 +191,8 @@ def test_replayed_request_is_refused(server: ServerThread) -> None:
     assert isinstance(answer, Fault) and answer.status == const.RPC_S_ACCESS_DENIED
 
 
-def test_unprotected_request_on_protected_association(server: ServerThread) -> None:
-    c = RawAuthClient(server.port)
+def test_unprotected_request_on_protected_association(server: ServerThread, mech: Mech) -> None:
+    c = RawAuthClient(server.port, mech)
     from dcerpc.pdu import Request
 
     answer = c.raw_reply(
@@ -161,8 +201,8 @@ def test_unprotected_request_on_protected_association(server: ServerThread) -> N
     assert isinstance(answer, Fault) and answer.status == const.RPC_S_ACCESS_DENIED
 
 
-def test_verifier_for_a_context_never_negotiated(server: ServerThread) -> None:
-    c = RawAuthClient(server.port)
+def test_verifier_for_a_context_never_negotiated(server: ServerThread, mech: Mech) -> None:
+    c = RawAuthClient(server.port, mech)
     c.assoc.request(0, 0, Echo.operation_named("AddOne").encode_request(41))
     wire = bytearray(c.assoc.data_to_send())
     auth_len = int.from_bytes(wire[10:12], "little")
@@ -173,7 +213,7 @@ def test_verifier_for_a_context_never_negotiated(server: ServerThread) -> None:
     assert answer.ptype == PType.FAULT
 
 
-def test_unknown_auth_type_gets_bind_nak_reason_8(server: ServerThread) -> None:
+def test_unknown_auth_type_gets_bind_nak_reason_8(server: ServerThread, mech: Mech) -> None:
     class Other(ToyCredentials):
         auth_type = 201
 

@@ -77,7 +77,8 @@ class ClientAssociation:
         self.limits = limits or Limits()
         self.auth = auth
         self._bound_event: BindAccepted | None = None  # held back until authentication completes
-        self._auth_call: int | None = None
+        self._auth_call: int | None = None  # the alter_context carrying a later handshake leg
+        self._auth_origin = 0  # the bind whose completion waits for the handshake
         self.state = ClientState.IDLE
         self.max_xmit_frag = MIN_FRAGMENT
         self.max_recv_frag = self.limits.max_fragment
@@ -307,6 +308,7 @@ class ClientAssociation:
             return
         self.auth.header_sign = self.auth.header_sign and bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN)
         self._bound_event = event
+        self._auth_origin = pdu.call_id
         self._continue_auth(pdu)
 
     def _continue_auth(self, pdu: BindAck) -> None:
@@ -400,6 +402,10 @@ class ClientAssociation:
                     call_id=cid, status=pdu.status, did_not_execute=bool(pdu.flags & PFC.DID_NOT_EXECUTE)
                 )
             )
+        elif cid == self._auth_call:  # the handshake's alter_context refused: the bind fails with it
+            self._auth_call = None
+            self._proposed.pop(cid, None)
+            self._events.append(FaultReceived(call_id=self._auth_origin, status=pdu.status, did_not_execute=True))
         elif cid in self._proposed:  # a fault answering a bind / alter_context
             self._proposed.pop(cid)
             self._events.append(FaultReceived(call_id=cid, status=pdu.status, did_not_execute=True))
