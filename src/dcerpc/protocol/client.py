@@ -405,7 +405,9 @@ class ClientAssociation:
         elif cid == self._auth_call:  # the handshake's alter_context refused: the bind fails with it
             self._auth_call = None
             self._proposed.pop(cid, None)
-            self._events.append(FaultReceived(call_id=self._auth_origin, status=pdu.status, did_not_execute=True))
+            self._events.append(
+                FaultReceived(call_id=self._auth_origin, status=pdu.status, did_not_execute=True)
+            )
         elif cid in self._proposed:  # a fault answering a bind / alter_context
             self._proposed.pop(cid)
             self._events.append(FaultReceived(call_id=cid, status=pdu.status, did_not_execute=True))
