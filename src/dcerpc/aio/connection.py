@@ -133,8 +133,20 @@ class ServerConnection(asyncio.Protocol):
         assert assoc is not None and assoc.group is not None
         impl = self.server.registry.get(ev.interface)
         try:
+            required = self.server.required_level(ev.interface)
             if impl is None:  # cannot happen: contexts only name served interfaces
                 outcome = Outcome(status=const.NCA_S_UNK_IF, did_not_execute=True)
+            elif ev.auth_level < required:
+                # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread
+                log.warning(
+                    "refused %s opnum %d from %s: auth level %d, %d required",
+                    ev.interface,
+                    ev.opnum,
+                    self.peer,
+                    ev.auth_level,
+                    required,
+                )
+                outcome = Outcome(status=const.RPC_S_ACCESS_DENIED, did_not_execute=True)
             else:
                 ctx = CallContext(
                     peer=self.peer,

@@ -10,6 +10,15 @@ log_level = "info"
 
 [services.rpcecho]            # pin a service to a fixed port (what firewalls want)
 port = 50000
+
+[auth]                        # see dcerpc.auth.config
+ntlm_users = "/etc/dcerpc/ntlm-users"   # DOMAIN:USER:PASSWORD lines
+keytab = "/etc/dcerpc/rpc.keytab"
+min_auth_level = "integrity"             # none connect call packet integrity privacy
+epm_min_auth_level = "none"
+
+[auth.interfaces]
+rpcecho = "privacy"
 """
 
 from __future__ import annotations
@@ -19,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..auth.config import AuthConfig, parse_level
 from ..epm.host import HostConfig, default_socket_path
 from ..server.ports import DEFAULT_RANGE, parse_range
 
 __all__ = ["Settings", "load"]
 
-_KEYS = {"host", "epm_port", "ports", "socket", "epm_allow_insert", "log_level", "services"}
+_KEYS = {"host", "epm_port", "ports", "socket", "epm_allow_insert", "log_level", "services", "auth"}
+_AUTH_KEYS = {"ntlm_users", "keytab", "service", "min_auth_level", "epm_min_auth_level", "interfaces"}
 
 
 @dataclass
@@ -47,8 +58,16 @@ def load(path: str | None, **flags: Any) -> Settings:
         unknown = set(data) - _KEYS
         if unknown:
             raise ValueError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+    auth: dict[str, Any] = dict(data.get("auth", {}))
+    unknown = set(auth) - _AUTH_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown [auth] settings {', '.join(sorted(unknown))}")
     for key, value in flags.items():
-        if value is not None and value != ():
+        if value is None or value == ():
+            continue
+        if key in _AUTH_KEYS:
+            auth[key] = value
+        else:
             data[key] = value
     ports = data.get("ports", DEFAULT_RANGE)
     allow = data.get("epm_allow_insert", [])
@@ -58,6 +77,14 @@ def load(path: str | None, **flags: Any) -> Settings:
         ports=parse_range(ports) if isinstance(ports, str) else ports,
         socket=str(data.get("socket") or default_socket_path()),
         epm_allow_insert=[str(a) for a in ([allow] if isinstance(allow, str) else allow)],
+        auth=AuthConfig(
+            ntlm_users=auth.get("ntlm_users"),
+            keytab=auth.get("keytab"),
+            service=str(auth.get("service", "host")),
+            min_auth_level=parse_level(auth.get("min_auth_level", "none")),
+            epm_min_auth_level=parse_level(auth.get("epm_min_auth_level", "none")),
+            interfaces={str(k): parse_level(v) for k, v in auth.get("interfaces", {}).items()},
+        ),
     )
     pinned = {name: int(s["port"]) for name, s in data.get("services", {}).items() if "port" in s}
     return Settings(host, str(data.get("log_level", "info")), pinned)

@@ -22,8 +22,9 @@ from rich.text import Text
 
 from .. import __version__
 from .._errors import RpcError
+from ..auth.config import LEVELS
 from ..client.connection import connect
-from ..epm.host import EpmHost
+from ..epm.host import EpmHost, make_server
 from ..epm.idl import Epm
 from ..epm.register import register, towers_for
 from ..epm.towers import Tower, TowerError
@@ -66,6 +67,30 @@ def _host_options(f: Any) -> Any:
             multiple=True,
             metavar="CIDR",
             help="Networks allowed to ept_insert / ept_delete remotely (repeatable; off by default).",
+        ),
+        click.option(
+            "--ntlm-users",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="Accept NTLM (and SPNEGO) for the users in this file (lines DOMAIN:USER:PASSWORD).",
+        ),
+        click.option(
+            "--keytab",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="Accept Kerberos (and SPNEGO) with the service keys in this keytab.",
+        ),
+        click.option(
+            "--min-auth-level",
+            default=None,
+            type=click.Choice(LEVELS),
+            help="Refuse calls below this level (the endpoint mapper keeps --epm-min-auth-level).",
+        ),
+        click.option(
+            "--epm-min-auth-level",
+            default=None,
+            type=click.Choice(LEVELS),
+            help="The endpoint mapper's own minimum (default none: anyone may resolve).",
         ),
         click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"])),
     ]
@@ -218,7 +243,7 @@ def serve(
     impls = [_load_impl(s) for s in implementations]
 
     async def go() -> None:
-        server = Server(*impls, limits=settings.host.limits)
+        server = make_server(settings.host, *impls)
         ports = PortAllocator(settings.host.ports)
         bound, _ = await ports.bind(lambda p: server.listen_tcp(settings.host.host, p), pinned=port)
         served = [type(i).__syntax__ for i in impls]

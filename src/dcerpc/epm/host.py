@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..auth.config import AuthConfig
 from ..interface import Interface
 from ..pdu.syntax import SyntaxId
 from ..protocol.limits import Limits
@@ -52,6 +53,37 @@ class HostConfig:
     socket: str = field(default_factory=default_socket_path)
     epm_allow_insert: list[str] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+
+def make_server(config: HostConfig, *implementations: Interface) -> Server:
+    """A server for ``implementations`` with the host's limits, credentials and required levels."""
+    auth = config.auth
+    server = Server(
+        *implementations,
+        limits=config.limits,
+        security=auth.providers(),
+        min_auth_level=auth.min_auth_level,
+    )
+    names = {type(i).__ifname__.lower(): type(i).__syntax__ for i in implementations}
+    for name, level in auth.interfaces.items():
+        syntax = names.get(name.lower())
+        if syntax is not None:
+            server.require_auth(syntax, level)
+        elif _is_uuid(name):
+            server.require_auth(name, level)
+    if any(type(i).__syntax__ == Epm.__syntax__ for i in implementations):
+        # the endpoint mapper has its own setting, untouched by the global minimum
+        server.require_auth(Epm, auth.interfaces.get("epmapper", auth.epm_min_auth_level))
+    return server
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 class EpmHost:
@@ -61,7 +93,7 @@ class EpmHost:
         self.config = config or HostConfig()
         self.map = EndpointMap()
         self.epm = EpmService(self.map, allow_insert=self.config.epm_allow_insert)
-        self.epm_server = Server(self.epm, limits=self.config.limits)
+        self.epm_server = make_server(self.config, self.epm)
         self.ports = PortAllocator(self.config.ports)
         self.services: list[Server] = []
         self.epm_address: tuple[str, int] | None = None
@@ -86,7 +118,7 @@ class EpmHost:
         self, *implementations: Interface, port: int | None = None, annotation: str = ""
     ) -> Server:
         """Serve implementations on one dynamic (or pinned) TCP port and register them in the map."""
-        server = Server(*implementations, limits=self.config.limits)
+        server = make_server(self.config, *implementations)
         bound, _ = await self.ports.bind(lambda p: server.listen_tcp(self.config.host, p), pinned=port)
         self.services.append(server)
         served = [type(i).__syntax__ for i in implementations]

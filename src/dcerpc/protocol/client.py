@@ -35,8 +35,9 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, ContextResult, PType
-from ..pdu.header import HEADER_SIZE, PduError, frame_length
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
+from . import verification
 from .events import (
     AlterContextAccepted,
     BindAccepted,
@@ -79,6 +80,7 @@ class ClientAssociation:
         self._bound_event: BindAccepted | None = None  # held back until authentication completes
         self._auth_call: int | None = None  # the alter_context carrying a later handshake leg
         self._auth_origin = 0  # the bind whose completion waits for the handshake
+        self._trailer_sent: set[int] = set()  # contexts whose first protected request carried one
         self.state = ClientState.IDLE
         self.max_xmit_frag = MIN_FRAGMENT
         self.max_recv_frag = self.limits.max_fragment
@@ -166,6 +168,20 @@ class ClientAssociation:
         cid = self.next_call_id()
         overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
         auth = self.auth if self.auth is not None and self.auth.protects else None
+        if auth is not None and context_id not in self._trailer_sent and context_id in self.contexts:
+            # MS-RPCE 2.2.2.13: the first protected request on each context vouches for the bind
+            self._trailer_sent.add(context_id)
+            stub += verification.build(
+                header_sign=auth.header_sign,
+                interface=self.contexts[context_id],
+                transfer=const.NDR20,
+                ptype=PType.REQUEST,
+                drep=DREP_LE,
+                call_id=cid,
+                context_id=context_id,
+                opnum=opnum,
+                stub_length=len(stub),
+            )
         if auth is not None:
             room = (self.max_xmit_frag - overhead - SEC_TRAILER - auth.context.signature_size()) & ~15
         else:

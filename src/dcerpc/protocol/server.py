@@ -54,6 +54,7 @@ from ..pdu.co import (
 from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType, RejectReason
 from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
+from . import verification
 from .events import (
     BindAccepted,
     CallCancelled,
@@ -92,6 +93,7 @@ class _Partial:
     object: uuid.UUID | None
     little_endian: bool
     auth: AuthState | None = None
+    drep: bytes = b"\x10\x00\x00\x00"
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
 
@@ -125,6 +127,7 @@ class ServerAssociation:
         self.state = State.AWAIT_BIND
         self.group: Group | None = None
         self.contexts: dict[int, SyntaxId] = {}
+        self._abstract: dict[int, SyntaxId] = {}  # context id -> the abstract syntax as proposed
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
         self._buf = bytearray()
@@ -493,6 +496,7 @@ class ServerAssociation:
                 reason = ProviderReason.LOCAL_LIMIT_EXCEEDED
             else:
                 self.contexts[elem.context_id] = served
+                self._abstract[elem.context_id] = elem.abstract_syntax
                 accepted[elem.context_id] = served
                 results.append(ContextResultItem(ContextResult.ACCEPTANCE, 0, const.NDR20))
                 continue
@@ -531,7 +535,7 @@ class ServerAssociation:
                     self._close("too many outstanding calls")
                 return
             little = self._little
-            partial = _Partial(pdu.context_id, pdu.opnum, pdu.object, little, auth)
+            partial = _Partial(pdu.context_id, pdu.opnum, pdu.object, little, auth, self._raw[4:8])
             self._partial[cid] = partial
         elif partial is None:
             self._fatal(f"fragment for call_id {cid}, which has no first fragment", cid, PType.REQUEST)
@@ -559,6 +563,16 @@ class ServerAssociation:
             self._call_auth[cid] = partial.auth
         self.stats["calls_in"] += 1
         stub = partial.chunks[0] if len(partial.chunks) == 1 else b"".join(partial.chunks)
+        if partial.auth is not None and partial.auth.protects:
+            stub, trailer = verification.split(stub, partial.little_endian)
+            if trailer is not None:
+                self.stats["verification_trailers"] += 1
+                wrong = self._check_trailer(trailer, cid, partial)
+                if wrong:
+                    self.outstanding.discard(cid)
+                    self._call_auth.pop(cid, None)
+                    self._deny(cid, partial.context_id, f"verification trailer: {wrong}")
+                    return
         self._events.append(
             CallReceived(
                 call_id=cid,
@@ -573,6 +587,30 @@ class ServerAssociation:
                 principal=partial.auth.context.principal if partial.auth else None,
             )
         )
+
+    def _check_trailer(self, trailer: verification.Trailer, cid: int, partial: _Partial) -> str | None:
+        """What the verification trailer contradicts (MS-RPCE 2.2.2.13), or None."""
+        assert partial.auth is not None
+        if trailer.unknown_required:
+            return f"unknown required command {trailer.unknown_required[0]:#x}"
+        bits = trailer.bitmask or 0
+        if bits & verification.CLIENT_SUPPORT_HEADER_SIGNING and not partial.auth.header_sign:
+            return "the client offered header signing, but its bind did not (downgrade)"
+        if trailer.interface is not None:
+            proposed = self._abstract.get(partial.context_id)
+            if trailer.interface != proposed or trailer.transfer != const.NDR20:
+                return f"presentation context {partial.context_id} is not {trailer.interface}"
+        if trailer.header2 is not None:
+            ptype, drep, call_id, context_id, opnum = trailer.header2
+            if (ptype, drep, call_id, context_id, opnum) != (
+                PType.REQUEST,
+                partial.drep,
+                cid,
+                partial.context_id,
+                partial.opnum,
+            ):
+                return "the request header differs from the one the client signed"
+        return None
 
     def _deny(self, call_id: int, context_id: int, reason: str) -> None:
         """Refuse a request on security grounds: access denied, then close (MS-RPCE 3.3.3.5.x)."""

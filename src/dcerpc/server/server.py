@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from collections import Counter
 from typing import Any
 
 from ..auth.base import SecurityProvider
 from ..interface import Interface
 from ..mgmt.idl import Mgmt
+from ..pdu.syntax import SyntaxId
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
@@ -44,6 +46,9 @@ class Server:
         limits: per-connection and per-server bounds.
         security: providers that accept authenticated binds (by their auth_type).
         mgmt: serve the remote management interface too (on by default: every endpoint offers it).
+        min_auth_level: the lowest authentication level a call may arrive at (1: none, 2: connect,
+            3: call, 4: packet, 5: integrity, 6: privacy); calls below it are refused with
+            access denied before their stub is read. :meth:`require_auth` sets it per interface.
     """
 
     use_uvloop = staticmethod(_event_loop_policy)
@@ -54,8 +59,11 @@ class Server:
         limits: Limits | None = None,
         security: list[SecurityProvider] | None = None,
         mgmt: bool = True,
+        min_auth_level: int = 1,
     ) -> None:
         self.security = {p.auth_type: p for p in security or []}
+        self.min_auth_level = int(min_auth_level)
+        self._interface_levels: dict[uuid.UUID, int] = {}
         self.registry = Registry()
         for impl in implementations:
             self.registry.add(impl)
@@ -71,6 +79,21 @@ class Server:
         self.addresses: list[Any] = []
         self.violations: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+
+    def require_auth(self, interface: type[Interface] | SyntaxId | uuid.UUID | str, level: int) -> None:
+        """The lowest authentication level for calls to one interface (overrides ``min_auth_level``,
+        in either direction: the endpoint mapper stays anonymous under a global minimum this way)."""
+        if isinstance(interface, type):
+            key = interface.__syntax__.uuid
+        elif isinstance(interface, SyntaxId):
+            key = interface.uuid
+        else:
+            key = uuid.UUID(str(interface))
+        self._interface_levels[key] = int(level)
+
+    def required_level(self, interface: SyntaxId) -> int:
+        """The lowest authentication level a call to ``interface`` is served at."""
+        return self._interface_levels.get(interface.uuid, self.min_auth_level)
 
     def add(self, impl: Interface) -> None:
         """Serve another implementation (before or while listening)."""
