@@ -149,9 +149,9 @@ def test_samba_python_client(auth_server: ServerThread, samba_python: str, optio
 @pytest.mark.parametrize("level", [5, 6])  # RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, _PKT_PRIVACY
 def test_impacket_ntlm(auth_server: ServerThread, level: int) -> None:
     pytest.importorskip("impacket", reason="impacket is a dev dependency")
-    from impacket.dcerpc.v5 import transport  # noqa: PLC0415
-    from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: PLC0415
-    from impacket.uuid import uuidtup_to_bin  # noqa: PLC0415
+    from impacket.dcerpc.v5 import transport
+    from impacket.dcerpc.v5.rpcrt import DCERPCException
+    from impacket.uuid import uuidtup_to_bin
 
     def attempt(password: str) -> bytes:
         rpc = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{auth_server.port}]")
@@ -172,7 +172,7 @@ def test_impacket_ntlm(auth_server: ServerThread, level: int) -> None:
             dce.disconnect()
 
     assert attempt(PASSWORD) == struct.pack("<I", 42)
-    with pytest.raises(DCERPCException, match="access_denied|rpc_s_access_denied|0x5"):
+    with pytest.raises(DCERPCException, match=r"access_denied|rpc_s_access_denied|0x5"):
         attempt("wrong")
 
 
