@@ -66,7 +66,7 @@ class ToyContext(SecurityContext):
             return b"TOY3" + hmac.new(self.password.encode(), challenge, hashlib.sha256).digest()
         raise AuthError("not a toy token")
 
-    def signature_size(self) -> int:
+    def signature_size(self, seal: bool = False) -> int:
         return 16
 
     def _mac(self, direction: bytes, seq: int, data: bytes) -> bytes:

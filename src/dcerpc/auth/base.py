@@ -55,8 +55,11 @@ class SecurityContext(abc.ABC):
         """
 
     @abc.abstractmethod
-    def signature_size(self) -> int:
-        """Octets of the auth value that carries a signature."""
+    def signature_size(self, seal: bool = False) -> int:
+        """Octets of the auth value: a signature (integrity), or a sealed message's token (privacy).
+
+        The two differ for Kerberos (a 28-octet MIC token; a 76-octet wrap token with AES).
+        """
 
     @abc.abstractmethod
     def sign(self, data: bytes) -> bytes:

@@ -94,7 +94,7 @@ class GssContext(SecurityContext):
                 self._ctx: ContextProxy = make()
         except spnego.exceptions.SpnegoError as e:
             raise AuthError(f"cannot start {auth_type_name(auth_type)}: {_reason(e)}") from e
-        self._sig_size: int | None = None
+        self._sizes: dict[bool, int] = {}
 
     @property
     def complete(self) -> bool:
@@ -121,16 +121,15 @@ class GssContext(SecurityContext):
             self.principal = self._ctx.client_principal
         return out or None
 
-    def signature_size(self) -> int:
-        if self._sig_size is None:
-            if self.negotiated == "ntlm":
-                self._sig_size = _NTLM_SIGNATURE
-            else:
-                try:
-                    self._sig_size = int(self._ctx.query_message_sizes().header)
-                except spnego.exceptions.SpnegoError:
-                    return _NTLM_SIGNATURE  # not established yet: a placeholder, not cached
-        return self._sig_size
+    def signature_size(self, seal: bool = False) -> int:
+        if self.negotiated == "ntlm":
+            return _NTLM_SIGNATURE
+        cached = self._sizes.get(seal)
+        if cached is None:
+            if not self._ctx.complete:
+                return _NTLM_SIGNATURE  # not established yet: a placeholder, not cached
+            cached = self._sizes[seal] = _gss_token_size(self._ctx, seal)
+        return cached
 
     def sign(self, data: bytes) -> bytes:
         try:
@@ -150,7 +149,7 @@ class GssContext(SecurityContext):
             spnego.iov.IOVBuffer(bt.sign_only, prefix),
             spnego.iov.IOVBuffer(bt.data, plain),
             spnego.iov.IOVBuffer(bt.sign_only, suffix),
-            spnego.iov.IOVBuffer(bt.header, None),
+            spnego.iov.IOVBuffer(bt.header, True),  # allocated by the mechanism
         ]
         try:
             res = self._ctx.wrap_iov(iov, encrypt=True).buffers
@@ -171,6 +170,23 @@ class GssContext(SecurityContext):
         except spnego.exceptions.SpnegoError as e:
             raise AuthError(f"sealed PDU does not verify: {_reason(e)}") from e
         return bytes(res[1].data or b"")
+
+
+def _gss_token_size(ctx: ContextProxy, seal: bool) -> int:
+    """The token a Kerberos context adds to a PDU: a wrap token (seal) or a MIC token (sign).
+
+    Asked of GSSAPI (gss_wrap_iov_length) for a DCE-style IOV layout, where the padding and trailer
+    live in the header buffer: 76 octets sealed and 28 signed with AES, as Windows sends them. A MIC
+    token (RFC 4121 4.2.6.1) has the length of an unencrypted wrap token's header and trailer.
+    """
+    import gssapi.raw as graw  # noqa: PLC0415  (only present with the kerberos extra)
+
+    inner: Any = ctx
+    while isinstance(getattr(inner, "_context", None), ContextProxy):  # SPNEGO around Kerberos
+        inner = inner._context
+    iov = graw.IOV(graw.IOVBufferType.header, b"", std_layout=False)
+    graw.wrap_iov_length(inner._context, iov, confidential=seal)
+    return len(iov[0].value or b"")
 
 
 def auth_type_name(auth_type: int) -> str:

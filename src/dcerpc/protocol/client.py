@@ -183,7 +183,7 @@ class ClientAssociation:
                 stub_length=len(stub),
             )
         if auth is not None:
-            room = (self.max_xmit_frag - overhead - SEC_TRAILER - auth.context.signature_size()) & ~15
+            room = (self.max_xmit_frag - overhead - SEC_TRAILER - auth.signature_size()) & ~15
         else:
             room = (self.max_xmit_frag - overhead) & ~7
         total = len(stub)

@@ -45,7 +45,11 @@ class AuthState:
 
     def overhead(self) -> int:
         """Octets a protected fragment spends beyond its stub (worst-case padding included)."""
-        return AUTH_PAD - 1 + SEC_TRAILER + self.context.signature_size() if self.protects else 0
+        return AUTH_PAD - 1 + SEC_TRAILER + self.signature_size() if self.protects else 0
+
+    def signature_size(self) -> int:
+        """Octets of the auth value a protected fragment carries at this level."""
+        return self.context.signature_size(self.auth_level >= AuthLevel.PRIVACY)
 
 
 def protect(
@@ -54,7 +58,7 @@ def protect(
     """One fragment with its auth verifier, signed (and sealed at privacy)."""
     ctx = state.context
     pad = -len(stub) % AUTH_PAD
-    sig_size = ctx.signature_size()
+    sig_size = state.signature_size()
     start = HEADER_SIZE + len(body_header)
     end = start + len(stub) + pad
     frag_length = end + SEC_TRAILER + sig_size
@@ -89,7 +93,7 @@ def unprotect(
         AuthError: the signature does not verify (tampered, replayed, out of order).
     """
     ctx = state.context
-    if len(signature) < ctx.signature_size():
+    if len(signature) < state.signature_size():
         raise AuthError(f"auth value of {len(signature)} octets is shorter than a signature")
     payload = fragment[stub_start:body_end]
     if state.header_sign or ctx.signs_whole_pdu:

@@ -207,7 +207,7 @@ class ServerAssociation:
             return
         if protected:
             assert auth is not None
-            room = (self.max_xmit_frag - REQUEST_HEADER - SEC_TRAILER - auth.context.signature_size()) & ~15
+            room = (self.max_xmit_frag - REQUEST_HEADER - SEC_TRAILER - auth.signature_size()) & ~15
         else:
             room = (self.max_xmit_frag - REQUEST_HEADER) & ~7  # stub octets per fragment, 8-aligned
         total = len(stub)
