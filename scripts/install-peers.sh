@@ -8,6 +8,12 @@ command -v smbtorture >/dev/null 2>&1 || missing+=(samba-testsuite)
 /usr/bin/python3 -c 'import samba.ndr' >/dev/null 2>&1 || missing+=(python3-samba)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || missing+=(krb5-kdc)
+command -v kadmin.local >/dev/null 2>&1 || [ -x /usr/sbin/kadmin.local ] || missing+=(krb5-admin-server)
+command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
+[ -x /usr/libexec/samba/samba-dcerpcd ] || missing+=(samba)
+# python-gssapi (Kerberos for pyspnego) builds against MIT's headers
+command -v krb5-config.mit >/dev/null 2>&1 || [ -e /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if ((${#missing[@]} == 0)); then
   exit 0
 fi

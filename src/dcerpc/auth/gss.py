@@ -92,7 +92,7 @@ class GssContext(SecurityContext):
         try:
             with _users_file(users_file):
                 self._ctx: ContextProxy = make()
-        except spnego.exceptions.SpnegoError as e:
+        except Exception as e:  # pyspnego's errors, and krb5's when a ticket cannot be had
             raise AuthError(f"cannot start {auth_type_name(auth_type)}: {_reason(e)}") from e
         self._sizes: dict[bool, int] = {}
 

@@ -350,7 +350,10 @@ async def connect(
             level = "connect"
         auth = _mechanism_from_binding(auth, b.flags)
         number = AuthLevel[level.upper()] if isinstance(level, str) else AuthLevel(level)
-        ctx = auth.client_context(b.host or "localhost", number)
+        # Samba's binding option: the host name the service principal names (Kerberos will not
+        # ask for a ticket to an IP address)
+        target = b.options.get("target_hostname") or b.host or "localhost"
+        ctx = auth.client_context(target, number)
         state = AuthState(ctx, auth.auth_type, number, context_id=0, header_sign=True)
     conn = Connection(b, limits, call_timeout, max_concurrent_calls, state)
     await conn._open(timeout)
