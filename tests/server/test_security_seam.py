@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +22,18 @@ import dcerpc
 from dcerpc import FaultError, current_call
 from dcerpc.auth import NTLM, ClientCredentials, Negotiate, NegotiateProvider, NtlmProvider, SecurityProvider
 from dcerpc.pdu import AuthLevel, Fault, PType, frame_length, parse
+from dcerpc.pdu.co import AlterContext, AlterContextResp, Auth3, AuthVerifier, ContextElement, Response
+from dcerpc.pdu.constants import PFC
 from dcerpc.pdu import constants as const
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.protocol.events import BindAccepted, ResponseReceived
-from dcerpc.protocol.security import AuthState
+from dcerpc.protocol.security import AuthState, protect, unprotect
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
 from tests.protocol.toy_auth import TOY_AUTH_TYPE, ToyCredentials, ToyProvider
 
-USERS = {"alice": "wonderland"}
+USERS = {"alice": "wonderland", "bob": "builder"}
 
 
 @dataclass(frozen=True)
@@ -223,3 +226,58 @@ def test_unknown_auth_type_gets_bind_nak_reason_8(server: ServerThread, mech: Me
                 await conn.bind(Echo)
 
     asyncio.run(main())
+
+
+def test_out_of_order_requests_are_refused(server: ServerThread, mech: Mech) -> None:
+    """Two signed requests delivered in the opposite order: the sequence numbers no longer match."""
+    c = RawAuthClient(server.port, mech)
+    add_one = Echo.operation_named("AddOne")
+    c.assoc.request(0, 0, add_one.encode_request(1))
+    first = c.assoc.data_to_send()
+    c.assoc.request(0, 0, add_one.encode_request(2))
+    second = c.assoc.data_to_send()
+    answer = c.raw_reply(second)
+    assert isinstance(answer, Fault) and answer.status == const.RPC_S_ACCESS_DENIED
+    assert first  # never delivered: the association is closed
+
+
+def test_second_security_context_on_alter_context(server: ServerThread, mech: Mech) -> None:
+    """A second auth_context_id, authenticated by alter_context, serves calls as its own principal
+    beside the first (MS-RPCE 3.3.1.5.2.1: several security contexts on one association)."""
+    c = RawAuthClient(server.port, mech)  # context 0: alice
+    ctx2 = mech.creds("bob", "builder").client_context("127.0.0.1", AuthLevel.INTEGRITY)
+    second = AuthState(ctx2, mech.auth_type, AuthLevel.INTEGRITY, context_id=1, header_sign=True)
+
+    def verifier(token: bytes | None) -> AuthVerifier:
+        return AuthVerifier(
+            auth_type=mech.auth_type, auth_level=AuthLevel.INTEGRITY, context_id=1, value=token or b""
+        )
+
+    token = ctx2.step(None)
+    elems = (ContextElement(0, Echo.__syntax__, (const.NDR20,)),)
+    reply = c.raw_reply(AlterContext(call_id=50, contexts=elems, auth=verifier(token)).encode())
+    while not ctx2.complete or token is not None:
+        assert isinstance(reply, AlterContextResp) and reply.auth is not None, reply
+        token = ctx2.step(reply.auth.value)
+        if token is None:
+            break
+        if ctx2.complete and ctx2.third_leg == "auth3":
+            c.sock.sendall(Auth3(call_id=51, auth=verifier(token)).encode())
+            break
+        reply = c.raw_reply(AlterContext(call_id=52, contexts=elems, auth=verifier(token)).encode())
+
+    def whoami(state: AuthState, call_id: int) -> str:
+        stub = Echo.operation_named("TestCall").encode_request("hi")
+        body = struct.pack("<IHH", len(stub), 0, Echo.operation_named("TestCall").opnum)
+        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
+        answer = c.raw_reply(protect(state, PType.REQUEST, flags, call_id, body, stub))
+        assert isinstance(answer, Response) and answer.auth is not None, answer
+        raw = protect_reply = answer.encode()
+        start = 24
+        end = len(raw) - 8 - len(answer.auth.value)
+        plain = unprotect(state, protect_reply, start, end, answer.auth.pad_length, answer.auth.value)
+        return str(Echo.operation_named("TestCall").decode_response(plain)[0])
+
+    assert whoami(second, 60).startswith(mech.principal.replace("alice", "bob"))
+    assert c.assoc.auth is not None
+    assert whoami(c.assoc.auth, 61).startswith(mech.principal)

@@ -127,7 +127,8 @@ class ServerAssociation:
         self.state = State.AWAIT_BIND
         self.group: Group | None = None
         self.contexts: dict[int, SyntaxId] = {}
-        self._abstract: dict[int, SyntaxId] = {}  # context id -> the abstract syntax as proposed
+        self._abstract: dict[int, SyntaxId] = {}
+        self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind  # context id -> the abstract syntax as proposed
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
         self._buf = bytearray()
@@ -327,7 +328,8 @@ class ServerAssociation:
             return
         out_auth: AuthVerifier | None = None
         if pdu.auth is not None:
-            got = self._start_auth(pdu.call_id, pdu.auth, bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN))
+            self._header_sign = bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN)
+            got = self._start_auth(pdu.call_id, pdu.auth, self._header_sign)
             if got is None:
                 return
             out_auth = got
@@ -419,7 +421,9 @@ class ServerAssociation:
         if pdu.auth is not None:
             state = self.auth.get(pdu.auth.context_id)
             if state is None:
-                got = self._start_auth(pdu.call_id, pdu.auth, bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN))
+                # header signing is the connection's, agreed in its bind (MS-RPCE 3.3.1.5.2.2)
+                sign = self._header_sign or bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN)
+                got = self._start_auth(pdu.call_id, pdu.auth, sign)
                 if got is None:
                     return
                 out_auth = got
