@@ -22,9 +22,9 @@ import dcerpc
 from dcerpc import FaultError, current_call
 from dcerpc.auth import NTLM, ClientCredentials, Negotiate, NegotiateProvider, NtlmProvider, SecurityProvider
 from dcerpc.pdu import AuthLevel, Fault, PType, frame_length, parse
+from dcerpc.pdu import constants as const
 from dcerpc.pdu.co import AlterContext, AlterContextResp, Auth3, AuthVerifier, ContextElement, Response
 from dcerpc.pdu.constants import PFC
-from dcerpc.pdu import constants as const
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.protocol.events import BindAccepted, ResponseReceived
 from dcerpc.protocol.security import AuthState, protect, unprotect

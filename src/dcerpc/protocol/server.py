@@ -127,8 +127,8 @@ class ServerAssociation:
         self.state = State.AWAIT_BIND
         self.group: Group | None = None
         self.contexts: dict[int, SyntaxId] = {}
-        self._abstract: dict[int, SyntaxId] = {}
-        self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind  # context id -> the abstract syntax as proposed
+        self._abstract: dict[int, SyntaxId] = {}  # context id -> the abstract syntax as proposed
+        self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
         self._buf = bytearray()
