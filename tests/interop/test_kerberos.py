@@ -19,6 +19,7 @@ from dcerpc import current_call
 from dcerpc.auth import Kerberos, KerberosProvider, Negotiate, NegotiateProvider, SecurityContext
 from dcerpc.pdu import AuthLevel, Fault
 from dcerpc.pdu import constants as const
+from dcerpc.protocol.limits import Limits
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
@@ -97,7 +98,9 @@ def test_our_client_with_kerberos(kdc: Kdc, krb_server: ServerThread, level: str
 
     async def main() -> None:
         url = f"ncacn_ip_tcp:localhost[{krb_server.port}]"
-        async with await dcerpc.connect(url, auth=creds, level=level) as conn:
+        async with await dcerpc.connect(
+            url, auth=creds, level=level, limits=Limits(max_fragment=2048)
+        ) as conn:
             echo = await conn.bind(Echo)
             who = await echo.TestCall("whoami")
             assert who == f"{kdc.user}:{16 if mech == 'krb5' else 9}:{int(AuthLevel[level.upper()])}"

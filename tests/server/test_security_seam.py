@@ -27,6 +27,7 @@ from dcerpc.pdu.co import AlterContext, AlterContextResp, Auth3, AuthVerifier, C
 from dcerpc.pdu.constants import PFC
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.protocol.events import BindAccepted, ResponseReceived
+from dcerpc.protocol.limits import Limits
 from dcerpc.protocol.security import AuthState, protect, unprotect
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
@@ -34,6 +35,7 @@ from dcerpc.testing import ServerThread
 from tests.protocol.toy_auth import TOY_AUTH_TYPE, ToyCredentials, ToyProvider
 
 USERS = {"alice": "wonderland", "bob": "builder"}
+SMALL = Limits(max_fragment=2048)  # protected calls span many fragments each way
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def binding(srv: ServerThread, options: str = "") -> str:
 def test_authenticated_calls_at_every_level(server: ServerThread, mech: Mech, level: str) -> None:
     async def main() -> None:
         creds = mech.creds("alice", "wonderland")
-        async with await dcerpc.connect(binding(server), auth=creds, level=level) as conn:
+        async with await dcerpc.connect(binding(server), auth=creds, level=level, limits=SMALL) as conn:
             echo = await conn.bind(Echo)
             number = int(AuthLevel[level.upper()])
             assert await echo.TestCall("hi") == f"{mech.principal}:{mech.auth_type}:{number}:hi"
