@@ -3,7 +3,10 @@
 Seeds are real PDU streams (bind, alter_context, fragmented requests, co_cancel, orphaned, auth3,
 and the server's answers); mutations corrupt headers, lengths, counts and bodies, split and join
 streams at random points. ``parse`` may only raise ``PduError``; the associations may raise nothing
-at all: every input ends in events and output octets (a bind_nak, a fault, a close).
+at all: every input ends in events and output octets (a bind_nak, a fault, a close). Authenticated
+seeds are real NTLM and SPNEGO handshakes with signed and sealed requests (their tokens reach
+pyspnego's parsers through the server's providers); every input is also offered to the
+verification-trailer parser, which may raise nothing.
 
     python fuzz/pdu_fuzz.py --seconds 60
 """
@@ -15,11 +18,13 @@ import contextlib
 import random
 import struct
 import sys
+import tempfile
 import time
 import traceback
 import uuid
 from pathlib import Path
 
+from dcerpc.auth import NTLM, Negotiate, NegotiateProvider, NtlmProvider, SecurityProvider
 from dcerpc.pdu import (
     NDR20,
     PFC,
@@ -39,9 +44,11 @@ from dcerpc.pdu import (
     SyntaxId,
     parse,
 )
+from dcerpc.protocol import verification
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.protocol.groups import GroupTable
 from dcerpc.protocol.limits import Limits
+from dcerpc.protocol.security import AuthState
 from dcerpc.protocol.server import ServerAssociation
 
 ECHO = SyntaxId(uuid.UUID("60a15ec5-4de8-11d7-a637-005056a20182"), (1, 0))
@@ -79,6 +86,64 @@ def server_streams() -> list[bytes]:
         ).encode()
         + Auth3(call_id=1, auth=AuthVerifier(auth_type=10, auth_level=6, value=bytes(16))).encode(),
     ]
+
+
+_USERS = Path(tempfile.mkdtemp(prefix="dcerpc-fuzz-")) / "ntlm-users"
+_USERS.write_text("FUZZ:alice:wonderland\n")
+
+
+def providers() -> dict[int, SecurityProvider]:
+    return {10: NtlmProvider(_USERS), 9: NegotiateProvider(_USERS)}
+
+
+LIVE = [(NTLM("FUZZ", "alice", "wonderland"), 5), (NTLM("FUZZ", "alice", "wonderland"), 6)]
+LIVE += [(Negotiate("FUZZ", "alice", "wonderland", kerberos=False), 6)]
+
+
+def live_session(index: int) -> tuple[ServerAssociation, bytes, bytes]:
+    """A server association after a real handshake, the handshake's octets, and protected requests."""
+    creds, level = LIVE[index]
+    ctx = creds.client_context("fuzz", level)
+    ca = ClientAssociation(LIMITS, AuthState(ctx, creds.auth_type, level, 0, header_sign=True))
+    sa = ServerAssociation(
+        lambda s: s if s.uuid == ECHO.uuid else None, GroupTable(), LIMITS, b"135", providers()
+    )
+    ca.bind({0: ECHO})
+    sent = b""
+    for _ in range(4):  # the handshake's legs
+        out = ca.data_to_send()
+        sent += out
+        sa.receive_data(out)
+        sa.events()
+        ca.receive_data(sa.data_to_send())
+        ca.events()
+    ca.request(0, 0, struct.pack("<I", 41))
+    ca.request(0, 1, struct.pack("<I", 3000) + bytes(range(256)) * 11 + bytes(184))
+    return sa, sent, ca.data_to_send()
+
+
+def auth_server_streams() -> list[bytes]:
+    """What clients send in real NTLM / SPNEGO sessions (replayed to fresh servers: the handshake
+    fails there, which exercises the token parsers and the refusals)."""
+    out = []
+    for i in range(len(LIVE)):
+        _, handshake, requests = live_session(i)
+        out.append(handshake + requests)
+    return out
+
+
+def one_live(rng: random.Random) -> str | None:
+    """Mutated protected requests after a handshake that succeeded: the verify / unseal paths."""
+    try:
+        sa, _, requests = live_session(rng.randrange(len(LIVE)))
+        feed(sa, rng, mutate(rng, requests))
+        for cid in list(sa.outstanding):
+            sa.respond(cid, b"\0" * rng.randint(0, 9000))
+        sa.data_to_send()
+        sa.connection_lost()
+    except Exception:
+        return traceback.format_exc()
+    return None
 
 
 def client_streams() -> list[bytes]:
@@ -127,8 +192,10 @@ def feed(assoc: ServerAssociation | ClientAssociation, rng: random.Random, data:
 
 def one(rng: random.Random, server: bool, data: bytes) -> str | None:
     try:
+        verification.split(data, rng.random() < 0.5)
         if server:
-            sa = ServerAssociation(lambda s: s if s.uuid == ECHO.uuid else None, GroupTable(), LIMITS, b"135")
+            match = lambda s: s if s.uuid == ECHO.uuid else None  # noqa: E731
+            sa = ServerAssociation(match, GroupTable(), LIMITS, b"135", providers())
             feed(sa, rng, data)
             for cid in list(sa.outstanding):
                 sa.respond(cid, b"\0" * rng.randint(0, 9000))
@@ -148,13 +215,14 @@ def one(rng: random.Random, server: bool, data: bytes) -> str | None:
 
 def run(seconds: float, seed: int, crash_dir: Path) -> int:
     rng = random.Random(seed)
-    seeds = [(True, s) for s in server_streams()] + [(False, s) for s in client_streams()]
+    seeds = [(True, s) for s in server_streams() + auth_server_streams()]
+    seeds += [(False, s) for s in client_streams()]
     deadline = time.monotonic() + seconds
     runs = crashes = 0
     while time.monotonic() < deadline:
         server, base = rng.choice(seeds)
         data = mutate(rng, base)
-        failure = one(rng, server, data)
+        failure = one_live(rng) if rng.random() < 0.2 else one(rng, server, data)
         runs += 1
         if failure is not None:
             crashes += 1

@@ -48,7 +48,7 @@ class Mech:
         if self.name == "ntlm":
             return NTLM("TESTDOM", user, password)
         if self.name == "spnego":
-            return Negotiate("TESTDOM", user, password)
+            return Negotiate("TESTDOM", user, password, kerberos=False)
         return ToyCredentials(user, password)
 
     def providers(self, tmp: Path) -> list[SecurityProvider]:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import spnego
+from spnego._ntlm_raw.crypto import ntowfv1
 
 from .base import ClientCredentials as _Credentials
 from .base import SecurityContext, SecurityProvider
@@ -68,20 +70,29 @@ class NTLM(_Credentials):
 
 @dataclass(frozen=True)
 class Negotiate(_Credentials):
-    """SPNEGO (auth type 9): Kerberos when a ticket can be had, NTLM otherwise."""
+    """SPNEGO (auth type 9): Kerberos when a ticket can be had, NTLM otherwise.
+
+    ``kerberos=False`` offers NTLM alone (no ticket request, so no wait for a KDC that is not there).
+    """
 
     domain: str = ""
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     service: str = "host"
+    kerberos: bool = True
     auth_type: int = AUTH_SPNEGO
 
     def client_context(self, target: str, auth_level: int = 6) -> SecurityContext:
         user = _user(self.domain, self.user) if self.user else None
+        credential: Any = user
+        if not self.kerberos and user is not None:
+            # an NT-hash credential is one only NTLM can use: SPNEGO then offers NTLM alone
+            nt_hash = ntowfv1(self.password or "").hex()
+            credential = spnego.NTLMHash(username=user, nt_hash=nt_hash)
         return GssContext(
             lambda: spnego.client(
-                user,
-                self.password,
+                credential,
+                None if credential is not user else self.password,
                 hostname=target,
                 service=self.service,
                 protocol="negotiate",

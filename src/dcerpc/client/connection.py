@@ -369,7 +369,7 @@ def _mechanism_from_binding(auth: ClientCredentials, flags: frozenset[str] | set
     else:
         return auth
     if "spnego" in flags and not isinstance(auth, Negotiate):
-        return Negotiate(domain, user, password)
+        return Negotiate(domain, user, password, kerberos=False)  # NTLM credentials: NTLM inside
     if "ntlm" in flags and not isinstance(auth, NTLM):
         return NTLM(domain, user, password)
     if "krb5" in flags:
