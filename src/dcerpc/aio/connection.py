@@ -8,9 +8,12 @@ cancels the task (answered with nca_s_fault_cancel), orphaned cancels it silentl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import socket
 import struct
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from ..pdu import constants as const
@@ -35,6 +38,25 @@ def _peer_credentials(transport: asyncio.Transport) -> tuple[int, int, int] | No
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return pid, uid, gid
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Drive a started coroutine to its end: wait for what it waits on, then resume it.
+
+    A cancelled task cancels the future it waits on, so the coroutine sees CancelledError where it
+    waited, as it would have in a task of its own.
+    """
+    while True:
+        if waiting is None:
+            await asyncio.sleep(0)  # a bare yield: one turn of the loop
+        else:
+            waiting._asyncio_future_blocking = False
+            with contextlib.suppress(BaseException):  # the coroutine reads the outcome itself
+                await waiting
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
 
 
 class ServerConnection(asyncio.Protocol):
@@ -77,7 +99,8 @@ class ServerConnection(asyncio.Protocol):
             self.server.security,
             self.server.stats,
         )
-        self.credentials = _peer_credentials(self.transport)
+        if self.transport_name == "ncalrpc":  # asking a TCP transport for its socket costs a wrapper
+            self.credentials = _peer_credentials(self.transport)
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
@@ -116,7 +139,7 @@ class ServerConnection(asyncio.Protocol):
         assert self.assoc is not None
         for ev in self.assoc.events():
             if isinstance(ev, CallReceived):
-                self.tasks[ev.call_id] = asyncio.get_running_loop().create_task(self._call(ev))
+                self._start(ev.call_id, self._call(ev))
             elif isinstance(ev, CallCancelled | CallOrphaned):
                 task = self.tasks.get(ev.call_id)
                 if task is not None:
@@ -127,6 +150,22 @@ class ServerConnection(asyncio.Protocol):
                 self._flush()
                 log.info("closing connection from %s: %s", self.peer, ev.reason)
                 self._close_gracefully()
+
+    def _start(self, call_id: int, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a call until it first waits; only then give it a task.
+
+        Most calls (the endpoint mapper's, AddOne) finish without waiting: they answer within the
+        read that brought them, with no task to create and schedule. The call runs in a context of
+        its own, which its task keeps, so context variables set before the first wait (the
+        current call) stay valid after it.
+        """
+        context = contextvars.copy_context()
+        try:
+            first = context.run(coro.send, None)
+        except StopIteration:
+            return
+        task = asyncio.get_running_loop().create_task(_resume(coro, first), context=context)
+        self.tasks[call_id] = task
 
     async def _call(self, ev: CallReceived) -> None:
         assoc = self.assoc

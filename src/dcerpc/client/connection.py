@@ -99,7 +99,8 @@ class Connection:
             coro = loop.create_unix_connection(lambda: _Protocol(self), b.endpoint or b.host)
         else:
             raise RpcError(f"protocol sequence {b.protseq} is not supported by this client yet")
-        await asyncio.wait_for(coro, timeout)
+        async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+            await coro
 
     async def _resolve_and_open(self, syntax: SyntaxId) -> None:
         """Ask the host's endpoint mapper where ``syntax`` listens, then connect (retry once)."""
@@ -110,9 +111,8 @@ class Connection:
         for attempt in range(2):
             port = await resolve_tcp_port(host, syntax, epm_port=epm_port, timeout=self._open_timeout)
             try:
-                await asyncio.wait_for(
-                    loop.create_connection(lambda: _Protocol(self), host, port), self._open_timeout
-                )
+                async with asyncio.timeout(self._open_timeout):
+                    await loop.create_connection(lambda: _Protocol(self), host, port)
             except ConnectionRefusedError:
                 forget(host, syntax, epm_port)  # the cached port is stale: the service moved
                 if attempt:
@@ -167,7 +167,8 @@ class Connection:
         self._control[call_id] = fut
         self._flush()
         try:
-            return await asyncio.wait_for(fut, timeout or self.default_timeout)
+            async with asyncio.timeout(timeout or self.default_timeout):
+                return await fut
         finally:
             self._control.pop(call_id, None)
 

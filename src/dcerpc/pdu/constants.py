@@ -151,5 +151,6 @@ NULL_SYNTAX: Final = SyntaxId(uuid.UUID(int=0), (0, 0))
 # MS-RPCE 2.2.2.14: a transfer syntax 6cb71c2c-9812-4540-xxxx-... whose last eight octets carry
 # the bind-time feature flags.
 BTFN_PREFIX: Final = uuid.UUID("6cb71c2c-9812-4540-0000-000000000000").bytes_le[:8]
+BTFN_HIGH: Final = uuid.UUID("6cb71c2c-9812-4540-0000-000000000000").int >> 64  # the same, as an int
 BTFN_SECURITY_CONTEXT_MULTIPLEXING: Final = 0x01
 BTFN_KEEP_CONNECTION_ON_ORPHAN: Final = 0x02

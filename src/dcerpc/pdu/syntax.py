@@ -26,11 +26,30 @@ class SyntaxId:
 
     def pack(self) -> bytes:
         """The 20 octets of p_syntax_id_t, little-endian."""
-        return _SYNTAX.pack(self.uuid.bytes_le, self.version[0] | self.version[1] << 16)
+        packed = _packed.get(self)
+        if packed is None:
+            packed = _SYNTAX.pack(self.uuid.bytes_le, self.version[0] | self.version[1] << 16)
+            if len(_packed) < _KNOWN_MAX:
+                _packed[self] = packed
+        return packed
 
     @classmethod
     def unpack(cls, data: bytes, offset: int, little: bool = True) -> SyntaxId:
         """Read 20 octets at ``offset`` in the sender's integer order (caller checks the length)."""
+        key = (data[offset : offset + 20], little)
+        known = _known.get(key)
+        if known is not None:
+            return known
         raw, version = (_SYNTAX if little else _SYNTAX_BE).unpack_from(data, offset)
         u = uuid.UUID(bytes_le=raw) if little else uuid.UUID(bytes=raw)
-        return cls(u, (version & 0xFFFF, version >> 16))
+        made = cls(u, (version & 0xFFFF, version >> 16))
+        if len(_known) < _KNOWN_MAX:
+            _known[key] = made
+        return made
+
+
+# Syntaxes seen on the wire, so that each bind does not build UUIDs anew. Bounded: a peer proposing
+# endless made-up interfaces fills it once and then only misses it (no memory growth).
+_KNOWN_MAX = 4096
+_known: dict[tuple[bytes, bool], SyntaxId] = {}
+_packed: dict[SyntaxId, bytes] = {}

@@ -478,9 +478,7 @@ class ServerAssociation:
         rejected: dict[int, int] = {}
         null = const.NULL_SYNTAX
         for elem in proposed:
-            btfn = next(
-                (ts for ts in elem.transfer_syntaxes if ts.uuid.bytes_le[:8] == const.BTFN_PREFIX), None
-            )
+            btfn = next((ts for ts in elem.transfer_syntaxes if ts.uuid.int >> 64 == const.BTFN_HIGH), None)
             if btfn is not None:
                 # Bind-time feature negotiation (MS-RPCE 3.3.1.5.3): acknowledge the features we
                 # offer; the flags sit in the low octets of the syntax's last eight.
