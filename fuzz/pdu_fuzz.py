@@ -14,8 +14,10 @@ verification-trailer parser, which may raise nothing.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import random
+import shutil
 import struct
 import sys
 import tempfile
@@ -88,7 +90,9 @@ def server_streams() -> list[bytes]:
     ]
 
 
-_USERS = Path(tempfile.mkdtemp(prefix="dcerpc-fuzz-")) / "ntlm-users"
+_USERS_DIR = tempfile.mkdtemp(prefix="dcerpc-fuzz-")
+atexit.register(shutil.rmtree, _USERS_DIR, True)
+_USERS = Path(_USERS_DIR) / "ntlm-users"
 _USERS.write_text("FUZZ:alice:wonderland\n")
 
 
