@@ -346,12 +346,16 @@ class ClientAssociation:
                 cid = self.next_call_id()
                 self._auth_call = cid
                 self._proposed[cid] = {}
+                # The leg re-proposes the contexts already accepted: Samba refuses an alter_context
+                # with none (nca_proto_error), as Windows clients never send one.
+                elems = tuple(ContextElement(i, s, (const.NDR20,)) for i, s in self.contexts.items())
                 self._send(
                     AlterContext(
                         call_id=cid,
                         max_xmit_frag=self.limits.max_fragment,
                         max_recv_frag=self.limits.max_fragment,
                         assoc_group_id=self.assoc_group_id,
+                        contexts=elems,
                         auth=self._verifier(token),
                     )
                 )
