@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..pdu import constants as const
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
+from ..protocol.outbox import FLUSH_BUDGET
 from ..protocol.server import ServerAssociation
 from ..server.context import CallContext
 from ..server.dispatch import Outcome, dispatch
@@ -72,6 +73,7 @@ class ServerConnection(asyncio.Protocol):
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._idle: asyncio.TimerHandle | None = None
         self._paused = False
+        self._more = False  # a flush of the rest of a long response is scheduled
         self._draining = False
         self._last_active = 0.0
         self.credentials: tuple[int, int, int] | None = None
@@ -132,6 +134,7 @@ class ServerConnection(asyncio.Protocol):
         self._paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+            self._flush()
 
     # events -----------------------------------------------------------------------------------------
 
@@ -147,7 +150,7 @@ class ServerConnection(asyncio.Protocol):
             elif isinstance(ev, ProtocolViolation):
                 self.server._violation(self, ev)
             elif isinstance(ev, Closing):
-                self._flush()
+                self._flush(everything=True)
                 log.info("closing connection from %s: %s", self.peer, ev.reason)
                 self._close_gracefully()
 
@@ -213,12 +216,22 @@ class ServerConnection(asyncio.Protocol):
             assoc.fault(ev.call_id, outcome.status, ev.context_id, outcome.did_not_execute)
         self._flush()
 
-    def _flush(self) -> None:
-        if self.assoc is None or self.transport is None or self.transport.is_closing():
+    def _flush(self, everything: bool = False) -> None:
+        """Write what the association has; a long response goes out a budget per loop turn, so the
+        client verifies its first fragments while the later ones are made."""
+        assoc = self.assoc
+        if assoc is None or self.transport is None or self.transport.is_closing():
             return
-        data = self.assoc.data_to_send()
+        data = assoc.data_to_send(None if everything else FLUSH_BUDGET)
         if data:
             self.transport.write(data)
+        if assoc.has_output and not self._more and not self._paused:
+            self._more = True
+            asyncio.get_running_loop().call_soon(self._flush_more)
+
+    def _flush_more(self) -> None:
+        self._more = False
+        self._flush()
 
     def _arm_idle(self) -> None:
         # Note the time of activity; one timer per connection checks it (re-arming a timer on every

@@ -35,6 +35,7 @@ from ..protocol.events import (
     ShutdownRequested,
 )
 from ..protocol.limits import Limits
+from ..protocol.outbox import FLUSH_BUDGET
 from ..protocol.security import AuthState
 from .binding import Binding, parse_binding
 from .resolve import EPM_PORT, forget, resolve_tcp_port
@@ -57,6 +58,13 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn._lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn._paused = True
+
+    def resume_writing(self) -> None:
+        self.conn._paused = False
+        self.conn._flush()
 
 
 class Connection:
@@ -83,6 +91,8 @@ class Connection:
         self._next_context = 0
         self._closed: BaseException | None = None
         self._bind_lock = asyncio.Lock()
+        self._more = False  # a flush of the rest of a long request is scheduled
+        self._paused = False  # the transport's buffer is full: make no more fragments yet
         self._open_timeout: float | None = 30.0
 
     # opening and closing ------------------------------------------------------------------------
@@ -220,9 +230,21 @@ class Connection:
     # adapter ------------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        data = self.assoc.data_to_send()
-        if data and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        """Write what the association has; a long request goes out a budget per loop turn, so the
+        server verifies its first fragments while the later ones are made."""
+        t = self._transport
+        if t is None or t.is_closing():
+            return
+        data = self.assoc.data_to_send(FLUSH_BUDGET)
+        if data:
+            t.write(data)
+        if self.assoc.has_output and not self._more and not self._paused:
+            self._more = True
+            asyncio.get_running_loop().call_soon(self._flush_more)
+
+    def _flush_more(self) -> None:
+        self._more = False
+        self._flush()
 
     def _received(self, data: bytes) -> None:
         self.assoc.receive_data(data)

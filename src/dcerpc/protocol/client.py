@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..auth.base import AuthError
@@ -35,7 +35,7 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, ContextResult, PType
-from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length, pack_header
 from ..pdu.syntax import SyntaxId
 from . import verification
 from .events import (
@@ -50,6 +50,7 @@ from .events import (
     ShutdownRequested,
 )
 from .limits import MIN_FRAGMENT, Limits
+from .outbox import Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["ClientAssociation", "ClientState"]
@@ -88,7 +89,7 @@ class ClientAssociation:
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
         self._buf = bytearray()
-        self._out: list[bytes] = []
+        self._out = Outbox()
         self._events: list[Event] = []
         self._replies: dict[int, _Reply] = {}
         self._next_call = 1
@@ -182,40 +183,58 @@ class ClientAssociation:
                 opnum=opnum,
                 stub_length=len(stub),
             )
+        if auth is None and len(stub) <= self.max_xmit_frag - overhead:
+            self._send(  # one fragment: made now
+                Request(
+                    call_id=cid,
+                    flags=PFC.FIRST_FRAG | PFC.LAST_FRAG | (PFC.OBJECT_UUID if object is not None else 0),
+                    alloc_hint=len(stub),
+                    context_id=context_id,
+                    opnum=opnum,
+                    object=object,
+                    stub=stub,
+                )
+            )
+        else:
+            self._out.append_lazily(self._request_fragments(cid, context_id, opnum, stub, object, auth))
+        self.pending.add(cid)
+        return cid
+
+    def _request_fragments(
+        self,
+        cid: int,
+        context_id: int,
+        opnum: int,
+        stub: bytes,
+        object: uuid.UUID | None,
+        auth: AuthState | None,
+    ) -> Iterator[bytes]:
+        """The fragments of one request, made (and signed or sealed) as they are sent."""
+        overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
         if auth is not None:
             room = (self.max_xmit_frag - overhead - SEC_TRAILER - auth.signature_size()) & ~15
         else:
             room = (self.max_xmit_frag - overhead) & ~7
         total = len(stub)
+        view = memoryview(stub)
         offset = 0
         base = PFC.OBJECT_UUID if object is not None else 0
         while True:
-            chunk = stub[offset : offset + room]
+            chunk = view[offset : offset + room]
             flags = base | (PFC.FIRST_FRAG if offset == 0 else 0)
             if offset + len(chunk) >= total:
                 flags |= PFC.LAST_FRAG
+            body = struct.pack("<IHH", total - offset, context_id, opnum)
+            if object is not None:
+                body += object.bytes_le
             if auth is not None:
-                body = struct.pack("<IHH", total - offset, context_id, opnum)
-                if object is not None:
-                    body += object.bytes_le
-                self._out.append(protect(auth, PType.REQUEST, flags, cid, body, chunk))
+                yield protect(auth, PType.REQUEST, flags, cid, body, bytes(chunk))
             else:
-                self._send(
-                    Request(
-                        call_id=cid,
-                        flags=flags,
-                        alloc_hint=total - offset,
-                        context_id=context_id,
-                        opnum=opnum,
-                        object=object,
-                        stub=chunk,
-                    )
-                )
+                header = pack_header(PType.REQUEST, flags, HEADER_SIZE + len(body) + len(chunk), 0, cid)
+                yield header + body + chunk
             offset += len(chunk)
             if offset >= total:
-                break
-        self.pending.add(cid)
-        return cid
+                return
 
     def cancel(self, call_id: int) -> None:
         """Ask the server to cancel a call (co_cancel); its answer (a fault) still arrives."""
@@ -261,10 +280,16 @@ class ClientAssociation:
         out, self._events = self._events, []
         return out
 
-    def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+    def data_to_send(self, limit: int | None = None) -> bytes:
+        """Octets to write, in order; ``limit`` takes about that many of a long request."""
+        if not self._out:
+            return b""
+        return self._out.take(limit)
+
+    @property
+    def has_output(self) -> bool:
+        """Octets (or fragments still to make) are waiting for :meth:`data_to_send`."""
+        return bool(self._out)
 
     def connection_lost(self) -> None:
         if self.alive:

@@ -27,7 +27,7 @@ import enum
 import struct
 import uuid
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -48,7 +48,6 @@ from ..pdu.co import (
     Orphaned,
     Pdu,
     Request,
-    Response,
     parse,
 )
 from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType, RejectReason
@@ -66,6 +65,7 @@ from .events import (
 )
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
+from .outbox import Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
@@ -132,7 +132,7 @@ class ServerAssociation:
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
         self._buf = bytearray()
-        self._out: list[bytes] = []
+        self._out = Outbox()
         self._events: list[Event] = []
         self._partial: dict[int, _Partial] = {}
         self._buffered = 0
@@ -183,13 +183,20 @@ class ServerAssociation:
         out, self._events = self._events, []
         return out
 
-    def data_to_send(self) -> bytes:
-        """Octets to write, in order (one write keeps a bind_ack in one segment, as impacket needs)."""
+    def data_to_send(self, limit: int | None = None) -> bytes:
+        """Octets to write, in order (one write keeps a bind_ack in one segment, as impacket needs).
+
+        ``limit`` takes about that many octets of a long response; :attr:`has_output` tells whether
+        more is waiting.
+        """
         if not self._out:
             return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+        return self._out.take(limit)
+
+    @property
+    def has_output(self) -> bool:
+        """Octets (or fragments still to make) are waiting for :meth:`data_to_send`."""
+        return bool(self._out)
 
     def respond(self, call_id: int, stub: bytes, context_id: int = 0) -> None:
         """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag."""
@@ -206,36 +213,53 @@ class ServerAssociation:
             self._out.append(stub)
             self.stats["pdus_out"] += 1
             return
+        self._out.append_lazily(self._response_fragments(call_id, stub, context_id, auth))
+
+    def _response_fragments(
+        self, call_id: int, stub: bytes, context_id: int, auth: AuthState | None
+    ) -> Iterator[bytes]:
+        """The fragments of one response, made (and signed or sealed) as they are sent."""
+        protected = auth is not None and auth.protects
         if protected:
             assert auth is not None
             room = (self.max_xmit_frag - REQUEST_HEADER - SEC_TRAILER - auth.signature_size()) & ~15
         else:
             room = (self.max_xmit_frag - REQUEST_HEADER) & ~7  # stub octets per fragment, 8-aligned
         total = len(stub)
+        view = memoryview(stub)
         offset = 0
         while True:
-            chunk = stub[offset : offset + room]
+            chunk = view[offset : offset + room]
             flags = (PFC.FIRST_FRAG if offset == 0 else 0) | (
                 PFC.LAST_FRAG if offset + len(chunk) >= total else 0
             )
+            self.stats["pdus_out"] += 1
             if protected:
                 assert auth is not None
                 body = struct.pack("<IHBB", total - offset, context_id, 0, 0)
-                self._out.append(protect(auth, PType.RESPONSE, flags, call_id, body, chunk))
-                self.stats["pdus_out"] += 1
+                yield protect(auth, PType.RESPONSE, flags, call_id, body, bytes(chunk))
             else:
-                self._send(
-                    Response(
-                        call_id=call_id,
-                        flags=flags,
-                        alloc_hint=total - offset,
-                        context_id=context_id,
-                        stub=chunk,
+                n = len(chunk)
+                yield (
+                    _RESPONSE.pack(
+                        5,
+                        0,
+                        2,
+                        flags,
+                        DREP_LE,
+                        REQUEST_HEADER + n,
+                        0,
+                        call_id,
+                        total - offset,
+                        context_id,
+                        0,
+                        0,
                     )
+                    + chunk
                 )
             offset += len(chunk)
             if offset >= total:
-                break
+                return
 
     def fault(self, call_id: int, status: int, context_id: int = 0, did_not_execute: bool = False) -> None:
         """Answer a call with a fault PDU carrying ``status`` (MS-RPCE 2.2.2.8: no stub)."""

@@ -1,0 +1,64 @@
+"""Octets an association has to send, in order, with long calls produced a few fragments at a time.
+
+A call larger than one fragment is queued as a generator of its fragments. Fragments are made (and,
+at packet level and above, signed or sealed) only when the adapter asks for octets, a bounded
+amount at a time: the first fragments of a 16 MiB call are on the wire, and the peer is verifying
+them, while the later ones are still being made. Signing happens in the order the octets leave, so
+sequence numbers stay in wire order, and one call's fragments stay together (nothing queued after
+a call is sent before its last fragment).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+__all__ = ["FLUSH_BUDGET", "Outbox"]
+
+# Octets an adapter takes per turn of its event loop: a few 64 KiB fragments. Large enough that
+# per-write costs vanish, small enough that the peer starts work early.
+FLUSH_BUDGET = 256 * 1024
+
+
+class Outbox:
+    """A queue of ready octets and lazily made fragment runs."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: deque[bytes | Iterator[bytes]] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def append(self, data: bytes) -> None:
+        self._items.append(data)
+
+    def append_lazily(self, fragments: Iterator[bytes]) -> None:
+        """Queue a run of fragments, made as they are taken."""
+        self._items.append(fragments)
+
+    def take(self, limit: int | None = None) -> bytes:
+        """Up to about ``limit`` octets (None: everything), whole fragments only, in order."""
+        items = self._items
+        if limit is None and len(items) == 1 and isinstance(items[0], bytes):
+            return items.popleft()  # type: ignore[return-value]
+        out: list[bytes] = []
+        size = 0
+        while items and (limit is None or size < limit):
+            item = items[0]
+            if isinstance(item, bytes):
+                items.popleft()
+                out.append(item)
+                size += len(item)
+                continue
+            fragment = next(item, None)
+            if fragment is None:
+                items.popleft()
+                continue
+            out.append(fragment)
+            size += len(fragment)
+        return b"".join(out)
+
+    def clear(self) -> None:
+        self._items.clear()
