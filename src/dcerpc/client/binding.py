@@ -55,7 +55,7 @@ class Binding:
     @property
     def port(self) -> int | None:
         """The TCP/UDP port the endpoint names (None when there is none)."""
-        return int(self.endpoint) if self.endpoint.isdigit() else None
+        return int(self.endpoint) if self.endpoint.isascii() and self.endpoint.isdigit() else None
 
     def with_endpoint(self, endpoint: str) -> Binding:
         """The same binding with its endpoint set (after an endpoint-mapper lookup)."""
