@@ -22,7 +22,9 @@ from rich.text import Text
 
 from .. import __version__
 from .._errors import RpcError
+from ..auth.base import ClientCredentials
 from ..auth.config import LEVELS
+from ..auth.mechs import NTLM, Kerberos, Negotiate
 from ..client.connection import connect
 from ..epm.host import EpmHost, make_server
 from ..epm.idl import Epm
@@ -269,9 +271,56 @@ def serve(
     asyncio.run(go())
 
 
-async def _dump(host: str, port: int) -> list[dict[str, Any]]:
+def _client_auth_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "-U",
+            "--user",
+            default=None,
+            metavar="[DOMAIN/]USER[%PASSWORD]",
+            help="Authenticate as this user (Samba's -U spelling); the password is asked for if absent.",
+        ),
+        click.option(
+            "--mech",
+            type=click.Choice(["ntlm", "spnego", "krb5"]),
+            default="ntlm",
+            show_default=True,
+            help="Security mechanism.",
+        ),
+        click.option(
+            "--level",
+            type=click.Choice(LEVELS[1:]),
+            default="privacy",
+            show_default=True,
+            help="Protection level when authenticating.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _credentials(user: str | None, mech: str) -> ClientCredentials | None:
+    """Credentials from -U DOMAIN/USER%PASSWORD (None: anonymous)."""
+    if user is None:
+        return None
+    who, _, password = user.partition("%")
+    if not password:
+        password = click.prompt(f"password for {who}", hide_input=True, default="", show_default=False)
+    domain, _, name = who.rpartition("/") if "/" in who else who.rpartition("\\")
+    if mech == "krb5":
+        return Kerberos(name if "@" in name or not domain else f"{name}@{domain.upper()}", password)
+    if mech == "spnego":
+        return Negotiate(domain, name, password)
+    return NTLM(domain, name, password)
+
+
+async def _dump(
+    host: str, port: int, auth: ClientCredentials | None = None, level: str = "privacy"
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    async with await connect(f"ncacn_ip_tcp:{host}[{port}]", call_timeout=30) as conn:
+    url = f"ncacn_ip_tcp:{host}[{port}]"
+    async with await connect(url, call_timeout=30, auth=auth, level=level) as conn:
         epm = await conn.bind(Epm)
         handle = ContextHandle()
         while True:
@@ -308,10 +357,11 @@ async def _dump(host: str, port: int) -> list[dict[str, Any]]:
 @click.argument("host")
 @click.option("--port", type=int, default=135, show_default=True, help="Endpoint-mapper port.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def dump(host: str, port: int, as_json: bool) -> None:
+@_client_auth_options
+def dump(host: str, port: int, as_json: bool, user: str | None, mech: str, level: str) -> None:
     """Every endpoint HOST's endpoint mapper knows: interface, version, name, annotation, binding."""
     try:
-        rows = asyncio.run(_dump(host, port))
+        rows = asyncio.run(_dump(host, port, _credentials(user, mech), level))
     except (OSError, RpcError) as e:
         raise click.ClickException(f"{host}[{port}]: {e}") from None
     if as_json:
@@ -332,11 +382,13 @@ def dump(host: str, port: int, as_json: bool) -> None:
 @main.command()
 @click.argument("binding")
 @click.option("--json", "as_json", is_flag=True)
-def ping(binding: str, as_json: bool) -> None:
+@_client_auth_options
+def ping(binding: str, as_json: bool, user: str | None, mech: str, level: str) -> None:
     """Is the server at BINDING there and listening (mgmt is_server_listening), and how fast."""
+    auth = _credentials(user, mech)
 
     async def go() -> tuple[bool, float]:
-        async with await connect(binding, call_timeout=10, timeout=10) as conn:
+        async with await connect(binding, call_timeout=10, timeout=10, auth=auth, level=level) as conn:
             mgmt = await conn.bind(Mgmt)
             start = time.perf_counter()
             answer = await mgmt.is_server_listening()
