@@ -49,6 +49,8 @@ bench: setup peers
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/ndr.py
 	$(BIN)/python benchmarks/calls.py
+	$(BIN)/python benchmarks/epm.py
+	$(BIN)/python benchmarks/auth.py --uvloop
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

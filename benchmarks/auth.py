@@ -18,11 +18,12 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import free_port, use_uvloop
 
 import dcerpc
 from dcerpc.auth import NTLM
@@ -32,26 +33,9 @@ USERS = "BENCH:alice:wonderland\n"
 CREDS = NTLM("BENCH", "alice", "wonderland")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _loop(uvloop: bool) -> str:
-    if uvloop:
-        try:
-            import uvloop as uv
-        except ImportError:
-            return "asyncio"
-        asyncio.set_event_loop_policy(uv.EventLoopPolicy())
-        return "uvloop"
-    return "asyncio"
-
-
 def serve(port: int, users: str, ready: Any, uvloop: bool) -> None:
     """Child process: rpcecho accepting NTLM and anonymous callers."""
-    _loop(uvloop)
+    use_uvloop(uvloop)
     from dcerpc.auth import NtlmProvider
     from dcerpc.protocol.limits import Limits
     from dcerpc.rpcecho.server import EchoServer
@@ -99,11 +83,11 @@ def main() -> None:
     ap.add_argument("--uvloop", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    loop_name = _loop(args.uvloop)
+    loop_name = use_uvloop(args.uvloop)
     with tempfile.TemporaryDirectory() as tmp:
         users = Path(tmp) / "users"
         users.write_text(USERS)
-        port = _free_port()
+        port = free_port()
         ready = multiprocessing.Event()
         child = multiprocessing.Process(
             target=serve, args=(port, str(users), ready, args.uvloop), daemon=True

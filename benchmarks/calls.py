@@ -22,33 +22,16 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import socket
 import struct
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
+
+from common import arate, free_port, rate, use_uvloop
 
 ADD_ONE = "/bench.Echo/AddOne"
 ECHO = "/bench.Echo/Echo"
 GRPC_MAX = 64 << 20
 _FRAME = struct.Struct("<IIQ")  # raw floor header: payload length, call id, padding to 16 octets
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def use_uvloop(enabled: bool) -> str:
-    if enabled:
-        try:
-            import uvloop
-        except ImportError:
-            return "asyncio"
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        return "uvloop"
-    return "asyncio"
 
 
 # servers (child processes) ---------------------------------------------------------------------------
@@ -155,32 +138,6 @@ def serve_pyro(port: int, ready: Any) -> None:
 # clients ----------------------------------------------------------------------------------------------
 
 
-def rate(seconds: float, fn: Callable[[], object]) -> float:
-    fn()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        n += 1
-    return n / (time.perf_counter() - start)
-
-
-async def arate(seconds: float, fn: Callable[[], Awaitable[object]], in_flight: int = 1) -> float:
-    """Calls per second with ``in_flight`` calls outstanding at all times."""
-    await fn()
-    count = 0
-    deadline = time.perf_counter() + seconds
-    start = time.perf_counter()
-
-    async def worker() -> None:
-        nonlocal count
-        while time.perf_counter() < deadline:
-            await fn()
-            count += 1
-
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return count / (time.perf_counter() - start)
-
-
 async def bench_dcerpc(port: int, seconds: float, mib: int) -> dict[str, float]:
     import dcerpc
     from dcerpc.protocol.limits import Limits
@@ -279,7 +236,7 @@ def bench_pyro(port: int, seconds: float, mib: int) -> dict[str, float]:
 
 
 def _start(ctx: Any, target: Callable[..., None], *args: Any) -> tuple[Any, int]:
-    port = _free_port()
+    port = free_port()
     ready = ctx.Event()
     proc = ctx.Process(target=target, args=(port, ready, *args), daemon=True)
     proc.start()

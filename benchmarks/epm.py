@@ -20,35 +20,16 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
+
+from common import arate, free_port, rate, use_uvloop
 
 from dcerpc.client.connection import connect
 from dcerpc.epm.idl import Epm, twr_t
 from dcerpc.epm.towers import Tower, tcp_tower
 from dcerpc.ndr import ContextHandle
 from dcerpc.rpcecho import Echo
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def use_uvloop(enabled: bool) -> str:
-    """Install uvloop's event loop policy when asked and installed; returns the loop's name."""
-    if enabled:
-        try:
-            import uvloop
-        except ImportError:
-            return "asyncio"
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        return "uvloop"
-    return "asyncio"
 
 
 def run_epm_host(epm_port: int, ready: Any, uvloop: bool) -> None:
@@ -90,26 +71,6 @@ def run_pyro(ns_port: int, ready: Any) -> None:
     Pyro5.api.locate_ns(host="127.0.0.1", port=ns_port).register("bench.echo", echo_uri)
     ready.set()
     daemon.requestLoop()
-
-
-def rate(seconds: float, fn: Callable[[], object]) -> float:
-    fn()
-    n = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        n += 1
-    return n / (time.perf_counter() - start)
-
-
-async def arate(seconds: float, fn: Callable[[], Awaitable[object]]) -> float:
-    await fn()
-    n = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        await fn()
-        n += 1
-    return n / (time.perf_counter() - start)
 
 
 async def ours(epm_port: int, seconds: float) -> dict[str, float]:
@@ -154,7 +115,7 @@ def main() -> int:
     args = parser.parse_args()
     loop = use_uvloop(not args.no_uvloop)
     ctx = multiprocessing.get_context("spawn")
-    epm_port, ns_port = _free_port(), _free_port()
+    epm_port, ns_port = free_port(), free_port()
     children = []
     results: dict[str, Any] = {}
     try:
