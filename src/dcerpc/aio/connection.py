@@ -167,6 +167,9 @@ class ServerConnection(asyncio.Protocol):
             first = context.run(coro.send, None)
         except StopIteration:
             return
+        except Exception:  # a server bug: logged, and the connection keeps serving others
+            log.exception("call %d failed outside its implementation", call_id)
+            return
         task = asyncio.get_running_loop().create_task(_resume(coro, first), context=context)
         self.tasks[call_id] = task
 
