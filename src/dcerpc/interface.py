@@ -128,6 +128,12 @@ class Operation:
         """The request stub for the [in] values given in order."""
         return _guard(self._req().encode, args, self.name)
 
+    def request_decoders(self) -> tuple[DecodeFn, DecodeFn]:
+        """The compiled little- and big-endian request decoders, ``(stub, offset, ctx) -> (values,
+        end)``, for a server's hot path (``decode_request`` wraps them)."""
+        side = self._req()
+        return side.decode_le, side.decode_be
+
     def decode_request(
         self, stub: bytes, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
     ) -> tuple[tuple[Any, ...], int]:
@@ -156,7 +162,12 @@ class Operation:
         if self._context:
             by_name = dict(zip(self.in_names, in_values, strict=False))
             outs = outs + tuple(by_name.get(n) for n in self._context)
-        return _guard(side.encode, outs, self.name)
+        try:
+            return side.encode(*outs)
+        except NdrError:
+            raise
+        except _ENCODE_ERRORS as e:
+            raise NdrError(f"{self.name}: cannot encode the values given: {e}") from None
 
     def decode_response(
         self, stub: bytes, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
@@ -172,12 +183,16 @@ class Operation:
         return self._result_type(*values), end
 
 
+# what an encoder raises for values that do not fit the declaration
+_ENCODE_ERRORS = (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError)
+
+
 def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> bytes:
     try:
         return fn(*args)
     except NdrError:
         raise
-    except (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
+    except _ENCODE_ERRORS as e:
         raise NdrError(f"{name}: cannot encode the values given: {e}") from None
 
 

@@ -1,8 +1,10 @@
-"""The asyncio adapter for one server connection: bytes in, events out, calls as tasks.
+"""The asyncio adapter for one server connection: bytes in, events out, calls run.
 
-This and ``server.py`` are the only places the server touches sockets or the clock. Each call runs in
-its own task so calls on one connection proceed concurrently and answer out of order; co_cancel
-cancels the task (answered with nca_s_fault_cancel), orphaned cancels it silently.
+This and ``server.py`` are the only places the server touches sockets or the clock. A call starts at
+once; one that waits continues in a task of its own, so calls on one connection proceed
+concurrently and answer out of order; co_cancel cancels the task (answered with
+nca_s_fault_cancel), orphaned cancels it silently. Answers made while a read is handled leave in
+one write after it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ..pdu import constants as const
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
 from ..protocol.outbox import FLUSH_BUDGET
 from ..protocol.server import ServerAssociation
-from ..server.context import CallContext
-from ..server.dispatch import Outcome, dispatch
+from .._errors import NdrError
+from ..ndr.compiler import DecodeContext
+from ..server.context import CallContext, _set_current
+from ..server.dispatch import Target, foreign_handle, status_of
 
 if TYPE_CHECKING:
     from ..server.server import Server
@@ -41,8 +45,9 @@ def _peer_credentials(transport: asyncio.Transport) -> tuple[int, int, int] | No
     return pid, uid, gid
 
 
-async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-    """Drive a started coroutine to its end: wait for what it waits on, then resume it.
+async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
+    """Drive a started coroutine to its end: wait for what it waits on, then resume it; returns
+    its value (or raises its exception).
 
     A cancelled task cancels the future it waits on, so the coroutine sees CancelledError where it
     waited, as it would have in a task of its own.
@@ -56,8 +61,8 @@ async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
                 await waiting
         try:
             waiting = coro.send(None)
-        except StopIteration:
-            return
+        except StopIteration as done:
+            return done.value
 
 
 class ServerConnection(asyncio.Protocol):
@@ -74,6 +79,7 @@ class ServerConnection(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._paused = False
         self._more = False  # a flush of the rest of a long response is scheduled
+        self._receiving = False  # handling a read: answers wait for the one write after it
         self._draining = False
         self._last_active = 0.0
         self.credentials: tuple[int, int, int] | None = None
@@ -110,7 +116,11 @@ class ServerConnection(asyncio.Protocol):
         if assoc is None or self._draining:
             return  # closing: whatever else the peer sends is discarded
         assoc.receive_data(data)
-        self._handle_events()
+        self._receiving = True
+        try:
+            self._handle_events()
+        finally:
+            self._receiving = False
         self._flush()
         self._arm_idle()
 
@@ -141,8 +151,8 @@ class ServerConnection(asyncio.Protocol):
     def _handle_events(self) -> None:
         assert self.assoc is not None
         for ev in self.assoc.events():
-            if isinstance(ev, CallReceived):
-                self._start(ev.call_id, self._call(ev))
+            if type(ev) is CallReceived:
+                self._serve(ev)
             elif isinstance(ev, CallCancelled | CallOrphaned):
                 task = self.tasks.get(ev.call_id)
                 if task is not None:
@@ -154,70 +164,122 @@ class ServerConnection(asyncio.Protocol):
                 log.info("closing connection from %s: %s", self.peer, ev.reason)
                 self._close_gracefully()
 
-    def _start(self, call_id: int, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a call until it first waits; only then give it a task.
+    # calls ------------------------------------------------------------------------------------------
 
-        Most calls (the endpoint mapper's, AddOne) finish without waiting: they answer within the
-        read that brought them, with no task to create and schedule. The call runs in a context of
-        its own, which its task keeps, so context variables set before the first wait (the
-        current call) stay valid after it.
-        """
+    def _serve(self, ev: CallReceived) -> None:
+        """Check a call, decode its stub and start its implementation (see dispatch.py for the
+        fault each failure gets)."""
+        server = self.server
+        target = server.target(ev.interface, ev.opnum)
+        if type(target) is int:  # no such operation: its status
+            self._fault(ev, target, did_not_execute=True)
+            return
+        assert isinstance(target, Target)
+        if ev.auth_level < target.level:
+            # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread
+            log.warning(
+                "refused %s opnum %d from %s: auth level %d, %d required",
+                ev.interface,
+                ev.opnum,
+                self.peer,
+                ev.auth_level,
+                target.level,
+            )
+            self._fault(ev, const.RPC_S_ACCESS_DENIED, did_not_execute=True)
+            return
+        decode = target.decode_le if ev.little_endian else target.decode_be
+        try:
+            args = decode(ev.stub, 0, DecodeContext(server.limits.ndr))[0]
+        except NdrError as e:
+            log.info("bad stub from %s for %s opnum %d: %s", self.peer, ev.interface, ev.opnum, e)
+            self._fault(ev, const.RPC_X_BAD_STUB_DATA, did_not_execute=True)
+            return
+        if target.handle_params:
+            assert self.assoc is not None and self.assoc.group is not None
+            if foreign_handle(target, args, self.assoc.group):
+                self._fault(ev, const.NCA_S_FAULT_CONTEXT_MISMATCH, did_not_execute=True)
+                return
+        # Each call runs in a context of its own (its task keeps it): context variables an
+        # implementation sets, the current call among them, stay the call's.
         context = contextvars.copy_context()
-        try:
-            first = context.run(coro.send, None)
-        except StopIteration:
-            return
-        except Exception:  # a server bug: logged, and the connection keeps serving others
-            log.exception("call %d failed outside its implementation", call_id)
-            return
-        task = asyncio.get_running_loop().create_task(_resume(coro, first), context=context)
-        self.tasks[call_id] = task
+        context.run(self._run, ev, target, args, context)
 
-    async def _call(self, ev: CallReceived) -> None:
-        assoc = self.assoc
-        assert assoc is not None and assoc.group is not None
-        impl = self.server.registry.get(ev.interface)
+    def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], context: contextvars.Context) -> None:
+        """Start the implementation; most (the endpoint mapper's, AddOne) finish without waiting and
+        are answered within the read that brought them, with no task to create and schedule. One
+        that waits continues in a task; a plain function runs in a worker thread."""
+        _set_current((self, ev))
         try:
-            required = self.server.required_level(ev.interface)
-            if impl is None:  # cannot happen: contexts only name served interfaces
-                outcome = Outcome(status=const.NCA_S_UNK_IF, did_not_execute=True)
-            elif ev.auth_level < required:
-                # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread
-                log.warning(
-                    "refused %s opnum %d from %s: auth level %d, %d required",
-                    ev.interface,
-                    ev.opnum,
-                    self.peer,
-                    ev.auth_level,
-                    required,
-                )
-                outcome = Outcome(status=const.RPC_S_ACCESS_DENIED, did_not_execute=True)
-            else:
-                ctx = CallContext(
-                    peer=self.peer,
-                    local=self.local,
-                    transport=self.transport_name,
-                    interface=ev.interface,
-                    opnum=ev.opnum,
-                    call_id=ev.call_id,
-                    group=assoc.group,
-                    object=ev.object,
-                    auth_type=ev.auth_type,
-                    auth_level=ev.auth_level,
-                    principal=ev.principal,
-                    peer_credentials=self.credentials,
-                )
-                outcome = await dispatch(impl, ev, ctx, self.server.limits.ndr)
+            coro = target.method(*args) if target.is_async else asyncio.to_thread(target.method, *args)
+            waiting = coro.send(None)
+        except StopIteration as done:
+            self._answer(ev, target, args, done.value)
+            return
+        except Exception as e:
+            self._fault(ev, status_of(e, f"{type(target.method.__self__).__name__}.{target.op.name}"))
+            return
+        task = asyncio.get_running_loop().create_task(self._complete(ev, target, args, coro, waiting), context=context)
+        self.tasks[ev.call_id] = task
+
+    async def _complete(
+        self,
+        ev: CallReceived,
+        target: Target,
+        args: tuple[Any, ...],
+        coro: Coroutine[Any, Any, Any],
+        waiting: Any,
+    ) -> None:
+        """Drive a started implementation to its end (in the call's task), then answer."""
+        try:
+            result = await _resume(coro, waiting)
         except asyncio.CancelledError:
-            outcome = Outcome(status=const.NCA_S_FAULT_CANCEL)
+            self._fault(ev, const.NCA_S_FAULT_CANCEL)
+            return
+        except Exception as e:
+            self._fault(ev, status_of(e, f"{type(target.method.__self__).__name__}.{target.op.name}"))
+            return
         finally:
             self.tasks.pop(ev.call_id, None)
-        self.server._count_call(ev.interface, outcome)
-        if outcome.stub is not None:
-            assoc.respond(ev.call_id, outcome.stub, ev.context_id)
-        else:
-            assoc.fault(ev.call_id, outcome.status, ev.context_id, outcome.did_not_execute)
-        self._flush()
+        self._answer(ev, target, args, result)
+
+    def _answer(self, ev: CallReceived, target: Target, args: tuple[Any, ...], result: Any) -> None:
+        assoc = self.assoc
+        assert assoc is not None
+        try:
+            stub = target.encode_response(result, args)
+        except NdrError as e:
+            log.error("%s returned a value that does not encode: %s", target.op.name, e)
+            self._fault(ev, const.RPC_X_BAD_STUB_DATA)
+            return
+        assoc.respond(ev.call_id, stub, ev.context_id)
+        if not self._receiving:  # within a read, everything answered goes out in one write after it
+            self._flush()
+
+    def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False) -> None:
+        assoc = self.assoc
+        assert assoc is not None
+        self.server.stats["faults"] += 1
+        assoc.fault(ev.call_id, status, ev.context_id, did_not_execute)
+        if not self._receiving:
+            self._flush()
+
+    def call_context(self, ev: CallReceived) -> CallContext:
+        """What ``current_call()`` returns during ``ev`` (made when first asked for)."""
+        assert self.assoc is not None and self.assoc.group is not None
+        return CallContext(
+            peer=self.peer,
+            local=self.local,
+            transport=self.transport_name,
+            interface=ev.interface,
+            opnum=ev.opnum,
+            call_id=ev.call_id,
+            group=self.assoc.group,
+            object=ev.object,
+            auth_type=ev.auth_type,
+            auth_level=ev.auth_level,
+            principal=ev.principal,
+            peer_credentials=self.credentials,
+        )
 
     def _flush(self, everything: bool = False) -> None:
         """Write what the association has; a long response goes out a budget per loop turn, so the

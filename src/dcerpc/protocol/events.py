@@ -25,7 +25,12 @@ __all__ = [
 
 
 class Event:
-    """Base of all association events."""
+    """Base of all association events.
+
+    Events are values; treat them as read-only. The two made once per call (CallReceived,
+    ResponseReceived) are plain slotted classes built positionally: a frozen keyword-only
+    dataclass costs a microsecond more per call, which shows at tens of thousands of calls a second.
+    """
 
     __slots__ = ()
 
@@ -60,7 +65,7 @@ class BindRejected(Event):
 
 
 @final
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True)
 class CallReceived(Event):
     """Server side: a whole request is here."""
 
@@ -93,7 +98,7 @@ class CallOrphaned(Event):
 
 
 @final
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True)
 class ResponseReceived(Event):
     """Client side: a whole response is here."""
 

@@ -51,7 +51,7 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType, RejectReason
-from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError
 from ..pdu.syntax import SyntaxId
 from . import verification
 from .events import (
@@ -75,6 +75,7 @@ InterfaceMatcher = Callable[[SyntaxId], SyntaxId | None]
 
 REQUEST_HEADER: Final = 24  # common header + alloc_hint, p_cont_id, opnum (a response's is as long)
 _RESPONSE: Final = struct.Struct("<BBBB4sHHIIHBB")  # header + response body header (C706 12.6.4.10)
+_REQUEST_BODY: Final = struct.Struct("<IIHH")  # call_id, then alloc_hint, p_cont_id, opnum (12.6.4.9)
 BIND_NAK_VERSIONS: Final = ((5, 0),)
 
 
@@ -153,30 +154,80 @@ class ServerAssociation:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer received octets and process every whole fragment among them."""
-        self._buf += data
-        while self.alive:
-            if len(self._buf) >= 2 and (self._buf[0] != 5 or self._buf[1] > 1):
+        if self._buf:
+            self._buf += data
+            buf: bytes | bytearray = self._buf
+        else:
+            buf = data  # nothing held back: read the fragments where they arrived
+        pos = 0
+        end = len(buf)
+        while self.alive and end - pos >= 2:
+            if buf[pos] != 5 or buf[pos + 1] > 1:
                 # Not DCE/RPC v5 at all (an HTTP request, a scanner's probe): answer at once rather
                 # than wait for a frag_length that means nothing.
-                self._fatal_raw(f"unsupported RPC version {self._buf[0]}.{self._buf[1]}")
-                return
-            if len(self._buf) >= 5 and self._buf[4] & 0xF0 not in (0x00, 0x10):
-                # frag_length cannot even be read without a known integer order
-                self._fatal_raw(f"unknown integer representation 0x{self._buf[4] >> 4:x}")
-                return
-            length = frame_length(self._buf)
-            if length is None:
-                return
+                self._fatal_raw(f"unsupported RPC version {buf[pos]}.{buf[pos + 1]}", buf[pos : pos + 16])
+                break
+            if end - pos < 10:  # no frag_length yet; but a drep no integer order has is answered now
+                if end - pos >= 5 and buf[pos + 4] & 0xE0:
+                    self._fatal_raw(f"unknown integer representation 0x{buf[pos + 4] >> 4:x}", buf[pos:end])
+                break
+            drep = buf[pos + 4]
+            if drep & 0xF0 == 0x10:
+                length = buf[pos + 8] | buf[pos + 9] << 8
+            elif drep & 0xF0 == 0:
+                length = buf[pos + 8] << 8 | buf[pos + 9]
+            else:  # frag_length cannot even be read without a known integer order
+                self._fatal_raw(f"unknown integer representation 0x{drep >> 4:x}", buf[pos : pos + 16])
+                break
             limit = 0xFFFF if self.state is State.AWAIT_BIND else self.max_recv_frag
             if length < HEADER_SIZE or length > limit:
-                self._fatal_raw(f"frag_length {length} is outside {HEADER_SIZE}..{limit}")
-                return
-            if len(self._buf) < length:
-                return
-            fragment = bytes(self._buf[:length])
-            del self._buf[:length]
+                self._fatal_raw(f"frag_length {length} is outside {HEADER_SIZE}..{limit}", buf[pos : pos + 16])
+                break
+            if end - pos < length:
+                break
             self.stats["pdus_in"] += 1
+            if (
+                buf[pos + 2] == 0  # a request,
+                and buf[pos + 3] == 3  # whole (first and last fragment), no object UUID,
+                and drep == 0x10  # little-endian ASCII IEEE,
+                and buf[pos + 10] == 0  # no verifier,
+                and buf[pos + 11] == 0
+                and not self.auth  # on an unauthenticated association,
+                and self.state is State.OPEN
+                and self._simple_request(buf, pos, length)  # and nothing else in the way
+            ):
+                pos += length
+                continue
+            if type(buf) is bytes:
+                fragment = buf if pos == 0 and length == end else buf[pos : pos + length]
+            else:
+                fragment = bytes(memoryview(buf)[pos : pos + length])
+            pos += length
             self._fragment(fragment)
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < end and self.alive:
+            self._buf += memoryview(buf)[pos:]
+
+    def _simple_request(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
+        """A one-fragment request on an unauthenticated association, taken without building a PDU
+        (the common case, about half the cost of the general path). False: take the general path,
+        which finds and answers whatever is wrong with it."""
+        call_id, _hint, context_id, opnum = _REQUEST_BODY.unpack_from(buf, pos + 12)
+        interface = self.contexts.get(context_id)
+        if (
+            interface is None
+            or call_id in self.outstanding
+            or call_id in self._partial
+            or len(self.outstanding) + len(self._partial) >= self.limits.max_outstanding_calls
+            or length - REQUEST_HEADER > self.limits.max_call_size
+        ):
+            return False
+        self.outstanding.add(call_id)
+        self.stats["calls_in"] += 1
+        stub = bytes(buf[pos + REQUEST_HEADER : pos + length])
+        self._events.append(CallReceived(call_id, context_id, interface, opnum, None, stub, True))
+        return True
 
     def events(self) -> list[Event]:
         """Events since the last call, in order."""
@@ -208,9 +259,8 @@ class ServerAssociation:
             # the common case, one unprotected fragment: packed directly
             n = len(stub)
             self._out.append(
-                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0)
+                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0) + stub
             )
-            self._out.append(stub)
             self.stats["pdus_out"] += 1
             return
         self._out.append_lazily(self._response_fragments(call_id, stub, context_id, auth))
@@ -322,9 +372,10 @@ class ServerAssociation:
             self._send_fault(call_id, const.NCA_S_PROTO_ERROR, did_not_execute=True)
         self._close(reason)
 
-    def _fatal_raw(self, reason: str) -> None:
-        ptype = self._buf[2] if len(self._buf) > 2 else -1
-        call_id = int.from_bytes(self._buf[12:16], "little") if len(self._buf) >= 16 else 0
+    def _fatal_raw(self, reason: str, head: bytes | bytearray) -> None:
+        """A fatal error found in the first octets of a fragment (``head``: up to 16 of them)."""
+        ptype = head[2] if len(head) > 2 else -1
+        call_id = int.from_bytes(head[12:16], "little") if len(head) >= 16 else 0
         self._fatal(reason, call_id, ptype)
 
     def _fragment(self, fragment: bytes) -> None:
@@ -599,18 +650,19 @@ class ServerAssociation:
                     self._call_auth.pop(cid, None)
                     self._deny(cid, partial.context_id, f"verification trailer: {wrong}")
                     return
+        auth = partial.auth
         self._events.append(
             CallReceived(
-                call_id=cid,
-                context_id=partial.context_id,
-                interface=self.contexts[partial.context_id],
-                opnum=partial.opnum,
-                object=partial.object,
-                stub=stub,
-                little_endian=partial.little_endian,
-                auth_type=partial.auth.auth_type if partial.auth else 0,
-                auth_level=partial.auth.auth_level if partial.auth else 1,
-                principal=partial.auth.context.principal if partial.auth else None,
+                cid,
+                partial.context_id,
+                self.contexts[partial.context_id],
+                partial.opnum,
+                partial.object,
+                stub,
+                partial.little_endian,
+                auth.auth_type if auth else 0,
+                auth.auth_level if auth else 1,
+                auth.context.principal if auth else None,
             )
         )
 

@@ -67,17 +67,21 @@ class CallContext:
         return self.group.close_handle(handle)
 
 
-_current: contextvars.ContextVar[CallContext] = contextvars.ContextVar("dcerpc_call")
+# The call being served: its CallContext, or until an implementation asks for it, the connection
+# and event to make it from (most calls never ask; making one costs more than a small call's stub).
+_current: contextvars.ContextVar[CallContext | tuple[Any, Any]] = contextvars.ContextVar("dcerpc_call")
 
 
 def current_call() -> CallContext:
     """The call being served (LookupError outside a call)."""
-    return _current.get()
+    value = _current.get()
+    if isinstance(value, CallContext):
+        return value
+    conn, event = value
+    ctx: CallContext = conn.call_context(event)
+    _current.set(ctx)  # each call runs in a context of its own: this is the call's alone
+    return ctx
 
 
-def _set_current(ctx: CallContext) -> contextvars.Token[CallContext]:
-    return _current.set(ctx)
-
-
-def _reset_current(token: contextvars.Token[CallContext]) -> None:
-    _current.reset(token)
+def _set_current(value: CallContext | tuple[Any, Any]) -> contextvars.Token[CallContext | tuple[Any, Any]]:
+    return _current.set(value)

@@ -1,9 +1,12 @@
-"""Run one received call against its implementation and turn the outcome into a stub or a fault.
+"""What a received call runs: its implementation method and codecs, resolved once per operation,
+and the fault each failure gets.
 
 The request stub is decoded before anything of the implementation runs; context handles among the
 [in] values must belong to the caller's association group. Every failure has its fault:
 
+    interface not served                  nca_s_unk_if (did not execute)
     unknown opnum                         nca_s_op_rng_error (did not execute)
+    auth level below the required one     rpc_s_access_denied (did not execute, stub unread)
     stub does not decode                  rpc_x_bad_stub_data (did not execute)
     a context handle of another group     nca_s_fault_context_mismatch (did not execute)
     the implementation raises FaultError  its status
@@ -11,78 +14,62 @@ The request stub is decoded before anything of the implementation runs; context 
     any other exception                   nca_s_fault_unspec (logged with the traceback)
     the result does not encode            rpc_x_bad_stub_data (logged: a server bug)
     cancelled by the client               nca_s_fault_cancel
+
+The running itself is the adapter's (aio/connection.py): it starts the method at once and gives it a
+task only if it waits.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
-from .._errors import FaultError, NdrError
-from ..interface import Interface
-from ..ndr.compiler import Limits as NdrLimits
+from .._errors import FaultError
+from ..interface import Interface, Operation
+from ..ndr.compiler import DecodeFn
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
-from ..protocol.events import CallReceived
-from .context import CallContext, _reset_current, _set_current
+from ..protocol.groups import Group
 
-__all__ = ["Outcome", "dispatch"]
+__all__ = ["Target", "foreign_handle", "status_of"]
 
 log = logging.getLogger("dcerpc.server")
 
 
-_async_methods: dict[tuple[type, str], bool] = {}  # (implementation class, method) -> is a coroutine
+class Target:
+    """One served operation, resolved: the bound method, whether it is a coroutine function, its
+    codecs, and the lowest authentication level it is served at."""
+
+    __slots__ = ("decode_be", "decode_le", "encode_response", "handle_params", "is_async", "level", "method", "op")
+
+    def __init__(self, impl: Interface, op: Operation, level: int) -> None:
+        self.op = op
+        self.method: Callable[..., Any] = getattr(impl, op.name)
+        self.is_async = inspect.iscoroutinefunction(self.method)
+        self.level = level
+        self.decode_le: DecodeFn
+        self.decode_be: DecodeFn
+        self.decode_le, self.decode_be = op.request_decoders()
+        self.encode_response = op.encode_response
+        self.handle_params = op.handle_params
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A stub to send, or a fault status (with whether the call never ran)."""
-
-    stub: bytes | None = None
-    status: int = 0
-    did_not_execute: bool = False
-
-
-async def dispatch(impl: Interface, event: CallReceived, ctx: CallContext, limits: NdrLimits) -> Outcome:
-    """Decode, check, run and encode one call."""
-    op = type(impl).__operations__.get(event.opnum)
-    if op is None:
-        return Outcome(status=const.NCA_S_OP_RNG_ERROR, did_not_execute=True)
-    try:
-        args, _end = op.decode_request(event.stub, big_endian=not event.little_endian, limits=limits)
-    except NdrError as e:
-        log.info("bad stub from %s for %s opnum %d: %s", ctx.peer, ctx.interface, event.opnum, e)
-        return Outcome(status=const.RPC_X_BAD_STUB_DATA, did_not_execute=True)
-    for i in op.handle_params:
+def foreign_handle(target: Target, args: tuple[Any, ...], group: Group) -> bool:
+    """True when an [in] context handle is not one of ``group``'s (nca_s_fault_context_mismatch)."""
+    for i in target.handle_params:
         handle = args[i]
-        if isinstance(handle, ContextHandle) and not handle.is_null and ctx.group.lookup(handle) is None:
-            return Outcome(status=const.NCA_S_FAULT_CONTEXT_MISMATCH, did_not_execute=True)
-    method = getattr(impl, op.name)
-    key = (type(impl), op.name)
-    is_async = _async_methods.get(key)
-    if is_async is None:
-        is_async = _async_methods[key] = inspect.iscoroutinefunction(method)
-    token = _set_current(ctx)
-    try:
-        if is_async:
-            result = await method(*args)
-        else:
-            result = await asyncio.to_thread(method, *args)
-    except FaultError as e:
-        return Outcome(status=e.status)
-    except NotImplementedError:
-        return Outcome(status=const.NCA_S_OP_RNG_ERROR)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s.%s raised", type(impl).__name__, op.name)
-        return Outcome(status=const.NCA_S_FAULT_UNSPEC)
-    finally:
-        _reset_current(token)
-    try:
-        return Outcome(stub=op.encode_response(result, args))
-    except NdrError as e:
-        log.error("%s.%s returned a value that does not encode: %s", type(impl).__name__, op.name, e)
-        return Outcome(status=const.RPC_X_BAD_STUB_DATA)
+        if isinstance(handle, ContextHandle) and not handle.is_null and group.lookup(handle) is None:
+            return True
+    return False
+
+
+def status_of(exc: Exception, where: str) -> int:
+    """The fault status for an exception an implementation raised (logged when it is a bug)."""
+    if isinstance(exc, FaultError):
+        return exc.status
+    if isinstance(exc, NotImplementedError):
+        return const.NCA_S_OP_RNG_ERROR
+    log.error("%s raised", where, exc_info=exc)
+    return const.NCA_S_FAULT_UNSPEC

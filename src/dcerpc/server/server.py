@@ -16,12 +16,15 @@ from ..pdu.syntax import SyntaxId
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
-from .dispatch import Outcome
+from ..pdu import constants as const
+from .dispatch import Target
 from .registry import Registry
 
 __all__ = ["Server"]
 
 log = logging.getLogger("dcerpc.server")
+
+_MAX_TARGETS = 4096  # resolved operations kept (every opnum 0..65535 of every interface could be asked)
 
 
 def _event_loop_policy() -> None:
@@ -62,7 +65,8 @@ class Server:
         min_auth_level: int = 1,
     ) -> None:
         self.security = {p.auth_type: p for p in security or []}
-        self.min_auth_level = int(min_auth_level)
+        self._targets: dict[tuple[SyntaxId, int], Target | int] = {}
+        self._min_auth_level = int(min_auth_level)
         self._interface_levels: dict[uuid.UUID, int] = {}
         self.registry = Registry()
         for impl in implementations:
@@ -80,6 +84,35 @@ class Server:
         self.violations: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
+    @property
+    def min_auth_level(self) -> int:
+        """The lowest authentication level calls are served at (where no interface says otherwise)."""
+        return self._min_auth_level
+
+    @min_auth_level.setter
+    def min_auth_level(self, level: int) -> None:
+        self._min_auth_level = int(level)
+        self._targets.clear()
+
+    def target(self, interface: SyntaxId, opnum: int) -> Target | int:
+        """What a call to ``opnum`` of ``interface`` runs, resolved once; or the fault status when
+        nothing does (nca_s_unk_if, nca_s_op_rng_error)."""
+        key = (interface, opnum)
+        found = self._targets.get(key)
+        if found is None:
+            impl = self.registry.get(interface)
+            op = type(impl).__operations__.get(opnum) if impl is not None else None
+            if impl is None:  # cannot happen: contexts only name served interfaces
+                found = const.NCA_S_UNK_IF
+            elif op is None:
+                found = const.NCA_S_OP_RNG_ERROR
+            else:
+                found = Target(impl, op, self.required_level(interface))
+            if len(self._targets) >= _MAX_TARGETS:  # bounded: opnums are the peer's choice
+                self._targets.clear()
+            self._targets[key] = found
+        return found
+
     def require_auth(self, interface: type[Interface] | SyntaxId | uuid.UUID | str, level: int) -> None:
         """The lowest authentication level for calls to one interface (overrides ``min_auth_level``,
         in either direction: the endpoint mapper stays anonymous under a global minimum this way)."""
@@ -90,14 +123,16 @@ class Server:
         else:
             key = uuid.UUID(str(interface))
         self._interface_levels[key] = int(level)
+        self._targets.clear()
 
     def required_level(self, interface: SyntaxId) -> int:
         """The lowest authentication level a call to ``interface`` is served at."""
-        return self._interface_levels.get(interface.uuid, self.min_auth_level)
+        return self._interface_levels.get(interface.uuid, self._min_auth_level)
 
     def add(self, impl: Interface) -> None:
         """Serve another implementation (before or while listening)."""
         self.registry.add(impl)
+        self._targets.clear()
 
     async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on TCP (``port`` 0: a free port); returns the bound address."""
@@ -160,6 +195,3 @@ class Server:
         self.violations[ev.reason.split(":")[0]] += 1
         log.warning("protocol violation from %s (call %d): %s", conn.peer, ev.call_id, ev.reason)
 
-    def _count_call(self, interface: Any, outcome: Outcome) -> None:
-        if outcome.stub is None:
-            self.stats["faults"] += 1
