@@ -18,12 +18,12 @@ import struct
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
+from .._errors import NdrError
+from ..ndr.compiler import DecodeContext
 from ..pdu import constants as const
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
 from ..protocol.outbox import FLUSH_BUDGET
 from ..protocol.server import ServerAssociation
-from .._errors import NdrError
-from ..ndr.compiler import DecodeContext
 from ..server.context import CallContext, _set_current
 from ..server.dispatch import Target, foreign_handle, status_of
 
@@ -204,7 +204,9 @@ class ServerConnection(asyncio.Protocol):
         context = contextvars.copy_context()
         context.run(self._run, ev, target, args, context)
 
-    def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], context: contextvars.Context) -> None:
+    def _run(
+        self, ev: CallReceived, target: Target, args: tuple[Any, ...], context: contextvars.Context
+    ) -> None:
         """Start the implementation; most (the endpoint mapper's, AddOne) finish without waiting and
         are answered within the read that brought them, with no task to create and schedule. One
         that waits continues in a task; a plain function runs in a worker thread."""
@@ -216,9 +218,11 @@ class ServerConnection(asyncio.Protocol):
             self._answer(ev, target, args, done.value)
             return
         except Exception as e:
-            self._fault(ev, status_of(e, f"{type(target.method.__self__).__name__}.{target.op.name}"))
+            self._fault(ev, status_of(e, target.name))
             return
-        task = asyncio.get_running_loop().create_task(self._complete(ev, target, args, coro, waiting), context=context)
+        task = asyncio.get_running_loop().create_task(
+            self._complete(ev, target, args, coro, waiting), context=context
+        )
         self.tasks[ev.call_id] = task
 
     async def _complete(
@@ -236,7 +240,7 @@ class ServerConnection(asyncio.Protocol):
             self._fault(ev, const.NCA_S_FAULT_CANCEL)
             return
         except Exception as e:
-            self._fault(ev, status_of(e, f"{type(target.method.__self__).__name__}.{target.op.name}"))
+            self._fault(ev, status_of(e, target.name))
             return
         finally:
             self.tasks.pop(ev.call_id, None)
@@ -248,7 +252,7 @@ class ServerConnection(asyncio.Protocol):
         try:
             stub = target.encode_response(result, args)
         except NdrError as e:
-            log.error("%s returned a value that does not encode: %s", target.op.name, e)
+            log.error("%s returned a value that does not encode: %s", target.name, e)
             self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
         assoc.respond(ev.call_id, stub, ev.context_id)

@@ -181,7 +181,9 @@ class ServerAssociation:
                 break
             limit = 0xFFFF if self.state is State.AWAIT_BIND else self.max_recv_frag
             if length < HEADER_SIZE or length > limit:
-                self._fatal_raw(f"frag_length {length} is outside {HEADER_SIZE}..{limit}", buf[pos : pos + 16])
+                self._fatal_raw(
+                    f"frag_length {length} is outside {HEADER_SIZE}..{limit}", buf[pos : pos + 16]
+                )
                 break
             if end - pos < length:
                 break
@@ -259,7 +261,8 @@ class ServerAssociation:
             # the common case, one unprotected fragment: packed directly
             n = len(stub)
             self._out.append(
-                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0) + stub
+                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0)
+                + stub
             )
             self.stats["pdus_out"] += 1
             return

@@ -42,10 +42,21 @@ class Target:
     """One served operation, resolved: the bound method, whether it is a coroutine function, its
     codecs, and the lowest authentication level it is served at."""
 
-    __slots__ = ("decode_be", "decode_le", "encode_response", "handle_params", "is_async", "level", "method", "op")
+    __slots__ = (
+        "decode_be",
+        "decode_le",
+        "encode_response",
+        "handle_params",
+        "is_async",
+        "level",
+        "method",
+        "name",
+        "op",
+    )
 
     def __init__(self, impl: Interface, op: Operation, level: int) -> None:
         self.op = op
+        self.name = f"{type(impl).__name__}.{op.name}"  # for log lines
         self.method: Callable[..., Any] = getattr(impl, op.name)
         self.is_async = inspect.iscoroutinefunction(self.method)
         self.level = level

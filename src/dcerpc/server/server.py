@@ -12,11 +12,11 @@ from typing import Any
 from ..auth.base import SecurityProvider
 from ..interface import Interface
 from ..mgmt.idl import Mgmt
+from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
-from ..pdu import constants as const
 from .dispatch import Target
 from .registry import Registry
 
@@ -194,4 +194,3 @@ class Server:
     def _violation(self, conn: Any, ev: ProtocolViolation) -> None:
         self.violations[ev.reason.split(":")[0]] += 1
         log.warning("protocol violation from %s (call %d): %s", conn.peer, ev.call_id, ev.reason)
-
