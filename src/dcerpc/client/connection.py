@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from enum import IntEnum
 from typing import Any, TypeVar, cast
 
@@ -67,6 +68,38 @@ class _Protocol(asyncio.Protocol):
         self.conn._flush()
 
 
+class _Slots:
+    """A counting semaphore whose uncontended path is an attribute test (asyncio.Semaphore's is a
+    coroutine call). Take a slot with ``if s.free: s.free -= 1`` else ``await s.wait()``; give it
+    back with ``release()``. Waiters are served first come, first served."""
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # released to us: the slot passes without touching ``free``
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed to us as we were cancelled: pass it on
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 class Connection:
     """A client association over one transport connection."""
 
@@ -81,7 +114,7 @@ class Connection:
         self.binding = binding
         # Calls beyond this wait their turn here rather than overrun the server's outstanding-call
         # limit (which would answer them with nca_s_server_too_busy).
-        self._slots = asyncio.Semaphore(max_concurrent_calls)
+        self._slots = _Slots(max_concurrent_calls)
         self.assoc = ClientAssociation(limits, auth)
         self.default_timeout = default_timeout
         self._transport: asyncio.Transport | None = None
@@ -195,35 +228,37 @@ class Connection:
     ) -> Any:
         """Send one call and await its result (as the operation's declaration shapes it)."""
         stub = op.encode_request(*args)
-        async with self._slots:
-            return await self._call(context_id, op, stub, timeout, object)
-
-    async def _call(
-        self, context_id: int, op: Operation, stub: bytes, timeout: float | None, object: uuid.UUID | None
-    ) -> Any:
-        if self._closed is not None:
-            raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
-        cid = self.assoc.request(context_id, op.opnum, stub, object)
-        fut: asyncio.Future[tuple[bytes, bool]] = asyncio.get_running_loop().create_future()
-        self._calls[cid] = fut
-        self._flush()
-        limit = timeout or self.default_timeout
+        slots = self._slots
+        if slots.free:
+            slots.free -= 1
+        else:
+            await slots.wait()
         try:
-            if limit is None:
-                reply, little = await fut
-            else:
-                reply, little = await asyncio.wait_for(asyncio.shield(fut), limit)
-        except TimeoutError:
-            self.assoc.orphan(cid)
+            if self._closed is not None:
+                raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
+            cid = self.assoc.request(context_id, op.opnum, stub, object)
+            fut: asyncio.Future[tuple[bytes, bool]] = asyncio.get_running_loop().create_future()
+            self._calls[cid] = fut
             self._flush()
-            raise
-        except asyncio.CancelledError:
-            if not fut.done() or fut.cancelled():
-                self.assoc.cancel(cid)
+            limit = timeout or self.default_timeout
+            try:
+                if limit is None:
+                    reply, little = await fut
+                else:
+                    reply, little = await asyncio.wait_for(asyncio.shield(fut), limit)
+            except TimeoutError:
+                self.assoc.orphan(cid)
                 self._flush()
-            raise
+                raise
+            except asyncio.CancelledError:
+                if not fut.done() or fut.cancelled():
+                    self.assoc.cancel(cid)
+                    self._flush()
+                raise
+            finally:
+                self._calls.pop(cid, None)
         finally:
-            self._calls.pop(cid, None)
+            slots.release()
         result, _end = op.decode_response(reply, big_endian=not little, limits=self.assoc.limits.ndr)
         return result
 
@@ -249,7 +284,7 @@ class Connection:
     def _received(self, data: bytes) -> None:
         self.assoc.receive_data(data)
         for ev in self.assoc.events():
-            if isinstance(ev, ResponseReceived):
+            if type(ev) is ResponseReceived:
                 fut = self._calls.get(ev.call_id)
                 if fut is not None and not fut.done():
                     fut.set_result((ev.stub, ev.little_endian))

@@ -41,7 +41,7 @@ class Outbox:
     def take(self, limit: int | None = None) -> bytes:
         """Up to about ``limit`` octets (None: everything), whole fragments only, in order."""
         items = self._items
-        if limit is None and len(items) == 1 and isinstance(items[0], bytes):
+        if len(items) == 1 and type(items[0]) is bytes:  # made eagerly: whole, and small
             return items.popleft()  # type: ignore[return-value]
         out: list[bytes] = []
         size = 0
