@@ -145,6 +145,18 @@ class Operation:
         dec = side.decode_be if big_endian else side.decode_le
         return dec(stub, 0, DecodeContext(limits))
 
+    def response_encoder(self) -> Callable[[Any, tuple[Any, ...]], bytes]:
+        """``encode_response`` for a server's hot path, shaped once for this operation; it raises
+        whatever the encoder raises for values that do not fit (not only NdrError)."""
+        side = self._resp()
+        if self._single and not self._context:
+            encode = side.encode
+            return lambda result, in_values: encode(result)
+        if self._result_type is None and not self._context:
+            empty = side.encode()
+            return lambda result, in_values: empty
+        return self.encode_response
+
     def encode_response(self, result: Any, in_values: tuple[Any, ...] = ()) -> bytes:
         """The response stub for what an implementation returned.
 

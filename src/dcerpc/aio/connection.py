@@ -251,8 +251,8 @@ class ServerConnection(asyncio.Protocol):
         assert assoc is not None
         try:
             stub = target.encode_response(result, args)
-        except NdrError as e:
-            log.error("%s returned a value that does not encode: %s", target.name, e)
+        except Exception as e:  # NdrError, or struct's and Python's own for values of the wrong kind
+            log.error("%s returned a value that does not encode: %r", target.name, e)
             self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
         assoc.respond(ev.call_id, stub, ev.context_id)
@@ -289,12 +289,13 @@ class ServerConnection(asyncio.Protocol):
         """Write what the association has; a long response goes out a budget per loop turn, so the
         client verifies its first fragments while the later ones are made."""
         assoc = self.assoc
-        if assoc is None or self.transport is None or self.transport.is_closing():
+        if assoc is None or not assoc.outbox:
             return
-        data = assoc.data_to_send(None if everything else FLUSH_BUDGET)
-        if data:
-            self.transport.write(data)
-        if assoc.has_output and not self._more and not self._paused:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(assoc.outbox.take(None if everything else FLUSH_BUDGET))
+        if assoc.outbox and not self._more and not self._paused:
             self._more = True
             asyncio.get_running_loop().call_soon(self._flush_more)
 

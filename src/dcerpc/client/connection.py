@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
+from collections.abc import Coroutine
 from enum import IntEnum
 from typing import Any, TypeVar, cast
 
@@ -267,13 +268,14 @@ class Connection:
     def _flush(self) -> None:
         """Write what the association has; a long request goes out a budget per loop turn, so the
         server verifies its first fragments while the later ones are made."""
+        outbox = self.assoc.outbox
+        if not outbox:
+            return
         t = self._transport
         if t is None or t.is_closing():
             return
-        data = self.assoc.data_to_send(FLUSH_BUDGET)
-        if data:
-            t.write(data)
-        if self.assoc.has_output and not self._more and not self._paused:
+        t.write(outbox.take(FLUSH_BUDGET))
+        if outbox and not self._more and not self._paused:
             self._more = True
             asyncio.get_running_loop().call_soon(self._flush_more)
 
@@ -360,14 +362,16 @@ def _proxy_class(iface: type[I]) -> type[I]:
 def _remote(op: Operation) -> Any:
     names = op.in_names
 
-    async def remote(self: _Proxy, *args: Any, **kwargs: Any) -> Any:
+    # A plain function returning the call's coroutine (one coroutine per call, not two); wrong
+    # arguments raise TypeError at once.
+    def remote(self: _Proxy, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         if kwargs:
             args = args + tuple(kwargs.pop(n) for n in names[len(args) :] if n in kwargs)
             if kwargs:
                 raise TypeError(f"{op.name}() got unexpected arguments {sorted(kwargs)}")
         if len(args) != len(names):
             raise TypeError(f"{op.name}() takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
-        return await self._conn.call(self._ctx, op, args, timeout=self.timeout, object=self.object)
+        return self._conn.call(self._ctx, op, args, timeout=self.timeout, object=self.object)
 
     remote.__name__ = op.name
     remote.__qualname__ = op.name

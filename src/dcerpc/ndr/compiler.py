@@ -1032,6 +1032,19 @@ EncodeFn = Callable[..., bytes]
 DecodeFn = Callable[[bytes, int, DecodeContext], tuple[tuple[Any, ...], int]]
 
 
+def _flat_format(params: list[tuple[str, Node]]) -> str | None:
+    """The struct format (without byte order) of a stub of numbers only, padding included; None if
+    any element is anything else."""
+    fmt, offset = "", 0
+    for _, node in params:
+        if not isinstance(node, PrimNode) or node.prim.kind not in ("int", "float", "bool"):
+            return None
+        pad = -offset % node.prim.size
+        fmt += "x" * pad + node.prim.fmt
+        offset += pad + node.prim.size
+    return fmt
+
+
 def compile_params(
     params: list[tuple[str, Node]], context: tuple[str, ...] = ()
 ) -> tuple[EncodeFn, DecodeFn, DecodeFn, EncodeFn]:
@@ -1053,15 +1066,22 @@ def compile_params(
         return local.get(name)
 
     encoders: list[EncodeFn] = []
+    flat = _flat_format(params)
     for endian in ("<", ">"):
         encoder = _ENCODERS[endian]
         src = _Src()
         fname = f"enc_{len(encoder.ns.g)}"
         src(0, f"def {fname}({', '.join(local.values())}):")
-        src(1, "out = bytearray(); c = _EC()")
-        for n, node in params:
-            encoder.top(src, 1, node, f"a_{n}", env)
-        src(1, "return bytes(out)")
+        if flat is not None:
+            # scalars only: their offsets are known now, so one pack makes the stub
+            src(1, f"return {encoder._pack(flat)}({', '.join(f'a_{n}' for n in names)})")
+        else:
+            src(1, "out = bytearray(); c = _EC()")
+            for n, node in params:
+                encoder.top(src, 1, node, f"a_{n}", env)
+            src(1, "return bytes(out)")
+            if not any(re.search(r"\bc\b", line) for line in src.lines[2:]):
+                src.lines[1] = src.lines[1].replace("; c = _EC()", "")  # nothing uses it
         encoder.ns.g["_EC"] = EncodeContext
         encoder.ns.define(src)
         encoders.append(encoder.ns.g[fname])

@@ -90,7 +90,7 @@ class ClientAssociation:
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
         self._buf = bytearray()
-        self._out = Outbox()
+        self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._replies: dict[int, _Reply] = {}
         self._next_call = 1
@@ -187,7 +187,7 @@ class ClientAssociation:
         if auth is None and len(stub) <= self.max_xmit_frag - overhead:  # one fragment: made now
             n = len(stub)
             if object is None:
-                self._out.append(
+                self.outbox.append(
                     _REQUEST.pack(5, 0, 0, 3, DREP_LE, 24 + n, 0, cid, n, context_id, opnum) + stub
                 )
             else:
@@ -203,7 +203,7 @@ class ClientAssociation:
                 )
                 self._send(pdu)
         else:
-            self._out.append_lazily(self._request_fragments(cid, context_id, opnum, stub, object, auth))
+            self.outbox.append_lazily(self._request_fragments(cid, context_id, opnum, stub, object, auth))
         self.pending.add(cid)
         return cid
 
@@ -328,14 +328,14 @@ class ClientAssociation:
 
     def data_to_send(self, limit: int | None = None) -> bytes:
         """Octets to write, in order; ``limit`` takes about that many of a long request."""
-        if not self._out:
+        if not self.outbox:
             return b""
-        return self._out.take(limit)
+        return self.outbox.take(limit)
 
     @property
     def has_output(self) -> bool:
         """Octets (or fragments still to make) are waiting for :meth:`data_to_send`."""
-        return bool(self._out)
+        return bool(self.outbox)
 
     def connection_lost(self) -> None:
         if self.alive:
@@ -345,7 +345,7 @@ class ClientAssociation:
     # internals --------------------------------------------------------------------------------
 
     def _send(self, pdu: Pdu) -> None:
-        self._out.append(pdu.encode())
+        self.outbox.append(pdu.encode())
 
     def _fail(self, reason: str) -> None:
         self._events.append(ProtocolViolation(reason=reason, fatal=True))

@@ -20,27 +20,19 @@ __all__ = ["FLUSH_BUDGET", "Outbox"]
 FLUSH_BUDGET = 256 * 1024
 
 
-class Outbox:
-    """A queue of ready octets and lazily made fragment runs."""
+class Outbox(deque[bytes | Iterator[bytes]]):
+    """A queue of ready octets (bytes) and lazily made fragment runs (iterators of bytes); true
+    while anything waits. A deque underneath, so the per-call checks cost no Python call."""
 
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: deque[bytes | Iterator[bytes]] = deque()
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
-    def append(self, data: bytes) -> None:
-        self._items.append(data)
+    __slots__ = ()
 
     def append_lazily(self, fragments: Iterator[bytes]) -> None:
         """Queue a run of fragments, made as they are taken."""
-        self._items.append(fragments)
+        self.append(fragments)
 
     def take(self, limit: int | None = None) -> bytes:
         """Up to about ``limit`` octets (None: everything), whole fragments only, in order."""
-        items = self._items
+        items = self
         if len(items) == 1 and type(items[0]) is bytes:  # made eagerly: whole, and small
             return items.popleft()  # type: ignore[return-value]
         out: list[bytes] = []
@@ -59,6 +51,3 @@ class Outbox:
             out.append(fragment)
             size += len(fragment)
         return b"".join(out)
-
-    def clear(self) -> None:
-        self._items.clear()

@@ -133,7 +133,7 @@ class ServerAssociation:
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
         self._buf = bytearray()
-        self._out = Outbox()
+        self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._partial: dict[int, _Partial] = {}
         self._buffered = 0
@@ -242,14 +242,14 @@ class ServerAssociation:
         ``limit`` takes about that many octets of a long response; :attr:`has_output` tells whether
         more is waiting.
         """
-        if not self._out:
+        if not self.outbox:
             return b""
-        return self._out.take(limit)
+        return self.outbox.take(limit)
 
     @property
     def has_output(self) -> bool:
         """Octets (or fragments still to make) are waiting for :meth:`data_to_send`."""
-        return bool(self._out)
+        return bool(self.outbox)
 
     def respond(self, call_id: int, stub: bytes, context_id: int = 0) -> None:
         """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag."""
@@ -260,13 +260,13 @@ class ServerAssociation:
         if not protected and len(stub) <= self.max_xmit_frag - REQUEST_HEADER:
             # the common case, one unprotected fragment: packed directly
             n = len(stub)
-            self._out.append(
+            self.outbox.append(
                 _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0)
                 + stub
             )
             self.stats["pdus_out"] += 1
             return
-        self._out.append_lazily(self._response_fragments(call_id, stub, context_id, auth))
+        self.outbox.append_lazily(self._response_fragments(call_id, stub, context_id, auth))
 
     def _response_fragments(
         self, call_id: int, stub: bytes, context_id: int, auth: AuthState | None
@@ -343,7 +343,7 @@ class ServerAssociation:
         return True
 
     def _send(self, pdu: Pdu) -> None:
-        self._out.append(pdu.encode())
+        self.outbox.append(pdu.encode())
         self.stats["pdus_out"] += 1
 
     def _send_fault(

@@ -63,7 +63,7 @@ class Target:
         self.decode_le: DecodeFn
         self.decode_be: DecodeFn
         self.decode_le, self.decode_be = op.request_decoders()
-        self.encode_response = op.encode_response
+        self.encode_response = op.response_encoder()
         self.handle_params = op.handle_params
 
 
