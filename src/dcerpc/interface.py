@@ -149,13 +149,17 @@ class Operation:
         """``encode_response`` for a server's hot path, shaped once for this operation; it raises
         whatever the encoder raises for values that do not fit (not only NdrError)."""
         side = self._resp()
-        if self._single and not self._context:
-            encode = side.encode
+        encode = side.encode
+        if not self._single:
+            return self.encode_response
+        # the [in] values an [out] size may refer to, by position among the [in] values
+        picks = tuple(self.in_names.index(n) for n in self._context)
+        if not picks:
             return lambda result, in_values: encode(result)
-        if self._result_type is None and not self._context:
-            empty = side.encode()
-            return lambda result, in_values: empty
-        return self.encode_response
+        if len(picks) == 1:
+            (i,) = picks
+            return lambda result, in_values: encode(result, in_values[i])
+        return lambda result, in_values: encode(result, *[in_values[i] for i in picks])
 
     def encode_response(self, result: Any, in_values: tuple[Any, ...] = ()) -> bytes:
         """The response stub for what an implementation returned.
