@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
 from ._errors import NdrError
-from .ndr.compiler import DEFAULT_LIMITS, DecodeContext, DecodeFn, EncodeFn, Limits, compile_params
+from .ndr.compiler import (
+    DEFAULT_LIMITS,
+    DecodeContext,
+    DecodeFn,
+    EncodeFn,
+    Limits,
+    compile_params,
+    uses_context,
+)
 from .ndr.schema import HandleNode, resolve
 from .pdu.syntax import SyntaxId
 
@@ -68,6 +76,9 @@ class Operation:
     _result_type: Any = field(default=None, repr=False)
     _single: bool = field(default=False, repr=False)
     handle_params: tuple[int, ...] = field(default=(), repr=False)  # [in] context handles, by index
+    _client: tuple[EncodeFn, Callable[[bytes, bool, Limits], Any]] | None = field(
+        default=None, repr=False, compare=False
+    )  # client_codecs(), once made
 
     def _compile(self) -> None:
         hints = get_type_hints(self.function, include_extras=True)
@@ -127,6 +138,28 @@ class Operation:
     def encode_request(self, *args: Any) -> bytes:
         """The request stub for the [in] values given in order."""
         return _guard(self._req().encode, args, self.name)
+
+    def client_codecs(self) -> tuple[EncodeFn, Callable[[bytes, bool, Limits], Any]]:
+        """For a client's hot path, made once: the request encoder (``*in_values -> stub``; raises
+        whatever the encoder raises for values that do not fit, not only NdrError) and the result
+        decoder (``(stub, little_endian, limits) -> result`` shaped as ``decode_response`` shapes it)."""
+        if self._client is None:
+            encode = self._req().encode
+            side = self._resp()
+            dle, dbe = side.decode_le, side.decode_be
+            shape = self._result_type
+            single = self._single
+            shared = DecodeContext() if not uses_context(dle) else None  # never read: one for all
+
+            def decode(stub: bytes, little: bool, limits: Limits) -> Any:
+                ctx = shared or DecodeContext(limits)
+                values = (dle if little else dbe)(stub, 0, ctx)[0]
+                if single:
+                    return values[0]
+                return None if shape is None else shape(*values)
+
+            self._client = (encode, decode)
+        return self._client
 
     def request_decoders(self) -> tuple[DecodeFn, DecodeFn]:
         """The compiled little- and big-endian request decoders, ``(stub, offset, ctx) -> (values,

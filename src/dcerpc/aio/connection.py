@@ -89,6 +89,7 @@ class ServerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports
         self.transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
         self.peer = self.transport.get_extra_info("peername")
         self.local = self.transport.get_extra_info("sockname")
         if not self.server._admit(self):
@@ -122,7 +123,10 @@ class ServerConnection(asyncio.Protocol):
         finally:
             self._receiving = False
         self._flush()
-        self._arm_idle()
+        if self._idle is not None:  # the idle timer compares this with the time it fires
+            self._last_active = self._loop.time()
+        else:
+            self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
@@ -189,7 +193,7 @@ class ServerConnection(asyncio.Protocol):
             return
         decode = target.decode_le if ev.little_endian else target.decode_be
         try:
-            args = decode(ev.stub, 0, DecodeContext(server.limits.ndr))[0]
+            args = decode(ev.stub, 0, target.shared_context or DecodeContext(server.limits.ndr))[0]
         except NdrError as e:
             log.info("bad stub from %s for %s opnum %d: %s", self.peer, ev.interface, ev.opnum, e)
             self._fault(ev, const.RPC_X_BAD_STUB_DATA, did_not_execute=True)

@@ -19,10 +19,10 @@ from collections.abc import Coroutine
 from enum import IntEnum
 from typing import Any, TypeVar, cast
 
-from .._errors import BindError, ConnectionClosedError, FaultError, RpcError
+from .._errors import BindError, ConnectionClosedError, FaultError, NdrError, RpcError
 from ..auth.base import ClientCredentials
 from ..auth.mechs import NTLM, Kerberos, Negotiate
-from ..interface import Interface, Operation
+from ..interface import _ENCODE_ERRORS, Interface, Operation
 from ..pdu.constants import AuthLevel, ProviderReason, RejectReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.client import ClientAssociation
@@ -228,7 +228,13 @@ class Connection:
         object: uuid.UUID | None = None,
     ) -> Any:
         """Send one call and await its result (as the operation's declaration shapes it)."""
-        stub = op.encode_request(*args)
+        encode, decode = op._client or op.client_codecs()
+        try:
+            stub = encode(*args)
+        except NdrError:
+            raise
+        except _ENCODE_ERRORS as e:
+            raise NdrError(f"{op.name}: cannot encode the values given: {e}") from None
         slots = self._slots
         if slots.free:
             slots.free -= 1
@@ -260,8 +266,7 @@ class Connection:
                 self._calls.pop(cid, None)
         finally:
             slots.release()
-        result, _end = op.decode_response(reply, big_endian=not little, limits=self.assoc.limits.ndr)
-        return result
+        return decode(reply, little, self.assoc.limits.ndr)
 
     # adapter ------------------------------------------------------------------------------------
 

@@ -97,6 +97,11 @@ class EncodeContext:
         self.owned: set[int] = set()  # full-pointer referents already sent
 
 
+def uses_context(decode: DecodeFn) -> bool:
+    """Whether a compiled decoder reads its DecodeContext (those of scalars only do not)."""
+    return bool(getattr(decode, "uses_context", True))
+
+
 class DecodeContext:
     """Per-stub decoding state: element budget, pointer depth, full-pointer referents."""
 
@@ -1104,5 +1109,8 @@ def compile_params(
         tail = ", ".join(f"a_{n}" for n in names)
         src(1, f"return ({tail}{',' if len(names) == 1 else ''}), p")
         dec.ns.define(src)
-        decoders.append(dec.ns.g[fname])
+        fn = dec.ns.g[fname]
+        # whether it reads its DecodeContext (bounded things do); callers may pass a shared one if not
+        fn.uses_context = any(re.search(r"\bc\b", line) for line in src.lines[1:])
+        decoders.append(fn)
     return encoders[0], decoders[0], decoders[1], encoders[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _SYNTAX = struct.Struct("<16sI")
 _SYNTAX_BE = struct.Struct(">16sI")
@@ -20,6 +20,14 @@ class SyntaxId:
 
     uuid: uuid.UUID
     version: tuple[int, int]
+    # computed once: a syntax is a dictionary key on every call (UUID's own hash is Python code)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.uuid.int, self.version)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.uuid} v{self.version[0]}.{self.version[1]}"

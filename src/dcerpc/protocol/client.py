@@ -265,7 +265,7 @@ class ClientAssociation:
             buf = data  # nothing held back: read the fragments where they arrived
         pos = 0
         end = len(buf)
-        while self.alive and end - pos >= 10:
+        while self.state is not ClientState.CLOSED and end - pos >= 10:
             drep = buf[pos + 4]
             length = (
                 buf[pos + 8] | buf[pos + 9] << 8 if drep & 0xF0 == 0x10 else buf[pos + 8] << 8 | buf[pos + 9]
@@ -307,7 +307,7 @@ class ClientAssociation:
             handler(self, parsed.pdu, parsed.header.little_endian)
         if buf is self._buf:
             del self._buf[:pos]
-        elif pos < end and self.alive:
+        elif pos < end and self.state is not ClientState.CLOSED:
             self._buf += memoryview(buf)[pos:]
 
     def _simple_response(self, buf: bytes | bytearray, pos: int, length: int) -> bool:

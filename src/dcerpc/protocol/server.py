@@ -161,7 +161,7 @@ class ServerAssociation:
             buf = data  # nothing held back: read the fragments where they arrived
         pos = 0
         end = len(buf)
-        while self.alive and end - pos >= 2:
+        while self.state is not State.CLOSED and end - pos >= 2:
             if buf[pos] != 5 or buf[pos + 1] > 1:
                 # Not DCE/RPC v5 at all (an HTTP request, a scanner's probe): answer at once rather
                 # than wait for a frag_length that means nothing.
@@ -208,7 +208,7 @@ class ServerAssociation:
             self._fragment(fragment)
         if buf is self._buf:
             del self._buf[:pos]
-        elif pos < end and self.alive:
+        elif pos < end and self.state is not State.CLOSED:
             self._buf += memoryview(buf)[pos:]
 
     def _simple_request(self, buf: bytes | bytearray, pos: int, length: int) -> bool:

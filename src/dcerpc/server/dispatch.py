@@ -28,7 +28,7 @@ from typing import Any
 
 from .._errors import FaultError
 from ..interface import Interface, Operation
-from ..ndr.compiler import DecodeFn
+from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
 from ..protocol.groups import Group
@@ -52,6 +52,7 @@ class Target:
         "method",
         "name",
         "op",
+        "shared_context",
     )
 
     def __init__(self, impl: Interface, op: Operation, level: int) -> None:
@@ -63,6 +64,8 @@ class Target:
         self.decode_le: DecodeFn
         self.decode_be: DecodeFn
         self.decode_le, self.decode_be = op.request_decoders()
+        # a decoder of scalars only never reads its context: one shared instance serves every call
+        self.shared_context = None if uses_context(self.decode_le) else DecodeContext()
         self.encode_response = op.response_encoder()
         self.handle_params = op.handle_params
 
