@@ -24,7 +24,7 @@ from ..pdu import constants as const
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
 from ..protocol.outbox import FLUSH_BUDGET
 from ..protocol.server import ServerAssociation
-from ..server.context import CallContext, _set_current
+from ..server.context import CallContext, _current
 from ..server.dispatch import Target, foreign_handle, status_of
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ class ServerConnection(asyncio.Protocol):
         self._more = False  # a flush of the rest of a long response is scheduled
         self._receiving = False  # handling a read: answers wait for the one write after it
         self._draining = False
+        self._targets: dict[int, Target | int] = {}  # context id << 16 | opnum -> what it runs
+        self._generation = -1  # the server's operations generation the above was resolved in
         self._last_active = 0.0
         self.credentials: tuple[int, int, int] | None = None
 
@@ -156,7 +158,10 @@ class ServerConnection(asyncio.Protocol):
         assert self.assoc is not None
         for ev in self.assoc.events():
             if type(ev) is CallReceived:
-                self._serve(ev)
+                # Each call runs in a context of its own (its task, if it needs one, keeps it):
+                # context variables an implementation sets, the current call among them, stay
+                # the call's.
+                contextvars.copy_context().run(self._serve, ev)
             elif isinstance(ev, CallCancelled | CallOrphaned):
                 task = self.tasks.get(ev.call_id)
                 if task is not None:
@@ -172,9 +177,20 @@ class ServerConnection(asyncio.Protocol):
 
     def _serve(self, ev: CallReceived) -> None:
         """Check a call, decode its stub and start its implementation (see dispatch.py for the
-        fault each failure gets)."""
+        fault each failure gets). Most calls (the endpoint mapper's, AddOne) finish without
+        waiting and are answered within the read that brought them, with no task to create and
+        schedule; one that waits continues in a task; a plain function runs in a worker thread."""
         server = self.server
-        target = server.target(ev.interface, ev.opnum)
+        # resolved per connection by context and opnum (a context's interface never changes),
+        # valid while the server's operations are as they were
+        key = ev.context_id << 16 | ev.opnum
+        target = self._targets.get(key) if self._generation == server.generation else None
+        if target is None:
+            # bounded: opnums are the client's choice (65536 of them per context)
+            if self._generation != server.generation or len(self._targets) >= 256:
+                self._targets.clear()
+                self._generation = server.generation
+            target = self._targets[key] = server.target(ev.interface, ev.opnum)
         if type(target) is int:  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
             return
@@ -203,18 +219,7 @@ class ServerConnection(asyncio.Protocol):
             if foreign_handle(target, args, self.assoc.group):
                 self._fault(ev, const.NCA_S_FAULT_CONTEXT_MISMATCH, did_not_execute=True)
                 return
-        # Each call runs in a context of its own (its task keeps it): context variables an
-        # implementation sets, the current call among them, stay the call's.
-        context = contextvars.copy_context()
-        context.run(self._run, ev, target, args, context)
-
-    def _run(
-        self, ev: CallReceived, target: Target, args: tuple[Any, ...], context: contextvars.Context
-    ) -> None:
-        """Start the implementation; most (the endpoint mapper's, AddOne) finish without waiting and
-        are answered within the read that brought them, with no task to create and schedule. One
-        that waits continues in a task; a plain function runs in a worker thread."""
-        _set_current((self, ev))
+        _current.set((self, ev))
         try:
             coro = target.method(*args) if target.is_async else asyncio.to_thread(target.method, *args)
             waiting = coro.send(None)
@@ -224,8 +229,8 @@ class ServerConnection(asyncio.Protocol):
         except Exception as e:
             self._fault(ev, status_of(e, target.name))
             return
-        task = asyncio.get_running_loop().create_task(
-            self._complete(ev, target, args, coro, waiting), context=context
+        task = self._loop.create_task(
+            self._complete(ev, target, args, coro, waiting), context=contextvars.copy_context()
         )
         self.tasks[ev.call_id] = task
 

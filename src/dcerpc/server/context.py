@@ -81,7 +81,3 @@ def current_call() -> CallContext:
     ctx: CallContext = conn.call_context(event)
     _current.set(ctx)  # each call runs in a context of its own: this is the call's alone
     return ctx
-
-
-def _set_current(value: CallContext | tuple[Any, Any]) -> contextvars.Token[CallContext | tuple[Any, Any]]:
-    return _current.set(value)

@@ -66,6 +66,7 @@ class Server:
     ) -> None:
         self.security = {p.auth_type: p for p in security or []}
         self._targets: dict[tuple[SyntaxId, int], Target | int] = {}
+        self.generation = 0  # bumped whenever what an operation resolves to may change
         self._min_auth_level = int(min_auth_level)
         self._interface_levels: dict[uuid.UUID, int] = {}
         self.registry = Registry()
@@ -92,7 +93,11 @@ class Server:
     @min_auth_level.setter
     def min_auth_level(self, level: int) -> None:
         self._min_auth_level = int(level)
+        self._forget_targets()
+
+    def _forget_targets(self) -> None:
         self._targets.clear()
+        self.generation += 1
 
     def target(self, interface: SyntaxId, opnum: int) -> Target | int:
         """What a call to ``opnum`` of ``interface`` runs, resolved once; or the fault status when
@@ -123,7 +128,7 @@ class Server:
         else:
             key = uuid.UUID(str(interface))
         self._interface_levels[key] = int(level)
-        self._targets.clear()
+        self._forget_targets()
 
     def required_level(self, interface: SyntaxId) -> int:
         """The lowest authentication level a call to ``interface`` is served at."""
@@ -132,7 +137,7 @@ class Server:
     def add(self, impl: Interface) -> None:
         """Serve another implementation (before or while listening)."""
         self.registry.add(impl)
-        self._targets.clear()
+        self._forget_targets()
 
     async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on TCP (``port`` 0: a free port); returns the bound address."""
