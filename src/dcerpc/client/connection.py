@@ -265,7 +265,10 @@ class Connection:
             finally:
                 self._calls.pop(cid, None)
         finally:
-            slots.release()
+            if slots._waiters:
+                slots.release()
+            else:
+                slots.free += 1
         return decode(reply, little, self.assoc.limits.ndr)
 
     # adapter ------------------------------------------------------------------------------------
@@ -292,7 +295,7 @@ class Connection:
         self.assoc.receive_data(data)
         for ev in self.assoc.events():
             if type(ev) is ResponseReceived:
-                fut = self._calls.get(ev.call_id)
+                fut = self._calls.pop(ev.call_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result((ev.stub, ev.little_endian))
             elif isinstance(ev, FaultReceived):

@@ -167,6 +167,16 @@ class ClientAssociation:
 
     def request(self, context_id: int, opnum: int, stub: bytes, object: uuid.UUID | None = None) -> int:
         """Queue a call; returns its call_id. The stub is split at max_xmit_frag."""
+        n = len(stub)
+        if self.auth is None and object is None and n <= self.max_xmit_frag - REQUEST_OVERHEAD:
+            # the common case, one unauthenticated fragment: packed here and now
+            cid = self._next_call
+            self._next_call = cid + 1 if cid < 0xFFFFFFFF else 1
+            self.outbox.append(
+                _REQUEST.pack(5, 0, 0, 3, DREP_LE, 24 + n, 0, cid, n, context_id, opnum) + stub
+            )
+            self.pending.add(cid)
+            return cid
         cid = self.next_call_id()
         overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
         auth = self.auth if self.auth is not None and self.auth.protects else None
