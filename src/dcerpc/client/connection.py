@@ -210,8 +210,11 @@ class Connection:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._control[call_id] = fut
         self._flush()
+        limit = timeout or self.default_timeout
         try:
-            async with asyncio.timeout(timeout or self.default_timeout):
+            if limit is None:
+                return await fut
+            async with asyncio.timeout(limit):
                 return await fut
         finally:
             self._control.pop(call_id, None)
@@ -328,9 +331,10 @@ class Connection:
     def _lost(self, exc: BaseException | None) -> None:
         self._closed = exc or ConnectionClosedError("closed")
         self.assoc.connection_lost()
-        self._fail_all(
-            ConnectionClosedError(f"connection to {self.binding} closed" + (f": {exc}" if exc else ""))
-        )
+        if self._calls or self._control:
+            self._fail_all(
+                ConnectionClosedError(f"connection to {self.binding} closed" + (f": {exc}" if exc else ""))
+            )
 
 
 def _reason_name(kind: type[IntEnum], value: int) -> str:

@@ -56,6 +56,9 @@ from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 __all__ = ["ClientAssociation", "ClientState"]
 
 REQUEST_OVERHEAD = 24
+# MS-RPCE 3.3.1.5.3: the bind-time feature negotiation syntax we offer (what Windows offers)
+_BTFN_FLAGS = const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECTION_ON_ORPHAN
+_BTFN_OFFER = SyntaxId(uuid.UUID(bytes_le=const.BTFN_PREFIX + _BTFN_FLAGS.to_bytes(8, "little")), (1, 0))
 _REQUEST = struct.Struct("<BBBB4sHHIIHH")  # common header + request body header (C706 12.6.4.9)
 
 
@@ -118,9 +121,7 @@ class ClientAssociation:
         elems = [ContextElement(i, s, (const.NDR20,)) for i, s in contexts.items()]
         if btfn and contexts:
             first = next(iter(contexts.values()))
-            flags = const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECTION_ON_ORPHAN
-            syntax = SyntaxId(uuid.UUID(bytes_le=const.BTFN_PREFIX + flags.to_bytes(8, "little")), (1, 0))
-            elems.append(ContextElement(max(contexts) + 1, first, (syntax,)))
+            elems.append(ContextElement(max(contexts) + 1, first, (_BTFN_OFFER,)))
         self._proposed[cid] = dict(contexts)
         self.state = ClientState.BINDING
         verifier = None
