@@ -60,6 +60,7 @@ class GroupTable:
 
     def __init__(self, on_rundown_error: Callable[[BaseException], None] | None = None) -> None:
         self._groups: dict[int, Group] = {}
+        self._entropy = bytearray()
         self._on_error = on_rundown_error
 
     def __len__(self) -> int:
@@ -68,11 +69,20 @@ class GroupTable:
     def create(self) -> Group:
         """A new group with one connection."""
         while True:
-            gid = secrets.randbits(32)
+            gid = self._random_id()
             if gid and gid not in self._groups:
                 break
         group = self._groups[gid] = Group(gid, connections=1)
         return group
+
+    def _random_id(self) -> int:
+        """32 unpredictable bits (a guessed id would join another client's group and reach its
+        context handles), from the OS's generator a kilobyte at a time rather than a call each."""
+        if len(self._entropy) < 4:
+            self._entropy = bytearray(secrets.token_bytes(1024))
+        gid = int.from_bytes(self._entropy[-4:], "little")
+        del self._entropy[-4:]
+        return gid
 
     def join(self, gid: int) -> Group | None:
         """Add a connection to an existing group (None: no such group)."""
