@@ -13,7 +13,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from .constants import PFC, PType
 from .header import HEADER_SIZE, Header, PduError, pack_header, parse_header
@@ -351,17 +351,22 @@ def _read_bind(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifie
     e = "<" if little else ">"
     _need(data, h, 16, 12, end, "bind")
     xmit, recv, group, n_ctx = struct.unpack_from(e + "HHIB", data, 16)
-    pos = 28
-    contexts = []
-    for _ in range(n_ctx):
-        _need(data, h, pos, 24, end, "presentation context")
-        cid, n_ts = struct.unpack_from(e + "HB", data, pos)
-        abstract = SyntaxId.unpack(data, pos + 4, little)
-        pos += 24
-        _need(data, h, pos, 20 * n_ts, end, "transfer syntaxes")
-        ts = tuple(SyntaxId.unpack(data, pos + 20 * i, little) for i in range(n_ts))
-        pos += 20 * n_ts
-        contexts.append(ContextElement(cid, abstract, ts))
+    key = (bytes(data[24:end]), little)  # n_context_elem onwards: the context list
+    known = _context_lists.get(key)
+    if known is None:
+        pos = 28
+        contexts = []
+        for _ in range(n_ctx):
+            _need(data, h, pos, 24, end, "presentation context")
+            cid, n_ts = struct.unpack_from(e + "HB", data, pos)
+            abstract = SyntaxId.unpack(data, pos + 4, little)
+            pos += 24
+            _need(data, h, pos, 20 * n_ts, end, "transfer syntaxes")
+            ts = tuple(SyntaxId.unpack(data, pos + 20 * i, little) for i in range(n_ts))
+            pos += 20 * n_ts
+            contexts.append(ContextElement(cid, abstract, ts))
+        known = tuple(contexts)
+        _remember(_context_lists, key, known)
     cls = Bind if h.ptype == PType.BIND else AlterContext
     return cls(
         call_id=h.call_id,
@@ -370,8 +375,22 @@ def _read_bind(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifie
         max_xmit_frag=xmit,
         max_recv_frag=recv,
         assoc_group_id=group,
-        contexts=tuple(contexts),
+        contexts=known,
     )
+
+
+# Context and result lists seen, by their octets: clients send the same few binds again and again,
+# and the answers repeat as well. Bounded, so made-up lists cannot grow memory: when full, the
+# cache starts over.
+_LISTS_MAX = 1024
+_context_lists: dict[tuple[bytes, bool], tuple[ContextElement, ...]] = {}
+_result_lists: dict[tuple[bytes, bool], tuple[ContextResultItem, ...]] = {}
+
+
+def _remember(cache: dict[tuple[bytes, bool], Any], key: tuple[bytes, bool], value: Any) -> None:
+    if len(cache) >= _LISTS_MAX:
+        cache.clear()
+    cache[key] = value
 
 
 def _read_bind_ack(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifier | None) -> Pdu:
@@ -386,10 +405,15 @@ def _read_bind_ack(data: bytes, h: Header, little: bool, end: int, auth: AuthVer
     n = data[pos]
     pos += 4
     _need(data, h, pos, 24 * n, end, "results")
-    results = []
-    for i in range(n):
-        result, reason = struct.unpack_from(e + "HH", data, pos + 24 * i)
-        results.append(ContextResultItem(result, reason, SyntaxId.unpack(data, pos + 24 * i + 4, little)))
+    key = (bytes(data[pos - 4 : pos + 24 * n]), little)
+    results = _result_lists.get(key)
+    if results is None:
+        made = []
+        for i in range(n):
+            result, reason = struct.unpack_from(e + "HH", data, pos + 24 * i)
+            made.append(ContextResultItem(result, reason, SyntaxId.unpack(data, pos + 24 * i + 4, little)))
+        results = tuple(made)
+        _remember(_result_lists, key, results)
     cls = BindAck if h.ptype == PType.BIND_ACK else AlterContextResp
     return cls(
         call_id=h.call_id,
@@ -399,7 +423,7 @@ def _read_bind_ack(data: bytes, h: Header, little: bool, end: int, auth: AuthVer
         max_recv_frag=recv,
         assoc_group_id=group,
         sec_addr=spec,
-        results=tuple(results),
+        results=results,
     )
 
 
