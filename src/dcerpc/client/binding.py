@@ -10,9 +10,12 @@ ncacn_ip_tcp:127.0.0.1[endpoint=135,seal,bigendian]
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 __all__ = ["FLAGS", "Binding", "parse_binding"]
 
@@ -50,7 +53,7 @@ class Binding:
     endpoint: str = ""
     object: uuid.UUID | None = None
     flags: frozenset[str] = frozenset()
-    options: dict[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)  # read-only once parsed
 
     @property
     def port(self) -> int | None:
@@ -69,8 +72,9 @@ class Binding:
         return f"{obj}{self.protseq}:{host}" + (f"[{','.join(inside)}]" if inside else "")
 
 
+@functools.lru_cache(maxsize=256)  # clients connect to the same few bindings again and again
 def parse_binding(text: str) -> Binding:
-    """Parse a string binding.
+    """Parse a string binding (the result is shared: it is immutable).
 
     Raises:
         ValueError: with what is wrong.
@@ -113,4 +117,4 @@ def parse_binding(text: str) -> Binding:
             else:
                 raise ValueError(f"unknown binding option {item!r} in {text!r}")
     obj = uuid.UUID(m.group("object")) if m.group("object") else None
-    return Binding(protseq, host, endpoint, obj, frozenset(flags), options)
+    return Binding(protseq, host, endpoint, obj, frozenset(flags), MappingProxyType(options))
