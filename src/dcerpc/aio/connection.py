@@ -191,10 +191,9 @@ class ServerConnection(asyncio.Protocol):
                 self._targets.clear()
                 self._generation = server.generation
             target = self._targets[key] = server.target(ev.interface, ev.opnum)
-        if type(target) is int:  # no such operation: its status
+        if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
             return
-        assert isinstance(target, Target)
         if ev.auth_level < target.level:
             # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread
             log.warning(

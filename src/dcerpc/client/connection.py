@@ -50,6 +50,7 @@ I = TypeVar("I", bound=Interface)  # noqa: E741
 class _Protocol(asyncio.Protocol):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.data_received = conn._received  # type: ignore[method-assign]  # one call less per read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports
