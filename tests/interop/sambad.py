@@ -3,19 +3,22 @@
     with SambaDcerpcd(tmp_path, users={"alice": "Secret-1"}) as samba:
         samba.python("-c", "...")            # runs inside: 127.0.0.1:135 is Samba's endpoint mapper
         samba.run(["dcerpc", "dump", "127.0.0.1", "--json"])
+        samba.add_user("bob", "Secret-2")    # Unix account + smbpasswd entry, usable at once
+        samba.list_users()                   # the passdb's user names
 
-The namespace holder mounts over /etc/passwd and /etc/group (copies with the extra Unix accounts
-smbpasswd needs) and /var/log/samba (where the rpcd_* workers log whatever smb.conf says), brings
-up its own loopback, and adds the NTLM users; then samba-dcerpcd starts inside with a throwaway
-standalone smb.conf whose directories all live under the temp dir. Stopping kills every process in
-the namespace (samba-dcerpcd and its workers), then the holder.
+The namespace holder mounts over /etc/passwd and /etc/group (copies of the host's, ROOT/passwd and
+ROOT/group, that get the Unix accounts smbpasswd needs) and /var/log/samba (where the rpcd_* workers
+log whatever smb.conf says), and brings up its own loopback. The users given are added (add_user)
+before samba-dcerpcd starts inside with a throwaway standalone smb.conf whose directories all live
+under the temp dir; more can be added while it runs. Stopping kills every process in the namespace
+(samba-dcerpcd and its workers), then the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shlex
+import re
 import signal
 import subprocess
 import sys
@@ -25,14 +28,28 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.conftest import require_peer
+from tests.conftest import require_peer, samba_python_available
 
 SAMBA_DCERPCD = "/usr/libexec/samba/samba-dcerpcd"
 WORKGROUP = "SAMBADOM"
+FIRST_UID = 42000
 
 
 def available() -> bool:
     return os.geteuid() == 0 and os.access(SAMBA_DCERPCD, os.X_OK) and os.path.exists("/usr/bin/smbpasswd")
+
+
+# prints one account name a line
+_LIST_USERS = """
+import sys
+from samba.samba3 import param, passdb
+lp = param.get_context()
+lp.load(sys.argv[1])
+passdb.set_secrets_dir(lp.get("private dir"))
+passdb.set_smb_config(sys.argv[1])
+for u in passdb.PDB(lp.get("passdb backend")).search_users(0):
+    print(u["account_name"])
+"""
 
 
 class SambaDcerpcd:
@@ -42,7 +59,7 @@ class SambaDcerpcd:
             "Samba's samba-dcerpcd in a private namespace needs root and the samba package",
         )
         self.root = root
-        self.users = users or {}
+        self.users = dict(users or {})
         self.conf = root / "smb.conf"
         self.holder: subprocess.Popen[str] | None = None
         self.daemon: subprocess.Popen[str] | None = None
@@ -65,14 +82,8 @@ class SambaDcerpcd:
             "  interfaces = 127.0.0.1/8\n  bind interfaces only = yes\n  disable netbios = yes\n"
             "  disable spoolss = yes\n  rpc start on demand helpers = false\n"
         )
-        passwd = Path("/etc/passwd").read_text()
-        group = Path("/etc/group").read_text()
-        for i, user in enumerate(self.users):
-            uid = 42000 + i
-            passwd += f"{user}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n"
-            group += f"{user}:x:{uid}:\n"
-        (r / "passwd").write_text(passwd)
-        (r / "group").write_text(group)
+        (r / "passwd").write_text(Path("/etc/passwd").read_text())
+        (r / "group").write_text(Path("/etc/group").read_text())
 
     def _holder_script(self) -> str:
         r = self.root
@@ -83,13 +94,9 @@ class SambaDcerpcd:
             "mkdir -p /var/log/samba",
             f"mount --bind {r}/varlog /var/log/samba",
             "ip link set lo up",
+            "echo ready",
+            "exec sleep 100000",
         ]
-        for user, password in self.users.items():
-            secret = shlex.quote(f"{password}\n{password}\n")
-            lines.append(
-                f"printf %s {secret} | smbpasswd -c {self.conf} -s -a {shlex.quote(user)} >/dev/null"
-            )
-        lines += ["echo ready", "exec sleep 100000"]
         return "\n".join(lines)
 
     def __enter__(self) -> SambaDcerpcd:
@@ -105,13 +112,17 @@ class SambaDcerpcd:
         if line.strip() != "ready":
             err = self.holder.stderr.read() if self.holder.stderr else ""
             raise RuntimeError(f"namespace setup failed: {line} {err}")
-        self.daemon = subprocess.Popen(
-            self._wrap([SAMBA_DCERPCD, "-s", str(self.conf), "--libexec-rpcds", "-F", "--no-process-group"]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
         try:
+            for user, password in list(self.users.items()):
+                self.add_user(user, password)
+            self.daemon = subprocess.Popen(
+                self._wrap(
+                    [SAMBA_DCERPCD, "-s", str(self.conf), "--libexec-rpcds", "-F", "--no-process-group"]
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             self.wait_port(135)
         except BaseException:
             self.close()
@@ -141,6 +152,43 @@ class SambaDcerpcd:
     def samba_python(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         """The system interpreter with python3-samba, inside the namespace."""
         return self.run(["/usr/bin/python3", *args], **kw)
+
+    # users ----------------------------------------------------------------------------------------
+
+    def _append(self, name: str, line: str) -> None:
+        # in place: a rename would leave the holder's bind mount on the old inode
+        with (self.root / name).open("a") as f:
+            f.write(line)
+
+    def _free_uid(self) -> int:
+        text = (self.root / "passwd").read_text() + (self.root / "group").read_text()
+        used = {int(n) for n in re.findall(r"^[^:]*:[^:]*:(\d+):", text, re.M)}
+        return next(uid for uid in range(FIRST_UID, 60000) if uid not in used)
+
+    def add_user(self, user: str, password: str) -> None:
+        """A Unix account (in the namespace's passwd and group, unless it has one) and an NTLM
+        (tdbsam) user with this password; again for the same user sets a new password."""
+        if not re.search(rf"^{re.escape(user)}:", (self.root / "passwd").read_text(), re.M):
+            uid = self._free_uid()
+            self._append("passwd", f"{user}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n")
+            self._append("group", f"{user}:x:{uid}:\n")
+        out = self.run(
+            ["smbpasswd", "-c", str(self.conf), "-s", "-a", user],
+            input=f"{password}\n{password}\n",
+            timeout=30,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"smbpasswd -a {user} failed: {out.stdout}{out.stderr}")
+        self.users[user] = password
+
+    def list_users(self) -> list[str]:
+        """The passdb's user names, read through python3-samba's passdb bindings (the library
+        ``pdbedit -L`` uses; pdbedit itself comes with the whole Debian samba server package)."""
+        require_peer(samba_python_available(), "python3-samba is not installed for /usr/bin/python3")
+        out = self.samba_python("-c", _LIST_USERS, str(self.conf), timeout=30)
+        if out.returncode != 0:
+            raise RuntimeError(f"listing the passdb failed: {out.stdout}{out.stderr}")
+        return out.stdout.splitlines()
 
     def wait_port(self, port: int, timeout: float = 30) -> None:
         probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=1).close()"

@@ -302,7 +302,11 @@ class ServerConnection(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        t.write(assoc.outbox.take(None if everything else FLUSH_BUDGET))
+        data = assoc.outbox.take(None if everything else FLUSH_BUDGET)
+        if isinstance(data, bytes):
+            t.write(data)
+        else:
+            t.writelines(data)
         if assoc.outbox and not self._more and not self._paused:
             self._more = True
             asyncio.get_running_loop().call_soon(self._flush_more)

@@ -301,7 +301,11 @@ class Connection:
         t = self._transport
         if t is None or t.is_closing():
             return
-        t.write(outbox.take(FLUSH_BUDGET))
+        data = outbox.take(FLUSH_BUDGET)
+        if isinstance(data, bytes):
+            t.write(data)
+        else:
+            t.writelines(data)
         if outbox and not self._more and not self._paused:
             self._more = True
             asyncio.get_running_loop().call_soon(self._flush_more)

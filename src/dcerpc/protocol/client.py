@@ -226,7 +226,7 @@ class ClientAssociation:
         stub: bytes,
         object: uuid.UUID | None,
         auth: AuthState | None,
-    ) -> Iterator[bytes]:
+    ) -> Iterator[bytes | tuple[bytes, memoryview]]:
         """The fragments of one request, made (and signed or sealed) as they are sent."""
         overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
         if auth is not None:
@@ -249,7 +249,7 @@ class ClientAssociation:
                 yield protect(auth, PType.REQUEST, flags, cid, body, bytes(chunk))
             else:
                 header = pack_header(PType.REQUEST, flags, HEADER_SIZE + len(body) + len(chunk), 0, cid)
-                yield header + body + chunk
+                yield header + body, chunk  # the stub itself goes out, not a copy
             offset += len(chunk)
             if offset >= total:
                 return
@@ -341,7 +341,8 @@ class ClientAssociation:
         """Octets to write, in order; ``limit`` takes about that many of a long request."""
         if not self.outbox:
             return b""
-        return self.outbox.take(limit)
+        data = self.outbox.take(limit)
+        return data if isinstance(data, bytes) else b"".join(data)
 
     @property
     def has_output(self) -> bool:

@@ -20,22 +20,27 @@ __all__ = ["FLUSH_BUDGET", "Outbox"]
 FLUSH_BUDGET = 256 * 1024
 
 
-class Outbox(deque[bytes | Iterator[bytes]]):
-    """A queue of ready octets (bytes) and lazily made fragment runs (iterators of bytes); true
-    while anything waits. A deque underneath, so the per-call checks cost no Python call."""
+class Outbox(deque[bytes | Iterator[bytes | tuple[bytes, memoryview]]]):
+    """A queue of ready octets (bytes) and lazily made fragment runs; true while anything waits. A
+    deque underneath, so the per-call checks cost no Python call.
+
+    A run yields each fragment as bytes, or as (header, stub) when the stub is a view of the
+    caller's buffer: those go out by a vectored write, the payload never copied into a fragment.
+    """
 
     __slots__ = ()
 
-    def append_lazily(self, fragments: Iterator[bytes]) -> None:
+    def append_lazily(self, fragments: Iterator[bytes | tuple[bytes, memoryview]]) -> None:
         """Queue a run of fragments, made as they are taken."""
         self.append(fragments)
 
-    def take(self, limit: int | None = None) -> bytes:
-        """Up to about ``limit`` octets (None: everything), whole fragments only, in order."""
+    def take(self, limit: int | None = None) -> bytes | list[bytes | memoryview]:
+        """Up to about ``limit`` octets (None: everything), whole fragments only, in order: one
+        bytes, or a list of pieces to write one after the other (``writelines``)."""
         items = self
         if len(items) == 1 and type(items[0]) is bytes:  # made eagerly: whole, and small
             return items.popleft()  # type: ignore[return-value]
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
         size = 0
         while items and (limit is None or size < limit):
             item = items[0]
@@ -48,6 +53,10 @@ class Outbox(deque[bytes | Iterator[bytes]]):
             if fragment is None:
                 items.popleft()
                 continue
-            out.append(fragment)
-            size += len(fragment)
-        return b"".join(out)
+            if isinstance(fragment, tuple):
+                out += fragment
+                size += len(fragment[0]) + len(fragment[1])
+            else:
+                out.append(fragment)
+                size += len(fragment)
+        return out

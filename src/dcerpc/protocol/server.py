@@ -244,7 +244,8 @@ class ServerAssociation:
         """
         if not self.outbox:
             return b""
-        return self.outbox.take(limit)
+        data = self.outbox.take(limit)
+        return data if isinstance(data, bytes) else b"".join(data)
 
     @property
     def has_output(self) -> bool:
@@ -270,7 +271,7 @@ class ServerAssociation:
 
     def _response_fragments(
         self, call_id: int, stub: bytes, context_id: int, auth: AuthState | None
-    ) -> Iterator[bytes]:
+    ) -> Iterator[bytes | tuple[bytes, memoryview]]:
         """The fragments of one response, made (and signed or sealed) as they are sent."""
         protected = auth is not None and auth.protects
         if protected:
@@ -293,23 +294,10 @@ class ServerAssociation:
                 yield protect(auth, PType.RESPONSE, flags, call_id, body, bytes(chunk))
             else:
                 n = len(chunk)
-                yield (
-                    _RESPONSE.pack(
-                        5,
-                        0,
-                        2,
-                        flags,
-                        DREP_LE,
-                        REQUEST_HEADER + n,
-                        0,
-                        call_id,
-                        total - offset,
-                        context_id,
-                        0,
-                        0,
-                    )
-                    + chunk
+                header = _RESPONSE.pack(
+                    5, 0, 2, flags, DREP_LE, REQUEST_HEADER + n, 0, call_id, total - offset, context_id, 0, 0
                 )
+                yield header, chunk  # the stub itself goes out, not a copy
             offset += len(chunk)
             if offset >= total:
                 return
