@@ -87,17 +87,18 @@ class SambaDcerpcd:
 
     def _holder_script(self) -> str:
         r = self.root
-        lines = [
-            "set -e",
-            f"mount --bind {r}/passwd /etc/passwd",
-            f"mount --bind {r}/group /etc/group",
-            "mkdir -p /var/log/samba",
-            f"mount --bind {r}/varlog /var/log/samba",
-            "ip link set lo up",
-            "echo ready",
-            "exec sleep 100000",
-        ]
-        return "\n".join(lines)
+        return "\n".join(
+            [
+                "set -e",
+                f"mount --bind {r}/passwd /etc/passwd",
+                f"mount --bind {r}/group /etc/group",
+                "mkdir -p /var/log/samba",
+                f"mount --bind {r}/varlog /var/log/samba",
+                "ip link set lo up",
+                "echo ready",
+                "exec sleep 100000",
+            ]
+        )
 
     def __enter__(self) -> SambaDcerpcd:
         self._write_files()
@@ -119,6 +120,8 @@ class SambaDcerpcd:
                 self._wrap(
                     [SAMBA_DCERPCD, "-s", str(self.conf), "--libexec-rpcds", "-F", "--no-process-group"]
                 ),
+                # not the caller's stdin: in the foreground it exits when a pipe there reaches EOF
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 text=True,
