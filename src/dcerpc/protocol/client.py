@@ -49,6 +49,7 @@ from .events import (
     ResponseReceived,
     ShutdownRequested,
 )
+from .framing import Held, fragment_at
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
@@ -92,7 +93,7 @@ class ClientAssociation:
         self.assoc_group_id = 0
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
-        self._buf = bytearray()
+        self._held = Held()  # the start of a fragment whose end has not arrived
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._replies: dict[int, _Reply] = {}
@@ -269,11 +270,7 @@ class ClientAssociation:
     # received ---------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        if self._buf:
-            self._buf += data
-            buf: bytes | bytearray = self._buf
-        else:
-            buf = data  # nothing held back: read the fragments where they arrived
+        buf = self._held.with_data(data) if self._held else data  # (the test saves a call per read)
         pos = 0
         end = len(buf)
         while self.state is not ClientState.CLOSED and end - pos >= 10:
@@ -299,10 +296,7 @@ class ClientAssociation:
             ):
                 pos += length
                 continue
-            if type(buf) is bytes:
-                fragment = buf if pos == 0 and length == end else buf[pos : pos + length]
-            else:
-                fragment = bytes(memoryview(buf)[pos : pos + length])
+            fragment = fragment_at(buf, pos, length)
             pos += length
             try:
                 parsed = parse(fragment)
@@ -316,10 +310,8 @@ class ClientAssociation:
             self._raw = fragment
             self._body_end = parsed.body_end
             handler(self, parsed.pdu, parsed.header.little_endian)
-        if buf is self._buf:
-            del self._buf[:pos]
-        elif pos < end and self.state is not ClientState.CLOSED:
-            self._buf += memoryview(buf)[pos:]
+        if pos < end or buf is self._held:
+            self._held.keep(buf, pos, self.state is not ClientState.CLOSED)
 
     def _simple_response(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
         """A one-fragment response needing no verification, taken without building a PDU. False:

@@ -63,6 +63,7 @@ from .events import (
     Event,
     ProtocolViolation,
 )
+from .framing import Held, fragment_at
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
@@ -132,7 +133,7 @@ class ServerAssociation:
         self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
-        self._buf = bytearray()
+        self._held = Held()  # the start of a fragment whose end has not arrived
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._partial: dict[int, _Partial] = {}
@@ -154,11 +155,7 @@ class ServerAssociation:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer received octets and process every whole fragment among them."""
-        if self._buf:
-            self._buf += data
-            buf: bytes | bytearray = self._buf
-        else:
-            buf = data  # nothing held back: read the fragments where they arrived
+        buf = self._held.with_data(data) if self._held else data  # (the test saves a call per read)
         pos = 0
         end = len(buf)
         while self.state is not State.CLOSED and end - pos >= 2:
@@ -200,16 +197,11 @@ class ServerAssociation:
             ):
                 pos += length
                 continue
-            if type(buf) is bytes:
-                fragment = buf if pos == 0 and length == end else buf[pos : pos + length]
-            else:
-                fragment = bytes(memoryview(buf)[pos : pos + length])
+            fragment = fragment_at(buf, pos, length)
             pos += length
             self._fragment(fragment)
-        if buf is self._buf:
-            del self._buf[:pos]
-        elif pos < end and self.state is not State.CLOSED:
-            self._buf += memoryview(buf)[pos:]
+        if pos < end or buf is self._held:
+            self._held.keep(buf, pos, self.state is not State.CLOSED)
 
     def _simple_request(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
         """A one-fragment request on an unauthenticated association, taken without building a PDU
