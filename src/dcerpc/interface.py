@@ -211,12 +211,7 @@ class Operation:
         if self._context:
             by_name = dict(zip(self.in_names, in_values, strict=False))
             outs = outs + tuple(by_name.get(n) for n in self._context)
-        try:
-            return side.encode(*outs)
-        except NdrError:
-            raise
-        except _ENCODE_ERRORS as e:
-            raise NdrError(f"{self.name}: cannot encode the values given: {e}") from None
+        return _guard(side.encode, outs, self.name)
 
     def decode_response(
         self, stub: bytes, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
@@ -232,16 +227,12 @@ class Operation:
         return self._result_type(*values), end
 
 
-# what an encoder raises for values that do not fit the declaration
-_ENCODE_ERRORS = (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError)
-
-
 def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> bytes:
     try:
         return fn(*args)
     except NdrError:
         raise
-    except _ENCODE_ERRORS as e:
+    except (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
         raise NdrError(f"{name}: cannot encode the values given: {e}") from None
 
 

@@ -19,10 +19,10 @@ from collections.abc import Coroutine
 from enum import IntEnum
 from typing import Any, TypeVar, cast
 
-from .._errors import BindError, ConnectionClosedError, FaultError, NdrError, RpcError
+from .._errors import BindError, ConnectionClosedError, FaultError, RpcError
 from ..auth.base import ClientCredentials
 from ..auth.mechs import NTLM, Kerberos, Negotiate
-from ..interface import _ENCODE_ERRORS, Interface, Operation
+from ..interface import Interface, Operation, _guard
 from ..pdu.constants import AuthLevel, ProviderReason, RejectReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.client import ClientAssociation
@@ -57,7 +57,6 @@ _COALESCE = 16
 class _Protocol(asyncio.Protocol):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.data_received = conn._received  # type: ignore[method-assign]  # one call less per read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports
@@ -239,13 +238,8 @@ class Connection:
         object: uuid.UUID | None = None,
     ) -> Any:
         """Send one call and await its result (as the operation's declaration shapes it)."""
-        encode, decode = op._client or op.client_codecs()
-        try:
-            stub = encode(*args)
-        except NdrError:
-            raise
-        except _ENCODE_ERRORS as e:
-            raise NdrError(f"{op.name}: cannot encode the values given: {e}") from None
+        encode, decode = op.client_codecs()
+        stub = _guard(encode, args, op.name)
         slots = self._slots
         if slots.free:
             slots.free -= 1
@@ -284,10 +278,7 @@ class Connection:
             finally:
                 self._calls.pop(cid, None)
         finally:
-            if slots._waiters:
-                slots.release()
-            else:
-                slots.free += 1
+            slots.release()
         return decode(reply, little, self.assoc.limits.ndr)
 
     # adapter ------------------------------------------------------------------------------------

@@ -54,12 +54,13 @@ class Header:
         return (self.drep[0] & 0xF0) == 0x10
 
 
-def frame_length(data: bytes | bytearray | memoryview) -> int | None:
-    """The frag_length of the PDU at the start of ``data`` (None until 10 octets are there)."""
-    if len(data) < 10:
+def frame_length(data: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
+    """The frag_length of the PDU at ``pos`` in ``data`` (None until 10 octets are there)."""
+    if len(data) - pos < 10:
         return None
-    little = (data[4] & 0xF0) == 0x10
-    return int.from_bytes(data[8:10], "little" if little else "big")
+    if data[pos + 4] & 0xF0 == 0x10:  # little-endian integers
+        return data[pos + 8] | data[pos + 9] << 8
+    return data[pos + 8] << 8 | data[pos + 9]
 
 
 def parse_header(data: bytes) -> Header:

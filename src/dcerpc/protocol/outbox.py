@@ -34,6 +34,13 @@ class Outbox(deque[bytes | Iterator[bytes | tuple[bytes, memoryview]]]):
         """Queue a run of fragments, made as they are taken."""
         self.append(fragments)
 
+    def octets(self, limit: int | None = None) -> bytes:
+        """What :meth:`take` takes, as one bytes (b"" when nothing waits)."""
+        if not self:
+            return b""
+        data = self.take(limit)
+        return data if isinstance(data, bytes) else b"".join(data)
+
     def take(self, limit: int | None = None) -> bytes | list[bytes | memoryview]:
         """Up to about ``limit`` octets (None: everything), whole fragments only, in order: one
         bytes, or a list of pieces to write one after the other (``writelines``)."""
