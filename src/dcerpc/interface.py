@@ -76,7 +76,7 @@ class Operation:
     _result_type: Any = field(default=None, repr=False)
     _single: bool = field(default=False, repr=False)
     handle_params: tuple[int, ...] = field(default=(), repr=False)  # [in] context handles, by index
-    _client: tuple[EncodeFn, Callable[[bytes, bool, Limits], Any]] | None = field(
+    _client: tuple[EncodeFn, Callable[[bytes | memoryview, bool, Limits], Any]] | None = field(
         default=None, repr=False, compare=False
     )  # client_codecs(), once made
 
@@ -137,9 +137,9 @@ class Operation:
 
     def encode_request(self, *args: Any) -> bytes:
         """The request stub for the [in] values given in order."""
-        return _guard(self._req().encode, args, self.name)
+        return bytes(_guard(self._req().encode, args, self.name))
 
-    def client_codecs(self) -> tuple[EncodeFn, Callable[[bytes, bool, Limits], Any]]:
+    def client_codecs(self) -> tuple[EncodeFn, Callable[[bytes | memoryview, bool, Limits], Any]]:
         """For a client's hot path, made once: the request encoder (``*in_values -> stub``; raises
         whatever the encoder raises for values that do not fit, not only NdrError) and the result
         decoder (``(stub, little_endian, limits) -> result`` shaped as ``decode_response`` shapes it)."""
@@ -151,7 +151,7 @@ class Operation:
             single = self._single
             shared = DecodeContext() if not uses_context(dle) else None  # never read: one for all
 
-            def decode(stub: bytes, little: bool, limits: Limits) -> Any:
+            def decode(stub: bytes | memoryview, little: bool, limits: Limits) -> Any:
                 ctx = shared or DecodeContext(limits)
                 values = (dle if little else dbe)(stub, 0, ctx)[0]
                 if single:
@@ -184,7 +184,7 @@ class Operation:
         side = self._resp()
         encode = side.encode
         if not self._single:
-            return self.encode_response
+            return self._encode_response
         # the [in] values an [out] size may refer to, by position among the [in] values
         picks = tuple(self.in_names.index(n) for n in self._context)
         if not picks:
@@ -201,6 +201,10 @@ class Operation:
             result: the return value (None, one value, or the NamedTuple of outs).
             in_values: the [in] values, for [out] sizes that refer to them (``size_is(max_ents)``).
         """
+        return bytes(self._encode_response(result, in_values))
+
+    def _encode_response(self, result: Any, in_values: tuple[Any, ...] = ()) -> bytes:
+        # as encode_response, but the stub may be the encoder's own bytearray (not copied)
         side = self._resp()
         if self._single:
             outs: tuple[Any, ...] = (result,)

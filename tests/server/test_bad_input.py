@@ -376,3 +376,49 @@ def test_response_is_fragmented_to_the_clients_size(server: ServerThread) -> Non
     assert len(frags) > 3 and frags[0].flags & PFC.FIRST_FRAG
     stub = b"".join(f.stub for f in frags)
     assert Echo.operation_named("SourceData").decode_response(stub)[0] == data
+
+
+@pytest.mark.parametrize("hint", [0, 1, 0xFFFFFFFF])
+def test_long_fragments_go_to_the_call_buffer_whatever_alloc_hint_says(
+    server: ServerThread, hint: int
+) -> None:
+    """Fragments long enough to be read straight into the call's buffer: alloc_hint is the peer's
+    word (absent, too small, absurd); the call is reassembled right and nothing is reserved past
+    the limits on its say-so."""
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    data = bytes(range(256)) * 100  # 25,600 octets in fragments of 5,000
+    stub = struct.pack("<II", len(data), len(data)) + data
+    pieces = [stub[i : i + 5000] for i in range(0, len(stub), 5000)]
+    for i, piece in enumerate(pieces):
+        flags = (PFC.FIRST_FRAG if i == 0 else 0) | (PFC.LAST_FRAG if i == len(pieces) - 1 else 0)
+        raw.send(Request(call_id=9, flags=flags, opnum=1, alloc_hint=hint, stub=piece))
+    answers = []
+    while True:
+        answer = raw.recv()
+        assert isinstance(answer, Response), answer
+        answers.append(answer.stub)
+        if answer.flags & PFC.LAST_FRAG:
+            break
+    assert b"".join(answers) == struct.pack("<I", len(data)) + data
+    still_serving(server)
+
+
+def test_endless_long_fragments_of_one_call_are_cut_off(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As above, with fragments long enough to be read straight into the call's buffer."""
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    chunk = bytes(5000)
+    raw.send(Request(call_id=2, flags=PFC.FIRST_FRAG, opnum=1, alloc_hint=0xFFFFFFFF, stub=chunk))
+    for _ in range(30):  # 150 kB offered; the limit in these tests is 64 KiB
+        try:
+            raw.send(Request(call_id=2, flags=0, opnum=1, stub=chunk))
+        except OSError:
+            break
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_FAULT_REMOTE_NO_MEMORY
+    assert raw.closed()
+    assert logged(caplog, "exceeds")
+    still_serving(server)

@@ -34,6 +34,8 @@ __all__ = ["ServerConnection"]
 
 log = logging.getLogger("dcerpc.server")
 
+_DISCARD = memoryview(bytearray(4096))  # where reads go once a connection is closing
+
 
 def _peer_credentials(transport: asyncio.Transport) -> tuple[int, int, int] | None:
     """(pid, uid, gid) of a Unix-socket peer (SO_PEERCRED); None for other transports."""
@@ -65,8 +67,9 @@ async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
             return done.value
 
 
-class ServerConnection(asyncio.Protocol):
-    """One accepted connection."""
+class ServerConnection(asyncio.BufferedProtocol):
+    """One accepted connection. Reads go where the association asks (a long call's stub straight
+    into that call's buffer)."""
 
     def __init__(self, server: Server, transport_name: str) -> None:
         self.server = server
@@ -114,11 +117,17 @@ class ServerConnection(asyncio.Protocol):
             self.credentials = _peer_credentials(self.transport)
         self._arm_idle()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
         assoc = self.assoc
         if assoc is None or self._draining:
-            return  # closing: whatever else the peer sends is discarded
-        assoc.receive_data(data)
+            return _DISCARD  # closing: whatever else the peer sends is discarded
+        return assoc.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assoc = self.assoc
+        if assoc is None or self._draining:
+            return
+        assoc.buffer_updated(nbytes)
         self._receiving = True
         try:
             self._handle_events()

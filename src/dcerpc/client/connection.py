@@ -54,7 +54,9 @@ I = TypeVar("I", bound=Interface)  # noqa: E741
 _COALESCE = 16
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(asyncio.BufferedProtocol):
+    """Reads go where the association asks (a long response's stub straight into its buffer)."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -62,8 +64,11 @@ class _Protocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports
         self.conn._transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
-        self.conn._received(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.conn.assoc.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.conn._received(nbytes)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn._lost(exc)
@@ -126,7 +131,7 @@ class Connection:
         self.assoc = ClientAssociation(limits, auth)
         self.default_timeout = default_timeout
         self._transport: asyncio.Transport | None = None
-        self._calls: dict[int, asyncio.Future[tuple[bytes, bool]]] = {}
+        self._calls: dict[int, asyncio.Future[tuple[bytes | memoryview, bool]]] = {}
         self._control: dict[int, asyncio.Future[Any]] = {}
         self._bound: dict[SyntaxId, int] = {}
         self._next_context = 0
@@ -249,7 +254,7 @@ class Connection:
             if self._closed is not None:
                 raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
             cid = self.assoc.request(context_id, op.opnum, stub, object)
-            fut: asyncio.Future[tuple[bytes, bool]] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[tuple[bytes | memoryview, bool]] = asyncio.get_running_loop().create_future()
             calls = self._calls
             calls[cid] = fut
             if len(calls) == 1 or len(self.assoc.outbox) >= _COALESCE:
@@ -305,8 +310,8 @@ class Connection:
         self._more = False
         self._flush()
 
-    def _received(self, data: bytes) -> None:
-        self.assoc.receive_data(data)
+    def _received(self, nbytes: int) -> None:
+        self.assoc.buffer_updated(nbytes)
         for ev in self.assoc.events():
             if type(ev) is ResponseReceived:
                 fut = self._calls.pop(ev.call_id, None)

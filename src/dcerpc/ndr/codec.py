@@ -36,7 +36,7 @@ class Codec(Generic[T]):
                 whose length disagrees with its size_is field, a NULL [ref] pointer).
         """
         try:
-            return (self._enc_be if big_endian else self._enc)(value)
+            return bytes((self._enc_be if big_endian else self._enc)(value))
         except NdrError:
             raise
         except (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:

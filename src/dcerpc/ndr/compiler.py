@@ -950,7 +950,8 @@ class _Decoder:
         self._align(src, ind, elem.align)
         if node.as_bytes:
             self._need(src, ind, cnt, what)
-            src(ind, f"{target} = b[p:p + {cnt}]; p += {cnt}")
+            # bytes() of a slice of bytes is that slice; of a view (a reassembled stub), its one copy
+            src(ind, f"{target} = bytes(b[p:p + {cnt}]); p += {cnt}")
         elif isinstance(elem, PrimNode) and elem.wrap is None and elem.prim.kind in ("int", "float"):
             size = elem.prim.size
             code = _ARRAY_CODE[elem.prim.fmt]
@@ -990,7 +991,7 @@ class _Decoder:
         if spec.width == 2 and self.e == ">":
             enc = "utf-16-be"
         errors = "surrogatepass" if spec.width == 2 else "strict"
-        src(ind, f"{target} = b[p:p + {size}].decode({enc!r}, {errors!r}); p += {size}")
+        src(ind, f"{target} = str(b[p:p + {size}], {enc!r}, {errors!r}); p += {size}")
         src(ind, f"if {target}[-1:] == '\\0':")
         src(ind + 1, f"{target} = {target}[:-1]")
 
@@ -1034,7 +1035,7 @@ _ENCODERS = {"<": _Encoder("<"), ">": _Encoder(">")}
 _DECODERS = {"<": _Decoder("<"), ">": _Decoder(">")}
 
 EncodeFn = Callable[..., bytes]
-DecodeFn = Callable[[bytes, int, DecodeContext], tuple[tuple[Any, ...], int]]
+DecodeFn = Callable[[bytes | memoryview, int, DecodeContext], tuple[tuple[Any, ...], int]]
 
 
 def _flat_format(params: list[tuple[str, Node]]) -> str | None:
@@ -1061,7 +1062,8 @@ def compile_params(
             array sized by an [in] parameter); they are passed after the params.
 
     Returns:
-        ``encode(*values, *context_values) -> bytes`` (little-endian), little- and big-endian
+        ``encode(*values, *context_values) -> bytes`` (little-endian; a bytearray unless the
+        values are all scalars: callers that hand it out make bytes of it), little- and big-endian
         ``decode(stub, offset, ctx) -> (values, end_offset)``, and a big-endian encoder.
     """
     names = [n for n, _ in params]
@@ -1084,7 +1086,7 @@ def compile_params(
             src(1, "out = bytearray(); c = _EC()")
             for n, node in params:
                 encoder.top(src, 1, node, f"a_{n}", env)
-            src(1, "return bytes(out)")
+            src(1, "return out")  # a bytearray: a long stub is not copied again to make bytes
             if not any(re.search(r"\bc\b", line) for line in src.lines[2:]):
                 src.lines[1] = src.lines[1].replace("; c = _EC()", "")  # nothing uses it
         encoder.ns.g["_EC"] = EncodeContext

@@ -54,9 +54,9 @@ class Header:
         return (self.drep[0] & 0xF0) == 0x10
 
 
-def frame_length(data: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
-    """The frag_length of the PDU at ``pos`` in ``data`` (None until 10 octets are there)."""
-    if len(data) - pos < 10:
+def frame_length(data: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None) -> int | None:
+    """The frag_length of the PDU at ``pos`` in ``data[:end]`` (None until 10 octets are there)."""
+    if (len(data) if end is None else end) - pos < 10:
         return None
     if data[pos + 4] & 0xF0 == 0x10:  # little-endian integers
         return data[pos + 8] | data[pos + 9] << 8

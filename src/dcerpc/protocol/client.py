@@ -13,6 +13,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..auth.base import AuthError
 from ..pdu import constants as const
@@ -49,7 +50,7 @@ from .events import (
     ResponseReceived,
     ShutdownRequested,
 )
-from .framing import Held, fragment_at
+from .framing import Inbox, fragment_at
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
@@ -60,6 +61,7 @@ REQUEST_OVERHEAD = 24
 # MS-RPCE 3.3.1.5.3: the bind-time feature negotiation syntax we offer (what Windows offers)
 _BTFN_FLAGS = const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECTION_ON_ORPHAN
 _BTFN_OFFER = SyntaxId(uuid.UUID(bytes_le=const.BTFN_PREFIX + _BTFN_FLAGS.to_bytes(8, "little")), (1, 0))
+_DIRECT_MIN: Final = 4096  # a response fragment this long is read straight into its call's buffer
 _REQUEST = struct.Struct("<BBBB4sHHIIHH")  # common header + request body header (C706 12.6.4.9)
 
 
@@ -72,9 +74,31 @@ class ClientState(enum.Enum):
 
 @dataclass(slots=True)
 class _Reply:
-    chunks: list[bytes] = field(default_factory=list)
+    """A response being reassembled."""
+
+    data: bytearray = field(default_factory=bytearray)  # the stub so far, then room for the rest
     size: int = 0
     little: bool = True
+    last: bool = False  # the fragment whose stub is arriving directly is the response's last
+
+    def room(self, n: int, hint: int, limit: int) -> bool:
+        """Room for ``n`` more octets (``hint``: the server's alloc_hint, taken at its word up to
+        ``limit``); False when the response would exceed ``limit``."""
+        need = self.size + n
+        have = len(self.data)
+        if need <= have:
+            return True
+        if need > limit:
+            return False
+        grow = min(max(need, hint, 2 * have), limit) - have
+        if not have:
+            self.data = bytearray(grow)
+            return True
+        try:
+            self.data.extend(bytes(grow))
+        except BufferError:  # a view of it is still about: grow a copy instead
+            self.data = self.data + bytes(grow)
+        return True
 
 
 class ClientAssociation:
@@ -93,7 +117,8 @@ class ClientAssociation:
         self.assoc_group_id = 0
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
-        self._held = Held()  # the start of a fragment whose end has not arrived
+        self._inbox = Inbox()  # received octets, and the start of a fragment yet to end
+        self._direct_call = 0  # the call whose response fragment's stub arrives in its own buffer
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._replies: dict[int, _Reply] = {}
@@ -264,18 +289,53 @@ class ClientAssociation:
     # received ---------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        # (the tests in front of the Held calls spare a call per read in the common case, nothing held)
-        buf = self._held.with_data(data) if self._held else data
-        pos = 0
-        end = len(buf)
+        """Process received octets (for callers that have octets rather than a transport that
+        reads into :meth:`get_buffer`)."""
+        view = memoryview(data)
+        while view and self.state is not ClientState.CLOSED:
+            n = self._inbox.push(view)
+            view = view[n:]
+            self.buffer_updated(n)
+
+    def get_buffer(self) -> memoryview:
+        """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""
+        return self._inbox.get_buffer()
+
+    def buffer_updated(self, n: int) -> None:
+        """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
+        inbox = self._inbox
+        if inbox.dest is not None:
+            if inbox.direct_done(n):
+                self._direct_fragment_done()
+            return
+        inbox.fill += n
+        buf = inbox.buf
+        pos = inbox.start
+        end = inbox.fill
+        length = HEADER_SIZE
         while self.state is not ClientState.CLOSED:
-            length = frame_length(buf, pos)
-            if length is None:
+            got = frame_length(buf, pos, end)
+            if got is None:
+                length = HEADER_SIZE
                 break
+            length = got
             if length < HEADER_SIZE:
                 self._fail(f"frag_length {length} is impossible")
                 break
             if end - pos < length:
+                if (
+                    length >= _DIRECT_MIN  # a long fragment,
+                    and end - pos >= REQUEST_OVERHEAD  # whose header is here,
+                    and buf[pos + 2] == 2  # of a response
+                    and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
+                    and buf[pos + 10] == 0  # with no verifier,
+                    and buf[pos + 11] == 0
+                    and buf[pos] == 5
+                    and buf[pos + 1] == 0
+                    and (self.auth is None or not self.auth.protects)  # where none is needed
+                    and self._direct_fragment(buf, pos, length, end)
+                ):
+                    return
                 break
             if (
                 buf[pos + 2] == 2  # a response,
@@ -304,8 +364,45 @@ class ClientAssociation:
             self._raw = fragment
             self._body_end = parsed.body_end
             handler(self, parsed.pdu, parsed.header.little_endian)
-        if pos < end or buf is self._held:
-            self._held.keep(buf, pos, self.state is not ClientState.CLOSED)
+        if self.state is ClientState.CLOSED:
+            inbox.start = inbox.fill = 0  # whatever else arrives is discarded
+        else:
+            inbox.keep(pos, length)
+
+    def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
+        """A long unprotected response fragment whose header has arrived: take its stub from here
+        on straight into the response's buffer (False: leave it to the general path)."""
+        cid = buf[pos + 12] | buf[pos + 13] << 8 | buf[pos + 14] << 16 | buf[pos + 15] << 24
+        if cid not in self.pending:
+            return False
+        flags = buf[pos + 3]
+        hint = int.from_bytes(buf[pos + 16 : pos + 20], "little")
+        n = length - REQUEST_OVERHEAD
+        reply = self._replies.get(cid)
+        if flags & PFC.FIRST_FRAG or reply is None:
+            reply = _Reply()
+        if not reply.room(n, hint, self.limits.max_call_size):
+            return False  # the general path refuses it
+        self._replies[cid] = reply
+        here = end - pos - REQUEST_OVERHEAD
+        start = reply.size
+        dest = memoryview(reply.data)
+        dest[start : start + here] = memoryview(buf)[pos + REQUEST_OVERHEAD : end]
+        reply.size = start + n
+        reply.last = bool(flags & PFC.LAST_FRAG)
+        self._direct_call = cid
+        self._inbox.direct(dest, start + here, start + n)
+        return True
+
+    def _direct_fragment_done(self) -> None:
+        """The stub of a fragment taken by :meth:`_direct_fragment` has all arrived."""
+        cid = self._direct_call
+        reply = self._replies.get(cid)
+        if reply is None or not reply.last or cid not in self.pending:
+            return
+        del self._replies[cid]
+        self.pending.discard(cid)
+        self._events.append(ResponseReceived(cid, memoryview(reply.data)[: reply.size], reply.little))
 
     def _simple_response(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
         """A one-fragment response needing no verification, taken without building a PDU. False:
@@ -464,18 +561,24 @@ class ClientAssociation:
                 self._fail(f"response signature refused: {e}")
                 return
         reply = self._replies.get(cid)
+        first_and_last = pdu.flags & (PFC.FIRST_FRAG | PFC.LAST_FRAG) == PFC.FIRST_FRAG | PFC.LAST_FRAG
+        if first_and_last and len(stub) <= self.limits.max_call_size:  # whole: its stub as it is
+            self._replies.pop(cid, None)
+            self.pending.discard(cid)
+            self._events.append(ResponseReceived(cid, stub, little))
+            return
         if pdu.flags & PFC.FIRST_FRAG or reply is None:
             reply = self._replies[cid] = _Reply(little=little)
-        reply.chunks.append(stub)
-        reply.size += len(stub)
-        if reply.size > self.limits.max_call_size:
+        n = len(stub)
+        if not reply.room(n, pdu.alloc_hint, self.limits.max_call_size):
             self._fail(f"response to call {cid} exceeds {self.limits.max_call_size} octets")
             return
+        reply.data[reply.size : reply.size + n] = stub
+        reply.size += n
         if pdu.flags & PFC.LAST_FRAG:
             del self._replies[cid]
             self.pending.discard(cid)
-            stub = reply.chunks[0] if len(reply.chunks) == 1 else b"".join(reply.chunks)
-            self._events.append(ResponseReceived(cid, stub, reply.little))
+            self._events.append(ResponseReceived(cid, memoryview(reply.data)[: reply.size], reply.little))
 
     def _on_fault(self, pdu: Pdu, little: bool) -> None:
         assert isinstance(pdu, Fault)

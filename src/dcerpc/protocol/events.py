@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import final
+from typing import TypeAlias, final
 
 from ..pdu.syntax import SyntaxId
+
+Stub: TypeAlias = bytes | memoryview
+"""A call's stub: bytes, or a view of the buffer a long call was reassembled in (no copy)."""
 
 __all__ = [
     "AlterContextAccepted",
@@ -21,6 +24,7 @@ __all__ = [
     "ProtocolViolation",
     "ResponseReceived",
     "ShutdownRequested",
+    "Stub",
 ]
 
 
@@ -74,7 +78,7 @@ class CallReceived(Event):
     interface: SyntaxId
     opnum: int
     object: uuid.UUID | None
-    stub: bytes
+    stub: Stub
     little_endian: bool
     auth_type: int = 0
     auth_level: int = 1
@@ -103,7 +107,7 @@ class ResponseReceived(Event):
     """Client side: a whole response is here."""
 
     call_id: int
-    stub: bytes
+    stub: Stub
     little_endian: bool
 
 

@@ -1,39 +1,86 @@
-"""Received octets cut into fragments where they arrived: the part both association roles share.
+"""Where received octets land, cut into fragments: the part both association roles share.
 
-A read usually holds whole fragments; they are read in place (no copy into a buffer first). Only
-the start of a fragment whose end has not arrived is held back, and the next read is appended to it.
+Shaped like asyncio's BufferedProtocol, without I/O: the adapter asks :meth:`Inbox.get_buffer`
+where the next read goes, the transport reads into it, and the association is told how many octets
+arrived. Headers and small fragments land in a scratch buffer and are read in place. The stub of a
+long unprotected call's fragment goes straight into that call's own buffer instead (``direct``), so
+a 16 MiB call is written once, by the kernel, where it will be decoded.
 
-    buf = self._held.with_data(data)
-    pos = 0
-    while <a whole fragment of ``length`` octets is at pos>:
+    inbox.fill += n                        # a read into get_buffer() of n octets
+    buf, pos = inbox.buf, inbox.start
+    while <a whole fragment of ``length`` octets is at pos (pos + length <= inbox.fill)>:
         fragment = fragment_at(buf, pos, length)   # or read its fields in place
         pos += length
-    self._held.keep(buf, pos, alive)
+    inbox.keep(pos, length)                # the start of an incomplete fragment stays
 """
 
 from __future__ import annotations
 
-__all__ = ["Held", "fragment_at"]
+__all__ = ["Inbox", "fragment_at"]
+
+_SCRATCH = 16 * 1024  # a connection's scratch to begin with; grows to its largest held fragment
+_MIN_READ = 2048  # less room than this after the held octets: move them to the front first
 
 
-class Held(bytearray):
-    """The octets of an incomplete fragment, held until the rest arrives."""
+class Inbox:
+    """A connection's receive buffer (see the module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("buf", "dest", "dest_end", "dest_pos", "fill", "start", "view")
 
-    def with_data(self, data: bytes) -> bytes | bytearray:
-        """What to read fragments from: ``data`` itself, or what is held with ``data`` after it."""
-        if self:
-            self += data
-            return self
-        return data
+    def __init__(self) -> None:
+        self.buf = bytearray(_SCRATCH)
+        self.view = memoryview(self.buf)
+        self.start = 0  # the first octet not yet taken
+        self.fill = 0  # the end of what has arrived
+        self.dest: memoryview | None = None  # a call's buffer, while a fragment's stub goes there
+        self.dest_pos = 0
+        self.dest_end = 0
 
-    def keep(self, buf: bytes | bytearray, pos: int, alive: bool) -> None:
-        """Hold what is left of ``buf`` after ``pos`` (nothing once the association is over)."""
-        if buf is self:
-            del self[:pos]
-        elif pos < len(buf) and alive:
-            self += memoryview(buf)[pos:]
+    def get_buffer(self) -> memoryview:
+        """Where the next read goes (never empty)."""
+        if self.dest is not None:
+            return self.dest[self.dest_pos : self.dest_end]
+        return self.view[self.fill :]
+
+    def direct(self, dest: memoryview, pos: int, end: int) -> None:
+        """Send the next ``end - pos`` octets to ``dest[pos:end]``, then back to the scratch."""
+        self.dest, self.dest_pos, self.dest_end = dest, pos, end
+        self.start = self.fill = 0
+
+    def direct_done(self, n: int) -> bool:
+        """``n`` octets arrived in the direct destination; True when it is full."""
+        self.dest_pos += n
+        if self.dest_pos < self.dest_end:
+            return False
+        self.dest = None
+        return True
+
+    def keep(self, pos: int, need: int) -> None:
+        """Octets before ``pos`` are taken; what follows is the start of a fragment of ``need``
+        octets (at most the negotiated fragment size, checked by the caller), kept until the
+        rest arrives, with room after it for that rest."""
+        fill = self.fill
+        if pos >= fill:
+            self.start = self.fill = 0
+            return
+        size = len(self.buf)
+        if pos + need <= size and size - fill >= _MIN_READ:
+            self.start = pos
+            return
+        held = bytes(self.view[pos:fill])  # a copy: the source and destination may overlap
+        if need + _MIN_READ > size:
+            self.buf = bytearray(max(need + _MIN_READ, 2 * size))
+            self.view = memoryview(self.buf)
+        self.buf[: len(held)] = held
+        self.start, self.fill = 0, len(held)
+
+    def push(self, data: bytes | memoryview) -> int:
+        """Copy up to ``len(data)`` octets into :meth:`get_buffer`; how many were taken (for
+        callers that have octets rather than a transport that reads into buffers)."""
+        room = self.get_buffer()
+        n = min(len(room), len(data))
+        room[:n] = memoryview(data)[:n]
+        return n
 
 
 def fragment_at(buf: bytes | bytearray, pos: int, length: int) -> bytes:

@@ -63,7 +63,7 @@ from .events import (
     Event,
     ProtocolViolation,
 )
-from .framing import Held, fragment_at
+from .framing import Inbox, fragment_at
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
@@ -74,6 +74,7 @@ __all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
 InterfaceMatcher = Callable[[SyntaxId], SyntaxId | None]
 """Given a proposed abstract syntax, the served interface it binds to (None: not served)."""
 
+_DIRECT_MIN: Final = 4096  # a request fragment this long is read straight into its call's buffer
 REQUEST_HEADER: Final = 24  # common header + alloc_hint, p_cont_id, opnum (a response's is as long)
 _RESPONSE: Final = struct.Struct("<BBBB4sHHIIHBB")  # header + response body header (C706 12.6.4.10)
 _REQUEST_BODY: Final = struct.Struct("<IIHH")  # call_id, then alloc_hint, p_cont_id, opnum (12.6.4.9)
@@ -96,8 +97,9 @@ class _Partial:
     little_endian: bool
     auth: AuthState | None = None
     drep: bytes = b"\x10\x00\x00\x00"
-    chunks: list[bytes] = field(default_factory=list)
+    data: bytearray = field(default_factory=bytearray)  # the stub so far, then room for the rest
     size: int = 0
+    last: bool = False  # the fragment whose stub is arriving directly is the call's last
 
 
 class ServerAssociation:
@@ -133,16 +135,17 @@ class ServerAssociation:
         self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
-        self._held = Held()  # the start of a fragment whose end has not arrived
+        self._inbox = Inbox()  # received octets, and the start of a fragment yet to end
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._partial: dict[int, _Partial] = {}
-        self._buffered = 0
+        self._buffered = 0  # octets reserved for calls being reassembled, all together
         self.outstanding: set[int] = set()
         self._orphaned: set[int] = set()
         self._little = True  # byte order of the fragment being handled
         self._raw = b""  # the fragment being handled, as received (signatures cover it)
         self._stub_start = 0
+        self._direct_call = 0  # the call whose fragment's stub is arriving in its own buffer
         # Counters (pdus_in, pdus_out, calls_in); a server passes one mapping for all its connections.
         self.stats: MutableMapping[str, int] = stats if stats is not None else Counter()
 
@@ -154,11 +157,30 @@ class ServerAssociation:
         return self.state is not State.CLOSED
 
     def receive_data(self, data: bytes) -> None:
-        """Buffer received octets and process every whole fragment among them."""
-        # (the tests in front of the Held calls spare a call per read in the common case, nothing held)
-        buf = self._held.with_data(data) if self._held else data
-        pos = 0
-        end = len(buf)
+        """Process received octets (for callers that have octets rather than a transport that
+        reads into :meth:`get_buffer`)."""
+        view = memoryview(data)
+        while view and self.state is not State.CLOSED:
+            n = self._inbox.push(view)
+            view = view[n:]
+            self.buffer_updated(n)
+
+    def get_buffer(self) -> memoryview:
+        """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""
+        return self._inbox.get_buffer()
+
+    def buffer_updated(self, n: int) -> None:
+        """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
+        inbox = self._inbox
+        if inbox.dest is not None:
+            if inbox.direct_done(n):
+                self._direct_fragment_done()
+            return
+        inbox.fill += n
+        buf = inbox.buf
+        pos = inbox.start
+        end = inbox.fill
+        length = HEADER_SIZE
         while self.state is not State.CLOSED and end - pos >= 2:
             if buf[pos] != 5 or buf[pos + 1] > 1:
                 # Not DCE/RPC v5 at all (an HTTP request, a scanner's probe): answer at once rather
@@ -171,9 +193,11 @@ class ServerAssociation:
                     f"unknown integer representation 0x{buf[pos + 4] >> 4:x}", buf[pos : pos + 16]
                 )
                 break
-            length = frame_length(buf, pos)
-            if length is None:
+            got = frame_length(buf, pos, end)
+            if got is None:
+                length = HEADER_SIZE
                 break
+            length = got
             drep = buf[pos + 4]
             limit = 0xFFFF if self.state is State.AWAIT_BIND else self.max_recv_frag
             if length < HEADER_SIZE or length > limit:
@@ -182,6 +206,19 @@ class ServerAssociation:
                 )
                 break
             if end - pos < length:
+                if (
+                    length >= _DIRECT_MIN  # a long fragment,
+                    and end - pos >= REQUEST_HEADER  # whose header is here,
+                    and buf[pos + 2] == 0  # of a request
+                    and not buf[pos + 3] & PFC.OBJECT_UUID
+                    and drep == 0x10  # in little-endian ASCII IEEE,
+                    and buf[pos + 10] == 0  # with no verifier,
+                    and buf[pos + 11] == 0
+                    and not self.auth  # on an unauthenticated association
+                    and self.state is State.OPEN
+                    and self._direct_fragment(buf, pos, length, end)  # and nothing else in the way
+                ):
+                    return
                 break
             self.stats["pdus_in"] += 1
             if (
@@ -199,8 +236,10 @@ class ServerAssociation:
             fragment = fragment_at(buf, pos, length)
             pos += length
             self._fragment(fragment)
-        if pos < end or buf is self._held:
-            self._held.keep(buf, pos, self.state is not State.CLOSED)
+        if self.state is State.CLOSED:
+            inbox.start = inbox.fill = 0  # whatever else arrives is discarded
+        else:
+            inbox.keep(pos, length)
 
     def _simple_request(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
         """A one-fragment request on an unauthenticated association, taken without building a PDU
@@ -590,8 +629,13 @@ class ServerAssociation:
                 if not last:
                     self._close("too many outstanding calls")
                 return
-            little = self._little
-            partial = _Partial(pdu.context_id, pdu.opnum, pdu.object, little, auth, self._raw[4:8])
+            partial = _Partial(pdu.context_id, pdu.opnum, pdu.object, self._little, auth, self._raw[4:8])
+            if last:  # the whole call in one fragment: its stub as it is
+                if len(stub) > self.limits.max_call_size:
+                    self._too_large(cid, partial)
+                else:
+                    self._complete(cid, partial, stub)
+                return
             self._partial[cid] = partial
         elif partial is None:
             self._fatal(f"fragment for call_id {cid}, which has no first fragment", cid, PType.REQUEST)
@@ -599,26 +643,98 @@ class ServerAssociation:
         elif partial.auth is not auth:
             self._deny(cid, pdu.context_id, "fragments of one call use different security contexts")
             return
-        partial.chunks.append(stub)
-        partial.size += len(stub)
-        self._buffered += len(stub)
-        if partial.size > self.limits.max_call_size or self._buffered > self.limits.max_buffered:
-            self._partial.pop(cid, None)
-            self._violation(f"call {cid} exceeds {self.limits.max_call_size} octets", cid, fatal=True)
-            self._send_fault(
-                cid, const.NCA_S_FAULT_REMOTE_NO_MEMORY, partial.context_id, did_not_execute=True
-            )
-            self._close("request too large")
+        n = len(stub)
+        if not self._reserve(cid, partial, n, pdu.alloc_hint):
             return
-        if not last:
+        partial.data[partial.size : partial.size + n] = stub
+        partial.size += n
+        if last:
+            del self._partial[cid]
+            self._buffered -= len(partial.data)
+            self._complete(cid, partial, memoryview(partial.data)[: partial.size])
+
+    def _reserve(self, cid: int, partial: _Partial, n: int, hint: int) -> bool:
+        """Make room for ``n`` more stub octets of a call (False: it was refused and the association
+        closes). ``hint`` is the peer's alloc_hint: room for that much is taken at once, so a long
+        call is written where it ends up, but only within the limits, since the peer chooses it."""
+        limits = self.limits
+        need = partial.size + n
+        have = len(partial.data)
+        if need <= have:
+            return True
+        room = min(max(need, hint, 2 * have), limits.max_call_size)
+        if need > limits.max_call_size or self._buffered + need - have > limits.max_buffered:
+            if self._partial.pop(cid, None) is not None:
+                self._buffered -= have
+            self._too_large(cid, partial)
+            return False
+        room = min(room, limits.max_buffered - self._buffered + have)
+        if not have:
+            partial.data = bytearray(room)
+        else:
+            try:
+                partial.data.extend(bytes(room - have))
+            except BufferError:  # a view of it is still about: grow a copy instead
+                partial.data = partial.data + bytes(room - have)
+        self._buffered += room - have
+        return True
+
+    def _too_large(self, cid: int, partial: _Partial) -> None:
+        self._violation(f"call {cid} exceeds {self.limits.max_call_size} octets", cid, fatal=True)
+        self._send_fault(cid, const.NCA_S_FAULT_REMOTE_NO_MEMORY, partial.context_id, did_not_execute=True)
+        self._close("request too large")
+
+    def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
+        """A long unprotected request fragment whose header has arrived: take its stub from here
+        on straight into the call's buffer (False: leave it to the general path, which finds and
+        answers whatever is wrong with it)."""
+        cid, hint, context_id, opnum = _REQUEST_BODY.unpack_from(buf, pos + 12)
+        flags = buf[pos + 3]
+        n = length - REQUEST_HEADER
+        partial = self._partial.get(cid)
+        if flags & PFC.FIRST_FRAG:
+            if (
+                partial is not None
+                or cid in self.outstanding
+                or context_id not in self.contexts
+                or len(self.outstanding) + len(self._partial) >= self.limits.max_outstanding_calls
+            ):
+                return False
+            partial = _Partial(context_id, opnum, None, True, None)
+        elif partial is None or partial.auth is not None:
+            return False
+        if partial.size + n > self.limits.max_call_size or self._buffered + n > self.limits.max_buffered:
+            return False
+        self.stats["pdus_in"] += 1
+        if flags & PFC.FIRST_FRAG:
+            self._partial[cid] = partial
+        self._reserve(cid, partial, n, hint)
+        here = end - pos - REQUEST_HEADER
+        start = partial.size
+        dest = memoryview(partial.data)
+        dest[start : start + here] = memoryview(buf)[pos + REQUEST_HEADER : end]
+        partial.size = start + n
+        partial.last = bool(flags & PFC.LAST_FRAG)
+        self._direct_call = cid
+        self._inbox.direct(dest, start + here, start + n)
+        return True
+
+    def _direct_fragment_done(self) -> None:
+        """The stub of a fragment taken by :meth:`_direct_fragment` has all arrived."""
+        cid = self._direct_call
+        partial = self._partial.get(cid)
+        if partial is None or not partial.last or self.state is State.CLOSED:
             return
         del self._partial[cid]
-        self._buffered -= partial.size
+        self._buffered -= len(partial.data)
+        self._complete(cid, partial, memoryview(partial.data)[: partial.size])
+
+    def _complete(self, cid: int, partial: _Partial, stub: bytes | memoryview) -> None:
+        """A request's last fragment has arrived: check its verification trailer, then the call."""
         self.outstanding.add(cid)
         if partial.auth is not None:
             self._call_auth[cid] = partial.auth
         self.stats["calls_in"] += 1
-        stub = partial.chunks[0] if len(partial.chunks) == 1 else b"".join(partial.chunks)
         if partial.auth is not None and partial.auth.protects:
             stub, trailer = verification.split(stub, partial.little_endian)
             if trailer is not None:
@@ -734,7 +850,7 @@ class ServerAssociation:
         cid = pdu.call_id
         partial = self._partial.pop(cid, None)
         if partial is not None:
-            self._buffered -= partial.size
+            self._buffered -= len(partial.data)
             return
         if cid in self.outstanding:
             self._orphaned.add(cid)

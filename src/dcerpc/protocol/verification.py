@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..pdu.syntax import SyntaxId
+from .events import Stub
 
 __all__ = ["MAGIC", "Trailer", "build", "split"]
 
@@ -117,15 +118,15 @@ def _parse(data: bytes, at: int, little: bool) -> Trailer | None:
     return Trailer(unknown_required=tuple(unknown), **fields)  # type: ignore[arg-type]
 
 
-def split(stub: bytes, little: bool = True) -> tuple[bytes, Trailer | None]:
+def split(stub: Stub, little: bool = True) -> tuple[Stub, Trailer | None]:
     """The stub without its verification trailer, and the trailer (None when there is none)."""
-    end = len(stub)
-    lowest = max(0, end - _MAX_TRAILER)
-    at = stub.rfind(MAGIC, lowest)
+    lowest = max(0, len(stub) - _MAX_TRAILER)
+    tail = bytes(stub[lowest:])  # the trailer ends the stub: only this much is searched
+    at = tail.rfind(MAGIC)
     while at >= 0:
-        if at % 4 == 0:
-            trailer = _parse(stub, at, little)
+        if (lowest + at) % 4 == 0:
+            trailer = _parse(tail, at, little)
             if trailer is not None:
-                return stub[:at], trailer
-        at = stub.rfind(MAGIC, lowest, at + len(MAGIC) - 1)
+                return stub[: lowest + at], trailer
+        at = tail.rfind(MAGIC, 0, at + len(MAGIC) - 1)
     return stub, None
