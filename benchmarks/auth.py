@@ -28,13 +28,16 @@ from common import free_port, use_uvloop
 import dcerpc
 from dcerpc.auth import NTLM
 from dcerpc.rpcecho import Echo
+from dcerpc.tuning import keep_large_buffers
 
 USERS = "BENCH:alice:wonderland\n"
 CREDS = NTLM("BENCH", "alice", "wonderland")
 
 
-def serve(port: int, users: str, ready: Any, uvloop: bool) -> None:
+def serve(port: int, users: str, ready: Any, uvloop: bool, keep: bool = True) -> None:
     """Child process: rpcecho accepting NTLM and anonymous callers."""
+    if keep:
+        keep_large_buffers()
     use_uvloop(uvloop)
     from dcerpc.auth import NtlmProvider
     from dcerpc.protocol.limits import Limits
@@ -81,8 +84,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--mib", type=int, default=16)
     ap.add_argument("--uvloop", action="store_true")
+    ap.add_argument(
+        "--release-buffers", action="store_true", help="leave malloc as it is (see dcerpc.tuning)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    keep = not args.release_buffers
+    if keep:
+        keep_large_buffers()
     loop_name = use_uvloop(args.uvloop)
     with tempfile.TemporaryDirectory() as tmp:
         users = Path(tmp) / "users"
@@ -90,7 +99,7 @@ def main() -> None:
         port = free_port()
         ready = multiprocessing.Event()
         child = multiprocessing.Process(
-            target=serve, args=(port, str(users), ready, args.uvloop), daemon=True
+            target=serve, args=(port, str(users), ready, args.uvloop, keep), daemon=True
         )
         child.start()
         ready.wait(30)

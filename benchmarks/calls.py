@@ -28,6 +28,8 @@ from typing import Any
 
 from common import arate, free_port, rate, use_uvloop
 
+from dcerpc.tuning import keep_large_buffers
+
 ADD_ONE = "/bench.Echo/AddOne"
 ECHO = "/bench.Echo/Echo"
 GRPC_MAX = 64 << 20
@@ -235,10 +237,16 @@ def bench_pyro(port: int, seconds: float, mib: int) -> dict[str, float]:
 # the run ------------------------------------------------------------------------------------------
 
 
-def _start(ctx: Any, target: Callable[..., None], *args: Any) -> tuple[Any, int]:
+def _child(keep: bool, target: Callable[..., None], *args: Any) -> None:
+    if keep:
+        keep_large_buffers()
+    target(*args)
+
+
+def _start(ctx: Any, keep: bool, target: Callable[..., None], *args: Any) -> tuple[Any, int]:
     port = free_port()
     ready = ctx.Event()
-    proc = ctx.Process(target=target, args=(port, ready, *args), daemon=True)
+    proc = ctx.Process(target=_child, args=(keep, target, port, ready, *args), daemon=True)
     proc.start()
     if not ready.wait(60):
         raise RuntimeError(f"{target.__name__} did not start")
@@ -252,18 +260,27 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--mib", type=int, default=16)
     parser.add_argument("--no-uvloop", action="store_true", help="asyncio's own loop for dcerpc and raw")
+    parser.add_argument(
+        "--release-buffers",
+        action="store_true",
+        help="leave malloc as it is (default: every process, peers' included, keeps large freed "
+        "buffers for reuse, as the dcerpc command's servers do; see dcerpc.tuning)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    keep = not args.release_buffers
+    if keep:
+        keep_large_buffers()
     loop = use_uvloop(not args.no_uvloop)
     uv = loop == "uvloop"
     ctx = multiprocessing.get_context("spawn")
     results: dict[str, dict[str, float] | None] = {}
     children = []
     try:
-        proc, port = _start(ctx, serve_dcerpc, uv)
+        proc, port = _start(ctx, keep, serve_dcerpc, uv)
         children.append(proc)
         results["dcerpc"] = asyncio.run(bench_dcerpc(port, args.seconds, args.mib))
-        proc, port = _start(ctx, serve_raw, uv)
+        proc, port = _start(ctx, keep, serve_raw, uv)
         children.append(proc)
         results["raw floor"] = asyncio.run(bench_raw(port, args.seconds, args.mib))
         try:
@@ -271,7 +288,7 @@ def main() -> int:
         except ImportError:
             results["grpcio (sync)"] = results["grpc.aio"] = None
         else:
-            proc, port = _start(ctx, serve_grpc)
+            proc, port = _start(ctx, keep, serve_grpc)
             children.append(proc)
             results["grpcio (sync)"] = bench_grpc_sync(port, args.seconds, args.mib)
             results["grpc.aio"] = asyncio.run(bench_grpc_aio(port, args.seconds))
@@ -280,7 +297,7 @@ def main() -> int:
         except ImportError:
             results["Pyro5"] = None
         else:
-            proc, port = _start(ctx, serve_pyro)
+            proc, port = _start(ctx, keep, serve_pyro)
             children.append(proc)
             results["Pyro5"] = bench_pyro(port, args.seconds, args.mib)
     finally:
@@ -307,6 +324,7 @@ def main() -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"calls benchmark: dcerpc and raw floor on {loop}, {args.seconds:.0f} s per figure")
+    print("malloc: " + ("large freed buffers kept in every process" if keep else "as it is"))
     print(f"{'implementation':<16}{'1 in flight/s':>15}{'64 in flight/s':>16}{f'{args.mib} MiB MiB/s':>16}")
     for name, r in results.items():
         if r is None:

@@ -36,6 +36,7 @@ from ..mgmt.idl import Mgmt
 from ..ndr import ContextHandle
 from ..server.ports import PortAllocator
 from ..server.server import Server
+from ..tuning import keep_large_buffers
 from .config import Settings, load
 
 console = Console()
@@ -51,6 +52,7 @@ def _setup(level: str) -> None:
         stream=sys.stderr,
     )
     Server.use_uvloop()
+    keep_large_buffers()  # large calls reuse freed buffers instead of faulting fresh pages in
 
 
 def _host_options(f: Any) -> Any:
