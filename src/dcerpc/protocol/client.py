@@ -117,7 +117,8 @@ class ClientAssociation:
         self.assoc_group_id = 0
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
-        self._inbox = Inbox()  # received octets, and the start of a fragment yet to end
+        self.inbox = Inbox()  # received octets, and the start of a fragment yet to end (adapters
+        # may ask it where a read goes directly)
         self._direct_call = 0  # the call whose response fragment's stub arrives in its own buffer
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
@@ -293,17 +294,17 @@ class ClientAssociation:
         reads into :meth:`get_buffer`)."""
         view = memoryview(data)
         while view and self.state is not ClientState.CLOSED:
-            n = self._inbox.push(view)
+            n = self.inbox.push(view)
             view = view[n:]
             self.buffer_updated(n)
 
     def get_buffer(self) -> memoryview:
         """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""
-        return self._inbox.get_buffer()
+        return self.inbox.get_buffer()
 
     def buffer_updated(self, n: int) -> None:
         """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
-        inbox = self._inbox
+        inbox = self.inbox
         if inbox.dest is not None:
             if inbox.direct_done(n):
                 self._direct_fragment_done()
@@ -391,7 +392,7 @@ class ClientAssociation:
         reply.size = start + n
         reply.last = bool(flags & PFC.LAST_FRAG)
         self._direct_call = cid
-        self._inbox.direct(dest, start + here, start + n)
+        self.inbox.direct(dest, start + here, start + n)
         return True
 
     def _direct_fragment_done(self) -> None:

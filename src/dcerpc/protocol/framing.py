@@ -40,7 +40,7 @@ class Inbox:
         """Where the next read goes (never empty)."""
         if self.dest is not None:
             return self.dest[self.dest_pos : self.dest_end]
-        return self.view[self.fill :]
+        return self.view[self.fill :] if self.fill else self.view
 
     def direct(self, dest: memoryview, pos: int, end: int) -> None:
         """Send the next ``end - pos`` octets to ``dest[pos:end]``, then back to the scratch."""

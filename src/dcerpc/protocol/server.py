@@ -135,7 +135,8 @@ class ServerAssociation:
         self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
-        self._inbox = Inbox()  # received octets, and the start of a fragment yet to end
+        self.inbox = Inbox()  # received octets, and the start of a fragment yet to end (adapters
+        # may ask it where a read goes directly)
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._partial: dict[int, _Partial] = {}
@@ -161,17 +162,17 @@ class ServerAssociation:
         reads into :meth:`get_buffer`)."""
         view = memoryview(data)
         while view and self.state is not State.CLOSED:
-            n = self._inbox.push(view)
+            n = self.inbox.push(view)
             view = view[n:]
             self.buffer_updated(n)
 
     def get_buffer(self) -> memoryview:
         """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""
-        return self._inbox.get_buffer()
+        return self.inbox.get_buffer()
 
     def buffer_updated(self, n: int) -> None:
         """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
-        inbox = self._inbox
+        inbox = self.inbox
         if inbox.dest is not None:
             if inbox.direct_done(n):
                 self._direct_fragment_done()
@@ -716,7 +717,7 @@ class ServerAssociation:
         partial.size = start + n
         partial.last = bool(flags & PFC.LAST_FRAG)
         self._direct_call = cid
-        self._inbox.direct(dest, start + here, start + n)
+        self.inbox.direct(dest, start + here, start + n)
         return True
 
     def _direct_fragment_done(self) -> None:
