@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dcerpc.pdu import Request
+from dcerpc.pdu.constants import PFC
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.protocol.events import BindAccepted, CallReceived, ResponseReceived
+from dcerpc.protocol.framing import HINT_TRUST
 from dcerpc.protocol.groups import GroupTable
 from dcerpc.protocol.server import ServerAssociation
 from dcerpc.rpcecho import Echo
@@ -67,3 +71,22 @@ def test_long_calls_reassemble_whatever_the_reads(sizes: list[int], lengths: lis
     got = {e.call_id: bytes(e.stub) for e in client.events() if isinstance(e, ResponseReceived)}
     assert got == answers
     assert client.alive and server.alive
+
+
+@pytest.mark.parametrize("hint", [0, 5000, 200_000, 0xFFFFFFFF])
+def test_alloc_hint_is_trusted_only_so_far(hint: int) -> None:
+    """A call's buffer is memory held at once: one fragment claiming 4 GiB must not make the
+    server hold more than a bounded multiple of what arrived (framing.HINT_TRUST)."""
+    _, server = _bound()
+    stub = _stub(5000, 1)
+    first = Request(call_id=7, flags=PFC.FIRST_FRAG, context_id=0, opnum=1, alloc_hint=hint, stub=stub)
+    server.receive_data(first.encode())
+    assert server.alive
+    assert 5000 <= server.buffered <= HINT_TRUST * 5000
+    if 5000 <= hint <= HINT_TRUST * 5000:
+        assert server.buffered == hint  # an honest hint, within trust: the whole call's room at once
+    rest = Request(call_id=7, flags=PFC.LAST_FRAG, context_id=0, opnum=1, stub=stub)
+    server.receive_data(rest.encode())
+    calls = [e for e in server.events() if isinstance(e, CallReceived)]
+    assert len(calls) == 1 and bytes(calls[0].stub) == stub + stub
+    assert server.buffered == 0

@@ -50,7 +50,7 @@ from .events import (
     ResponseReceived,
     ShutdownRequested,
 )
-from .framing import Inbox, fragment_at
+from .framing import Inbox, fragment_at, grown, room_for
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
@@ -82,22 +82,17 @@ class _Reply:
     last: bool = False  # the fragment whose stub is arriving directly is the response's last
 
     def room(self, n: int, hint: int, limit: int) -> bool:
-        """Room for ``n`` more octets (``hint``: the server's alloc_hint, taken at its word up to
-        ``limit``); False when the response would exceed ``limit``."""
+        """Room for ``n`` more octets (``hint``: the server's alloc_hint, as far as
+        framing.room_for trusts it); False when the response would exceed ``limit``."""
         need = self.size + n
         have = len(self.data)
         if need <= have:
             return True
         if need > limit:
             return False
-        grow = min(max(need, hint, 2 * have), limit) - have
-        if not have:
-            self.data = bytearray(grow)
-            return True
-        try:
-            self.data.extend(bytes(grow))
-        except BufferError:  # a view of it is still about: grow a copy instead
-            self.data = self.data + bytes(grow)
+        self.data = grown(
+            self.data, self.size, room_for(need, have, self.size + hint, limit)
+        )  # hint: what remains
         return True
 
 

@@ -16,7 +16,7 @@ a 16 MiB call is written once, by the kernel, where it will be decoded.
 
 from __future__ import annotations
 
-__all__ = ["Inbox", "fragment_at"]
+__all__ = ["HINT_TRUST", "Inbox", "fragment_at", "grown", "room_for"]
 
 _SCRATCH = 16 * 1024  # a connection's scratch to begin with; grows to its largest held fragment
 _MIN_READ = 2048  # less room than this after the held octets: move them to the front first
@@ -81,6 +81,29 @@ class Inbox:
         n = min(len(room), len(data))
         room[:n] = memoryview(data)[:n]
         return n
+
+
+HINT_TRUST = 32
+"""alloc_hint is taken at its word up to this many times the octets that have arrived. A call's
+buffer is committed memory as soon as it is made (zeroed), so trusting the hint outright would let
+a peer that sends one 4 KiB fragment claiming 32 MiB make us hold 32 MiB per call and connection;
+this bounds that amplification (max_buffered still bounds the total), while an honest long call
+gets its whole buffer after a few fragments (16 MiB in 64 KiB fragments: 2 MiB, then 16 MiB)."""
+
+
+def room_for(need: int, have: int, hint: int, limit: int) -> int:
+    """The size to give a call's buffer that holds ``have`` octets of room and must now hold
+    ``need`` (> have): at least double, the peer's ``hint`` as far as it is trusted, never more
+    than ``limit``."""
+    return min(max(need, 2 * have, min(hint, HINT_TRUST * need)), limit)
+
+
+def grown(data: bytearray, used: int, size: int) -> bytearray:
+    """A call's buffer of ``size`` octets holding the first ``used`` of ``data`` (a new one: growing
+    in place would zero the new part twice over, and fails while a view of it is about)."""
+    new = bytearray(size)
+    new[:used] = memoryview(data)[:used]
+    return new
 
 
 def fragment_at(buf: bytes | bytearray, pos: int, length: int) -> bytes:

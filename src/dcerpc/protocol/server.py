@@ -63,7 +63,7 @@ from .events import (
     Event,
     ProtocolViolation,
 )
-from .framing import Inbox, fragment_at
+from .framing import Inbox, fragment_at, grown, room_for
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
@@ -151,6 +151,11 @@ class ServerAssociation:
         self.stats: MutableMapping[str, int] = stats if stats is not None else Counter()
 
     # --- adapter interface ---------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Octets held for calls still being reassembled (their buffers' room, all together)."""
+        return self._buffered
 
     @property
     def alive(self) -> bool:
@@ -656,27 +661,21 @@ class ServerAssociation:
 
     def _reserve(self, cid: int, partial: _Partial, n: int, hint: int) -> bool:
         """Make room for ``n`` more stub octets of a call (False: it was refused and the association
-        closes). ``hint`` is the peer's alloc_hint: room for that much is taken at once, so a long
-        call is written where it ends up, but only within the limits, since the peer chooses it."""
+        closes). ``hint`` is the peer's alloc_hint: a long call gets room for all of it early
+        (within what framing.room_for trusts and the limits allow), so it is seldom moved."""
         limits = self.limits
         need = partial.size + n
         have = len(partial.data)
         if need <= have:
             return True
-        room = min(max(need, hint, 2 * have), limits.max_call_size)
+        room = room_for(need, have, partial.size + hint, limits.max_call_size)  # hint: what remains
         if need > limits.max_call_size or self._buffered + need - have > limits.max_buffered:
             if self._partial.pop(cid, None) is not None:
                 self._buffered -= have
             self._too_large(cid, partial)
             return False
         room = min(room, limits.max_buffered - self._buffered + have)
-        if not have:
-            partial.data = bytearray(room)
-        else:
-            try:
-                partial.data.extend(bytes(room - have))
-            except BufferError:  # a view of it is still about: grow a copy instead
-                partial.data = partial.data + bytes(room - have)
+        partial.data = grown(partial.data, partial.size, room)
         self._buffered += room - have
         return True
 
