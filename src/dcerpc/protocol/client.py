@@ -50,7 +50,7 @@ from .events import (
     ResponseReceived,
     ShutdownRequested,
 )
-from .framing import Inbox, fragment_at, grown, room_for
+from .framing import Inbox, Receiver, fragment_at, grown, room_for
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
@@ -96,7 +96,7 @@ class _Reply:
         return True
 
 
-class ClientAssociation:
+class ClientAssociation(Receiver):
     """One connection's association, client role."""
 
     def __init__(self, limits: Limits | None = None, auth: AuthState | None = None) -> None:
@@ -284,30 +284,7 @@ class ClientAssociation:
 
     # received ---------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Process received octets (for callers that have octets rather than a transport that
-        reads into :meth:`get_buffer`)."""
-        view = memoryview(data)
-        while view and self.state is not ClientState.CLOSED:
-            n = self.inbox.push(view)
-            view = view[n:]
-            self.buffer_updated(n)
-
-    def get_buffer(self) -> memoryview:
-        """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""
-        return self.inbox.get_buffer()
-
-    def buffer_updated(self, n: int) -> None:
-        """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
-        inbox = self.inbox
-        if inbox.dest is not None:
-            if inbox.direct_done(n):
-                self._direct_fragment_done()
-            return
-        inbox.fill += n
-        buf = inbox.buf
-        pos = inbox.start
-        end = inbox.fill
+    def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         length = HEADER_SIZE
         while self.state is not ClientState.CLOSED:
             got = frame_length(buf, pos, end)
@@ -331,7 +308,7 @@ class ClientAssociation:
                     and (self.auth is None or not self.auth.protects)  # where none is needed
                     and self._direct_fragment(buf, pos, length, end)
                 ):
-                    return
+                    return None
                 break
             if (
                 buf[pos + 2] == 2  # a response,
@@ -360,10 +337,7 @@ class ClientAssociation:
             self._raw = fragment
             self._body_end = parsed.body_end
             handler(self, parsed.pdu, parsed.header.little_endian)
-        if self.state is ClientState.CLOSED:
-            inbox.start = inbox.fill = 0  # whatever else arrives is discarded
-        else:
-            inbox.keep(pos, length)
+        return pos, length
 
     def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
         """A long unprotected response fragment whose header has arrived: take its stub from here
@@ -380,14 +354,10 @@ class ClientAssociation:
         if not reply.room(n, hint, self.limits.max_call_size):
             return False  # the general path refuses it
         self._replies[cid] = reply
-        here = end - pos - REQUEST_OVERHEAD
-        start = reply.size
-        dest = memoryview(reply.data)
-        dest[start : start + here] = memoryview(buf)[pos + REQUEST_OVERHEAD : end]
-        reply.size = start + n
+        self.inbox.direct_into(reply.data, reply.size, buf, pos + REQUEST_OVERHEAD, end, n)
+        reply.size += n
         reply.last = bool(flags & PFC.LAST_FRAG)
         self._direct_call = cid
-        self.inbox.direct(dest, start + here, start + n)
         return True
 
     def _direct_fragment_done(self) -> None:

@@ -16,7 +16,7 @@ a 16 MiB call is written once, by the kernel, where it will be decoded.
 
 from __future__ import annotations
 
-__all__ = ["HINT_TRUST", "Inbox", "fragment_at", "grown", "room_for"]
+__all__ = ["HINT_TRUST", "Inbox", "Receiver", "fragment_at", "grown", "room_for"]
 
 _SCRATCH = 16 * 1024  # a connection's scratch to begin with; grows to its largest held fragment
 _MIN_READ = 2048  # less room than this after the held octets: move them to the front first
@@ -46,6 +46,16 @@ class Inbox:
         """Send the next ``end - pos`` octets to ``dest[pos:end]``, then back to the scratch."""
         self.dest, self.dest_pos, self.dest_end = dest, pos, end
         self.start = self.fill = 0
+
+    def direct_into(
+        self, data: bytearray, start: int, buf: bytearray, stub_at: int, end: int, n: int
+    ) -> None:
+        """A fragment whose ``n`` stub octets begin at ``buf[stub_at]`` and go to ``data[start:]``:
+        what has arrived (up to ``end``) is copied there, the rest will be read there."""
+        dest = memoryview(data)
+        here = end - stub_at
+        dest[start : start + here] = memoryview(buf)[stub_at:end]
+        self.direct(dest, start + here, start + n)
 
     def direct_done(self, n: int) -> bool:
         """``n`` octets arrived in the direct destination; True when it is full."""
@@ -81,6 +91,55 @@ class Inbox:
         n = min(len(room), len(data))
         room[:n] = memoryview(data)[:n]
         return n
+
+
+class Receiver:
+    """What both association roles do with reads: where they go, and the fragments in them.
+
+    Subclasses say whether they are :attr:`alive`, cut the scratch into fragments
+    (:meth:`_fragments`) and finish a fragment whose stub was read directly
+    (:meth:`_direct_fragment_done`)."""
+
+    inbox: Inbox
+
+    @property
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def receive_data(self, data: bytes) -> None:
+        """Process received octets (for callers that have octets rather than a transport that
+        reads into :meth:`get_buffer`)."""
+        view = memoryview(data)
+        while view and self.alive:
+            n = self.inbox.push(view)
+            view = view[n:]
+            self.buffer_updated(n)
+
+    def get_buffer(self) -> memoryview:
+        """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""
+        return self.inbox.get_buffer()
+
+    def buffer_updated(self, n: int) -> None:
+        """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
+        inbox = self.inbox
+        if inbox.dest is not None:
+            if inbox.direct_done(n):
+                self._direct_fragment_done()
+            return
+        inbox.fill += n
+        rest = self._fragments(inbox.buf, inbox.start, inbox.fill)
+        if not self.alive:
+            inbox.start = inbox.fill = 0  # whatever else arrives is discarded
+        elif rest is not None:
+            inbox.keep(*rest)
+
+    def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
+        """Handle the whole fragments in ``buf[pos:end]``; where the rest starts and the length of
+        the fragment it begins (None: that fragment's stub now goes to its call's buffer)."""
+        raise NotImplementedError
+
+    def _direct_fragment_done(self) -> None:
+        raise NotImplementedError
 
 
 HINT_TRUST = 32

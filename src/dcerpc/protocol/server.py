@@ -63,7 +63,7 @@ from .events import (
     Event,
     ProtocolViolation,
 )
-from .framing import Inbox, fragment_at, grown, room_for
+from .framing import Inbox, Receiver, fragment_at, grown, room_for
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Outbox
@@ -102,7 +102,7 @@ class _Partial:
     last: bool = False  # the fragment whose stub is arriving directly is the call's last
 
 
-class ServerAssociation:
+class ServerAssociation(Receiver):
     """One connection's association, server role.
 
     Args:
@@ -162,30 +162,7 @@ class ServerAssociation:
         """False once the association has closed (or decided to)."""
         return self.state is not State.CLOSED
 
-    def receive_data(self, data: bytes) -> None:
-        """Process received octets (for callers that have octets rather than a transport that
-        reads into :meth:`get_buffer`)."""
-        view = memoryview(data)
-        while view and self.state is not State.CLOSED:
-            n = self.inbox.push(view)
-            view = view[n:]
-            self.buffer_updated(n)
-
-    def get_buffer(self) -> memoryview:
-        """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""
-        return self.inbox.get_buffer()
-
-    def buffer_updated(self, n: int) -> None:
-        """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
-        inbox = self.inbox
-        if inbox.dest is not None:
-            if inbox.direct_done(n):
-                self._direct_fragment_done()
-            return
-        inbox.fill += n
-        buf = inbox.buf
-        pos = inbox.start
-        end = inbox.fill
+    def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         length = HEADER_SIZE
         while self.state is not State.CLOSED and end - pos >= 2:
             if buf[pos] != 5 or buf[pos + 1] > 1:
@@ -224,7 +201,7 @@ class ServerAssociation:
                     and self.state is State.OPEN
                     and self._direct_fragment(buf, pos, length, end)  # and nothing else in the way
                 ):
-                    return
+                    return None
                 break
             self.stats["pdus_in"] += 1
             if (
@@ -242,10 +219,7 @@ class ServerAssociation:
             fragment = fragment_at(buf, pos, length)
             pos += length
             self._fragment(fragment)
-        if self.state is State.CLOSED:
-            inbox.start = inbox.fill = 0  # whatever else arrives is discarded
-        else:
-            inbox.keep(pos, length)
+        return pos, length
 
     def _simple_request(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
         """A one-fragment request on an unauthenticated association, taken without building a PDU
@@ -709,14 +683,10 @@ class ServerAssociation:
         if flags & PFC.FIRST_FRAG:
             self._partial[cid] = partial
         self._reserve(cid, partial, n, hint)
-        here = end - pos - REQUEST_HEADER
-        start = partial.size
-        dest = memoryview(partial.data)
-        dest[start : start + here] = memoryview(buf)[pos + REQUEST_HEADER : end]
-        partial.size = start + n
+        self.inbox.direct_into(partial.data, partial.size, buf, pos + REQUEST_HEADER, end, n)
+        partial.size += n
         partial.last = bool(flags & PFC.LAST_FRAG)
         self._direct_call = cid
-        self.inbox.direct(dest, start + here, start + n)
         return True
 
     def _direct_fragment_done(self) -> None:
