@@ -22,7 +22,6 @@ from .._errors import NdrError
 from ..ndr.compiler import DecodeContext
 from ..pdu import constants as const
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
-from ..protocol.framing import Inbox
 from ..protocol.outbox import FLUSH_BUDGET
 from ..protocol.server import ServerAssociation
 from ..server.context import CallContext, _current
@@ -77,7 +76,6 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.transport_name = transport_name
         self.transport: asyncio.Transport | None = None
         self.assoc: ServerAssociation | None = None
-        self._inbox: Inbox | None = None  # the association's, where reads go
         self.peer: Any = None
         self.local: Any = None
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -115,19 +113,15 @@ class ServerConnection(asyncio.BufferedProtocol):
             self.server.security,
             self.server.stats,
         )
-        self._inbox = self.assoc.inbox
         if self.transport_name == "ncalrpc":  # asking a TCP transport for its socket costs a wrapper
             self.credentials = _peer_credentials(self.transport)
         self._arm_idle()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # (the association's Inbox.get_buffer, inlined: it is asked before every read)
-        inbox = self._inbox
-        if inbox is None or self._draining:
+        assoc = self.assoc
+        if assoc is None or self._draining:
             return _DISCARD  # closing: whatever else the peer sends is discarded
-        if inbox.dest is not None:
-            return inbox.dest[inbox.dest_pos : inbox.dest_end]
-        return inbox.view[inbox.fill :] if inbox.fill else inbox.view
+        return assoc.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         assoc = self.assoc

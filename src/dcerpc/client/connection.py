@@ -65,11 +65,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.conn._transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # (the association's Inbox.get_buffer, inlined: it is asked before every read)
-        inbox = self.conn.assoc.inbox
-        if inbox.dest is not None:
-            return inbox.dest[inbox.dest_pos : inbox.dest_end]
-        return inbox.view[inbox.fill :] if inbox.fill else inbox.view
+        return self.conn.assoc.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         self.conn._received(nbytes)

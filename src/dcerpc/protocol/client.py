@@ -90,9 +90,8 @@ class _Reply:
             return True
         if need > limit:
             return False
-        self.data = grown(
-            self.data, self.size, room_for(need, have, self.size + hint, limit)
-        )  # hint: what remains
+        # the hint counts what remains from the fragment it came in
+        self.data = grown(self.data, self.size, room_for(need, have, self.size + hint, limit))
         return True
 
 
@@ -112,8 +111,7 @@ class ClientAssociation(Receiver):
         self.assoc_group_id = 0
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
-        self.inbox = Inbox()  # received octets, and the start of a fragment yet to end (adapters
-        # may ask it where a read goes directly)
+        self.inbox = Inbox()  # received octets, and the start of a fragment yet to end
         self._direct_call = 0  # the call whose response fragment's stub arrives in its own buffer
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
@@ -295,32 +293,27 @@ class ClientAssociation(Receiver):
             if length < HEADER_SIZE:
                 self._fail(f"frag_length {length} is impossible")
                 break
-            if end - pos < length:
-                if (
-                    length >= _DIRECT_MIN  # a long fragment,
-                    and end - pos >= REQUEST_OVERHEAD  # whose header is here,
-                    and buf[pos + 2] == 2  # of a response
-                    and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
-                    and buf[pos + 10] == 0  # with no verifier,
-                    and buf[pos + 11] == 0
-                    and buf[pos] == 5
-                    and buf[pos + 1] == 0
-                    and (self.auth is None or not self.auth.protects)  # where none is needed
-                    and self._direct_fragment(buf, pos, length, end)
-                ):
-                    return None
-                break
-            if (
-                buf[pos + 2] == 2  # a response,
-                and buf[pos + 3] == 3  # in one fragment,
-                and buf[pos + 4] == 0x10  # little-endian ASCII IEEE,
+            whole = end - pos >= length
+            plain = (
+                # a header as long as a response's, and here (past ``end`` the scratch holds old octets)
+                min(length, end - pos) >= REQUEST_OVERHEAD
+                and buf[pos + 2] == 2  # a response
+                and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
                 and buf[pos + 10] == 0  # with no verifier,
                 and buf[pos + 11] == 0
                 and buf[pos] == 5
                 and buf[pos + 1] == 0
                 and (self.auth is None or not self.auth.protects)  # where none is needed
-                and self._simple_response(buf, pos, length)
-            ):
+            )
+            if not whole:
+                if (
+                    length >= _DIRECT_MIN  # a long fragment
+                    and plain
+                    and self._direct_fragment(buf, pos, length, end)
+                ):
+                    return None
+                break
+            if plain and buf[pos + 3] == 3 and self._simple_response(buf, pos, length):  # one fragment
                 pos += length
                 continue
             fragment = fragment_at(buf, pos, length)
@@ -364,8 +357,11 @@ class ClientAssociation(Receiver):
         """The stub of a fragment taken by :meth:`_direct_fragment` has all arrived."""
         cid = self._direct_call
         reply = self._replies.get(cid)
-        if reply is None or not reply.last or cid not in self.pending:
-            return
+        if reply is not None and reply.last and cid in self.pending:
+            self._reassembled(cid, reply)
+
+    def _reassembled(self, cid: int, reply: _Reply) -> None:
+        """The last fragment of a response of several has arrived: its buffer becomes the stub."""
         del self._replies[cid]
         self.pending.discard(cid)
         self._events.append(ResponseReceived(cid, memoryview(reply.data)[: reply.size], reply.little))
@@ -542,9 +538,7 @@ class ClientAssociation(Receiver):
         reply.data[reply.size : reply.size + n] = stub
         reply.size += n
         if pdu.flags & PFC.LAST_FRAG:
-            del self._replies[cid]
-            self.pending.discard(cid)
-            self._events.append(ResponseReceived(cid, memoryview(reply.data)[: reply.size], reply.little))
+            self._reassembled(cid, reply)
 
     def _on_fault(self, pdu: Pdu, little: bool) -> None:
         assert isinstance(pdu, Fault)

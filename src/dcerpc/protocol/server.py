@@ -135,8 +135,7 @@ class ServerAssociation(Receiver):
         self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind
         self.max_xmit_frag = MIN_FRAGMENT  # what we may send
         self.max_recv_frag = self.limits.max_fragment  # what we accept
-        self.inbox = Inbox()  # received octets, and the start of a fragment yet to end (adapters
-        # may ask it where a read goes directly)
+        self.inbox = Inbox()  # received octets, and the start of a fragment yet to end
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._partial: dict[int, _Partial] = {}
@@ -181,37 +180,36 @@ class ServerAssociation(Receiver):
                 length = HEADER_SIZE
                 break
             length = got
-            drep = buf[pos + 4]
             limit = 0xFFFF if self.state is State.AWAIT_BIND else self.max_recv_frag
             if length < HEADER_SIZE or length > limit:
                 self._fatal_raw(
                     f"frag_length {length} is outside {HEADER_SIZE}..{limit}", buf[pos : pos + 16]
                 )
                 break
-            if end - pos < length:
+            whole = end - pos >= length
+            plain = (
+                # a header as long as a request's, and here (past ``end`` the scratch holds old octets)
+                min(length, end - pos) >= REQUEST_HEADER
+                and buf[pos + 2] == 0  # a request
+                and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
+                and buf[pos + 10] == 0  # with no verifier,
+                and buf[pos + 11] == 0
+                and not self.auth  # on an unauthenticated association
+                and self.state is State.OPEN
+            )
+            if not whole:
                 if (
-                    length >= _DIRECT_MIN  # a long fragment,
-                    and end - pos >= REQUEST_HEADER  # whose header is here,
-                    and buf[pos + 2] == 0  # of a request
+                    length >= _DIRECT_MIN  # a long fragment
+                    and plain
                     and not buf[pos + 3] & PFC.OBJECT_UUID
-                    and drep == 0x10  # in little-endian ASCII IEEE,
-                    and buf[pos + 10] == 0  # with no verifier,
-                    and buf[pos + 11] == 0
-                    and not self.auth  # on an unauthenticated association
-                    and self.state is State.OPEN
                     and self._direct_fragment(buf, pos, length, end)  # and nothing else in the way
                 ):
                     return None
                 break
             self.stats["pdus_in"] += 1
             if (
-                buf[pos + 2] == 0  # a request,
+                plain
                 and buf[pos + 3] == 3  # whole (first and last fragment), no object UUID,
-                and drep == 0x10  # little-endian ASCII IEEE,
-                and buf[pos + 10] == 0  # no verifier,
-                and buf[pos + 11] == 0
-                and not self.auth  # on an unauthenticated association,
-                and self.state is State.OPEN
                 and self._simple_request(buf, pos, length)  # and nothing else in the way
             ):
                 pos += length
@@ -226,20 +224,25 @@ class ServerAssociation(Receiver):
         (the common case, about half the cost of the general path). False: take the general path,
         which finds and answers whatever is wrong with it."""
         call_id, _hint, context_id, opnum = _REQUEST_BODY.unpack_from(buf, pos + 12)
-        interface = self.contexts.get(context_id)
-        if (
-            interface is None
-            or call_id in self.outstanding
-            or call_id in self._partial
-            or len(self.outstanding) + len(self._partial) >= self.limits.max_outstanding_calls
-            or length - REQUEST_HEADER > self.limits.max_call_size
-        ):
+        if not self._may_start(call_id, context_id) or length - REQUEST_HEADER > self.limits.max_call_size:
             return False
         self.outstanding.add(call_id)
         self.stats["calls_in"] += 1
         stub = bytes(buf[pos + REQUEST_HEADER : pos + length])
-        self._events.append(CallReceived(call_id, context_id, interface, opnum, None, stub, True))
+        self._events.append(
+            CallReceived(call_id, context_id, self.contexts[context_id], opnum, None, stub, True)
+        )
         return True
+
+    def _may_start(self, call_id: int, context_id: int) -> bool:
+        """A call may start on this context with this call_id (what the fast paths check before
+        taking a first fragment; the general path answers each way this fails)."""
+        return (
+            context_id in self.contexts
+            and call_id not in self.outstanding
+            and call_id not in self._partial
+            and len(self.outstanding) + len(self._partial) < self.limits.max_outstanding_calls
+        )
 
     def events(self) -> list[Event]:
         """Events since the last call, in order."""
@@ -629,9 +632,7 @@ class ServerAssociation(Receiver):
         partial.data[partial.size : partial.size + n] = stub
         partial.size += n
         if last:
-            del self._partial[cid]
-            self._buffered -= len(partial.data)
-            self._complete(cid, partial, memoryview(partial.data)[: partial.size])
+            self._reassembled(cid, partial)
 
     def _reserve(self, cid: int, partial: _Partial, n: int, hint: int) -> bool:
         """Make room for ``n`` more stub octets of a call (False: it was refused and the association
@@ -665,24 +666,18 @@ class ServerAssociation(Receiver):
         cid, hint, context_id, opnum = _REQUEST_BODY.unpack_from(buf, pos + 12)
         flags = buf[pos + 3]
         n = length - REQUEST_HEADER
-        partial = self._partial.get(cid)
         if flags & PFC.FIRST_FRAG:
-            if (
-                partial is not None
-                or cid in self.outstanding
-                or context_id not in self.contexts
-                or len(self.outstanding) + len(self._partial) >= self.limits.max_outstanding_calls
-            ):
+            if not self._may_start(cid, context_id):
                 return False
-            partial = _Partial(context_id, opnum, None, True, None)
-        elif partial is None or partial.auth is not None:
-            return False
-        if partial.size + n > self.limits.max_call_size or self._buffered + n > self.limits.max_buffered:
-            return False
+            partial = self._partial[cid] = _Partial(context_id, opnum, None, True, None)
+        else:
+            found = self._partial.get(cid)
+            if found is None or found.auth is not None:
+                return False
+            partial = found
         self.stats["pdus_in"] += 1
-        if flags & PFC.FIRST_FRAG:
-            self._partial[cid] = partial
-        self._reserve(cid, partial, n, hint)
+        if not self._reserve(cid, partial, n, hint):
+            return True  # refused as too large, as the general path would: the association closes
         self.inbox.direct_into(partial.data, partial.size, buf, pos + REQUEST_HEADER, end, n)
         partial.size += n
         partial.last = bool(flags & PFC.LAST_FRAG)
@@ -693,8 +688,11 @@ class ServerAssociation(Receiver):
         """The stub of a fragment taken by :meth:`_direct_fragment` has all arrived."""
         cid = self._direct_call
         partial = self._partial.get(cid)
-        if partial is None or not partial.last or self.state is State.CLOSED:
-            return
+        if partial is not None and partial.last and self.state is not State.CLOSED:
+            self._reassembled(cid, partial)
+
+    def _reassembled(self, cid: int, partial: _Partial) -> None:
+        """The last fragment of a call of several has arrived: its buffer becomes the stub."""
         del self._partial[cid]
         self._buffered -= len(partial.data)
         self._complete(cid, partial, memoryview(partial.data)[: partial.size])
