@@ -405,3 +405,18 @@ def test_long_fragments_go_to_the_call_buffer_whatever_alloc_hint_says(
             break
     assert b"".join(answers) == struct.pack("<I", len(data)) + data
     still_serving(server)
+
+
+def test_request_shorter_than_its_header(server: ServerThread) -> None:
+    """A 'request' of the common header alone (16 octets, first and last fragment) with octets
+    behind it in the same write that would read as context 0, opnum 0: it is malformed (proto
+    error, close); its missing fields are not taken from what follows it."""
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(), BindAck)
+    short = struct.pack("<BBBB4sHHI", 5, 0, 0, 3, b"\x10\0\0\0", 16, 0, 7)
+    raw.send(short + bytes(8))
+    answer = raw.recv()
+    assert isinstance(answer, Fault) and answer.status == const.NCA_S_PROTO_ERROR, answer
+    assert answer.call_id == 7
+    assert raw.closed()
+    still_serving(server)
