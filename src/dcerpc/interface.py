@@ -33,6 +33,7 @@ from .ndr.compiler import (
     compile_params,
     uses_context,
 )
+from .ndr.pieces import EncodedStub
 from .ndr.schema import HandleNode, resolve
 from .pdu.syntax import SyntaxId
 
@@ -178,7 +179,7 @@ class Operation:
         dec = side.decode_be if big_endian else side.decode_le
         return dec(stub, 0, DecodeContext(limits))
 
-    def response_encoder(self) -> Callable[[Any, tuple[Any, ...]], bytes]:
+    def response_encoder(self) -> Callable[[Any, tuple[Any, ...]], EncodedStub]:
         """``encode_response`` for a server's hot path, shaped once for this operation; it raises
         whatever the encoder raises for values that do not fit (not only NdrError)."""
         side = self._resp()
@@ -203,8 +204,8 @@ class Operation:
         """
         return bytes(self._encode_response(result, in_values))
 
-    def _encode_response(self, result: Any, in_values: tuple[Any, ...] = ()) -> bytes:
-        # as encode_response, but the stub may be the encoder's own bytearray (not copied)
+    def _encode_response(self, result: Any, in_values: tuple[Any, ...] = ()) -> EncodedStub:
+        # as encode_response, but the stub may be the encoder's own bytearray or Pieces (not copied)
         side = self._resp()
         if self._single:
             outs: tuple[Any, ...] = (result,)
@@ -231,7 +232,7 @@ class Operation:
         return self._result_type(*values), end
 
 
-def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> bytes:
+def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> EncodedStub:
     try:
         return fn(*args)
     except NdrError:

@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from .._errors import NdrError
 from .declarations import ContextHandle, PointerKind
+from .pieces import SPLICE_MIN, Pieces, Splices
 from .schema import (
     ArrayNode,
     GuidNode,
@@ -86,7 +87,7 @@ DEFAULT_LIMITS: Final = Limits()
 class EncodeContext:
     """Per-stub encoding state: the referent-id counter and full-pointer aliasing."""
 
-    __slots__ = ("count", "owned", "refs")
+    __slots__ = ("count", "owned", "refs", "splices")
 
     def __init__(self) -> None:
         # One counter for all pointers of a stub, as Samba keeps it (Windows numbers the same way):
@@ -95,6 +96,14 @@ class EncodeContext:
         self.count = 0
         self.refs: dict[int, int] = {}  # id(object) -> referent id, for full pointers
         self.owned: set[int] = set()  # full-pointer referents already sent
+        self.splices: Splices | None = None  # long byte arrays left in place (see pieces.py)
+
+    def splice(self, at: int, value: bytes) -> bytes:
+        """Leave ``value`` (sent at offset ``at`` of ``out``) where it is; returns the filler that
+        keeps ``len(out)`` aligned as if it had been appended."""
+        if self.splices is None:
+            self.splices = Splices()
+        return self.splices.add(at, value)
 
 
 def uses_context(decode: DecodeFn) -> bool:
@@ -605,7 +614,9 @@ class _Encoder:
         elem = node.elem
         self._align(src, ind, elem.align)
         if node.as_bytes:
-            src(ind, f"out += {x}")
+            # a long bytes value is sent from where it is, not copied (pieces.py)
+            long = f"len({x}) >= {SPLICE_MIN} and type({x}) is bytes"
+            src(ind, f"out += c.splice(len(out), {x}) if {long} else {x}")
         elif isinstance(elem, PrimNode) and elem.prim.kind in ("int", "float"):
             src(ind, f"out += _nout({_ARRAY_CODE[elem.prim.fmt]!r}, {x}, {self.swap})")
         else:
@@ -1034,7 +1045,7 @@ class _Decoder:
 _ENCODERS = {"<": _Encoder("<"), ">": _Encoder(">")}
 _DECODERS = {"<": _Decoder("<"), ">": _Decoder(">")}
 
-EncodeFn = Callable[..., bytes]
+EncodeFn = Callable[..., "bytes | bytearray | Pieces"]
 DecodeFn = Callable[[bytes | memoryview, int, DecodeContext], tuple[tuple[Any, ...], int]]
 
 
@@ -1063,7 +1074,8 @@ def compile_params(
 
     Returns:
         ``encode(*values, *context_values) -> bytes`` (little-endian; a bytearray unless the
-        values are all scalars: callers that hand it out make bytes of it), little- and big-endian
+        values are all scalars, or :class:`~.pieces.Pieces` when a long byte array was left in
+        place: callers that hand it out make bytes of it), little- and big-endian
         ``decode(stub, offset, ctx) -> (values, end_offset)``, and a big-endian encoder.
     """
     names = [n for n, _ in params]
@@ -1086,9 +1098,13 @@ def compile_params(
             src(1, "out = bytearray(); c = _EC()")
             for n, node in params:
                 encoder.top(src, 1, node, f"a_{n}", env)
-            src(1, "return out")  # a bytearray: a long stub is not copied again to make bytes
-            if not any(re.search(r"\bc\b", line) for line in src.lines[2:]):
+            # a bytearray (a long stub is not copied again to make bytes), or Pieces when a long
+            # byte array was left in place (only code that uses the context can have done so)
+            if any(re.search(r"\bc\b", line) for line in src.lines[2:]):
+                src(1, "return out if c.splices is None else c.splices.pieces(out)")
+            else:
                 src.lines[1] = src.lines[1].replace("; c = _EC()", "")  # nothing uses it
+                src(1, "return out")
         encoder.ns.g["_EC"] = EncodeContext
         encoder.ns.define(src)
         encoders.append(encoder.ns.g[fname])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..auth.base import AuthError
+from ..ndr.pieces import EncodedStub, extended, runs
 from ..pdu import constants as const
 from ..pdu.co import (
     AlterContext,
@@ -52,7 +53,7 @@ from .events import (
 )
 from .framing import Inbox, Receiver, fragment_at, grown, room_for
 from .limits import MIN_FRAGMENT, Limits
-from .outbox import Outbox
+from .outbox import Fragment, Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["ClientAssociation", "ClientState"]
@@ -186,7 +187,7 @@ class ClientAssociation(Receiver):
             auth_type=a.auth_type, auth_level=a.auth_level, context_id=a.context_id, value=token or b""
         )
 
-    def request(self, context_id: int, opnum: int, stub: bytes, object: uuid.UUID | None = None) -> int:
+    def request(self, context_id: int, opnum: int, stub: EncodedStub, object: uuid.UUID | None = None) -> int:
         """Queue a call; returns its call_id. The stub is split at max_xmit_frag."""
         n = len(stub)
         unprotected = self.auth is None or not self.auth.protects
@@ -194,7 +195,8 @@ class ClientAssociation(Receiver):
             # the common case, one unprotected fragment: packed here and now
             cid = self.next_call_id()
             self.outbox.append(
-                _REQUEST.pack(5, 0, 0, 3, DREP_LE, 24 + n, 0, cid, n, context_id, opnum) + stub
+                # never Pieces: a stub this short is contiguous (pieces.SPLICE_MIN)
+                _REQUEST.pack(5, 0, 0, 3, DREP_LE, 24 + n, 0, cid, n, context_id, opnum) + stub  # type: ignore[operator]
             )
             self.pending.add(cid)
             return cid
@@ -204,16 +206,19 @@ class ClientAssociation(Receiver):
         if auth is not None and context_id not in self._trailer_sent and context_id in self.contexts:
             # MS-RPCE 2.2.2.13: the first protected request on each context vouches for the bind
             self._trailer_sent.add(context_id)
-            stub += verification.build(
-                header_sign=auth.header_sign,
-                interface=self.contexts[context_id],
-                transfer=const.NDR20,
-                ptype=PType.REQUEST,
-                drep=DREP_LE,
-                call_id=cid,
-                context_id=context_id,
-                opnum=opnum,
-                stub_length=len(stub),
+            stub = extended(
+                stub,
+                verification.build(
+                    header_sign=auth.header_sign,
+                    interface=self.contexts[context_id],
+                    transfer=const.NDR20,
+                    ptype=PType.REQUEST,
+                    drep=DREP_LE,
+                    call_id=cid,
+                    context_id=context_id,
+                    opnum=opnum,
+                    stub_length=len(stub),
+                ),
             )
         if auth is None and len(stub) <= self.max_xmit_frag - overhead:
             # one fragment with an object UUID (one without is packed above): made now
@@ -224,7 +229,7 @@ class ClientAssociation(Receiver):
                 context_id=context_id,
                 opnum=opnum,
                 object=object,
-                stub=stub,
+                stub=bytes(stub),  # short: contiguous, and at most a fragment to copy
             )
             self._send(pdu)
         else:
@@ -237,10 +242,10 @@ class ClientAssociation(Receiver):
         cid: int,
         context_id: int,
         opnum: int,
-        stub: bytes,
+        stub: EncodedStub,
         object: uuid.UUID | None,
         auth: AuthState | None,
-    ) -> Iterator[bytes | tuple[bytes, memoryview]]:
+    ) -> Iterator[Fragment]:
         """The fragments of one request, made (and signed or sealed) as they are sent."""
         overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
         if auth is not None:
@@ -248,25 +253,22 @@ class ClientAssociation(Receiver):
         else:
             room = (self.max_xmit_frag - overhead) & ~7
         total = len(stub)
-        view = memoryview(stub)
         offset = 0
         base = PFC.OBJECT_UUID if object is not None else 0
-        while True:
-            chunk = view[offset : offset + room]
+        for run in runs(stub, room):
+            n = len(run[0]) if len(run) == 1 else sum(map(len, run))
             flags = base | (PFC.FIRST_FRAG if offset == 0 else 0)
-            if offset + len(chunk) >= total:
+            if offset + n >= total:
                 flags |= PFC.LAST_FRAG
             body = struct.pack("<IHH", total - offset, context_id, opnum)
             if object is not None:
                 body += object.bytes_le
             if auth is not None:
-                yield protect(auth, PType.REQUEST, flags, cid, body, bytes(chunk))
+                yield protect(auth, PType.REQUEST, flags, cid, body, b"".join(run))
             else:
-                header = pack_header(PType.REQUEST, flags, HEADER_SIZE + len(body) + len(chunk), 0, cid)
-                yield header + body, chunk  # the stub itself goes out, not a copy
-            offset += len(chunk)
-            if offset >= total:
-                return
+                header = pack_header(PType.REQUEST, flags, HEADER_SIZE + len(body) + n, 0, cid)
+                yield (header + body, *run)  # the stub itself goes out, not a copy
+            offset += n
 
     def cancel(self, call_id: int) -> None:
         """Ask the server to cancel a call (co_cancel); its answer (a fault) still arrives."""

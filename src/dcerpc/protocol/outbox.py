@@ -13,24 +13,27 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-__all__ = ["FLUSH_BUDGET", "Outbox"]
+__all__ = ["FLUSH_BUDGET", "Fragment", "Outbox"]
 
 # Octets an adapter takes per turn of its event loop: a few 64 KiB fragments. Large enough that
 # per-write costs vanish, small enough that the peer starts work early.
 FLUSH_BUDGET = 256 * 1024
 
+Fragment = bytes | tuple[bytes | memoryview, ...]
+"""A fragment as made: its octets, or its header followed by views of the stub it carries."""
 
-class Outbox(deque[bytes | Iterator[bytes | tuple[bytes, memoryview]]]):
+
+class Outbox(deque[bytes | Iterator[Fragment]]):
     """A queue of ready octets (bytes) and lazily made fragment runs; true while anything waits. A
     deque underneath, so the per-call checks cost no Python call.
 
-    A run yields each fragment as bytes, or as (header, stub) when the stub is a view of the
-    caller's buffer: those go out by a vectored write, the payload never copied into a fragment.
+    A run yields each fragment as bytes, or as (header, stub views...) when the stub is the
+    caller's buffers: those go out by a vectored write, the payload never copied into a fragment.
     """
 
     __slots__ = ()
 
-    def append_lazily(self, fragments: Iterator[bytes | tuple[bytes, memoryview]]) -> None:
+    def append_lazily(self, fragments: Iterator[Fragment]) -> None:
         """Queue a run of fragments, made as they are taken."""
         self.append(fragments)
 
@@ -62,7 +65,7 @@ class Outbox(deque[bytes | Iterator[bytes | tuple[bytes, memoryview]]]):
                 continue
             if isinstance(fragment, tuple):
                 out += fragment
-                size += len(fragment[0]) + len(fragment[1])
+                size += sum(map(len, fragment))
             else:
                 out.append(fragment)
                 size += len(fragment)

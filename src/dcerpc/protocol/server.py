@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..auth.base import AuthError, SecurityProvider
+from ..ndr.pieces import EncodedStub, runs
 from ..pdu import constants as const
 from ..pdu.co import (
     AlterContext,
@@ -66,7 +67,7 @@ from .events import (
 from .framing import Inbox, Receiver, fragment_at, grown, room_for
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
-from .outbox import Outbox
+from .outbox import Fragment, Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
@@ -262,7 +263,7 @@ class ServerAssociation(Receiver):
         """Octets (or fragments still to make) are waiting for :meth:`data_to_send`."""
         return bool(self.outbox)
 
-    def respond(self, call_id: int, stub: bytes, context_id: int = 0) -> None:
+    def respond(self, call_id: int, stub: EncodedStub, context_id: int = 0) -> None:
         """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag."""
         if not self._finish(call_id):
             return
@@ -271,8 +272,9 @@ class ServerAssociation(Receiver):
         if not protected and len(stub) <= self.max_xmit_frag - REQUEST_HEADER:
             # the common case, one unprotected fragment: packed directly
             n = len(stub)
+            # never Pieces: a stub this short is contiguous (pieces.SPLICE_MIN)
             self.outbox.append(
-                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0)
+                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0)  # type: ignore[operator]
                 + stub
             )
             self.stats["pdus_out"] += 1
@@ -280,8 +282,8 @@ class ServerAssociation(Receiver):
         self.outbox.append_lazily(self._response_fragments(call_id, stub, context_id, auth))
 
     def _response_fragments(
-        self, call_id: int, stub: bytes, context_id: int, auth: AuthState | None
-    ) -> Iterator[bytes | tuple[bytes, memoryview]]:
+        self, call_id: int, stub: EncodedStub, context_id: int, auth: AuthState | None
+    ) -> Iterator[Fragment]:
         """The fragments of one response, made (and signed or sealed) as they are sent."""
         protected = auth is not None and auth.protects
         if protected:
@@ -290,27 +292,21 @@ class ServerAssociation(Receiver):
         else:
             room = (self.max_xmit_frag - REQUEST_HEADER) & ~7  # stub octets per fragment, 8-aligned
         total = len(stub)
-        view = memoryview(stub)
         offset = 0
-        while True:
-            chunk = view[offset : offset + room]
-            flags = (PFC.FIRST_FRAG if offset == 0 else 0) | (
-                PFC.LAST_FRAG if offset + len(chunk) >= total else 0
-            )
+        for run in runs(stub, room):
+            n = len(run[0]) if len(run) == 1 else sum(map(len, run))
+            flags = (PFC.FIRST_FRAG if offset == 0 else 0) | (PFC.LAST_FRAG if offset + n >= total else 0)
             self.stats["pdus_out"] += 1
             if protected:
                 assert auth is not None
                 body = struct.pack("<IHBB", total - offset, context_id, 0, 0)
-                yield protect(auth, PType.RESPONSE, flags, call_id, body, bytes(chunk))
+                yield protect(auth, PType.RESPONSE, flags, call_id, body, b"".join(run))
             else:
-                n = len(chunk)
                 header = _RESPONSE.pack(
                     5, 0, 2, flags, DREP_LE, REQUEST_HEADER + n, 0, call_id, total - offset, context_id, 0, 0
                 )
-                yield header, chunk  # the stub itself goes out, not a copy
-            offset += len(chunk)
-            if offset >= total:
-                return
+                yield (header, *run)  # the stub itself goes out, not a copy
+            offset += n
 
     def fault(self, call_id: int, status: int, context_id: int = 0, did_not_execute: bool = False) -> None:
         """Answer a call with a fault PDU carrying ``status`` (MS-RPCE 2.2.2.8: no stub)."""
