@@ -14,7 +14,7 @@ from dcerpc.pdu import Request
 from dcerpc.pdu.constants import PFC
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.protocol.events import BindAccepted, CallReceived, ResponseReceived
-from dcerpc.protocol.framing import HINT_TRUST
+from dcerpc.protocol.framing import HINT_TRUST, SPARE_MIN
 from dcerpc.protocol.groups import GroupTable
 from dcerpc.protocol.server import ServerAssociation
 from dcerpc.rpcecho import Echo
@@ -90,3 +90,57 @@ def test_alloc_hint_is_trusted_only_so_far(hint: int) -> None:
     calls = [e for e in server.events() if isinstance(e, CallReceived)]
     assert len(calls) == 1 and bytes(calls[0].stub) == stub + stub
     assert server.buffered == 0
+
+
+def _one_call(client: ClientAssociation, server: ServerAssociation, n: int, salt: int) -> CallReceived:
+    stub = _stub(n, salt)
+    cid = client.request(0, 1, stub)
+    for piece in _pieces(client.data_to_send(), [65536]):
+        server.receive_data(piece)
+    (call,) = [e for e in server.events() if isinstance(e, CallReceived)]
+    assert call.call_id == cid and call.stub == stub
+    return call
+
+
+def _one_response(client: ClientAssociation, server: ServerAssociation, n: int, salt: int) -> memoryview:
+    call = _one_call(client, server, 8, salt)
+    answer = _stub(n, salt)
+    server.respond(call.call_id, answer)
+    for piece in _pieces(server.data_to_send(), [65536]):
+        client.receive_data(piece)
+    (got,) = [e for e in client.events() if isinstance(e, ResponseReceived)]
+    assert isinstance(got.stub, memoryview) and got.stub == answer
+    return got.stub
+
+
+def test_server_reuses_a_call_buffer_only_once_it_is_let_go() -> None:
+    """A long call's buffer is kept for the next (framing.SPARE_MIN); a stub still held is never
+    written over by the calls after it."""
+    n = 3 * SPARE_MIN // 2
+    client, server = _bound()
+    held = _one_call(client, server, n, 1)
+    second = _one_call(client, server, n, 2)  # the first stub is still held: a buffer of its own
+    assert isinstance(held.stub, memoryview) and isinstance(second.stub, memoryview)
+    assert second.stub.obj is not held.stub.obj
+    assert held.stub == _stub(n, 1)
+    # its id, not a reference (one would keep it in use); the spare keeps it alive, so a new
+    # buffer made while it is (in use) cannot have its id
+    buffer = id(second.stub.obj)
+    server.respond(held.call_id, b"")
+    server.respond(second.call_id, b"")
+    del held, second
+    third = _one_call(client, server, n, 3)
+    assert isinstance(third.stub, memoryview) and id(third.stub.obj) == buffer  # reused, not zeroed
+    assert server.buffered == 0
+
+
+def test_client_reuses_a_response_buffer_only_once_it_is_let_go() -> None:
+    n = 3 * SPARE_MIN // 2
+    client, server = _bound()
+    held = _one_response(client, server, n, 1)
+    second = _one_response(client, server, n, 2)
+    assert second.obj is not held.obj and held == _stub(n, 1)
+    buffer = id(second.obj)
+    del held, second
+    third = _one_response(client, server, n - 1000, 3)  # shorter: the spare is large enough
+    assert id(third.obj) == buffer and third == _stub(n - 1000, 3)

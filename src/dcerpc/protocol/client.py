@@ -51,7 +51,7 @@ from .events import (
     ResponseReceived,
     ShutdownRequested,
 )
-from .framing import Inbox, Receiver, fragment_at, grown, room_for
+from .framing import Inbox, Receiver, fragment_at, room_for
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Fragment, Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
@@ -81,19 +81,6 @@ class _Reply:
     size: int = 0
     little: bool = True
     last: bool = False  # the fragment whose stub is arriving directly is the response's last
-
-    def room(self, n: int, hint: int, limit: int) -> bool:
-        """Room for ``n`` more octets (``hint``: the server's alloc_hint, as far as
-        framing.room_for trusts it); False when the response would exceed ``limit``."""
-        need = self.size + n
-        have = len(self.data)
-        if need <= have:
-            return True
-        if need > limit:
-            return False
-        # the hint counts what remains from the fragment it came in
-        self.data = grown(self.data, self.size, room_for(need, have, self.size + hint, limit))
-        return True
 
 
 class ClientAssociation(Receiver):
@@ -346,13 +333,28 @@ class ClientAssociation(Receiver):
         reply = self._replies.get(cid)
         if flags & PFC.FIRST_FRAG or reply is None:
             reply = _Reply()
-        if not reply.room(n, hint, self.limits.max_call_size):
+        if not self._room(reply, n, hint):
             return False  # the general path refuses it
         self._replies[cid] = reply
         self.inbox.direct_into(reply.data, reply.size, buf, pos + REQUEST_OVERHEAD, end, n)
         reply.size += n
         reply.last = bool(flags & PFC.LAST_FRAG)
         self._direct_call = cid
+        return True
+
+    def _room(self, reply: _Reply, n: int, hint: int) -> bool:
+        """Room for ``n`` more octets of a response (``hint``: the server's alloc_hint, as far as
+        framing.room_for trusts it); False when it would exceed max_call_size."""
+        need = reply.size + n
+        have = len(reply.data)
+        if need <= have:
+            return True
+        limit = self.limits.max_call_size
+        if need > limit:
+            return False
+        # the hint counts what remains from the fragment it came in
+        room = room_for(need, have, reply.size + hint, limit)
+        reply.data = self._call_buffer(reply.data, reply.size, room, limit)
         return True
 
     def _direct_fragment_done(self) -> None:
@@ -366,7 +368,7 @@ class ClientAssociation(Receiver):
         """The last fragment of a response of several has arrived: its buffer becomes the stub."""
         del self._replies[cid]
         self.pending.discard(cid)
-        self._events.append(ResponseReceived(cid, memoryview(reply.data)[: reply.size], reply.little))
+        self._events.append(ResponseReceived(cid, self._call_stub(reply.data, reply.size), reply.little))
 
     def _simple_response(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
         """A one-fragment response needing no verification, taken without building a PDU. False:
@@ -534,7 +536,7 @@ class ClientAssociation(Receiver):
         if pdu.flags & PFC.FIRST_FRAG or reply is None:
             reply = self._replies[cid] = _Reply(little=little)
         n = len(stub)
-        if not reply.room(n, pdu.alloc_hint, self.limits.max_call_size):
+        if not self._room(reply, n, pdu.alloc_hint):
             self._fail(f"response to call {cid} exceeds {self.limits.max_call_size} octets")
             return
         reply.data[reply.size : reply.size + n] = stub

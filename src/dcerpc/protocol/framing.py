@@ -16,7 +16,7 @@ a 16 MiB call is written once, by the kernel, where it will be decoded.
 
 from __future__ import annotations
 
-__all__ = ["HINT_TRUST", "Inbox", "Receiver", "fragment_at", "grown", "room_for"]
+__all__ = ["HINT_TRUST", "SPARE_MIN", "Inbox", "Receiver", "fragment_at", "room_for"]
 
 _SCRATCH = 16 * 1024  # a connection's scratch to begin with; grows to its largest held fragment
 _MIN_READ = 2048  # less room than this after the held octets: move them to the front first
@@ -101,6 +101,7 @@ class Receiver:
     (:meth:`_direct_fragment_done`)."""
 
     inbox: Inbox
+    _spare: bytearray | None = None  # the last long call's buffer, for the next (see SPARE_MIN)
 
     @property
     def alive(self) -> bool:
@@ -141,6 +142,34 @@ class Receiver:
     def _direct_fragment_done(self) -> None:
         raise NotImplementedError
 
+    def _call_buffer(self, data: bytearray, used: int, size: int, most: int) -> bytearray:
+        """A call's buffer of at least ``size`` and at most ``most`` octets, holding the first
+        ``used`` of ``data``: the spare if it is that large and nothing uses it any more, else a new
+        one (growing ``data`` in place would zero the new part twice over, and fails while a view
+        of it is about)."""
+        spare = self._spare
+        if spare is not None and size <= len(spare) <= most and _unviewed(spare):
+            self._spare = None
+            new = spare  # not zeroed: only the octets written to it are ever handed out
+        else:
+            new = bytearray(size)
+        if used:
+            new[:used] = memoryview(data)[:used]
+        return new
+
+    def _call_stub(self, data: bytearray, size: int) -> memoryview:
+        """A reassembled call's stub: a view of its buffer, which is kept for the next long call
+        once that view is let go."""
+        if len(data) >= SPARE_MIN:
+            self._spare = data
+        return memoryview(data)[:size]
+
+
+SPARE_MIN = 1 << 20
+"""A call buffer this long is kept, once its call is done with it, for the next long call on the
+connection: a new one costs a pass over its memory to zero it (about as much as the kernel's copy
+into it). One per connection, at most the size the limits let a call buffer be, and it goes with
+the connection; shorter buffers cost little to make."""
 
 HINT_TRUST = 32
 """alloc_hint is taken at its word up to this many times the octets that have arrived. A call's
@@ -157,12 +186,16 @@ def room_for(need: int, have: int, hint: int, limit: int) -> int:
     return min(max(need, 2 * have, min(hint, HINT_TRUST * need)), limit)
 
 
-def grown(data: bytearray, used: int, size: int) -> bytearray:
-    """A call's buffer of ``size`` octets holding the first ``used`` of ``data`` (a new one: growing
-    in place would zero the new part twice over, and fails while a view of it is about)."""
-    new = bytearray(size)
-    new[:used] = memoryview(data)[:used]
-    return new
+def _unviewed(buf: bytearray) -> bool:
+    """No view of ``buf`` is held: the stub handed out for its call (or a slice of it) is gone.
+    Resizing a bytearray fails while a view of it exists; this shrinks it by one octet and grows
+    it back, both within its allocation, so it costs no copy whatever its size."""
+    try:
+        del buf[-1:]
+    except BufferError:
+        return False
+    buf.append(0)
+    return True
 
 
 def fragment_at(buf: bytes | bytearray, pos: int, length: int) -> bytes:

@@ -64,7 +64,7 @@ from .events import (
     Event,
     ProtocolViolation,
 )
-from .framing import Inbox, Receiver, fragment_at, grown, room_for
+from .framing import Inbox, Receiver, fragment_at, room_for
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Fragment, Outbox
@@ -645,9 +645,9 @@ class ServerAssociation(Receiver):
                 self._buffered -= have
             self._too_large(cid, partial)
             return False
-        room = min(room, limits.max_buffered - self._buffered + have)
-        partial.data = grown(partial.data, partial.size, room)
-        self._buffered += room - have
+        most = limits.max_buffered - self._buffered + have
+        partial.data = self._call_buffer(partial.data, partial.size, min(room, most), most)
+        self._buffered += len(partial.data) - have
         return True
 
     def _too_large(self, cid: int, partial: _Partial) -> None:
@@ -691,7 +691,7 @@ class ServerAssociation(Receiver):
         """The last fragment of a call of several has arrived: its buffer becomes the stub."""
         del self._partial[cid]
         self._buffered -= len(partial.data)
-        self._complete(cid, partial, memoryview(partial.data)[: partial.size])
+        self._complete(cid, partial, self._call_stub(partial.data, partial.size))
 
     def _complete(self, cid: int, partial: _Partial, stub: bytes | memoryview) -> None:
         """A request's last fragment has arrived: check its verification trailer, then the call."""
