@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __all__ = ["HINT_TRUST", "SPARE_MIN", "Inbox", "Receiver", "fragment_at", "room_for"]
 
+_AHEAD = 24  # a request's or response's header (C706 12.6.4.9/10): enough to direct its stub
 _SCRATCH = 16 * 1024  # a connection's scratch to begin with; grows to its largest held fragment
 _MIN_READ = 2048  # less room than this after the held octets: move them to the front first
 
@@ -25,7 +26,7 @@ _MIN_READ = 2048  # less room than this after the held octets: move them to the 
 class Inbox:
     """A connection's receive buffer (see the module docstring)."""
 
-    __slots__ = ("buf", "dest", "dest_end", "dest_pos", "fill", "start", "view")
+    __slots__ = ("ahead", "buf", "dest", "dest_end", "dest_pos", "fill", "start", "view")
 
     def __init__(self) -> None:
         self.buf = bytearray(_SCRATCH)
@@ -35,16 +36,24 @@ class Inbox:
         self.dest: memoryview | None = None  # a call's buffer, while a fragment's stub goes there
         self.dest_pos = 0
         self.dest_end = 0
+        self.ahead = 0  # octets past dest_end a read may also put in dest (the next header)
 
     def get_buffer(self) -> memoryview:
         """Where the next read goes (never empty)."""
         if self.dest is not None:
-            return self.dest[self.dest_pos : self.dest_end]
+            return self.dest[self.dest_pos : self.dest_end + self.ahead]
         return self.view[self.fill :] if self.fill else self.view
 
     def direct(self, dest: memoryview, pos: int, end: int) -> None:
-        """Send the next ``end - pos`` octets to ``dest[pos:end]``, then back to the scratch."""
+        """Send the next ``end - pos`` octets to ``dest[pos:end]``, then back to the scratch.
+
+        The read that ends the fragment may also bring the start of the next PDU, up to a
+        request's header (_AHEAD), into ``dest`` after ``end`` where there is room: the place
+        the next fragment's stub goes. It is moved to the scratch when the fragment is done, so
+        a call of many long fragments takes one read per fragment, not one for the stub and
+        another for the next header and as much of the next stub as the scratch holds."""
         self.dest, self.dest_pos, self.dest_end = dest, pos, end
+        self.ahead = min(len(dest) - end, _AHEAD)
         self.start = self.fill = 0
 
     def direct_into(
@@ -58,10 +67,16 @@ class Inbox:
         self.direct(dest, start + here, start + n)
 
     def direct_done(self, n: int) -> bool:
-        """``n`` octets arrived in the direct destination; True when it is full."""
-        self.dest_pos += n
-        if self.dest_pos < self.dest_end:
+        """``n`` octets arrived in the direct destination; True when the fragment's stub is all
+        there (whatever came after it is then at the start of the scratch)."""
+        pos = self.dest_pos = self.dest_pos + n
+        end = self.dest_end
+        if pos < end:
             return False
+        assert self.dest is not None
+        if pos > end:
+            self.buf[: pos - end] = self.dest[end:pos]
+        self.fill = pos - end
         self.dest = None
         return True
 
@@ -124,9 +139,12 @@ class Receiver:
         """``n`` octets were read into the last :meth:`get_buffer`: process every whole fragment."""
         inbox = self.inbox
         if inbox.dest is not None:
-            if inbox.direct_done(n):
-                self._direct_fragment_done()
-            return
+            if not inbox.direct_done(n):
+                return
+            self._direct_fragment_done()
+            if not inbox.fill:
+                return
+            n = 0  # the next PDU's first octets came with the stub: at the start of the scratch
         inbox.fill += n
         rest = self._fragments(inbox.buf, inbox.start, inbox.fill)
         if not self.alive:
