@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import free_port, use_uvloop
+from common import free_port, streaming_copies, use_uvloop
 
 import dcerpc
 from dcerpc.auth import NTLM
@@ -87,8 +87,12 @@ def main() -> None:
     ap.add_argument(
         "--release-buffers", action="store_true", help="leave malloc as it is (see dcerpc.tuning)"
     )
+    ap.add_argument(
+        "--glibc-copies", action="store_true", help="leave glibc's copy thresholds as it sets them"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    copies = streaming_copies(not args.glibc_copies)
     keep = not args.release_buffers
     if keep:
         keep_large_buffers()
@@ -117,9 +121,10 @@ def main() -> None:
     ratio = results["echo_privacy_mib_s"] / results["echo_none_mib_s"]
     results["privacy_over_none"] = ratio
     if args.json:
-        print(json.dumps({"loop": loop_name, **results}, indent=2))
+        print(json.dumps({"loop": loop_name, "copies": copies, **results}, indent=2))
         return
     print(f"auth benchmark ({loop_name}, {args.mib} MiB echo, {args.seconds:.0f} s each)")
+    print(f"  {copies}")
     print(f"  echo, no protection     {results['echo_none_mib_s']:8.1f} MiB/s")
     print(f"  echo, NTLM integrity    {results['echo_integrity_mib_s']:8.1f} MiB/s")
     print(f"  echo, NTLM privacy      {results['echo_privacy_mib_s']:8.1f} MiB/s")

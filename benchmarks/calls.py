@@ -13,6 +13,11 @@ stubs and grpc.aio), and Pyro5 (marshal serializer, which carries bytes as bytes
 Targets tracked for this work: 1 in flight at least 3x grpcio (sync) and 1.5x Pyro5; 64 in flight at
 least 20x grpc.aio and half the raw floor; 16 MiB at least 2.5x grpcio.
 
+Every process, the peers' included, runs with the same two process tunings (dcerpc.tuning): malloc
+keeps large freed buffers, and glibc's memcpy streams copies of 4 MiB and more (this machine reports
+a 504 MiB L3, which otherwise keeps it from streaming below 190 MiB). The run starts itself again
+with the latter set; ``--release-buffers`` and ``--glibc-copies`` leave either as it is.
+
     .venv/bin/python benchmarks/calls.py [--seconds S] [--mib N] [--no-uvloop] [--json]
 """
 
@@ -26,7 +31,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from common import arate, free_port, rate, use_uvloop
+from common import arate, free_port, rate, streaming_copies, use_uvloop
 
 from dcerpc.tuning import keep_large_buffers
 
@@ -266,8 +271,15 @@ def main() -> int:
         help="leave malloc as it is (default: every process, peers' included, keeps large freed "
         "buffers for reuse, as the dcerpc command's servers do; see dcerpc.tuning)",
     )
+    parser.add_argument(
+        "--glibc-copies",
+        action="store_true",
+        help="leave glibc's copy thresholds as it sets them (default: every process, peers' "
+        "included, streams copies of 4 MiB and more; see dcerpc.tuning)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    copies = streaming_copies(not args.glibc_copies)
     keep = not args.release_buffers
     if keep:
         keep_large_buffers()
@@ -320,11 +332,17 @@ def main() -> int:
         (f"{args.mib} MiB vs grpcio (sync)", ratio("grpcio (sync)", "mib_s"), 2.5),
     ]
     if args.json:
-        out = {"loop": loop, "results": results, "ratios": {name: r for name, r, _ in targets}}
+        out = {
+            "loop": loop,
+            "copies": copies,
+            "results": results,
+            "ratios": {name: r for name, r, _ in targets},
+        }
         print(json.dumps(out, indent=2))
         return 0
     print(f"calls benchmark: dcerpc and raw floor on {loop}, {args.seconds:.0f} s per figure")
     print("malloc: " + ("large freed buffers kept in every process" if keep else "as it is"))
+    print(copies)
     print(f"{'implementation':<16}{'1 in flight/s':>15}{'64 in flight/s':>16}{f'{args.mib} MiB MiB/s':>16}")
     for name, r in results.items():
         if r is None:

@@ -1,17 +1,36 @@
-"""What the benchmarks share: free ports, the event loop choice, and rate measurement."""
+"""What the benchmarks share: free ports, the event loop choice, process tuning, rate measurement."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
+
+from dcerpc.tuning import NON_TEMPORAL_THRESHOLD, streaming_copies_environ
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def streaming_copies(enabled: bool) -> str:
+    """With ``enabled``, run this benchmark again (the same arguments) in a process whose glibc
+    streams large copies, as every process it starts will too (dcerpc.tuning explains why this
+    machine needs it); returns what the header line says about it."""
+    if enabled:
+        env = streaming_copies_environ()
+        if env is not None:
+            sys.stdout.flush()
+            os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if f"x86_non_temporal_threshold={NON_TEMPORAL_THRESHOLD:#x}" in tunables:
+        return f"glibc: copies of {NON_TEMPORAL_THRESHOLD >> 20} MiB and more stream, in every process"
+    return f"glibc: GLIBC_TUNABLES={tunables}" if tunables else "glibc: copies as it chooses"
 
 
 def use_uvloop(enabled: bool) -> str:
