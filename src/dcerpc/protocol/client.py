@@ -62,6 +62,9 @@ REQUEST_OVERHEAD = 24
 # MS-RPCE 3.3.1.5.3: the bind-time feature negotiation syntax we offer (what Windows offers)
 _BTFN_FLAGS = const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECTION_ON_ORPHAN
 _BTFN_OFFER = SyntaxId(uuid.UUID(bytes_le=const.BTFN_PREFIX + _BTFN_FLAGS.to_bytes(8, "little")), (1, 0))
+_NEXT = struct.Struct("<3sB4sHHII")  # a response header up to its alloc_hint
+_RESPONSE_V5: Final = b"\x05\x00\x02"
+_DREP_LE: Final = b"\x10\x00\x00\x00"
 _DIRECT_MIN: Final = 4096  # a response fragment this long is read straight into its call's buffer
 _REQUEST = struct.Struct("<BBBB4sHHIIHH")  # common header + request body header (C706 12.6.4.9)
 
@@ -101,6 +104,7 @@ class ClientAssociation(Receiver):
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
         self.inbox = Inbox()  # received octets, and the start of a fragment yet to end
         self._direct_call = 0  # the call whose response fragment's stub arrives in its own buffer
+        self._direct_reply: _Reply | None = None  # and its record
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
         self._replies: dict[int, _Reply] = {}
@@ -340,6 +344,32 @@ class ClientAssociation(Receiver):
         reply.size += n
         reply.last = bool(flags & PFC.LAST_FRAG)
         self._direct_call = cid
+        self._direct_reply = reply
+        return True
+
+    def _direct_next(self, head: bytearray) -> bool:
+        reply = self._direct_reply
+        if reply is None or reply.last:
+            return False
+        vpt, flags, drep, length, auth_length, cid, hint = _NEXT.unpack_from(head)
+        if (
+            vpt != _RESPONSE_V5  # a version 5.0 response
+            or flags & PFC.FIRST_FRAG  # continuing a call,
+            or cid != self._direct_call  # the same one, still awaited (not orphaned meanwhile),
+            or cid not in self.pending
+            or drep != _DREP_LE  # little-endian ASCII IEEE,
+            or auth_length  # with no verifier,
+            or length < _DIRECT_MIN  # long,
+            or length > self.max_recv_frag
+            or self.state is ClientState.CLOSED
+        ):
+            return False
+        n = length - REQUEST_OVERHEAD
+        if not self._room(reply, n, hint):
+            return False  # the general path refuses it
+        self.inbox.direct_into(reply.data, reply.size, head, REQUEST_OVERHEAD, REQUEST_OVERHEAD, n)
+        reply.size += n
+        reply.last = bool(flags & PFC.LAST_FRAG)
         return True
 
     def _room(self, reply: _Reply, n: int, hint: int) -> bool:

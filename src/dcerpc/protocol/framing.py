@@ -141,6 +141,8 @@ class Receiver:
         if inbox.dest is not None:
             if not inbox.direct_done(n):
                 return
+            if inbox.fill == _AHEAD and self._direct_next(inbox.buf):
+                return
             self._direct_fragment_done()
             if not inbox.fill:
                 return
@@ -159,6 +161,12 @@ class Receiver:
 
     def _direct_fragment_done(self) -> None:
         raise NotImplementedError
+
+    def _direct_next(self, head: bytearray) -> bool:
+        """``head`` (a header's worth of octets) came in with the end of a long fragment's stub:
+        when it is the same call's next long fragment, take its stub directly too (False: the
+        general path looks at it, after :meth:`_direct_fragment_done`)."""
+        return False
 
     def _call_buffer(self, data: bytearray, used: int, size: int, most: int) -> bytearray:
         """A call's buffer of at least ``size`` and at most ``most`` octets, holding the first

@@ -75,6 +75,9 @@ __all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
 InterfaceMatcher = Callable[[SyntaxId], SyntaxId | None]
 """Given a proposed abstract syntax, the served interface it binds to (None: not served)."""
 
+_NEXT = struct.Struct("<3sB4sHHII")  # a request header up to its alloc_hint
+_REQUEST_V5: Final = b"\x05\x00\x00"
+_DREP_LE: Final = b"\x10\x00\x00\x00"
 _DIRECT_MIN: Final = 4096  # a request fragment this long is read straight into its call's buffer
 REQUEST_HEADER: Final = 24  # common header + alloc_hint, p_cont_id, opnum (a response's is as long)
 _RESPONSE: Final = struct.Struct("<BBBB4sHHIIHBB")  # header + response body header (C706 12.6.4.10)
@@ -147,6 +150,7 @@ class ServerAssociation(Receiver):
         self._raw = b""  # the fragment being handled, as received (signatures cover it)
         self._stub_start = 0
         self._direct_call = 0  # the call whose fragment's stub is arriving in its own buffer
+        self._direct_partial: _Partial | None = None  # and its record
         # Counters (pdus_in, pdus_out, calls_in); a server passes one mapping for all its connections.
         self.stats: MutableMapping[str, int] = stats if stats is not None else Counter()
 
@@ -678,6 +682,32 @@ class ServerAssociation(Receiver):
         partial.size += n
         partial.last = bool(flags & PFC.LAST_FRAG)
         self._direct_call = cid
+        self._direct_partial = partial
+        return True
+
+    def _direct_next(self, head: bytearray) -> bool:
+        partial = self._direct_partial
+        if partial is None or partial.last:
+            return False
+        vpt, flags, drep, length, auth_length, cid, hint = _NEXT.unpack_from(head)
+        if (
+            vpt != _REQUEST_V5  # a version 5.0 request
+            or flags & (PFC.FIRST_FRAG | PFC.OBJECT_UUID)  # continuing a call,
+            or cid != self._direct_call  # the same one,
+            or drep != _DREP_LE  # little-endian ASCII IEEE,
+            or auth_length  # with no verifier,
+            or length < _DIRECT_MIN  # long,
+            or length > self.max_recv_frag
+            or self.state is not State.OPEN
+        ):
+            return False
+        self.stats["pdus_in"] += 1
+        n = length - REQUEST_HEADER
+        if not self._reserve(cid, partial, n, hint):
+            return True
+        self.inbox.direct_into(partial.data, partial.size, head, REQUEST_HEADER, REQUEST_HEADER, n)
+        partial.size += n
+        partial.last = bool(flags & PFC.LAST_FRAG)
         return True
 
     def _direct_fragment_done(self) -> None:
