@@ -15,9 +15,15 @@ from collections.abc import Iterator
 
 __all__ = ["FLUSH_BUDGET", "Fragment", "Outbox"]
 
-# Octets an adapter takes per turn of its event loop: a few 64 KiB fragments. Large enough that
-# per-write costs vanish, small enough that the peer starts work early.
-FLUSH_BUDGET = 256 * 1024
+# Octets an adapter takes per turn of its event loop: sixteen 64 KiB fragments that carry views of
+# the caller's buffers (each costs a header and a vectored write's share: 1 MiB rather than 256 KiB
+# per turn, fewer turns of the loop between writes, measured 1,576 vs 1,527 MiB/s of 16 MiB echo as
+# the mean of four alternating runs), or a quarter of that of fragments made before they are
+# written (signed or sealed: each costs a pass of cryptography, and the peer should start
+# verifying early). Small enough that one connection's long answer does not keep the loop from
+# others for long (a 1 MiB write is about 0.2 ms).
+FLUSH_BUDGET = 1024 * 1024
+_MADE = 4  # a made fragment's octets count this many times against the budget
 
 Fragment = bytes | tuple[bytes | memoryview, ...]
 """A fragment as made: its octets, or its header followed by views of the stub it carries."""
@@ -68,5 +74,5 @@ class Outbox(deque[bytes | Iterator[Fragment]]):
                 size += sum(map(len, fragment))
             else:
                 out.append(fragment)
-                size += len(fragment)
+                size += _MADE * len(fragment)
         return out
