@@ -318,7 +318,7 @@ class ServerConnection(asyncio.BufferedProtocol):
             t.writelines(data)
         if assoc.outbox and not self._more and not self._paused:
             self._more = True
-            asyncio.get_running_loop().call_soon(self._flush_more)
+            self._loop.call_soon(self._flush_more)
 
     def _flush_more(self) -> None:
         self._more = False

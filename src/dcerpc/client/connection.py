@@ -63,6 +63,8 @@ class _Protocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports
         self.conn._transport = cast(asyncio.Transport, transport)
+        # asking asyncio for the running loop costs a getpid() system call per ask on Python 3.11
+        self.conn._loop = asyncio.get_running_loop()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.conn.assoc.get_buffer()
@@ -139,6 +141,7 @@ class Connection:
         self._bind_lock = asyncio.Lock()
         self._more = False  # a flush of the rest of a long request is scheduled
         self._paused = False  # the transport's buffer is full: make no more fragments yet
+        self._loop: asyncio.AbstractEventLoop | None = None  # the transport's, once connected
         self._open_timeout: float | None = 30.0
 
     # opening and closing ------------------------------------------------------------------------
@@ -254,7 +257,8 @@ class Connection:
             if self._closed is not None:
                 raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
             cid = self.assoc.request(context_id, op.opnum, stub, object)
-            fut: asyncio.Future[tuple[bytes | memoryview, bool]] = asyncio.get_running_loop().create_future()
+            loop = self._loop or asyncio.get_running_loop()
+            fut: asyncio.Future[tuple[bytes | memoryview, bool]] = loop.create_future()
             calls = self._calls
             calls[cid] = fut
             if len(calls) == 1 or len(self.assoc.outbox) >= _COALESCE:
@@ -264,7 +268,7 @@ class Connection:
                 # the loop sending their next calls: those leave together, at the end of the turn
                 # or every _COALESCE requests, whichever comes first.
                 self._more = True
-                asyncio.get_running_loop().call_soon(self._flush_more)
+                loop.call_soon(self._flush_more)
             limit = timeout or self.default_timeout
             try:
                 if limit is None:
@@ -304,7 +308,7 @@ class Connection:
             t.writelines(data)
         if outbox and not self._more and not self._paused:
             self._more = True
-            asyncio.get_running_loop().call_soon(self._flush_more)
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush_more)
 
     def _flush_more(self) -> None:
         self._more = False
