@@ -51,7 +51,7 @@ from .events import (
     ResponseReceived,
     ShutdownRequested,
 )
-from .framing import Inbox, Receiver, fragment_at, room_for
+from .framing import DIRECT_MIN, Inbox, Receiver, continuation, fragment_at, room_for
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Fragment, Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
@@ -62,10 +62,7 @@ REQUEST_OVERHEAD = 24
 # MS-RPCE 3.3.1.5.3: the bind-time feature negotiation syntax we offer (what Windows offers)
 _BTFN_FLAGS = const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECTION_ON_ORPHAN
 _BTFN_OFFER = SyntaxId(uuid.UUID(bytes_le=const.BTFN_PREFIX + _BTFN_FLAGS.to_bytes(8, "little")), (1, 0))
-_NEXT = struct.Struct("<3sB4sHHII")  # a response header up to its alloc_hint
-_RESPONSE_V5: Final = b"\x05\x00\x02"
-_DREP_LE: Final = b"\x10\x00\x00\x00"
-_DIRECT_MIN: Final = 4096  # a response fragment this long is read straight into its call's buffer
+_RESPONSE_V5: Final = b"\x05\x00\x02"  # version 5.0, a response
 _REQUEST = struct.Struct("<BBBB4sHHIIHH")  # common header + request body header (C706 12.6.4.9)
 
 
@@ -300,7 +297,7 @@ class ClientAssociation(Receiver):
             )
             if not whole:
                 if (
-                    length >= _DIRECT_MIN  # a long fragment
+                    length >= DIRECT_MIN  # a long fragment
                     and plain
                     and self._direct_fragment(buf, pos, length, end)
                 ):
@@ -349,21 +346,14 @@ class ClientAssociation(Receiver):
 
     def _direct_next(self, head: bytearray) -> bool:
         reply = self._direct_reply
-        if reply is None or reply.last:
+        cid = self._direct_call
+        # still awaited: not orphaned since the fragment before
+        if reply is None or reply.last or cid not in self.pending or self.state is ClientState.CLOSED:
             return False
-        vpt, flags, drep, length, auth_length, cid, hint = _NEXT.unpack_from(head)
-        if (
-            vpt != _RESPONSE_V5  # a version 5.0 response
-            or flags & PFC.FIRST_FRAG  # continuing a call,
-            or cid != self._direct_call  # the same one, still awaited (not orphaned meanwhile),
-            or cid not in self.pending
-            or drep != _DREP_LE  # little-endian ASCII IEEE,
-            or auth_length  # with no verifier,
-            or length < _DIRECT_MIN  # long,
-            or length > self.max_recv_frag
-            or self.state is ClientState.CLOSED
-        ):
+        found = continuation(head, _RESPONSE_V5, cid, self.max_recv_frag, 0)
+        if found is None:
             return False
+        flags, length, hint = found
         n = length - REQUEST_OVERHEAD
         if not self._room(reply, n, hint):
             return False  # the general path refuses it

@@ -16,8 +16,22 @@ a 16 MiB call is written once, by the kernel, where it will be decoded.
 
 from __future__ import annotations
 
-__all__ = ["HINT_TRUST", "SPARE_MIN", "Inbox", "Receiver", "fragment_at", "room_for"]
+import struct
 
+__all__ = [
+    "DIRECT_MIN",
+    "HINT_TRUST",
+    "SPARE_MIN",
+    "Inbox",
+    "Receiver",
+    "continuation",
+    "fragment_at",
+    "room_for",
+]
+
+DIRECT_MIN = 4096
+"""The shortest fragment whose stub is read straight into its call's buffer (shorter ones are read
+in the scratch and copied: not worth a read of their own)."""
 _AHEAD = 24  # a request's or response's header (C706 12.6.4.9/10): enough to direct its stub
 _SCRATCH = 16 * 1024  # a connection's scratch to begin with; grows to its largest held fragment
 _MIN_READ = 2048  # less room than this after the held octets: move them to the front first
@@ -210,6 +224,32 @@ def room_for(need: int, have: int, hint: int, limit: int) -> int:
     ``need`` (> have): at least double, the peer's ``hint`` as far as it is trusted, never more
     than ``limit``."""
     return min(max(need, 2 * have, min(hint, HINT_TRUST * need)), limit)
+
+
+_HEAD = struct.Struct("<3sB4sHHII")  # a request's or response's header up to its alloc_hint
+_DREP_LE = b"\x10\x00\x00\x00"  # little-endian integers, ASCII, IEEE floating point
+_FIRST_FRAG = 0x01
+
+
+def continuation(
+    head: bytearray, start: bytes, call_id: int, longest: int, not_flags: int
+) -> tuple[int, int, int] | None:
+    """The flags, frag_length and alloc_hint of the header in ``head`` when it is the next long
+    fragment of call ``call_id`` as the fragment before was (its first three octets ``start``:
+    version 5.0 and the PDU type; little-endian; no verifier; not a first fragment, nor any of
+    ``not_flags``; at most ``longest`` octets), else None: the general path looks at it."""
+    vpt, flags, drep, length, auth_length, cid, hint = _HEAD.unpack_from(head)
+    if (
+        vpt != start
+        or flags & (_FIRST_FRAG | not_flags)
+        or cid != call_id
+        or drep != _DREP_LE
+        or auth_length
+        or length < DIRECT_MIN
+        or length > longest
+    ):
+        return None
+    return flags, length, hint
 
 
 def _unviewed(buf: bytearray) -> bool:

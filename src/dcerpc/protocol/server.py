@@ -64,7 +64,7 @@ from .events import (
     Event,
     ProtocolViolation,
 )
-from .framing import Inbox, Receiver, fragment_at, room_for
+from .framing import DIRECT_MIN, Inbox, Receiver, continuation, fragment_at, room_for
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Fragment, Outbox
@@ -75,10 +75,7 @@ __all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
 InterfaceMatcher = Callable[[SyntaxId], SyntaxId | None]
 """Given a proposed abstract syntax, the served interface it binds to (None: not served)."""
 
-_NEXT = struct.Struct("<3sB4sHHII")  # a request header up to its alloc_hint
-_REQUEST_V5: Final = b"\x05\x00\x00"
-_DREP_LE: Final = b"\x10\x00\x00\x00"
-_DIRECT_MIN: Final = 4096  # a request fragment this long is read straight into its call's buffer
+_REQUEST_V5: Final = b"\x05\x00\x00"  # version 5.0, a request
 REQUEST_HEADER: Final = 24  # common header + alloc_hint, p_cont_id, opnum (a response's is as long)
 _RESPONSE: Final = struct.Struct("<BBBB4sHHIIHBB")  # header + response body header (C706 12.6.4.10)
 _REQUEST_BODY: Final = struct.Struct("<IIHH")  # call_id, then alloc_hint, p_cont_id, opnum (12.6.4.9)
@@ -204,7 +201,7 @@ class ServerAssociation(Receiver):
             )
             if not whole:
                 if (
-                    length >= _DIRECT_MIN  # a long fragment
+                    length >= DIRECT_MIN  # a long fragment
                     and plain
                     and not buf[pos + 3] & PFC.OBJECT_UUID
                     and self._direct_fragment(buf, pos, length, end)  # and nothing else in the way
@@ -687,20 +684,13 @@ class ServerAssociation(Receiver):
 
     def _direct_next(self, head: bytearray) -> bool:
         partial = self._direct_partial
-        if partial is None or partial.last:
+        if partial is None or partial.last or self.state is not State.OPEN:
             return False
-        vpt, flags, drep, length, auth_length, cid, hint = _NEXT.unpack_from(head)
-        if (
-            vpt != _REQUEST_V5  # a version 5.0 request
-            or flags & (PFC.FIRST_FRAG | PFC.OBJECT_UUID)  # continuing a call,
-            or cid != self._direct_call  # the same one,
-            or drep != _DREP_LE  # little-endian ASCII IEEE,
-            or auth_length  # with no verifier,
-            or length < _DIRECT_MIN  # long,
-            or length > self.max_recv_frag
-            or self.state is not State.OPEN
-        ):
+        cid = self._direct_call
+        found = continuation(head, _REQUEST_V5, cid, self.max_recv_frag, PFC.OBJECT_UUID)
+        if found is None:
             return False
+        flags, length, hint = found
         self.stats["pdus_in"] += 1
         n = length - REQUEST_HEADER
         if not self._reserve(cid, partial, n, hint):
