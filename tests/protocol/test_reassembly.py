@@ -10,12 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcerpc.pdu import Request
+from dcerpc.pdu import Fault, Request
+from dcerpc.pdu import constants as const
+from dcerpc.pdu.co import parse
 from dcerpc.pdu.constants import PFC
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.protocol.events import BindAccepted, CallReceived, ResponseReceived
 from dcerpc.protocol.framing import HINT_TRUST, SPARE_MIN
 from dcerpc.protocol.groups import GroupTable
+from dcerpc.protocol.limits import Limits
 from dcerpc.protocol.server import ServerAssociation
 from dcerpc.rpcecho import Echo
 
@@ -144,3 +147,28 @@ def test_client_reuses_a_response_buffer_only_once_it_is_let_go() -> None:
     del held, second
     third = _one_response(client, server, n - 1000, 3)  # shorter: the spare is large enough
     assert id(third.obj) == buffer and third == _stub(n - 1000, 3)
+
+
+def test_a_call_too_large_is_refused_between_long_fragments() -> None:
+    """Fragments that continue a call straight into its buffer (framing.continuation) are held to
+    max_call_size like any other: fault nca_s_fault_remote_no_memory, then the association
+    closes and takes nothing more."""
+    limits = Limits(max_call_size=64 * 1024)
+    server = ServerAssociation(lambda s: s, GroupTable(), limits)
+    client = ClientAssociation()
+    client.bind({0: SYNTAX})
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.events()
+    chunk = bytes(20_000)  # long: each read straight into the call's buffer
+    wire = Request(call_id=9, flags=PFC.FIRST_FRAG, context_id=0, opnum=1, stub=chunk).encode()
+    wire += b"".join(
+        Request(call_id=9, flags=0, context_id=0, opnum=1, stub=chunk).encode() for _ in range(5)
+    )
+    server.receive_data(wire)  # one piece: each fragment's read ends with the next header
+    assert not server.alive
+    answer = parse(server.data_to_send()).pdu
+    assert isinstance(answer, Fault)
+    assert (answer.call_id, answer.status) == (9, const.NCA_S_FAULT_REMOTE_NO_MEMORY)
+    server.receive_data(wire)  # closed: nothing more is taken
+    assert server.data_to_send() == b""

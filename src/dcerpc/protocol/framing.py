@@ -156,6 +156,8 @@ class Receiver:
             if not inbox.direct_done(n):
                 return
             if inbox.fill == _AHEAD and self._direct_next(inbox.buf):
+                if not self.alive:  # refused (too large): the association closed
+                    inbox.start = inbox.fill = 0
                 return
             self._direct_fragment_done()
             if not inbox.fill:
