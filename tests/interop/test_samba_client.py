@@ -20,6 +20,9 @@ conn = echo.rpcecho(sys.argv[1], lp, creds)
 out = {}
 out["AddOne"] = [conn.AddOne(41), conn.AddOne(0xFFFFFFFF)]
 out["EchoData"] = list(conn.EchoData([1, 2, 3, 250]))
+# long: read straight into the call's buffer, answered from the decoded bytes where they lie
+big = [(i * 7 + 3) & 0xFF for i in range(1_200_000)]
+out["EchoDataLong"] = [list(conn.EchoData(big)) == big for _ in range(2)]
 conn.SinkData([9] * 100)
 out["SourceData"] = list(conn.SourceData(300))
 out["TestCall"] = conn.TestCall("grüße €")
@@ -50,6 +53,7 @@ print(json.dumps(out))
 EXPECTED = {
     "AddOne": [42, 0],
     "EchoData": [1, 2, 3, 250],
+    "EchoDataLong": [True, True],
     "SourceData": [i & 0xFF for i in range(300)],
     "TestCall": "grüße €",
     "TestCall2": {"1": 10, "2": 20, "3": 30, "4": 40, "5": [50, 60], "6": [70, 80], "7": [80, 90]},
