@@ -51,8 +51,9 @@ def test_pieces_are_the_copied_stub(a: int, b: int, fill: int, last: int) -> Non
     # cut into fragments' runs, the pieces give the same octets in the same places
     for room in (1432 - 24, 65528 - 24):
         cut = list(runs(made, room))
-        assert all(sum(map(len, run)) == room for run in cut[:-1])
-        assert b"".join(b"".join(bytes(p) for p in run) for run in cut) == bytes(copied)
+        assert all(n == sum(map(len, run)) for n, run in cut)  # each run's length as given
+        assert all(n == room for n, _ in cut[:-1])
+        assert b"".join(b"".join(bytes(p) for p in run) for _, run in cut) == bytes(copied)
 
 
 def test_long_bytes_are_not_copied() -> None:
@@ -63,4 +64,4 @@ def test_long_bytes_are_not_copied() -> None:
 
 
 def test_empty_stub_is_one_empty_run() -> None:
-    assert [b"".join(run) for run in runs(b"", 100)] == [b""]
+    assert [(n, b"".join(run)) for n, run in runs(b"", 100)] == [(0, b"")]

@@ -80,13 +80,14 @@ class Pieces:
         return f"Pieces({len(self.parts)} parts, {self.size} octets)"
 
 
-def runs(stub: EncodedStub, room: int) -> Iterator[list[bytes | memoryview]]:
+def runs(stub: EncodedStub, room: int) -> Iterator[tuple[int, list[bytes | memoryview]]]:
     """The stub cut into runs of ``room`` octets (the last may be shorter; an empty stub is one
-    empty run), each as the views that make it up, nothing copied."""
+    empty run): each run's length and the views that make it up, nothing copied."""
     if not isinstance(stub, Pieces):
         view = memoryview(stub)
         for start in range(0, len(view) or 1, room):  # an empty stub is one empty run
-            yield [view[start : start + room]]
+            chunk = view[start : start + room]
+            yield len(chunk), [chunk]
         return
     run: list[bytes | memoryview] = []
     want = room
@@ -94,14 +95,14 @@ def runs(stub: EncodedStub, room: int) -> Iterator[list[bytes | memoryview]]:
         view = memoryview(part)
         while len(view) >= want:
             run.append(view[:want])
-            yield run
+            yield room, run
             view = view[want:]
             run, want = [], room
         if view:
             run.append(view)
             want -= len(view)
     if run or not stub.size:
-        yield run
+        yield room - want, run
 
 
 EncodedStub: TypeAlias = "bytes | bytearray | memoryview | Pieces"

@@ -243,8 +243,7 @@ class ClientAssociation(Receiver):
         total = len(stub)
         offset = 0
         base = PFC.OBJECT_UUID if object is not None else 0
-        for run in runs(stub, room):
-            n = len(run[0]) if len(run) == 1 else sum(map(len, run))
+        for n, run in runs(stub, room):
             flags = base | (PFC.FIRST_FRAG if offset == 0 else 0)
             if offset + n >= total:
                 flags |= PFC.LAST_FRAG

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import struct
 
+from ..pdu.constants import PFC
+from ..pdu.header import DREP_LE
+
 __all__ = [
     "DIRECT_MIN",
     "HINT_TRUST",
@@ -229,8 +232,6 @@ def room_for(need: int, have: int, hint: int, limit: int) -> int:
 
 
 _HEAD = struct.Struct("<3sB4sHHII")  # a request's or response's header up to its alloc_hint
-_DREP_LE = b"\x10\x00\x00\x00"  # little-endian integers, ASCII, IEEE floating point
-_FIRST_FRAG = 0x01
 
 
 def continuation(
@@ -243,9 +244,9 @@ def continuation(
     vpt, flags, drep, length, auth_length, cid, hint = _HEAD.unpack_from(head)
     if (
         vpt != start
-        or flags & (_FIRST_FRAG | not_flags)
+        or flags & (PFC.FIRST_FRAG | not_flags)
         or cid != call_id
-        or drep != _DREP_LE
+        or drep != DREP_LE
         or auth_length
         or length < DIRECT_MIN
         or length > longest

@@ -294,8 +294,7 @@ class ServerAssociation(Receiver):
             room = (self.max_xmit_frag - REQUEST_HEADER) & ~7  # stub octets per fragment, 8-aligned
         total = len(stub)
         offset = 0
-        for run in runs(stub, room):
-            n = len(run[0]) if len(run) == 1 else sum(map(len, run))
+        for n, run in runs(stub, room):
             flags = (PFC.FIRST_FRAG if offset == 0 else 0) | (PFC.LAST_FRAG if offset + n >= total else 0)
             self.stats["pdus_out"] += 1
             if protected:
