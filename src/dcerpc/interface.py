@@ -54,6 +54,10 @@ def operation(opnum: int) -> Callable[[F], F]:
     return mark
 
 
+ResultDecodeFn = Callable[[bytes | memoryview, bool, Limits], Any]
+"""A client's result decoder: ``(stub, little_endian, ndr limits) -> result`` (see client_codecs)."""
+
+
 @dataclass
 class _Side:
     """One direction of an operation, compiled."""
@@ -77,7 +81,7 @@ class Operation:
     _result_type: Any = field(default=None, repr=False)
     _single: bool = field(default=False, repr=False)
     handle_params: tuple[int, ...] = field(default=(), repr=False)  # [in] context handles, by index
-    _client: tuple[EncodeFn, Callable[[bytes | memoryview, bool, Limits], Any]] | None = field(
+    _client: tuple[EncodeFn, ResultDecodeFn] | None = field(
         default=None, repr=False, compare=False
     )  # client_codecs(), once made
 
@@ -140,7 +144,7 @@ class Operation:
         """The request stub for the [in] values given in order."""
         return bytes(_guard(self._req().encode, args, self.name))
 
-    def client_codecs(self) -> tuple[EncodeFn, Callable[[bytes | memoryview, bool, Limits], Any]]:
+    def client_codecs(self) -> tuple[EncodeFn, ResultDecodeFn]:
         """For a client's hot path, made once: the request encoder (``*in_values -> stub``; raises
         whatever the encoder raises for values that do not fit, not only NdrError) and the result
         decoder (``(stub, little_endian, limits) -> result`` shaped as ``decode_response`` shapes it)."""
@@ -232,13 +236,21 @@ class Operation:
         return self._result_type(*values), end
 
 
+_ENCODE_ERRORS = (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError)
+"""What a compiled encoder raises, besides NdrError, for values that do not fit their types."""
+
+
+def _encode_failure(name: str, e: BaseException) -> NdrError:
+    return NdrError(f"{name}: cannot encode the values given: {e}")
+
+
 def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> EncodedStub:
     try:
         return fn(*args)
     except NdrError:
         raise
-    except (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
-        raise NdrError(f"{name}: cannot encode the values given: {e}") from None
+    except _ENCODE_ERRORS as e:
+        raise _encode_failure(name, e) from None
 
 
 class Interface:

@@ -13,16 +13,18 @@ name and number.
 from __future__ import annotations
 
 import asyncio
+import keyword
 import uuid
 from collections import deque
 from collections.abc import Coroutine
 from enum import IntEnum
 from typing import Any, TypeVar, cast
 
-from .._errors import BindError, ConnectionClosedError, FaultError, RpcError
+from .._errors import BindError, ConnectionClosedError, FaultError, NdrError, RpcError
 from ..auth.base import ClientCredentials
 from ..auth.mechs import NTLM, Kerberos, Negotiate
-from ..interface import Interface, Operation, _guard
+from ..interface import _ENCODE_ERRORS, Interface, Operation, ResultDecodeFn, _encode_failure
+from ..ndr.compiler import EncodeFn
 from ..pdu.constants import AuthLevel, ProviderReason, RejectReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.client import ClientAssociation
@@ -59,6 +61,11 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # A transport takes these two from its protocol once (uvloop) or per read (asyncio); bound
+        # here straight to the inbox and the connection, each read costs a Python call fewer
+        # (the association, and with it the inbox, lasts as long as the connection).
+        self.get_buffer = conn.assoc.inbox.get_buffer  # type: ignore[method-assign]
+        self.buffer_updated = conn._received  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports
@@ -66,10 +73,10 @@ class _Protocol(asyncio.BufferedProtocol):
         # asking asyncio for the running loop costs a getpid() system call per ask on Python 3.11
         self.conn._loop = asyncio.get_running_loop()
 
-    def get_buffer(self, sizehint: int) -> memoryview:
+    def get_buffer(self, sizehint: int) -> memoryview:  # replaced in __init__
         return self.conn.assoc.get_buffer()
 
-    def buffer_updated(self, nbytes: int) -> None:
+    def buffer_updated(self, nbytes: int) -> None:  # replaced in __init__
         self.conn._received(nbytes)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -88,27 +95,27 @@ class _Slots:
     coroutine call). Take a slot with ``if s.free: s.free -= 1`` else ``await s.wait()``; give it
     back with ``release()``. Waiters are served first come, first served."""
 
-    __slots__ = ("_waiters", "free")
+    __slots__ = ("free", "waiters")
 
     def __init__(self, n: int) -> None:
         self.free = n
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
     async def wait(self) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        self.waiters.append(fut)
         try:
             await fut  # released to us: the slot passes without touching ``free``
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self.release()  # handed to us as we were cancelled: pass it on
             else:
-                self._waiters.remove(fut)
+                self.waiters.remove(fut)
             raise
 
     def release(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
+        while self.waiters:
+            fut = self.waiters.popleft()
             if not fut.done():
                 fut.set_result(None)
                 return
@@ -133,7 +140,7 @@ class Connection:
         self.assoc = ClientAssociation(limits, auth)
         self.default_timeout = default_timeout
         self._transport: asyncio.Transport | None = None
-        self._calls: dict[int, asyncio.Future[tuple[bytes | memoryview, bool]]] = {}
+        self._calls: dict[int, asyncio.Future[ResponseReceived]] = {}
         self._control: dict[int, asyncio.Future[Any]] = {}
         self._bound: dict[SyntaxId, int] = {}
         self._next_context = 0
@@ -236,7 +243,7 @@ class Connection:
 
     # calls ----------------------------------------------------------------------------------------
 
-    async def call(
+    def call(
         self,
         context_id: int,
         op: Operation,
@@ -244,10 +251,30 @@ class Connection:
         *,
         timeout: float | None = None,
         object: uuid.UUID | None = None,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """Send one call and await its result (as the operation's declaration shapes it)."""
         encode, decode = op.client_codecs()
-        stub = _guard(encode, args, op.name)
+        return self._call(context_id, op.opnum, encode, decode, op.name, args, timeout, object)
+
+    async def _call(
+        self,
+        context_id: int,
+        opnum: int,
+        encode: EncodeFn,
+        decode: ResultDecodeFn,
+        name: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        object: uuid.UUID | None,
+    ) -> Any:
+        # The hot path of every call: what the proxies call, positionally, with their operation's
+        # codecs (see ``call``).
+        try:
+            stub = encode(*args)
+        except NdrError:
+            raise
+        except _ENCODE_ERRORS as e:
+            raise _encode_failure(name, e) from None
         slots = self._slots
         if slots.free:
             slots.free -= 1
@@ -256,39 +283,42 @@ class Connection:
         try:
             if self._closed is not None:
                 raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
-            cid = self.assoc.request(context_id, op.opnum, stub, object)
-            loop = self._loop or asyncio.get_running_loop()
-            fut: asyncio.Future[tuple[bytes | memoryview, bool]] = loop.create_future()
+            assoc = self.assoc
+            cid = assoc.request(context_id, opnum, stub, object)
+            fut: asyncio.Future[ResponseReceived] = (self._loop or asyncio.get_running_loop()).create_future()
             calls = self._calls
             calls[cid] = fut
-            if len(calls) == 1 or len(self.assoc.outbox) >= _COALESCE:
+            if len(calls) == 1 or len(assoc.outbox) >= _COALESCE:
                 self._flush()
             elif not self._more:
                 # Others are in flight, and the tasks their answers woke run in this same turn of
                 # the loop sending their next calls: those leave together, at the end of the turn
                 # or every _COALESCE requests, whichever comes first.
                 self._more = True
-                loop.call_soon(self._flush_more)
+                (self._loop or asyncio.get_running_loop()).call_soon(self._flush_more)
             limit = timeout or self.default_timeout
             try:
                 if limit is None:
-                    reply, little = await fut
+                    reply = await fut
                 else:
-                    reply, little = await asyncio.wait_for(asyncio.shield(fut), limit)
+                    reply = await asyncio.wait_for(asyncio.shield(fut), limit)
             except TimeoutError:
-                self.assoc.orphan(cid)
+                assoc.orphan(cid)
                 self._flush()
                 raise
             except asyncio.CancelledError:
                 if not fut.done() or fut.cancelled():
-                    self.assoc.cancel(cid)
+                    assoc.cancel(cid)
                     self._flush()
                 raise
             finally:
-                self._calls.pop(cid, None)
+                calls.pop(cid, None)
         finally:
-            slots.release()
-        return decode(reply, little, self.assoc.limits.ndr)
+            if slots.waiters:
+                slots.release()
+            else:
+                slots.free += 1
+        return decode(reply.stub, reply.little_endian, assoc.limits.ndr)
 
     # adapter ------------------------------------------------------------------------------------
 
@@ -300,6 +330,11 @@ class Connection:
             return
         t = self._transport
         if t is None or t.is_closing():
+            return
+        first = outbox[0]
+        if type(first) is bytes and len(outbox) == 1:  # one short call's (take's first case)
+            outbox.clear()
+            t.write(first)
             return
         data = outbox.take(FLUSH_BUDGET)
         if isinstance(data, bytes):
@@ -315,12 +350,13 @@ class Connection:
         self._flush()
 
     def _received(self, nbytes: int) -> None:
-        self.assoc.buffer_updated(nbytes)
-        for ev in self.assoc.events():
+        assoc = self.assoc
+        assoc.buffer_updated(nbytes)
+        for ev in assoc.events():
             if type(ev) is ResponseReceived:
                 fut = self._calls.pop(ev.call_id, None)
                 if fut is not None and not fut.done():
-                    fut.set_result((ev.stub, ev.little_endian))
+                    fut.set_result(ev)
             elif isinstance(ev, FaultReceived):
                 fut2: asyncio.Future[Any] | None = self._calls.get(ev.call_id) or self._control.get(
                     ev.call_id
@@ -341,7 +377,8 @@ class Connection:
                 pass  # no new calls should be started; existing ones still complete
             elif isinstance(ev, Closing) and self._transport is not None:
                 self._transport.close()
-        self._flush()
+        if assoc.outbox:
+            self._flush()
 
     def _fail_all(self, exc: BaseException) -> None:
         for fut in [*self._calls.values(), *self._control.values()]:
@@ -392,20 +429,29 @@ def _proxy_class(iface: type[I]) -> type[I]:
 
 
 def _remote(op: Operation) -> Any:
+    """The proxy method of ``op``: a plain function with the operation's own parameters, returning
+    the call's coroutine (one coroutine per call, not two). Generated, so that a call costs no
+    argument juggling and wrong arguments raise Python's own TypeError at once."""
     names = op.in_names
-
-    # A plain function returning the call's coroutine (one coroutine per call, not two); wrong
-    # arguments raise TypeError at once.
-    def remote(self: _Proxy, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-        if kwargs:
-            args = args + tuple(kwargs.pop(n) for n in names[len(args) :] if n in kwargs)
-            if kwargs:
-                raise TypeError(f"{op.name}() got unexpected arguments {sorted(kwargs)}")
-        if len(args) != len(names):
-            raise TypeError(f"{op.name}() takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
-        return self._conn.call(self._ctx, op, args, timeout=self.timeout, object=self.object)
-
-    remote.__name__ = op.name
+    encode, decode = op.client_codecs()
+    for n in names:
+        if not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_dcerpc_") or n == "self":
+            raise TypeError(f"{op.name}: parameter name {n!r} cannot be a proxy parameter")
+    params = "".join(f", {n}" for n in names)
+    values = "".join(f"{n}, " for n in names)
+    src = (
+        f"def {op.name}(self{params}):\n"
+        f"    return self._conn._call(self._ctx, _dcerpc_opnum, _dcerpc_encode, _dcerpc_decode,\n"
+        f"        _dcerpc_name, ({values}), self.timeout, self.object)\n"
+    )
+    namespace: dict[str, Any] = {
+        "_dcerpc_opnum": op.opnum,
+        "_dcerpc_encode": encode,
+        "_dcerpc_decode": decode,
+        "_dcerpc_name": op.name,
+    }
+    exec(compile(src, f"<proxy {op.name}>", "exec"), namespace)
+    remote = namespace[op.name]
     remote.__qualname__ = op.name
     remote.__doc__ = op.function.__doc__
     return remote

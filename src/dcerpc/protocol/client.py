@@ -37,7 +37,7 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, ContextResult, PType
-from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length, pack_header
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, pack_header
 from ..pdu.syntax import SyntaxId
 from . import verification
 from .events import (
@@ -274,18 +274,23 @@ class ClientAssociation(Receiver):
     def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         length = HEADER_SIZE
         while self.state is not ClientState.CLOSED:
-            got = frame_length(buf, pos, end)
-            if got is None:
+            if end - pos < 10:  # frag_length not here yet
                 length = HEADER_SIZE
                 break
-            length = got
+            # frag_length (C706 12.6.3.1), read here rather than by header.frame_length: a call
+            # fewer per read on the hot path
+            if buf[pos + 4] & 0xF0 == 0x10:  # little-endian integers
+                length = buf[pos + 8] | buf[pos + 9] << 8
+            else:
+                length = buf[pos + 8] << 8 | buf[pos + 9]
             if length < HEADER_SIZE:
                 self._fail(f"frag_length {length} is impossible")
                 break
             whole = end - pos >= length
             plain = (
                 # a header as long as a response's, and here (past ``end`` the scratch holds old octets)
-                min(length, end - pos) >= REQUEST_OVERHEAD
+                length >= REQUEST_OVERHEAD
+                and end - pos >= REQUEST_OVERHEAD
                 and buf[pos + 2] == 2  # a response
                 and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
                 and buf[pos + 10] == 0  # with no verifier,
@@ -319,6 +324,8 @@ class ClientAssociation(Receiver):
             self._raw = fragment
             self._body_end = parsed.body_end
             handler(self, parsed.pdu, parsed.header.little_endian)
+        if self.state is ClientState.CLOSED:
+            return end, 0
         return pos, length
 
     def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:

@@ -55,8 +55,10 @@ class Inbox:
         self.dest_end = 0
         self.ahead = 0  # octets past dest_end a read may also put in dest (the next header)
 
-    def get_buffer(self) -> memoryview:
-        """Where the next read goes (never empty)."""
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next read goes (never empty). Shaped as asyncio.BufferedProtocol.get_buffer,
+        so an adapter may hand this bound method to its transport directly (the hint is not
+        needed: the inbox knows what comes next)."""
         if self.dest is not None:
             return self.dest[self.dest_pos : self.dest_end + self.ahead]
         return self.view[self.fill :] if self.fill else self.view
@@ -166,16 +168,19 @@ class Receiver:
             if not inbox.fill:
                 return
             n = 0  # the next PDU's first octets came with the stub: at the start of the scratch
-        inbox.fill += n
-        rest = self._fragments(inbox.buf, inbox.start, inbox.fill)
-        if not self.alive:
-            inbox.start = inbox.fill = 0  # whatever else arrives is discarded
-        elif rest is not None:
-            inbox.keep(*rest)
+        fill = inbox.fill = inbox.fill + n
+        rest = self._fragments(inbox.buf, inbox.start, fill)
+        if rest is not None:
+            pos, need = rest
+            if pos >= fill:  # all taken (or, the association closed, all discarded)
+                inbox.start = inbox.fill = 0
+            else:
+                inbox.keep(pos, need)
 
     def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         """Handle the whole fragments in ``buf[pos:end]``; where the rest starts and the length of
-        the fragment it begins (None: that fragment's stub now goes to its call's buffer)."""
+        the fragment it begins (None: that fragment's stub now goes to its call's buffer). Once
+        the association is closed, ``(end, 0)``: whatever else arrived is discarded."""
         raise NotImplementedError
 
     def _direct_fragment_done(self) -> None:
