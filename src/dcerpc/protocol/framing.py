@@ -23,7 +23,9 @@ from ..pdu.header import DREP_LE
 
 __all__ = [
     "DIRECT_MIN",
+    "DREP_LE_INT",
     "HINT_TRUST",
+    "PLAIN_HEAD",
     "SPARE_MIN",
     "Inbox",
     "Receiver",
@@ -35,6 +37,13 @@ __all__ = [
 DIRECT_MIN = 4096
 """The shortest fragment whose stub is read straight into its call's buffer (shorter ones are read
 in the scratch and copied: not worth a read of their own)."""
+PLAIN_HEAD = struct.Struct("<BBBBIHHIIHH")
+"""A request's or response's first 24 octets read at once, as little-endian (C706 12.6.4.9/10):
+version, minor version, PDU type, flags, data representation, frag_length, auth_length, call_id,
+alloc_hint, p_cont_id, then a request's opnum (a response's cancel_count and a reserved octet).
+What the fast paths of both roles read a one-fragment call by (one unpack costs less than the
+dozen single octets it replaces)."""
+DREP_LE_INT = 0x10  # DREP_LE, read as PLAIN_HEAD reads it
 _AHEAD = 24  # a request's or response's header (C706 12.6.4.9/10): enough to direct its stub
 _SCRATCH = 16 * 1024  # a connection's scratch to begin with; grows to its largest held fragment
 _MIN_READ = 2048  # less room than this after the held octets: move them to the front first

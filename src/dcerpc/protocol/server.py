@@ -26,7 +26,6 @@ from __future__ import annotations
 import enum
 import struct
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -64,13 +63,13 @@ from .events import (
     Event,
     ProtocolViolation,
 )
-from .framing import DIRECT_MIN, Inbox, Receiver, continuation, fragment_at, room_for
+from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Receiver, continuation, fragment_at, room_for
 from .groups import Group, GroupTable
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Fragment, Outbox
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
-__all__ = ["InterfaceMatcher", "ServerAssociation", "State"]
+__all__ = ["STATS", "InterfaceMatcher", "ServerAssociation", "State", "new_stats"]
 
 InterfaceMatcher = Callable[[SyntaxId], SyntaxId | None]
 """Given a proposed abstract syntax, the served interface it binds to (None: not served)."""
@@ -82,10 +81,26 @@ _REQUEST_BODY: Final = struct.Struct("<IIHH")  # call_id, then alloc_hint, p_con
 BIND_NAK_VERSIONS: Final = ((5, 0),)
 
 
+STATS: Final = ("calls_in", "calls_out", "pdus_in", "pdus_out", "faults", "verification_trailers")
+"""The counters a server keeps (C706 mgmt's inq_stats reports the first four)."""
+
+
+def new_stats() -> dict[str, int]:
+    """A server's counters, each at 0: a plain dict with every name present, since a Counter's
+    increment costs three times a dict's (100 ns against 37) and three are made per call."""
+    return dict.fromkeys(STATS, 0)
+
+
 class State(enum.Enum):
     AWAIT_BIND = "await_bind"
     OPEN = "open"
     CLOSED = "closed"
+
+
+# An enum member is a descriptor on Python 3.11 (65 ns a look-up): the per-PDU paths use these.
+_AWAIT_BIND: Final = State.AWAIT_BIND
+_OPEN: Final = State.OPEN
+_CLOSED: Final = State.CLOSED
 
 
 @dataclass(slots=True)
@@ -153,7 +168,7 @@ class ServerAssociation(Receiver):
         self._direct_call = 0  # the call whose fragment's stub is arriving in its own buffer
         self._direct_partial: _Partial | None = None  # and its record
         # Counters (pdus_in, pdus_out, calls_in); a server passes one mapping for all its connections.
-        self.stats: MutableMapping[str, int] = stats if stats is not None else Counter()
+        self.stats: MutableMapping[str, int] = stats if stats is not None else new_stats()
 
     # --- adapter interface ---------------------------------------------------------------------
 
@@ -165,11 +180,42 @@ class ServerAssociation(Receiver):
     @property
     def alive(self) -> bool:
         """False once the association has closed (or decided to)."""
-        return self.state is not State.CLOSED
+        return self.state is not _CLOSED
 
     def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         length = HEADER_SIZE
-        while self.state is not State.CLOSED and end - pos >= 2:
+        while self.state is not _CLOSED and end - pos >= 2:
+            if end - pos >= REQUEST_HEADER:
+                # The common case first: a whole one-fragment request on an open, unauthenticated
+                # association, taken without building a PDU (about half the cost of the general
+                # path). Anything else about it, right or wrong, is the general path's below.
+                vers, minor, ptype, flags, drep, length, auth_length, call_id, _, context_id, opnum = (
+                    PLAIN_HEAD.unpack_from(buf, pos)
+                )
+                if (
+                    vers == 5
+                    and minor <= 1
+                    and ptype == 0  # a request
+                    and flags == 3  # first and last fragment, no object UUID
+                    and drep == DREP_LE_INT  # little-endian ASCII IEEE
+                    and auth_length == 0  # no verifier
+                    and REQUEST_HEADER <= length <= end - pos  # whole, here
+                    and length <= self.max_recv_frag
+                    and self.state is _OPEN
+                    and not self.auth
+                    and self._may_start(call_id, context_id)
+                    and length - REQUEST_HEADER <= self.limits.max_call_size
+                ):
+                    stats = self.stats
+                    stats["pdus_in"] += 1
+                    stats["calls_in"] += 1
+                    self.outstanding.add(call_id)
+                    stub = bytes(buf[pos + REQUEST_HEADER : pos + length])
+                    self._events.append(
+                        CallReceived(call_id, context_id, self.contexts[context_id], opnum, None, stub, True)
+                    )
+                    pos += length
+                    continue
             if buf[pos] != 5 or buf[pos + 1] > 1:
                 # Not DCE/RPC v5 at all (an HTTP request, a scanner's probe): answer at once rather
                 # than wait for a frag_length that means nothing.
@@ -190,7 +236,7 @@ class ServerAssociation(Receiver):
                 length = buf[pos + 8] | buf[pos + 9] << 8
             else:
                 length = buf[pos + 8] << 8 | buf[pos + 9]
-            limit = 0xFFFF if self.state is State.AWAIT_BIND else self.max_recv_frag
+            limit = 0xFFFF if self.state is _AWAIT_BIND else self.max_recv_frag
             if length < HEADER_SIZE or length > limit:
                 self._fatal_raw(
                     f"frag_length {length} is outside {HEADER_SIZE}..{limit}", buf[pos : pos + 16]
@@ -203,10 +249,11 @@ class ServerAssociation(Receiver):
                 and end - pos >= REQUEST_HEADER
                 and buf[pos + 2] == 0  # a request
                 and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
+                and buf[pos + 5] == 0
                 and buf[pos + 10] == 0  # with no verifier,
                 and buf[pos + 11] == 0
                 and not self.auth  # on an unauthenticated association
-                and self.state is State.OPEN
+                and self.state is _OPEN
             )
             if not whole:
                 if (
@@ -218,34 +265,12 @@ class ServerAssociation(Receiver):
                     return None
                 break
             self.stats["pdus_in"] += 1
-            if (
-                plain
-                and buf[pos + 3] == 3  # whole (first and last fragment), no object UUID,
-                and self._simple_request(buf, pos, length)  # and nothing else in the way
-            ):
-                pos += length
-                continue
             fragment = fragment_at(buf, pos, length)
             pos += length
             self._fragment(fragment)
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return end, 0
         return pos, length
-
-    def _simple_request(self, buf: bytes | bytearray, pos: int, length: int) -> bool:
-        """A one-fragment request on an unauthenticated association, taken without building a PDU
-        (the common case, about half the cost of the general path). False: take the general path,
-        which finds and answers whatever is wrong with it."""
-        call_id, _hint, context_id, opnum = _REQUEST_BODY.unpack_from(buf, pos + 12)
-        if not self._may_start(call_id, context_id) or length - REQUEST_HEADER > self.limits.max_call_size:
-            return False
-        self.outstanding.add(call_id)
-        self.stats["calls_in"] += 1
-        stub = bytes(buf[pos + REQUEST_HEADER : pos + length])
-        self._events.append(
-            CallReceived(call_id, context_id, self.contexts[context_id], opnum, None, stub, True)
-        )
-        return True
 
     def _may_start(self, call_id: int, context_id: int) -> bool:
         """A call may start on this context with this call_id (what the fast paths check before
@@ -342,7 +367,7 @@ class ServerAssociation(Receiver):
             self._orphaned.discard(call_id)
             self.outstanding.discard(call_id)
             return False
-        if call_id not in self.outstanding or self.state is State.CLOSED:
+        if call_id not in self.outstanding or self.state is _CLOSED:
             return False
         self.outstanding.discard(call_id)
         return True

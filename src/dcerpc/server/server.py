@@ -17,6 +17,7 @@ from ..pdu.syntax import SyntaxId
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
+from ..protocol.server import new_stats
 from .dispatch import Target
 from .registry import Registry
 
@@ -83,7 +84,7 @@ class Server:
         self._connections: set[Any] = set()
         self.addresses: list[Any] = []
         self.violations: Counter[str] = Counter()
-        self.stats: Counter[str] = Counter()
+        self.stats: dict[str, int] = new_stats()  # see protocol.server.STATS
 
     @property
     def min_auth_level(self) -> int:
