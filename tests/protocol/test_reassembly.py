@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcerpc.pdu import Fault, Request
+from dcerpc.pdu import Fault, Request, Response
 from dcerpc.pdu import constants as const
 from dcerpc.pdu.co import parse
 from dcerpc.pdu.constants import PFC
@@ -172,3 +172,20 @@ def test_a_call_too_large_is_refused_between_long_fragments() -> None:
     assert (answer.call_id, answer.status) == (9, const.NCA_S_FAULT_REMOTE_NO_MEMORY)
     server.receive_data(wire)  # closed: nothing more is taken
     assert server.data_to_send() == b""
+
+
+@pytest.mark.parametrize("n", [4, 8192])  # one short fragment; a long one, its stub read directly
+@pytest.mark.parametrize("drep", [b"\x10\x01\x00\x00", b"\x11\x00\x00\x00"])  # VAX floats; EBCDIC
+def test_a_response_in_another_data_representation_is_not_taken(n: int, drep: bytes) -> None:
+    # The client's fast paths take plain little-endian ASCII IEEE responses only; this one goes to
+    # the general path, which refuses it (C706 14.1: we do not convert floats or characters).
+    client, _ = _bound()
+    cid = client.request(0, 1, _stub(n, 1))
+    client.data_to_send()
+    response = bytearray(Response(call_id=cid, alloc_hint=n, context_id=0, stub=_stub(n, 2)).encode())
+    response[4:8] = drep
+    client.receive_data(bytes(response[:100]))  # the header first: a long stub would go direct
+    client.receive_data(bytes(response[100:]))
+    events = client.events()
+    assert not any(isinstance(e, ResponseReceived) for e in events)
+    assert not client.alive

@@ -204,6 +204,33 @@ def test_unsupported_data_representation(
     still_serving(server)
 
 
+@pytest.mark.parametrize("stub_size", [4, 8192])  # one short fragment; a long one, read directly
+@pytest.mark.parametrize(("drep", "reason"), [(b"\x10\x01\0\0", "non-IEEE"), (b"\x11\0\0\0", "EBCDIC")])
+def test_request_in_unsupported_data_representation(
+    server: ServerThread, caplog: pytest.LogCaptureFixture, drep: bytes, reason: str, stub_size: int
+) -> None:
+    # After a good bind, a request whose floats (or characters) are not ours is refused as the bind
+    # would be: the fast paths that take plain one-fragment and long requests must not answer it.
+    raw = Raw(server.port)
+    assert isinstance(raw.bind(max_xmit_frag=16384, max_recv_frag=16384), BindAck)
+    if stub_size == 4:
+        request = Request(call_id=2, alloc_hint=4, context_id=0, opnum=0, stub=add_one(41))
+    else:  # EchoData (opnum 1): its length, then the octets
+        data = bytes(stub_size - 8)
+        stub = struct.pack("<II", len(data), len(data)) + data
+        request = Request(call_id=2, alloc_hint=len(stub), context_id=0, opnum=1, stub=stub)
+    pdu = bytearray(request.encode())
+    pdu[4:8] = drep
+    raw.send(bytes(pdu[:100]))  # a long fragment's header first: the rest would go to its call
+    time.sleep(0.1)
+    raw.send(bytes(pdu[100:]))
+    answer = raw.recv()
+    assert not isinstance(answer, Response), "a request in another data representation was answered"
+    assert raw.closed()
+    assert logged(caplog, reason)
+    still_serving(server)
+
+
 def test_unknown_association_group(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
     raw = Raw(server.port)
     answer = raw.bind(assoc_group_id=0x12345678)
