@@ -35,6 +35,8 @@ __all__ = ["ServerConnection"]
 
 log = logging.getLogger("dcerpc.server")
 
+_copy_context = contextvars.copy_context  # once per call: a global rather than a module attribute
+
 
 def _peer_credentials(transport: asyncio.Transport) -> tuple[int, int, int] | None:
     """(pid, uid, gid) of a Unix-socket peer (SO_PEERCRED); None for other transports."""
@@ -174,7 +176,7 @@ class ServerConnection(asyncio.BufferedProtocol):
                 # Each call runs in a context of its own (its task, if it needs one, keeps it):
                 # context variables an implementation sets, the current call among them, stay
                 # the call's.
-                contextvars.copy_context().run(self._serve, ev)
+                _copy_context().run(self._serve, ev)
             elif isinstance(ev, CallCancelled | CallOrphaned):
                 task = self.tasks.get(ev.call_id)
                 if task is not None:

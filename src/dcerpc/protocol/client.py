@@ -184,7 +184,8 @@ class ClientAssociation(Receiver):
         unprotected = self.auth is None or not self.auth.protects
         if unprotected and object is None and n <= self.max_xmit_frag - REQUEST_OVERHEAD:
             # the common case, one unprotected fragment: packed here and now
-            cid = self.next_call_id()
+            cid = self._next_call  # what next_call_id does, here rather than in a call
+            self._next_call = cid + 1 if cid < 0xFFFFFFFF else 1
             self.outbox.append(
                 # never Pieces: a stub this short is contiguous (pieces.SPLICE_MIN)
                 _REQUEST.pack(5, 0, 0, 3, DREP_LE, 24 + n, 0, cid, n, context_id, opnum) + stub  # type: ignore[operator]

@@ -203,7 +203,11 @@ class ServerAssociation(Receiver):
                     and length <= self.max_recv_frag
                     and self.state is _OPEN
                     and not self.auth
-                    and self._may_start(call_id, context_id)
+                    # what _may_start checks, here rather than in a call
+                    and context_id in self.contexts
+                    and call_id not in self.outstanding
+                    and call_id not in self._partial
+                    and len(self.outstanding) + len(self._partial) < self.limits.max_outstanding_calls
                     and length - REQUEST_HEADER <= self.limits.max_call_size
                 ):
                     stats = self.stats
@@ -302,9 +306,12 @@ class ServerAssociation(Receiver):
 
     def respond(self, call_id: int, stub: EncodedStub, context_id: int = 0) -> None:
         """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag."""
-        if not self._finish(call_id):
+        outstanding = self.outstanding
+        if call_id in outstanding and not self._orphaned and self.state is not _CLOSED:
+            outstanding.discard(call_id)  # what _finish does, in the common case
+        elif not self._finish(call_id):
             return
-        auth = self._call_auth.pop(call_id, None)
+        auth = self._call_auth.pop(call_id, None) if self._call_auth else None
         protected = auth is not None and auth.protects
         if not protected and len(stub) <= self.max_xmit_frag - REQUEST_HEADER:
             # the common case, one unprotected fragment: packed directly
