@@ -51,6 +51,7 @@ bench: setup peers
 	$(BIN)/python benchmarks/calls.py
 	$(BIN)/python benchmarks/epm.py
 	$(BIN)/python benchmarks/auth.py --uvloop
+	$(BIN)/python benchmarks/inproc.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
