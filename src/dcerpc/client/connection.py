@@ -13,7 +13,6 @@ name and number.
 from __future__ import annotations
 
 import asyncio
-import keyword
 import uuid
 from collections import deque
 from collections.abc import Coroutine
@@ -434,9 +433,11 @@ def _remote(op: Operation) -> Any:
     argument juggling and wrong arguments raise Python's own TypeError at once."""
     names = op.in_names
     encode, decode = op.client_codecs()
-    for n in names:
-        if not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_dcerpc_") or n == "self":
-            raise TypeError(f"{op.name}: parameter name {n!r} cannot be a proxy parameter")
+    # the declaration's own parameter names (Python names, none of them ``self``); none may
+    # shadow the names the generated body reads
+    clash = [n for n in names if n.startswith("_dcerpc_")]
+    if clash:
+        raise TypeError(f"{op.name}: parameter names {clash} are reserved for the generated proxy")
     params = "".join(f", {n}" for n in names)
     values = "".join(f"{n}, " for n in names)
     src = (
