@@ -125,9 +125,6 @@ class ServerConnection(asyncio.BufferedProtocol):
             self.credentials = _peer_credentials(self.transport)
         self._arm_idle()
 
-    def get_buffer(self, sizehint: int) -> memoryview:  # replaced in __init__
-        return self._inbox.get_buffer()
-
     def buffer_updated(self, nbytes: int) -> None:
         assoc = self.assoc
         if assoc is None or self._draining:
@@ -317,13 +314,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        outbox = assoc.outbox
-        first = outbox[0]
-        if type(first) is bytes and len(outbox) == 1:  # one short answer's (take's first case)
-            outbox.clear()
-            t.write(first)
-            return
-        data = outbox.take(None if everything else FLUSH_BUDGET)
+        data = assoc.outbox.take(None if everything else FLUSH_BUDGET)
         if isinstance(data, bytes):
             t.write(data)
         else:

@@ -72,12 +72,6 @@ class _Protocol(asyncio.BufferedProtocol):
         # asking asyncio for the running loop costs a getpid() system call per ask on Python 3.11
         self.conn._loop = asyncio.get_running_loop()
 
-    def get_buffer(self, sizehint: int) -> memoryview:  # replaced in __init__
-        return self.conn.assoc.get_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:  # replaced in __init__
-        self.conn._received(nbytes)
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn._lost(exc)
 
@@ -329,11 +323,6 @@ class Connection:
             return
         t = self._transport
         if t is None or t.is_closing():
-            return
-        first = outbox[0]
-        if type(first) is bytes and len(outbox) == 1:  # one short call's (take's first case)
-            outbox.clear()
-            t.write(first)
             return
         data = outbox.take(FLUSH_BUDGET)
         if isinstance(data, bytes):

@@ -37,7 +37,7 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, ContextResult, PType
-from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, pack_header
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length, pack_header
 from ..pdu.syntax import SyntaxId
 from . import verification
 from .events import (
@@ -184,8 +184,7 @@ class ClientAssociation(Receiver):
         unprotected = self.auth is None or not self.auth.protects
         if unprotected and object is None and n <= self.max_xmit_frag - REQUEST_OVERHEAD:
             # the common case, one unprotected fragment: packed here and now
-            cid = self._next_call  # what next_call_id does, here rather than in a call
-            self._next_call = cid + 1 if cid < 0xFFFFFFFF else 1
+            cid = self.next_call_id()
             self.outbox.append(
                 # never Pieces: a stub this short is contiguous (pieces.SPLICE_MIN)
                 _REQUEST.pack(5, 0, 0, 3, DREP_LE, 24 + n, 0, cid, n, context_id, opnum) + stub  # type: ignore[operator]
@@ -278,22 +277,28 @@ class ClientAssociation(Receiver):
     def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         length = HEADER_SIZE
         while self.state is not _CLOSED:
+            plain = False
             if end - pos >= REQUEST_OVERHEAD:
-                # The common case first: a whole one-fragment response needing no verification,
-                # taken without building a PDU. Anything else about it, right or wrong, is the
-                # general path's below.
+                # A response in little-endian ASCII IEEE with no verifier, where none is needed:
+                # whole and alone (the common case), it is taken here without building a PDU; long,
+                # its stub may go straight to the response's buffer. Anything else about it, right
+                # or wrong, is the general path's below.
                 vers, minor, ptype, flags, drep, length, auth_length, call_id, _, _, _ = (
                     PLAIN_HEAD.unpack_from(buf, pos)
                 )
-                if (
+                plain = (
                     vers == 5
                     and minor == 0
-                    and ptype == 2  # a response
+                    and ptype == 2
+                    and drep == DREP_LE_INT
+                    and auth_length == 0
+                    and length >= REQUEST_OVERHEAD
+                    and (self.auth is None or not self.auth.protects)
+                )
+                if (
+                    plain
                     and flags == 3  # first and last fragment
-                    and drep == DREP_LE_INT  # little-endian ASCII IEEE
-                    and auth_length == 0  # no verifier
-                    and REQUEST_OVERHEAD <= length <= end - pos  # whole, here
-                    and (self.auth is None or not self.auth.protects)  # where none is needed
+                    and length <= end - pos  # here
                     and call_id in self.pending  # awaited
                     and call_id not in self._replies  # and not being reassembled
                     and length - REQUEST_OVERHEAD <= self.limits.max_call_size
@@ -303,33 +308,15 @@ class ClientAssociation(Receiver):
                     self._events.append(ResponseReceived(call_id, stub, True))
                     pos += length
                     continue
-            if end - pos < 10:  # frag_length not here yet
+            got = frame_length(buf, pos, end)
+            if got is None:
                 length = HEADER_SIZE
                 break
-            # frag_length (C706 12.6.3.1), read here rather than by header.frame_length: a call
-            # fewer per read on the hot path
-            if buf[pos + 4] & 0xF0 == 0x10:  # little-endian integers
-                length = buf[pos + 8] | buf[pos + 9] << 8
-            else:
-                length = buf[pos + 8] << 8 | buf[pos + 9]
+            length = got
             if length < HEADER_SIZE:
                 self._fail(f"frag_length {length} is impossible")
                 break
-            whole = end - pos >= length
-            plain = (
-                # a header as long as a response's, and here (past ``end`` the scratch holds old octets)
-                length >= REQUEST_OVERHEAD
-                and end - pos >= REQUEST_OVERHEAD
-                and buf[pos + 2] == 2  # a response
-                and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
-                and buf[pos + 5] == 0
-                and buf[pos + 10] == 0  # with no verifier,
-                and buf[pos + 11] == 0
-                and buf[pos] == 5
-                and buf[pos + 1] == 0
-                and (self.auth is None or not self.auth.protects)  # where none is needed
-            )
-            if not whole:
+            if end - pos < length:  # not whole
                 if (
                     length >= DIRECT_MIN  # a long fragment
                     and plain

@@ -51,7 +51,7 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType, RejectReason
-from ..pdu.header import DREP_LE, HEADER_SIZE, PduError
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
 from . import verification
 from .events import (
@@ -185,29 +185,32 @@ class ServerAssociation(Receiver):
     def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         length = HEADER_SIZE
         while self.state is not _CLOSED and end - pos >= 2:
+            plain = False
             if end - pos >= REQUEST_HEADER:
-                # The common case first: a whole one-fragment request on an open, unauthenticated
-                # association, taken without building a PDU (about half the cost of the general
-                # path). Anything else about it, right or wrong, is the general path's below.
+                # A request in little-endian ASCII IEEE with no verifier, on an open,
+                # unauthenticated association: whole and alone (the common case), it is taken here
+                # without building a PDU, about half the cost of the general path; long, its stub
+                # may go straight to its call's buffer. Anything else about it, right or wrong, is
+                # the general path's below.
                 vers, minor, ptype, flags, drep, length, auth_length, call_id, _, context_id, opnum = (
                     PLAIN_HEAD.unpack_from(buf, pos)
                 )
-                if (
+                plain = (
                     vers == 5
                     and minor <= 1
-                    and ptype == 0  # a request
-                    and flags == 3  # first and last fragment, no object UUID
-                    and drep == DREP_LE_INT  # little-endian ASCII IEEE
-                    and auth_length == 0  # no verifier
-                    and REQUEST_HEADER <= length <= end - pos  # whole, here
-                    and length <= self.max_recv_frag
+                    and ptype == 0
+                    and drep == DREP_LE_INT
+                    and auth_length == 0
+                    and length >= REQUEST_HEADER
                     and self.state is _OPEN
                     and not self.auth
-                    # what _may_start checks, here rather than in a call
-                    and context_id in self.contexts
-                    and call_id not in self.outstanding
-                    and call_id not in self._partial
-                    and len(self.outstanding) + len(self._partial) < self.limits.max_outstanding_calls
+                )
+                if (
+                    plain
+                    and flags == 3  # first and last fragment, no object UUID
+                    and length <= end - pos  # here
+                    and length <= self.max_recv_frag
+                    and self._may_start(call_id, context_id)
                     and length - REQUEST_HEADER <= self.limits.max_call_size
                 ):
                     stats = self.stats
@@ -231,39 +234,22 @@ class ServerAssociation(Receiver):
                     f"unknown integer representation 0x{buf[pos + 4] >> 4:x}", buf[pos : pos + 16]
                 )
                 break
-            if end - pos < 10:  # frag_length not here yet
+            got = frame_length(buf, pos, end)
+            if got is None:
                 length = HEADER_SIZE
                 break
-            # frag_length (C706 12.6.3.1), read here rather than by header.frame_length: a call
-            # fewer per read on the hot path
-            if buf[pos + 4] & 0xF0 == 0x10:  # little-endian integers
-                length = buf[pos + 8] | buf[pos + 9] << 8
-            else:
-                length = buf[pos + 8] << 8 | buf[pos + 9]
+            length = got
             limit = 0xFFFF if self.state is _AWAIT_BIND else self.max_recv_frag
             if length < HEADER_SIZE or length > limit:
                 self._fatal_raw(
                     f"frag_length {length} is outside {HEADER_SIZE}..{limit}", buf[pos : pos + 16]
                 )
                 break
-            whole = end - pos >= length
-            plain = (
-                # a header as long as a request's, and here (past ``end`` the scratch holds old octets)
-                length >= REQUEST_HEADER
-                and end - pos >= REQUEST_HEADER
-                and buf[pos + 2] == 0  # a request
-                and buf[pos + 4] == 0x10  # in little-endian ASCII IEEE,
-                and buf[pos + 5] == 0
-                and buf[pos + 10] == 0  # with no verifier,
-                and buf[pos + 11] == 0
-                and not self.auth  # on an unauthenticated association
-                and self.state is _OPEN
-            )
-            if not whole:
+            if end - pos < length:  # not whole
                 if (
                     length >= DIRECT_MIN  # a long fragment
                     and plain
-                    and not buf[pos + 3] & PFC.OBJECT_UUID
+                    and not flags & PFC.OBJECT_UUID
                     and self._direct_fragment(buf, pos, length, end)  # and nothing else in the way
                 ):
                     return None
@@ -306,12 +292,9 @@ class ServerAssociation(Receiver):
 
     def respond(self, call_id: int, stub: EncodedStub, context_id: int = 0) -> None:
         """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag."""
-        outstanding = self.outstanding
-        if call_id in outstanding and not self._orphaned and self.state is not _CLOSED:
-            outstanding.discard(call_id)  # what _finish does, in the common case
-        elif not self._finish(call_id):
+        if not self._finish(call_id):
             return
-        auth = self._call_auth.pop(call_id, None) if self._call_auth else None
+        auth = self._call_auth.pop(call_id, None)
         protected = auth is not None and auth.protects
         if not protected and len(stub) <= self.max_xmit_frag - REQUEST_HEADER:
             # the common case, one unprotected fragment: packed directly
