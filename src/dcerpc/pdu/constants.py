@@ -143,6 +143,9 @@ NCA_S_UNSUPPORTED_AUTHN_LEVEL: Final = 0x1C00001D
 RPC_S_ACCESS_DENIED: Final = 0x00000005
 RPC_X_BAD_STUB_DATA: Final = 0x000006F7  # a stub that does not decode
 RPC_S_CALL_CANCELLED: Final = 0x0000071A
+RPC_S_NO_CALL_ACTIVE: Final = 0x000006BD  # a cancel for a call that is not running
+RPC_S_SEC_PKG_ERROR: Final = 0x00000721  # a security package refused a token or a signature
+RPC_S_OUT_OF_RESOURCES: Final = 0x000006D9
 
 NDR20: Final = SyntaxId(uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860"), (2, 0))
 NDR64: Final = SyntaxId(uuid.UUID("71710533-beba-4937-8319-b5dbef9ccc36"), (1, 0))

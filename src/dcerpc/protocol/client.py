@@ -100,6 +100,7 @@ class ClientAssociation(Receiver):
         self.max_xmit_frag = MIN_FRAGMENT
         self.max_recv_frag = self.limits.max_fragment
         self.assoc_group_id = 0
+        self.multiplexed = False  # the bind_ack agreed PFC_CONC_MPX
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
         self.inbox = Inbox()  # received octets, and the start of a fragment yet to end
@@ -137,7 +138,9 @@ class ClientAssociation(Receiver):
         self._proposed[cid] = dict(contexts)
         self.state = ClientState.BINDING
         verifier = None
-        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
+        # CONC_MPX: our calls on one connection overlap; a Windows server refuses a second call
+        # in flight unless the bind asked for this (C706 12.6.3.1, observed Windows behaviour)
+        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG | PFC.CONC_MPX
         if self.auth is not None:
             verifier = self._verifier(self.auth.context.step(None))
             if self.auth.header_sign:
@@ -467,6 +470,7 @@ class ClientAssociation(Receiver):
         self.max_xmit_frag = max(MIN_FRAGMENT, min(pdu.max_recv_frag, self.limits.max_fragment))
         self.max_recv_frag = pdu.max_xmit_frag
         self.assoc_group_id = pdu.assoc_group_id
+        self.multiplexed = bool(pdu.flags & PFC.CONC_MPX)  # the server lets our calls overlap
         accepted, rejected = self._results(pdu.call_id, pdu)
         self.state = ClientState.OPEN
         event = BindAccepted(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TypeAlias, final
 
 from ..pdu.syntax import SyntaxId
+from .rules import Violation
 
 Stub: TypeAlias = bytes | memoryview
 """A call's stub: bytes, or a view of the buffer a long call was reassembled in (no copy)."""
@@ -130,11 +131,13 @@ class ShutdownRequested(Event):
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProtocolViolation(Event):
-    """The peer broke a rule; ``reason`` names it (for the log and the audit trail)."""
+    """The peer broke a rule: ``kind`` is which (rules.ANSWERS says what it got), ``reason`` says
+    how, for people (the log and the audit trail); no code looks inside it."""
 
     reason: str
     call_id: int = 0
     fatal: bool = False
+    kind: Violation = Violation.PEER_PROTOCOL
 
 
 @final

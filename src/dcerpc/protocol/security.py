@@ -20,16 +20,53 @@ from ..auth.base import AuthError, SecurityContext
 from ..pdu.constants import AuthLevel, PType
 from ..pdu.header import HEADER_SIZE, pack_header
 
-__all__ = ["AUTH_PAD", "AuthState", "protect", "unprotect"]
+__all__ = ["AUTH_PAD", "NULL_CONTEXT", "AuthState", "protect", "unprotect"]
 
 AUTH_PAD: Final = 16
 SEC_TRAILER: Final = 8
 _TRAILER: Final = struct.Struct("<BBBBI")
 
 
+class _NoContext(SecurityContext):
+    """The context of unauthenticated PDUs, and of one whose provider is not known yet: complete,
+    nobody, and it protects nothing (asking it to is a bug, not a peer's doing)."""
+
+    auth_type = 0
+
+    @property
+    def complete(self) -> bool:
+        return True
+
+    def step(self, token: bytes | None) -> bytes | None:
+        raise AuthError("no security provider for this context")
+
+    def signature_size(self, seal: bool = False) -> int:
+        return 0
+
+    def sign(self, data: bytes) -> bytes:
+        raise AuthError("an unauthenticated context signs nothing")
+
+    def verify(self, data: bytes, signature: bytes) -> None:
+        raise AuthError("an unauthenticated context verifies nothing")
+
+    def seal(self, prefix: bytes, plain: bytes, suffix: bytes) -> tuple[bytes, bytes]:
+        raise AuthError("an unauthenticated context seals nothing")
+
+    def unseal(self, prefix: bytes, cipher: bytes, suffix: bytes, signature: bytes) -> bytes:
+        raise AuthError("an unauthenticated context unseals nothing")
+
+
+NULL_CONTEXT: Final = _NoContext()
+
+
 @dataclass(slots=True)
 class AuthState:
-    """A security context as an association uses it."""
+    """A security context as an association uses it.
+
+    ``started``, ``finished`` and ``invalid`` are the server's view of its handshake (see
+    server_auth.py): started by the leg that names its provider, finished when the handshake
+    completes, invalid once anything about it was refused.
+    """
 
     context: SecurityContext
     auth_type: int
@@ -37,6 +74,9 @@ class AuthState:
     context_id: int
     header_sign: bool = False
     failed: str | None = None  # why the handshake failed (the next request is refused)
+    started: bool = False
+    finished: bool = False
+    invalid: bool = False
 
     @property
     def protects(self) -> bool:

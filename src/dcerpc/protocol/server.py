@@ -5,25 +5,15 @@ drains :meth:`events` and acts on them (runs calls), answers through :meth:`resp
 and writes :meth:`data_to_send` to the transport. When an event is :class:`Closing` it flushes and
 closes. Nothing here reads a clock or a socket.
 
-States (C706 12.4, as data in ``_ALLOWED``):
-
-    AWAIT_BIND --bind--> OPEN --(alter_context, request, co_cancel, orphaned, auth3)--> OPEN
-    any --protocol error--> CLOSED
-
-Rules and what breaking them gets (each also reported as a :class:`ProtocolViolation`):
-- a malformed or unknown PDU: bind_nak before a bind, fault nca_s_proto_error after, then close;
-- a second bind, or alter_context / request before a bind: bind_nak or fault, then close;
-- a request on a context never accepted: fault nca_s_unk_if (the call did not execute);
-- a fragment larger than negotiated, a call larger than ``max_call_size``, more octets buffered than
-  ``max_buffered``: fault, then close;
-- more outstanding calls than ``max_outstanding_calls``: fault nca_s_server_too_busy;
-- a fragment continuing a call that was never started, or a call_id reused while in progress:
-  fault nca_s_proto_error, then close.
+The rules (which PDU each state takes, what each broken rule is answered with) are data in
+rules.py, shared with the client role where they are the same; the security contexts' bookkeeping
+is server_auth.py's. This module applies them: bind and alter_context negotiation, the request
+fragments of each call and their verifiers, and the fast paths of the common case, which consult
+the same rules (``_may_start``, ``header_ok``'s conditions) rather than restating them.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 import uuid
 from collections.abc import Callable, Iterator, MutableMapping
@@ -36,22 +26,19 @@ from ..pdu import constants as const
 from ..pdu.co import (
     AlterContext,
     AlterContextResp,
-    Auth3,
     AuthVerifier,
     Bind,
     BindAck,
     BindNak,
-    CoCancel,
     ContextElement,
     ContextResultItem,
     Fault,
-    Orphaned,
     Pdu,
     Request,
     parse,
 )
-from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType, RejectReason
-from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
+from ..pdu.constants import PFC, AuthLevel, ContextResult, ProviderReason, PType
+from ..pdu.header import DREP_LE, HEADER_SIZE, Header, PduError, frame_length
 from ..pdu.syntax import SyntaxId
 from . import verification
 from .events import (
@@ -65,9 +52,20 @@ from .events import (
 )
 from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Receiver, continuation, fragment_at, room_for
 from .groups import Group, GroupTable
-from .limits import MIN_FRAGMENT, Limits
+from .limits import Limits
 from .outbox import Fragment, Outbox
-from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
+from .rules import (
+    ANSWERS,
+    BIND_MAX_FRAGMENT,
+    SERVER,
+    WINDOWS_MAX_FRAGMENT,
+    State,
+    Violation,
+    header_ok,
+    negotiate_fragment,
+)
+from .security import SEC_TRAILER, AuthState, protect, unprotect
+from .server_auth import Refusal, SecurityContexts
 
 __all__ = ["STATS", "InterfaceMatcher", "ServerAssociation", "State", "new_stats"]
 
@@ -89,12 +87,6 @@ def new_stats() -> dict[str, int]:
     """A server's counters, each at 0: a plain dict with every name present, since a Counter's
     increment costs three times a dict's (100 ns against 37) and three are made per call."""
     return dict.fromkeys(STATS, 0)
-
-
-class State(enum.Enum):
-    AWAIT_BIND = "await_bind"
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 # An enum member is a descriptor on Python 3.11 (65 ns a look-up): the per-PDU paths use these.
@@ -140,8 +132,8 @@ class ServerAssociation(Receiver):
         inbox: Inbox | None = None,
     ) -> None:
         self._match = match
-        self._providers = security or {}
-        self.auth: dict[int, AuthState] = {}  # by auth_context_id
+        self.security = SecurityContexts(security or {})
+        self.auth: dict[int, AuthState] = self.security.by_id  # the authenticated ones, by auth_context_id
         self._call_auth: dict[int, AuthState] = {}  # call_id -> the context that protects it
         self._groups = groups
         self.limits = limits or Limits()
@@ -150,9 +142,10 @@ class ServerAssociation(Receiver):
         self.group: Group | None = None
         self.contexts: dict[int, SyntaxId] = {}
         self._abstract: dict[int, SyntaxId] = {}  # context id -> the abstract syntax as proposed
-        self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed in an authenticated bind
-        self.max_xmit_frag = MIN_FRAGMENT  # what we may send
-        self.max_recv_frag = self.limits.max_fragment  # what we accept
+        self._header_sign = False  # PFC_SUPPORT_HEADER_SIGN agreed (MS-RPCE 3.3.1.5.2.2)
+        self.multiplexed = False  # PFC_CONC_MPX agreed: calls may overlap (C706 12.6.3.1)
+        self.max_xmit_frag = WINDOWS_MAX_FRAGMENT  # what we may send (rules.negotiate_fragment)
+        self.max_recv_frag = self.limits.max_fragment  # what we offer to receive
         # received octets, and the start of a fragment yet to end (an adapter may make it first,
         # to give its transport the inbox's get_buffer before the association exists)
         self.inbox = inbox or Inbox()
@@ -164,6 +157,7 @@ class ServerAssociation(Receiver):
         self._orphaned: set[int] = set()
         self._little = True  # byte order of the fragment being handled
         self._raw = b""  # the fragment being handled, as received (signatures cover it)
+        self._header = Header(0, 0, b"\x10\0\0\0", 0, 0, 0)
         self._stub_start = 0
         self._direct_call = 0  # the call whose fragment's stub is arriving in its own buffer
         self._direct_partial: _Partial | None = None  # and its record
@@ -197,7 +191,7 @@ class ServerAssociation(Receiver):
                 )
                 plain = (
                     vers == 5
-                    and minor <= 1
+                    and minor == 0  # rules.header_ok
                     and ptype == 0
                     and drep == DREP_LE_INT
                     and auth_length == 0
@@ -209,7 +203,7 @@ class ServerAssociation(Receiver):
                     plain
                     and flags == 3  # first and last fragment, no object UUID
                     and length <= end - pos  # here
-                    and length <= self.max_recv_frag
+                    and length <= self.limits.max_fragment
                     and self._may_start(call_id, context_id)
                     and length - REQUEST_HEADER <= self.limits.max_call_size
                 ):
@@ -226,29 +220,31 @@ class ServerAssociation(Receiver):
             if buf[pos] != 5 or buf[pos + 1] > 1:
                 # Not DCE/RPC v5 at all (an HTTP request, a scanner's probe): answer at once rather
                 # than wait for a frag_length that means nothing.
-                self._fatal_raw(f"unsupported RPC version {buf[pos]}.{buf[pos + 1]}", buf[pos : pos + 16])
+                text = f"unsupported RPC version {buf[pos]}.{buf[pos + 1]}"
+                self._fatal_raw(Violation.BAD_VERSION, text, buf[pos : pos + 16])
                 break
             if end - pos >= 5 and buf[pos + 4] & 0xE0:
                 # frag_length cannot even be read without a known integer order (big or little)
-                self._fatal_raw(
-                    f"unknown integer representation 0x{buf[pos + 4] >> 4:x}", buf[pos : pos + 16]
-                )
+                text = f"unknown integer representation 0x{buf[pos + 4] >> 4:x}"
+                self._fatal_raw(Violation.BAD_VERSION, text, buf[pos : pos + 16])
                 break
             got = frame_length(buf, pos, end)
             if got is None:
                 length = HEADER_SIZE
                 break
             length = got
-            limit = 0xFFFF if self.state is _AWAIT_BIND else self.max_recv_frag
-            if length < HEADER_SIZE or length > limit:
-                self._fatal_raw(
-                    f"frag_length {length} is outside {HEADER_SIZE}..{limit}", buf[pos : pos + 16]
-                )
+            # Any PDU may be as long as frag_length allows (64 KiB, what we hold at most for one):
+            # binds and alter_contexts are taken so long whatever was negotiated, and a request
+            # longer than we take is answered once it is whole (observed Windows behaviour).
+            if length < HEADER_SIZE:
+                text = f"frag_length {length} is outside {HEADER_SIZE}..{BIND_MAX_FRAGMENT}"
+                self._fatal_raw(Violation.BAD_FRAGMENT_LENGTH, text, buf[pos : pos + 16])
                 break
             if end - pos < length:  # not whole
                 if (
                     length >= DIRECT_MIN  # a long fragment
                     and plain
+                    and length <= self.limits.max_fragment
                     and not flags & PFC.OBJECT_UUID
                     and self._direct_fragment(buf, pos, length, end)  # and nothing else in the way
                 ):
@@ -267,9 +263,10 @@ class ServerAssociation(Receiver):
         taking a first fragment; the general path answers each way this fails)."""
         return (
             context_id in self.contexts
-            and call_id not in self.outstanding
-            and call_id not in self._partial
-            and len(self.outstanding) + len(self._partial) < self.limits.max_outstanding_calls
+            and not self._partial  # no other call half received (INTERLEAVED)
+            and (self.multiplexed or not self.outstanding)  # NOT_MULTIPLEXED
+            and call_id not in self.outstanding  # CALL_ID_REUSED
+            and len(self.outstanding) < self.limits.max_outstanding_calls  # TOO_MANY_CALLS
         )
 
     def events(self) -> list[Event]:
@@ -369,11 +366,20 @@ class ServerAssociation(Receiver):
     def _send_fault(
         self, call_id: int, status: int, context_id: int = 0, did_not_execute: bool = False
     ) -> None:
+        # alloc_hint 24: the fault body's size, as Windows and Samba send it (C706 12.6.4.7 leaves it)
         flags = PFC.FIRST_FRAG | PFC.LAST_FRAG | (PFC.DID_NOT_EXECUTE if did_not_execute else 0)
-        self._send(Fault(call_id=call_id, flags=flags, context_id=context_id, status=status))
+        self._send(Fault(call_id=call_id, flags=flags, alloc_hint=24, context_id=context_id, status=status))
 
-    def _violation(self, reason: str, call_id: int = 0, fatal: bool = False) -> None:
-        self._events.append(ProtocolViolation(reason=reason, call_id=call_id, fatal=fatal))
+    def _refuse(self, kind: Violation, call_id: int, text: str, context_id: int = 0) -> None:
+        """Answer a broken rule as rules.ANSWERS says, report it, and close if the answer does."""
+        answer = ANSWERS[kind]
+        self._events.append(ProtocolViolation(reason=text, call_id=call_id, fatal=answer.close, kind=kind))
+        if answer.nak is not None:
+            self._send(BindNak(call_id=call_id, reason=answer.nak, versions=BIND_NAK_VERSIONS))
+        elif answer.status is not None:
+            self._send_fault(call_id, answer.status, context_id, answer.did_not_execute)
+        if answer.close:
+            self._close(text)
 
     def _close(self, reason: str) -> None:
         if self.state is State.CLOSED:
@@ -383,77 +389,124 @@ class ServerAssociation(Receiver):
         self._buffered = 0
         self._events.append(Closing(reason=reason))
 
-    def _fatal(self, reason: str, call_id: int, ptype: int) -> None:
-        """A rule broken badly enough to end the association; answer as C706 prescribes first."""
-        self._violation(reason, call_id, fatal=True)
-        if self.state is State.AWAIT_BIND or ptype in (PType.BIND, PType.ALTER_CONTEXT):
-            reject = RejectReason.REASON_NOT_SPECIFIED
-            if "version" in reason:
-                reject = RejectReason.PROTOCOL_VERSION_NOT_SUPPORTED
-            self._send(BindNak(call_id=call_id, reason=reject, versions=BIND_NAK_VERSIONS))
-        else:
-            self._send_fault(call_id, const.NCA_S_PROTO_ERROR, did_not_execute=True)
-        self._close(reason)
-
-    def _fatal_raw(self, reason: str, head: bytes | bytearray) -> None:
-        """A fatal error found in the first octets of a fragment (``head``: up to 16 of them)."""
-        ptype = head[2] if len(head) > 2 else -1
+    def _fatal_raw(self, kind: Violation, reason: str, head: bytes | bytearray) -> None:
+        """A rule broken in the first octets of a fragment (``head``: up to 16 of them)."""
         call_id = int.from_bytes(head[12:16], "little") if len(head) >= 16 else 0
-        self._fatal(reason, call_id, ptype)
+        if self.state is _AWAIT_BIND and kind is not Violation.BAD_VERSION:
+            kind = Violation.MALFORMED_BIND
+        elif self.state is not _AWAIT_BIND and kind is Violation.BAD_VERSION:
+            kind = Violation.MALFORMED
+        self._refuse(kind, call_id, reason)
 
     def _fragment(self, fragment: bytes) -> None:
+        opening = self.state is _AWAIT_BIND
         try:
             parsed = parse(fragment)
         except PduError as e:
-            self._fatal(e.reason, e.call_id, e.ptype)
+            self._refuse(Violation.NOT_A_BIND if opening else Violation.MALFORMED, e.call_id, e.reason)
             return
         pdu = parsed.pdu
-        self._little = parsed.header.little_endian
-        self._raw = fragment
-        self._body_end = parsed.body_end
-        handler = _HANDLERS.get(type(pdu))
-        if handler is None:
-            self._fatal(f"a client does not send {pdu.ptype.name.lower()} PDUs", pdu.call_id, pdu.ptype)
+        header = parsed.header
+        if not header_ok(header.vers_minor, header.drep, header.auth_length, header.frag_length):
+            text = f"version 5.{header.vers_minor}, data representation {header.drep.hex()}"
+            self._refuse(Violation.NOT_A_BIND if opening else Violation.MALFORMED, pdu.call_id, text)
             return
-        handler(self, pdu)
+        self._little = header.little_endian
+        self._raw = fragment
+        self._header = header
+        self._body_end = parsed.body_end
+        rule = SERVER.get((self.state, int(pdu.ptype)))
+        if rule is None or isinstance(rule, Violation):
+            kind = rule if isinstance(rule, Violation) else Violation.SERVER_PDU
+            self._refuse(kind, pdu.call_id, f"{pdu.ptype.name.lower()} PDU in state {self.state.value}")
+            return
+        _HANDLERS[rule](self, pdu)
 
     # bind / alter_context ------------------------------------------------------------------------
 
+    def _trailer_fault(self, verifier: AuthVerifier, data_end: int) -> str | None:
+        """What is wrong with a bind's, alter_context's or auth3's sec_trailer (None: nothing).
+
+        MS-RPCE 2.2.2.11: the trailer starts 4-aligned. auth_pad_length means nothing in these
+        PDUs, but it may not claim more than the PDU holds past a request's header, nor more than
+        the octets before the trailer when there are any (observed Windows behaviour)."""
+        h = self._header
+        trailer = h.frag_length - h.auth_length - SEC_TRAILER
+        if trailer % 4:
+            return f"sec_trailer at {trailer} is not 4-aligned"
+        room = max(0, h.frag_length - REQUEST_HEADER - SEC_TRAILER - h.auth_length)
+        before = trailer - data_end  # octets between the body and the trailer
+        if verifier.pad_length > room or (before and before < verifier.pad_length):
+            return f"auth_pad_length {verifier.pad_length} exceeds the PDU"
+        return None
+
+    @staticmethod
+    def _context_list_end(contexts: tuple[ContextElement, ...]) -> int:
+        return 28 + sum(24 + 20 * len(c.transfer_syntaxes) for c in contexts)
+
     def _on_bind(self, pdu: Pdu) -> None:
         assert isinstance(pdu, Bind)
-        if self.state is not State.AWAIT_BIND:
-            self._fatal("bind on an association that is already bound", pdu.call_id, PType.BIND)
+        cid = pdu.call_id
+        sec = self.security
+        state = sec.lookup(pdu.auth, False, True)
+        if isinstance(state, Refusal):
+            self._refuse(state.kind, cid, state.text)
             return
-        out_auth: AuthVerifier | None = None
-        if pdu.auth is not None:
-            self._header_sign = bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN)
-            got = self._start_auth(pdu.call_id, pdu.auth, self._header_sign)
-            if got is None:
-                return
-            out_auth = got
+        size = negotiate_fragment(pdu.max_xmit_frag, pdu.max_recv_frag, self.limits.max_fragment)
+        self.max_xmit_frag = self.max_recv_frag = size
         if pdu.assoc_group_id:
             group = self._groups.join(pdu.assoc_group_id)
             if group is None:
-                self._violation(
-                    f"bind names unknown association group 0x{pdu.assoc_group_id:08x}", pdu.call_id
-                )
-                self._nak(pdu.call_id, RejectReason.REASON_NOT_SPECIFIED)
+                text = f"bind names unknown association group 0x{pdu.assoc_group_id:08x}"
+                self._refuse(Violation.UNKNOWN_GROUP, cid, text)
                 return
         else:
             group = self._groups.create()
         self.group = group
-        # Fragment sizes: what each side may send is bounded by what the other receives.
-        self.max_xmit_frag = max(MIN_FRAGMENT, min(pdu.max_recv_frag, self.limits.max_fragment))
-        self.max_recv_frag = max(MIN_FRAGMENT, min(pdu.max_xmit_frag, self.limits.max_fragment))
-        results, accepted, rejected = self._negotiate(pdu.contexts)
-        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG | (pdu.flags & (PFC.SUPPORT_HEADER_SIGN | PFC.CONC_MPX))
+        wrong = self._context_list_fault(pdu.contexts, bind=True)
+        if wrong:
+            self._refuse(Violation.BAD_CONTEXT_LIST, cid, wrong)
+            return
+        negotiated = self._negotiate(pdu.contexts, bind=True)
+        if isinstance(negotiated, str):
+            self._refuse(Violation.BAD_CONTEXT_LIST, cid, negotiated)
+            return
+        results, accepted, rejected, created = negotiated
+        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
+        if pdu.flags & PFC.CONC_MPX and created:
+            self.multiplexed = True
+            flags |= PFC.CONC_MPX
+        if pdu.auth is None:
+            state.started = True
+        else:
+            wrong = self._trailer_fault(pdu.auth, self._context_list_end(pdu.contexts))
+            if wrong:
+                self._refuse(Violation.BAD_AUTH_TRAILER, cid, wrong)
+                return
+            refusal = sec.start(state, pdu.auth, False, alter=False)
+            if refusal is not None:
+                self._refuse(refusal.kind, cid, refusal.text)
+                return
+        if pdu.flags & PFC.SUPPORT_HEADER_SIGN:
+            flags |= self._agree_header_signing()
+        sec.bind_finished(state)
+        out_auth: AuthVerifier | None = None
+        if pdu.auth is None:
+            state.finished = True
+        else:
+            token, failed = sec.step(state, pdu.auth.value)
+            if failed is not None:
+                state.invalid = True
+                self._refuse(Violation.AUTH_REFUSED, cid, f"authentication refused: {failed}")
+                return
+            out_auth = self._answer_verifier(state, token)
         self._send(
             BindAck(
-                call_id=pdu.call_id,
+                call_id=cid,
                 flags=flags,
                 auth=out_auth,
-                max_xmit_frag=self.max_xmit_frag,
-                max_recv_frag=self.max_recv_frag,
+                max_xmit_frag=size,
+                max_recv_frag=size,
                 assoc_group_id=group.id,
                 sec_addr=self._sec_addr,
                 results=results,
@@ -465,91 +518,97 @@ class ServerAssociation(Receiver):
                 accepted=accepted,
                 rejected=rejected,
                 assoc_group_id=group.id,
-                max_xmit_frag=self.max_xmit_frag,
-                max_recv_frag=self.max_recv_frag,
+                max_xmit_frag=size,
+                max_recv_frag=size,
             )
         )
 
-    def _start_auth(self, call_id: int, verifier: AuthVerifier, header_sign: bool) -> AuthVerifier | None:
-        """First leg of a security context (bind or alter_context); the verifier to answer with.
+    def _agree_header_signing(self) -> int:
+        """A bind or alter_context offered PFC_SUPPORT_HEADER_SIGN: we always agree, the first time
+        it is offered (MS-RPCE 3.3.1.5.2.2); every security context then signs headers."""
+        sec = self.security
+        sec.client_header_sign = True
+        self._header_sign = True
+        for state in sec.by_id.values():
+            state.header_sign = True
+        return PFC.SUPPORT_HEADER_SIGN
 
-        None when the bind was refused (the bind_nak is queued).
-        """
-        provider = self._providers.get(verifier.auth_type)
-        if provider is None:
-            # MS-RPCE 3.3.1.5.2.1: an unknown authentication type is refused with reason 8
-            self._violation(f"bind requests auth type {verifier.auth_type}, which is not configured", call_id)
-            self._nak(call_id, RejectReason.AUTHENTICATION_TYPE_NOT_RECOGNIZED)
-            return None
-        if not AuthLevel.CONNECT <= verifier.auth_level <= AuthLevel.PRIVACY:
-            self._violation(f"bind requests auth level {verifier.auth_level}", call_id)
-            self._nak(call_id, RejectReason.REASON_NOT_SPECIFIED)
-            return None
-        if verifier.context_id in self.auth:
-            self._violation(f"auth_context_id {verifier.context_id} is already in use", call_id)
-            self._nak(call_id, RejectReason.REASON_NOT_SPECIFIED)
-            return None
-        context = provider.server_context()
-        try:
-            token = context.step(verifier.value)
-        except AuthError as e:
-            self._violation(f"authentication refused: {e}", call_id)
-            self._nak(call_id, RejectReason.REASON_NOT_SPECIFIED)
-            return None
-        self.auth[verifier.context_id] = AuthState(
-            context, verifier.auth_type, verifier.auth_level, verifier.context_id, header_sign
-        )
+    @staticmethod
+    def _answer_verifier(state: AuthState, token: bytes | None) -> AuthVerifier:
         return AuthVerifier(
-            auth_type=verifier.auth_type,
-            auth_level=verifier.auth_level,
-            context_id=verifier.context_id,
+            auth_type=state.auth_type,
+            auth_level=state.auth_level,
+            context_id=state.context_id,
             value=token or b"",
         )
 
-    def _nak(self, call_id: int, reason: RejectReason) -> None:
-        self._send(BindNak(call_id=call_id, reason=reason, versions=BIND_NAK_VERSIONS))
-        self._close(f"bind refused: {reason.name.lower()}")
+    @staticmethod
+    def _context_list_fault(contexts: tuple[ContextElement, ...], bind: bool) -> str | None:
+        """C706 12.6.3.1: at least one context, each with at least one transfer syntax; MS-RPCE
+        3.3.1.5.3: at most one bind-time feature negotiation context (its first syntax says so)."""
+        if not contexts:
+            return "no presentation contexts"
+        features = 0
+        for elem in contexts:
+            if not elem.transfer_syntaxes:
+                return f"presentation context {elem.context_id} has no transfer syntax"
+            if bind and elem.transfer_syntaxes[0].uuid.int >> 64 == const.BTFN_HIGH:
+                features += 1
+        if features > 1:
+            return "more than one bind-time feature negotiation context"
+        return None
 
     def _on_alter(self, pdu: Pdu) -> None:
         assert isinstance(pdu, AlterContext)
-        if self.state is not State.OPEN:
-            self._fatal("alter_context before bind", pdu.call_id, PType.ALTER_CONTEXT)
+        cid = pdu.call_id
+        sec = self.security
+        state = sec.lookup(pdu.auth, False, True)
+        if isinstance(state, Refusal):
+            self._refuse(state.kind, cid, state.text)
             return
+        ok, refusal = self._alter_auth(state, pdu)
+        if refusal is not None:
+            self._refuse(refusal.kind, cid, refusal.text)
+            return
+        wrong = self._context_list_fault(pdu.contexts, bind=False)
+        if wrong:
+            self._refuse(Violation.ALTER_BAD_CONTEXT_LIST, cid, wrong)
+            return
+        negotiated = self._negotiate(pdu.contexts, bind=False)
+        if isinstance(negotiated, str):
+            self._refuse(Violation.CONTEXT_CHANGED, cid, negotiated)
+            return
+        results, accepted, rejected, created = negotiated
+        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
+        if pdu.flags & PFC.CONC_MPX and created:
+            self.multiplexed = True
+            flags |= PFC.CONC_MPX
+        if not ok:
+            offered = pdu.auth.auth_type if pdu.auth is not None else 0
+            if offered != state.auth_type:
+                self._refuse(Violation.ALTER_AUTH_CHANGED, cid, "alter_context changes the auth type")
+            else:
+                self._refuse(Violation.ALTER_AUTH_REFUSED, cid, "alter_context on a refused security context")
+            return
+        if pdu.flags & PFC.SUPPORT_HEADER_SIGN:
+            if not sec.client_header_sign:
+                flags |= self._agree_header_signing()
+            elif self._header_sign:
+                flags |= PFC.SUPPORT_HEADER_SIGN
         out_auth: AuthVerifier | None = None
         if pdu.auth is not None:
-            state = self.auth.get(pdu.auth.context_id)
-            if state is None:
-                # header signing is the connection's, agreed in its bind (MS-RPCE 3.3.1.5.2.2)
-                sign = self._header_sign or bool(pdu.flags & PFC.SUPPORT_HEADER_SIGN)
-                got = self._start_auth(pdu.call_id, pdu.auth, sign)
-                if got is None:
-                    return
-                out_auth = got
-            elif state.context.complete or state.failed:
-                self._fatal(
-                    "alter_context continues a finished authentication", pdu.call_id, PType.ALTER_CONTEXT
-                )
+            state.header_sign = self._header_sign
+            token, failed = sec.step(state, pdu.auth.value)
+            if failed is not None:
+                state.invalid = True
+                self._refuse(Violation.ALTER_AUTH_SIGNATURE, cid, f"authentication refused: {failed}")
                 return
-            else:
-                try:
-                    token = state.context.step(pdu.auth.value)
-                except AuthError as e:
-                    state.failed = str(e)
-                    self._violation(f"authentication refused: {e}", pdu.call_id)
-                    self._send_fault(pdu.call_id, const.RPC_S_ACCESS_DENIED, did_not_execute=True)
-                    self._close("authentication failed")
-                    return
-                out_auth = AuthVerifier(
-                    auth_type=state.auth_type,
-                    auth_level=state.auth_level,
-                    context_id=state.context_id,
-                    value=token or b"",
-                )
-        results, accepted, rejected = self._negotiate(pdu.contexts)
+            out_auth = self._answer_verifier(state, token)
         assert self.group is not None
         self._send(
             AlterContextResp(
-                call_id=pdu.call_id,
+                call_id=cid,
+                flags=flags,
                 auth=out_auth,
                 max_xmit_frag=self.max_xmit_frag,
                 max_recv_frag=self.max_recv_frag,
@@ -567,74 +626,169 @@ class ServerAssociation(Receiver):
             )
         )
 
+    def _alter_auth(self, state: AuthState, pdu: AlterContext) -> tuple[bool, Refusal | None]:
+        """Whether an alter_context's authentication may proceed; a refusal that is answered at
+        once, or (False, None) for one answered after the contexts are looked at."""
+        verifier = pdu.auth
+        if verifier is None:  # a pure change of presentation contexts
+            return state.finished, None
+        if state.finished:
+            return False, Refusal(
+                Violation.ALTER_AUTH_REFUSED, "alter_context continues a finished handshake"
+            )
+        wrong = self._trailer_fault(verifier, self._context_list_end(pdu.contexts))
+        if wrong:
+            return False, Refusal(Violation.ALTER_BAD_AUTH_TRAILER, wrong)
+        if not state.started:
+            refusal = self.security.start(state, verifier, self._header_sign, alter=True)
+            return refusal is None, refusal
+        if verifier.auth_type == 0:
+            return False, Refusal(Violation.ALTER_AUTH_REFUSED, "alter_context continues with auth type none")
+        same = (verifier.auth_type, verifier.auth_level, verifier.context_id) == (
+            state.auth_type,
+            state.auth_level,
+            state.context_id,
+        )
+        return same and not state.invalid, None
+
     def _negotiate(
-        self, proposed: tuple[ContextElement, ...]
-    ) -> tuple[tuple[ContextResultItem, ...], dict[int, SyntaxId], dict[int, int]]:
-        """One result per proposed context, in order (C706 12.6.3.1, MS-RPCE 3.3.1.5.3)."""
-        results: list[ContextResultItem] = []
+        self, proposed: tuple[ContextElement, ...], bind: bool
+    ) -> tuple[tuple[ContextResultItem, ...], dict[int, SyntaxId], dict[int, int], bool] | str:
+        """One result per proposed context, in order (C706 12.6.3.1, MS-RPCE 3.3.1.5.3); or why the
+        list is a protocol error (a context id re-proposed with another abstract syntax).
+
+        As Windows does, one new context is accepted per bind or alter_context: once one is, the
+        rest are answered as not negotiated (transfer syntaxes not supported when we serve their
+        interface, abstract syntax not supported when we do not). Returns the results, the
+        accepted and rejected contexts, and whether a context was made."""
+        null = const.NULL_SYNTAX
+        results: list[ContextResultItem | None] = [None] * len(proposed)
         accepted: dict[int, SyntaxId] = {}
         rejected: dict[int, int] = {}
-        null = const.NULL_SYNTAX
-        for elem in proposed:
-            btfn = next((ts for ts in elem.transfer_syntaxes if ts.uuid.int >> 64 == const.BTFN_HIGH), None)
-            if btfn is not None:
-                # Bind-time feature negotiation (MS-RPCE 3.3.1.5.3): acknowledge the features we
-                # offer; the flags sit in the low octets of the syntax's last eight.
-                offered = int.from_bytes(btfn.uuid.bytes_le[8:10], "little")
-                ours = offered & const.BTFN_KEEP_CONNECTION_ON_ORPHAN
-                results.append(ContextResultItem(ContextResult.NEGOTIATE_ACK, ours, null))
+        if bind:
+            for i, elem in enumerate(proposed):
+                btfn = elem.transfer_syntaxes[0]
+                if btfn.uuid.int >> 64 == const.BTFN_HIGH:
+                    # bind-time feature negotiation: acknowledge what we offer of what was asked (the
+                    # flags sit in the low octets of the syntax's last eight)
+                    offered = int.from_bytes(btfn.uuid.bytes_le[8:10], "little")
+                    ours = offered & (
+                        const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECTION_ON_ORPHAN
+                    )
+                    results[i] = ContextResultItem(ContextResult.NEGOTIATE_ACK, ours, null)
+        done = False  # one context was accepted: the rest are only answered
+        created = False
+        for i, elem in enumerate(proposed):
+            if results[i] is not None:
                 continue
             served = self._match(elem.abstract_syntax)
-            known = self.contexts.get(elem.context_id)
-            if served is None:
-                reason = ProviderReason.ABSTRACT_SYNTAX_NOT_SUPPORTED
-            elif const.NDR20 not in elem.transfer_syntaxes:
-                reason = ProviderReason.PROPOSED_TRANSFER_SYNTAXES_NOT_SUPPORTED
-            elif known is not None and known != served:
-                reason = ProviderReason.REASON_NOT_SPECIFIED  # a context id cannot change interface
-            elif known is None and len(self.contexts) >= self.limits.max_contexts:
-                reason = ProviderReason.LOCAL_LIMIT_EXCEEDED
-            else:
-                self.contexts[elem.context_id] = served
-                self._abstract[elem.context_id] = elem.abstract_syntax
+            reason: ProviderReason | None = (
+                ProviderReason.ABSTRACT_SYNTAX_NOT_SUPPORTED
+                if served is None
+                else ProviderReason.PROPOSED_TRANSFER_SYNTAXES_NOT_SUPPORTED
+            )
+            if served is not None and not done:
+                ndr = const.NDR20 in elem.transfer_syntaxes
+                known = self.contexts.get(elem.context_id)
+                if known is not None:
+                    if self._abstract.get(elem.context_id) != elem.abstract_syntax:
+                        return f"presentation context {elem.context_id} changes its abstract syntax"
+                    if ndr:
+                        reason = None
+                elif ndr and len(self.contexts) >= self.limits.max_contexts:
+                    reason = ProviderReason.LOCAL_LIMIT_EXCEEDED
+                elif ndr:
+                    self.contexts[elem.context_id] = served
+                    self._abstract[elem.context_id] = elem.abstract_syntax
+                    created = True
+                    reason = None
+            if reason is None:
+                assert served is not None
                 accepted[elem.context_id] = served
-                results.append(ContextResultItem(ContextResult.ACCEPTANCE, 0, const.NDR20))
-                continue
-            rejected[elem.context_id] = reason
-            results.append(ContextResultItem(ContextResult.PROVIDER_REJECTION, reason, null))
-        return tuple(results), accepted, rejected
+                results[i] = ContextResultItem(ContextResult.ACCEPTANCE, 0, const.NDR20)
+                done = True
+            else:
+                rejected[elem.context_id] = reason
+                results[i] = ContextResultItem(ContextResult.PROVIDER_REJECTION, reason, null)
+        return tuple(r for r in results if r is not None), accepted, rejected, created
+
+    def _on_auth3(self, pdu: Pdu) -> None:
+        cid = pdu.call_id
+        state = self.security.lookup(pdu.auth, False, True)
+        if isinstance(state, Refusal):
+            self._refuse(state.kind, cid, state.text)
+            return
+        if not state.started or state.finished:
+            self._refuse(Violation.AUTH3_OUT_OF_STATE, cid, "auth3 without a handshake in progress")
+            return
+        verifier = pdu.auth
+        if verifier is None or state.invalid:
+            state.invalid = True
+            self._refuse(Violation.AUTH3_REFUSED, cid, "auth3 on a refused security context")
+            return
+        wrong = self._trailer_fault(verifier, REQUEST_HEADER - 4)  # rpc_auth_3's 4 pad octets
+        if wrong:
+            state.invalid = True
+            self._refuse(Violation.AUTH3_BAD_TRAILER, cid, wrong)
+            return
+        if (verifier.auth_type, verifier.auth_level, verifier.context_id) != (
+            state.auth_type,
+            state.auth_level,
+            state.context_id,
+        ):
+            state.invalid = True
+            self._refuse(Violation.AUTH3_REFUSED, cid, "auth3 names another security context")
+            return
+        token, failed = self.security.step(state, verifier.value)
+        if failed is not None or not state.finished or token:
+            # auth3 has no answer: the failure shows on the next request (access denied)
+            state.invalid = True
+            state.failed = failed or "the handshake did not complete"
+            self._refuse(Violation.AUTH3_REFUSED, cid, f"authentication refused: {state.failed}")
 
     # calls ------------------------------------------------------------------------------------
 
     def _on_request(self, pdu: Pdu) -> None:
         assert isinstance(pdu, Request)
         cid = pdu.call_id
-        if self.state is not State.OPEN:
-            self._fatal("request before bind", cid, PType.REQUEST)
-            return
-        auth, stub = self._verified_stub(pdu)
-        if stub is None:
-            return
         first = bool(pdu.flags & PFC.FIRST_FRAG)
         last = bool(pdu.flags & PFC.LAST_FRAG)
+        state = self.security.lookup(pdu.auth, True, first)
+        if isinstance(state, Refusal):
+            self._refuse(state.kind, cid, state.text)
+            return
+        if state.started and not state.finished:
+            self._refuse(Violation.AUTH_IN_PROGRESS, cid, "request while the handshake is in progress")
+            return
+        if self._header.frag_length > self.limits.max_fragment:
+            text = f"request fragment of {self._header.frag_length} octets, {self.limits.max_fragment} taken"
+            self._refuse(Violation.REQUEST_TOO_LONG, cid, text)
+            return
         partial = self._partial.get(cid)
         if first:
-            if partial is not None or cid in self.outstanding:
-                self._fatal(f"call_id {cid} reused while that call is in progress", cid, PType.REQUEST)
+            if not self._first_fragment_ok(pdu, state):
                 return
-            if pdu.context_id not in self.contexts:
-                self._violation(f"request on presentation context {pdu.context_id}, never accepted", cid)
-                self._send_fault(cid, const.NCA_S_UNK_IF, pdu.context_id, did_not_execute=True)
-                if not last:
-                    self._close("multi-fragment request on an unknown context")
+            context_id = pdu.context_id
+        elif partial is None:
+            self._orphan_fragment(pdu, state)
+            return
+        else:
+            if partial.drep != self._raw[4:8]:
+                self._refuse(
+                    Violation.FRAGMENT_CHANGED,
+                    cid,
+                    "a fragment in another data representation",
+                    partial.context_id,
+                )
                 return
-            if len(self.outstanding) + len(self._partial) >= self.limits.max_outstanding_calls:
-                self._violation(f"more than {self.limits.max_outstanding_calls} outstanding calls", cid)
-                self._send_fault(cid, const.NCA_S_SERVER_TOO_BUSY, pdu.context_id, did_not_execute=True)
-                if not last:
-                    self._close("too many outstanding calls")
-                return
-            partial = _Partial(pdu.context_id, pdu.opnum, pdu.object, self._little, auth, self._raw[4:8])
+            # the first fragment's context speaks for the call (none: it came by a fast path)
+            state = partial.auth or self.security.default
+            context_id = partial.context_id
+        stub = self._verified_stub(pdu, state, first, context_id)
+        if stub is None:
+            return
+        if first:
+            partial = _Partial(context_id, pdu.opnum, pdu.object, self._little, state, self._raw[4:8])
             if last:  # the whole call in one fragment: its stub as it is
                 if len(stub) > self.limits.max_call_size:
                     self._too_large(cid, partial)
@@ -642,12 +796,7 @@ class ServerAssociation(Receiver):
                     self._complete(cid, partial, stub)
                 return
             self._partial[cid] = partial
-        elif partial is None:
-            self._fatal(f"fragment for call_id {cid}, which has no first fragment", cid, PType.REQUEST)
-            return
-        elif partial.auth is not auth:
-            self._deny(cid, pdu.context_id, "fragments of one call use different security contexts")
-            return
+        assert partial is not None
         n = len(stub)
         if not self._reserve(cid, partial, n, pdu.alloc_hint):
             return
@@ -655,6 +804,125 @@ class ServerAssociation(Receiver):
         partial.size += n
         if last:
             self._reassembled(cid, partial)
+
+    def _first_fragment_ok(self, pdu: Request, state: AuthState) -> bool:
+        """A call's first fragment may start it (else it was answered): the rules _may_start
+        checks for the fast paths, each with its own answer (observed Windows behaviour)."""
+        cid = pdu.call_id
+        if self.outstanding and not self.multiplexed:
+            self._refuse(Violation.NOT_MULTIPLEXED, cid, "a second call in flight without PFC_CONC_MPX")
+            return False
+        if self._partial:
+            kind = Violation.INTERLEAVED
+            existing = self._partial.get(cid)
+            context_id = 0
+            if existing is not None:
+                context_id = existing.context_id
+                if (
+                    existing.auth is not state
+                    and pdu.auth is not None
+                    and existing.context_id == pdu.context_id
+                ):
+                    kind = Violation.INTERLEAVED_AUTH
+            if not self.multiplexed:  # answered on the call being received: its call_id and context
+                cid, held = next(iter(self._partial.items()))
+                context_id = held.context_id
+            self._refuse(kind, cid, "a new call while another is half received", context_id)
+            return False
+        if pdu.flags & PFC.PENDING_CANCEL:
+            self._refuse(Violation.PENDING_CANCEL_FIRST, cid, "a first fragment already cancelled")
+            return False
+        if pdu.context_id not in self.contexts:
+            text = f"request on presentation context {pdu.context_id}, never accepted"
+            self._refuse(Violation.UNKNOWN_CONTEXT, cid, text)
+            return False
+        if cid in self.outstanding:
+            self._refuse(
+                Violation.CALL_ID_REUSED, cid, f"call_id {cid} reused while that call is in progress"
+            )
+            return False
+        if len(self.outstanding) >= self.limits.max_outstanding_calls:
+            self._refuse(
+                Violation.TOO_MANY_CALLS,
+                cid,
+                f"more than {self.limits.max_outstanding_calls} outstanding calls",
+                pdu.context_id,
+            )
+            return False
+        return True
+
+    def _orphan_fragment(self, pdu: Request, state: AuthState) -> None:
+        """A continuation fragment of no call being received."""
+        cid, context_id = pdu.call_id, 0
+        text = f"fragment for call_id {cid}, which has no first fragment"
+        if not self.multiplexed:
+            if self._partial:  # answered on the call being received
+                cid, held = next(iter(self._partial.items()))
+                context_id = held.context_id
+            self._refuse(Violation.ORPHAN_FRAGMENT, cid, text, context_id)
+            return
+        if self._partial:
+            self._refuse(Violation.ORPHAN_FRAGMENT, cid, text)
+        elif pdu.context_id not in self.contexts:
+            self._refuse(Violation.UNKNOWN_CONTEXT, cid, text)
+        elif state.invalid:
+            self._refuse(Violation.ORPHAN_FRAGMENT_AUTH, cid, text, pdu.context_id)
+        else:
+            self._refuse(Violation.ORPHAN_FRAGMENT, cid, text, pdu.context_id)
+
+    def _verified_stub(self, pdu: Request, state: AuthState, first: bool, context_id: int) -> bytes | None:
+        """The request's plaintext stub after its verifier is checked against ``state`` (MS-RPCE
+        3.3.1.5.2.2); None when it was refused."""
+        cid = pdu.call_id
+        kind: Violation | None = None
+        text = ""
+        verifier = pdu.auth
+        level = state.auth_level
+        if not state.started or state.invalid:
+            kind, text = Violation.VERIFY_INVALID, "request on a refused security context"
+        elif not state.finished:
+            kind, text = Violation.VERIFY_NOT_FINISHED, "request before the handshake finished"
+        elif level == AuthLevel.NONE:
+            if verifier is None:
+                return pdu.stub
+            kind, text = Violation.VERIFIER_UNEXPECTED, "a verifier on an unauthenticated request"
+        elif level == AuthLevel.CONNECT and verifier is None:
+            return pdu.stub
+        elif level not in (AuthLevel.CONNECT, AuthLevel.PACKET, AuthLevel.INTEGRITY, AuthLevel.PRIVACY):
+            kind, text = Violation.UNSUPPORTED_LEVEL, f"requests at auth level {level} are not served"
+        elif verifier is None:
+            kind, text = Violation.VERIFIER_MISSING, f"a request without a verifier at auth level {level}"
+        if kind is None:
+            assert verifier is not None
+            start = REQUEST_HEADER + (16 if pdu.object is not None else 0)
+            h = self._header
+            trailer = h.frag_length - h.auth_length - SEC_TRAILER
+            room = h.frag_length - REQUEST_HEADER - SEC_TRAILER - h.auth_length
+            if trailer % 4 or verifier.pad_length > room or trailer - start < verifier.pad_length:
+                kind, text = (
+                    Violation.BAD_VERIFIER_TRAILER,
+                    f"auth_pad_length {verifier.pad_length} or misaligned",
+                )
+            elif first and (verifier.auth_type, verifier.auth_level, verifier.context_id) != (
+                state.auth_type,
+                state.auth_level,
+                state.context_id,
+            ):
+                kind, text = (
+                    Violation.VERIFIER_MISMATCH,
+                    "the verifier names another security context or level",
+                )
+            elif level == AuthLevel.CONNECT:
+                return pdu.stub  # connect level: a verifier is allowed, its signature not looked at
+            else:
+                try:
+                    return unprotect(
+                        state, self._raw, start, self._body_end, verifier.pad_length, verifier.value
+                    )
+                except AuthError as e:
+                    kind, text = Violation.SIGNATURE, f"request signature refused: {e}"
+        self._refuse(kind, cid, text, context_id)
+        return None
 
     def _reserve(self, cid: int, partial: _Partial, n: int, hint: int) -> bool:
         """Make room for ``n`` more stub octets of a call (False: it was refused and the association
@@ -677,9 +945,9 @@ class ServerAssociation(Receiver):
         return True
 
     def _too_large(self, cid: int, partial: _Partial) -> None:
-        self._violation(f"call {cid} exceeds {self.limits.max_call_size} octets", cid, fatal=True)
-        self._send_fault(cid, const.NCA_S_FAULT_REMOTE_NO_MEMORY, partial.context_id, did_not_execute=True)
-        self._close("request too large")
+        # Windows and Samba refuse a request over their size limit as access denied (observed)
+        text = f"call {cid} exceeds {self.limits.max_call_size} octets (or the connection's buffer)"
+        self._refuse(Violation.CALL_TOO_LARGE, cid, text, partial.context_id)
 
     def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
         """A long unprotected request fragment whose header has arrived: take its stub from here
@@ -694,7 +962,7 @@ class ServerAssociation(Receiver):
             partial = self._partial[cid] = _Partial(context_id, opnum, None, True, None)
         else:
             found = self._partial.get(cid)
-            if found is None or found.auth is not None:
+            if found is None or (found.auth is not None and found.auth.protects):
                 return False
             partial = found
         self.stats["pdus_in"] += 1
@@ -712,7 +980,7 @@ class ServerAssociation(Receiver):
         if partial is None or partial.last or self.state is not State.OPEN:
             return False
         cid = self._direct_call
-        found = continuation(head, _REQUEST_V5, cid, self.max_recv_frag, PFC.OBJECT_UUID)
+        found = continuation(head, _REQUEST_V5, cid, self.limits.max_fragment, PFC.OBJECT_UUID)
         if found is None:
             return False
         flags, length, hint = found
@@ -739,7 +1007,13 @@ class ServerAssociation(Receiver):
         self._complete(cid, partial, self._call_stub(partial.data, partial.size))
 
     def _complete(self, cid: int, partial: _Partial, stub: bytes | memoryview) -> None:
-        """A request's last fragment has arrived: check its verification trailer, then the call."""
+        """A request's last fragment has arrived: check its security context and verification
+        trailer, then the call."""
+        auth = partial.auth
+        if auth is not None and (auth.invalid or not auth.finished):
+            kind = Violation.AUTH_INVALID if auth.invalid else Violation.AUTH_NOT_FINISHED
+            self._refuse(kind, cid, f"request on a refused security context ({auth.failed or 'invalid'})")
+            return
         self.outstanding.add(cid)
         if partial.auth is not None:
             self._call_auth[cid] = partial.auth
@@ -752,9 +1026,13 @@ class ServerAssociation(Receiver):
                 if wrong:
                     self.outstanding.discard(cid)
                     self._call_auth.pop(cid, None)
-                    self._deny(cid, partial.context_id, f"verification trailer: {wrong}")
+                    self._refuse(
+                        Violation.VERIFICATION_TRAILER,
+                        cid,
+                        f"verification trailer: {wrong}",
+                        partial.context_id,
+                    )
                     return
-        auth = partial.auth
         self._events.append(
             CallReceived(
                 cid,
@@ -794,95 +1072,27 @@ class ServerAssociation(Receiver):
                 return "the request header differs from the one the client signed"
         return None
 
-    def _deny(self, call_id: int, context_id: int, reason: str) -> None:
-        """Refuse a request on security grounds: access denied, then close (MS-RPCE 3.3.3.5.x)."""
-        self._violation(reason, call_id, fatal=True)
-        self._send_fault(call_id, const.RPC_S_ACCESS_DENIED, context_id, did_not_execute=True)
-        self._close(reason)
-
-    def _verified_stub(self, pdu: Request) -> tuple[AuthState | None, bytes | None]:
-        """The request's plaintext stub after its verifier is checked; (None, None) when refused."""
-        cid = pdu.call_id
-        if pdu.auth is None:
-            if not self.auth:
-                return None, pdu.stub
-            if any(a.protects for a in self.auth.values()):
-                self._deny(
-                    cid, pdu.context_id, "unprotected request on an association that requires protection"
-                )
-                return None, None
-            # connect / call level: no verifier on requests, the association's context vouches for them
-            default = self.auth[min(self.auth)]
-            if default.failed is not None or not default.context.complete:
-                self._deny(
-                    cid,
-                    pdu.context_id,
-                    f"request on a failed authentication ({default.failed or 'incomplete'})",
-                )
-                return None, None
-            return default, pdu.stub
-        state = self.auth.get(pdu.auth.context_id)
-        if state is None:
-            self._deny(cid, pdu.context_id, "authentication on a context that was never negotiated")
-            return None, None
-        if state.failed is not None or not state.context.complete:
-            self._deny(
-                cid, pdu.context_id, f"request on a failed authentication ({state.failed or 'incomplete'})"
-            )
-            return None, None
-        if pdu.auth.auth_level != state.auth_level or pdu.auth.auth_type != state.auth_type:
-            self._deny(
-                cid,
-                pdu.context_id,
-                f"request at auth level {pdu.auth.auth_level}, negotiated {state.auth_level}",
-            )
-            return None, None
-        if not state.protects:
-            return state, pdu.stub
-        start = REQUEST_HEADER + (16 if pdu.object is not None else 0)
-        try:
-            check_pad(pdu.auth.pad_length, self._body_end - start)
-            stub = unprotect(state, self._raw, start, self._body_end, pdu.auth.pad_length, pdu.auth.value)
-        except AuthError as e:
-            self._deny(cid, pdu.context_id, f"request signature refused: {e}")
-            return None, None
-        return state, stub
-
     def _on_cancel(self, pdu: Pdu) -> None:
+        """co_cancel (C706 12.4.2): a call still being received is not affected (observed Windows
+        behaviour: its remaining fragments are taken and it runs); one being served is told."""
         cid = pdu.call_id
-        if self._partial.pop(cid, None) is not None:
-            return  # never dispatched: nothing to answer (C706 12.4.2)
-        if cid in self.outstanding:
+        if cid in self.outstanding and cid not in self._partial:
             self._events.append(CallCancelled(call_id=cid))
 
     def _on_orphaned(self, pdu: Pdu) -> None:
+        """orphaned (C706 12.4.2): as co_cancel for a call still being received; a call being
+        served is abandoned (no answer is sent)."""
         cid = pdu.call_id
-        partial = self._partial.pop(cid, None)
-        if partial is not None:
-            self._buffered -= len(partial.data)
-            return
-        if cid in self.outstanding:
+        if cid in self.outstanding and cid not in self._partial:
             self._orphaned.add(cid)
             self._events.append(CallOrphaned(call_id=cid))
 
-    def _on_auth3(self, pdu: Pdu) -> None:
-        state = self.auth.get(pdu.auth.context_id) if pdu.auth is not None else None
-        if pdu.auth is None or state is None or state.context.complete or state.failed is not None:
-            self._fatal("auth3 without an authentication in progress", pdu.call_id, PType.AUTH3)
-            return
-        try:
-            state.context.step(pdu.auth.value)
-        except AuthError as e:
-            # auth3 has no answer: the failure shows on the next request (access denied)
-            state.failed = str(e)
-            self._violation(f"authentication refused: {e}", pdu.call_id)
 
-
-_HANDLERS: dict[type, Callable[[ServerAssociation, Pdu], None]] = {
-    Bind: ServerAssociation._on_bind,
-    AlterContext: ServerAssociation._on_alter,
-    Request: ServerAssociation._on_request,
-    CoCancel: ServerAssociation._on_cancel,
-    Orphaned: ServerAssociation._on_orphaned,
-    Auth3: ServerAssociation._on_auth3,
+_HANDLERS: dict[str, Callable[[ServerAssociation, Pdu], None]] = {
+    "bind": ServerAssociation._on_bind,
+    "alter": ServerAssociation._on_alter,
+    "request": ServerAssociation._on_request,
+    "cancel": ServerAssociation._on_cancel,
+    "orphaned": ServerAssociation._on_orphaned,
+    "auth3": ServerAssociation._on_auth3,
 }
