@@ -11,6 +11,7 @@ This is what ``dcerpc run`` / ``dcerpc epm`` / ``dcerpc serve`` drive; tests use
 
 from __future__ import annotations
 
+import dataclasses
 import contextlib
 import logging
 import os
@@ -23,6 +24,7 @@ from ..auth.config import AuthConfig
 from ..interface import Interface
 from ..pdu.syntax import SyntaxId
 from ..protocol.limits import Limits
+from ..protocol.rules import WINDOWS_MAX_FRAGMENT
 from ..server.ports import DEFAULT_RANGE, PortAllocator, PortRange
 from ..server.server import Server
 from .idl import Epm
@@ -93,7 +95,12 @@ class EpmHost:
         self.config = config or HostConfig()
         self.map = EndpointMap()
         self.epm = EpmService(self.map, allow_insert=self.config.epm_allow_insert)
-        self.epm_server = make_server(self.config, self.epm)
+        # The mapper on 135 is what Windows tools and scanners talk to first: it negotiates
+        # fragments as Windows does (at most 5840 octets); services keep the configured size.
+        epm_limits = dataclasses.replace(
+            self.config.limits, max_fragment=min(self.config.limits.max_fragment, WINDOWS_MAX_FRAGMENT)
+        )
+        self.epm_server = make_server(dataclasses.replace(self.config, limits=epm_limits), self.epm)
         self.ports = PortAllocator(self.config.ports)
         self.services: list[Server] = []
         self.epm_address: tuple[str, int] | None = None

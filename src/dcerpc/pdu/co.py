@@ -304,6 +304,9 @@ def _pad_for_auth(body: bytes, auth: AuthVerifier | None) -> bytes:
     return body + bytes(auth.pad_length)
 
 
+_PADDED: Final = frozenset({PType.REQUEST, PType.RESPONSE, PType.FAULT})
+
+
 def parse(data: bytes) -> Parsed:
     """Parse one whole fragment.
 
@@ -316,8 +319,10 @@ def parse(data: bytes) -> Parsed:
     auth: AuthVerifier | None = None
     if h.auth_length:
         tstart = end - h.auth_length - SEC_TRAILER_SIZE
+        if tstart < HEADER_SIZE:
+            raise PduError(f"auth_length {h.auth_length} leaves no room for a sec_trailer", h.call_id, h.ptype)
         atype, alevel, pad, _, ctx = struct.unpack_from("<BBBBI" if little else ">BBBBI", data, tstart)
-        if pad > tstart - HEADER_SIZE:
+        if pad > tstart - HEADER_SIZE and h.ptype in _PADDED:
             raise PduError(f"auth_pad_length {pad} exceeds the body", h.call_id, h.ptype)
         auth = AuthVerifier(
             auth_type=atype,
@@ -328,7 +333,9 @@ def parse(data: bytes) -> Parsed:
         )
         end = tstart
     body_end = end
-    stub_end = end - (auth.pad_length if auth else 0)
+    # auth_pad_length pads a stub: in bind, alter_context, auth3 and their answers it means nothing
+    # (the associations judge its value there: MS-RPCE 2.2.2.11, observed Windows behaviour)
+    stub_end = end - (auth.pad_length if auth and h.ptype in _PADDED else 0)
     try:
         reader = _READERS[h.ptype]
     except KeyError:
@@ -349,7 +356,9 @@ def _need(data: bytes, h: Header, at: int, n: int, end: int, what: str) -> None:
 
 def _read_bind(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifier | None) -> Pdu:
     e = "<" if little else ">"
-    _need(data, h, 16, 12, end, "bind")
+    # 9 octets: a bind with no contexts may end at n_context_elem (Samba sends it so; it is refused
+    # for having none, not as truncated)
+    _need(data, h, 16, 9, end, "bind")
     xmit, recv, group, n_ctx = struct.unpack_from(e + "HHIB", data, 16)
     key = (bytes(data[24:end]), little)  # n_context_elem onwards: the context list
     known = _context_lists.get(key)

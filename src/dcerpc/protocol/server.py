@@ -288,7 +288,10 @@ class ServerAssociation(Receiver):
         return bool(self.outbox)
 
     def respond(self, call_id: int, stub: EncodedStub, context_id: int = 0) -> None:
-        """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag."""
+        """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag.
+
+        The response carries the low octet of the context id only, as Windows sends it (observed
+        behaviour; C706 12.6.4.10 has p_cont_id as u16)."""
         if not self._finish(call_id):
             return
         auth = self._call_auth.pop(call_id, None)
@@ -298,7 +301,7 @@ class ServerAssociation(Receiver):
             n = len(stub)
             # never Pieces: a stub this short is contiguous (pieces.SPLICE_MIN)
             self.outbox.append(
-                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id, 0, 0)  # type: ignore[operator]
+                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id & 0xFF, 0, 0)  # type: ignore[operator]
                 + stub
             )
             self.stats["pdus_out"] += 1
@@ -309,6 +312,7 @@ class ServerAssociation(Receiver):
         self, call_id: int, stub: EncodedStub, context_id: int, auth: AuthState | None
     ) -> Iterator[Fragment]:
         """The fragments of one response, made (and signed or sealed) as they are sent."""
+        context_id &= 0xFF  # see respond
         protected = auth is not None and auth.protects
         if protected:
             assert auth is not None
