@@ -59,7 +59,9 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def __init__(self, inbox: Inbox) -> None:
         self.transport: asyncio.Transport | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        # the transport's, set by connection_made (typed as always there: read on every call, where
+        # a cast would cost a Python call)
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.inbox = inbox
         self.assoc: Association | None = None
         self.on_events: Callable[[], None] = _nothing
@@ -112,7 +114,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         if assoc.outbox:
             self.flush()
         if self._idle is not None:  # the idle timer compares this with the time it fires
-            self.last_active = cast(asyncio.AbstractEventLoop, self.loop).time()
+            self.last_active = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
@@ -156,7 +158,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
             t.writelines(data)
         if outbox and not self._more and not self._paused:
             self._more = True
-            cast(asyncio.AbstractEventLoop, self.loop).call_soon(self._flush_more)
+            self.loop.call_soon(self._flush_more)
 
     def flush_soon(self) -> None:
         """Flush at the next turn of the loop (what else is answered or asked in this turn goes
@@ -184,7 +186,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         if t.can_write_eof():
             t.write_eof()
             self._draining = True
-            cast(asyncio.AbstractEventLoop, self.loop).call_later(1.0, t.close)
+            self.loop.call_later(1.0, t.close)
         else:
             t.close()
 
@@ -214,7 +216,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self._idle = self.loop.call_later(timeout, self._idle_expired)
 
     def _idle_expired(self) -> None:
-        loop = cast(asyncio.AbstractEventLoop, self.loop)
+        loop = self.loop
         timeout = self._idle_timeout
         remaining = self.last_active + timeout - loop.time()
         busy = self._busy()

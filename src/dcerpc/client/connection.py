@@ -156,7 +156,9 @@ class Connection:
         b = self.binding
         resolver = self.resolver
         if resolver is None:
-            raise RpcError(f"{b} names no endpoint and the connection has no resolver (dcerpc.connect has one)")
+            raise RpcError(
+                f"{b} names no endpoint and the connection has no resolver (dcerpc.connect has one)"
+            )
         host = b.host or "127.0.0.1"
         loop = asyncio.get_running_loop()
         for attempt in range(2):

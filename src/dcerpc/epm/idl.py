@@ -21,10 +21,9 @@ from ..ndr import (
     VaryingString,
     boolean32,
     error_status_t,
-    uint16,
     uint32,
 )
-from ..rpctypes import rpc_if_id_t as rpc_if_id_t  # shared with mgmt; re-exported: part of this contract
+from ..rpctypes import rpc_if_id_t
 
 # C706 Appendix O: ept_max_annotation_size, including the terminating NUL.
 EPT_MAX_ANNOTATION_SIZE = 64
