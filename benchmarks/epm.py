@@ -25,7 +25,7 @@ from typing import Any
 
 from common import arate, free_port, rate, use_uvloop
 
-from dcerpc.client.connection import connect
+from dcerpc import connect
 from dcerpc.epm.idl import Epm, twr_t
 from dcerpc.epm.towers import Tower, tcp_tower
 from dcerpc.ndr import ContextHandle

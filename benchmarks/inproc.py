@@ -71,17 +71,18 @@ class _Pipe:
 
 
 async def _run(calls: int, in_flight: int) -> float:
-    from dcerpc.aio.connection import ServerConnection
+    from dcerpc.aio.server import ServerProtocol
     from dcerpc.client.binding import parse_binding
-    from dcerpc.client.connection import Connection, _Protocol
+    from dcerpc.client.connection import Connection
     from dcerpc.rpcecho import Echo
     from dcerpc.rpcecho.server import EchoServer
     from dcerpc.server.server import Server
 
     loop = asyncio.get_running_loop()
-    server_side = ServerConnection(Server(EchoServer()), "ncacn_ip_tcp")
+    # the server's protocol as its listener makes it; the client's is the connection's own
+    server_side = ServerProtocol(Server(EchoServer()).accept, "ncacn_ip_tcp")
     conn = Connection(parse_binding("ncacn_ip_tcp:127.0.0.1[49152]"))
-    client_side = _Protocol(conn)
+    client_side = conn._proto
     to_client, to_server = _Pipe(loop), _Pipe(loop)
     to_client.peer, to_server.peer = client_side, server_side
     server_side.connection_made(to_client)  # type: ignore[arg-type]

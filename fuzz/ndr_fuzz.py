@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dcerpc import NdrError
-from dcerpc.epm.idl import Epm, LookupResult, MapResult, ept_entry_t, rpc_if_id_t, twr_t
+from dcerpc.epm.idl import Epm, LookupResult, MapResult, ept_entry_t, twr_t
 from dcerpc.interface import Interface, Operation
 from dcerpc.mgmt.idl import (
     InqIfIdsResult,
@@ -43,6 +43,7 @@ from dcerpc.rpcecho import (
     echo_info5,
     echo_Surrounding,
 )
+from dcerpc.rpctypes import rpc_if_id_t
 
 Decoder = Callable[[bytes, bool], Any]
 TOWER = bytes.fromhex("05001300") + bytes(21)  # shape only; NDR treats tower octets as opaque

@@ -4,7 +4,8 @@ The public API is what this module re-exports; everything else is implementation
 """
 
 from ._errors import BindError, ConnectionClosedError, FaultError, NdrError, ProtocolError, RpcError
-from .client import Binding, Connection, SyncConnection, connect, connect_sync, parse_binding
+from .client import Binding, Connection, SyncConnection, parse_binding
+from .connecting import connect, connect_sync
 from .interface import Interface, Operation, operation
 from .pdu.syntax import SyntaxId
 from .server import CallContext, Server, current_call

@@ -29,7 +29,6 @@ from dcerpc.mgmt.idl import (
     IsListeningResult,
     Mgmt,
     mgmt_statistics,
-    rpc_if_id_t,
     rpc_if_id_vector_t,
 )
 from dcerpc.ndr import NTSTATUS, WERROR, ContextHandle
@@ -53,6 +52,7 @@ from dcerpc.rpcecho import (
     TestEnumResult as EnumResult,
 )
 from dcerpc.rpcecho.idl import _TestCall2Result
+from dcerpc.rpctypes import rpc_if_id_t
 
 SCRIPT = Path(__file__).with_name("samba_reference.py")
 NIL = "00000000-0000-0000-0000-000000000000"

@@ -25,7 +25,7 @@ from .._errors import RpcError
 from ..auth.base import ClientCredentials
 from ..auth.config import LEVELS
 from ..auth.mechs import NTLM, Kerberos, Negotiate
-from ..client.connection import connect
+from ..connecting import connect
 from ..epm.host import EpmHost, make_server
 from ..epm.idl import Epm
 from ..epm.register import register, towers_for
@@ -34,6 +34,7 @@ from ..interface import Interface
 from ..known import interface_name
 from ..mgmt.idl import Mgmt
 from ..ndr import ContextHandle
+from ..rpcecho.server import EchoServer
 from ..server.ports import PortAllocator
 from ..server.server import Server
 from ..tuning import keep_large_buffers
@@ -177,8 +178,6 @@ def run(config: str | None, log_level: str | None, **flags: Any) -> None:
     _setup(settings.log_level)
 
     async def go() -> None:
-        from ..rpcecho.server import EchoServer  # noqa: PLC0415
-
         host = await _start_host(settings)
         try:
             await host.add_service(

@@ -8,6 +8,11 @@ Each call is a future keyed by call_id, so calls on one connection run concurren
 may come back in any order. A per-call ``timeout`` orphans the call (the server stops working on it);
 cancelling the awaiting task sends co_cancel. Faults raise :class:`FaultError` with the status by
 name and number.
+
+The connection's octets go through an ``aio.client.ClientProtocol``; after each read it calls
+:meth:`Connection._on_events`, which settles the futures. A binding without an endpoint is resolved
+at the first bind by the connection's resolver (``client.resolve.Resolver``; ``dcerpc.connect``
+gives it the endpoint mapper's).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from enum import IntEnum
 from typing import Any, TypeVar, cast
 
 from .._errors import BindError, ConnectionClosedError, FaultError, NdrError, RpcError
+from ..aio.client import ClientProtocol
 from ..auth.base import ClientCredentials
 from ..auth.mechs import NTLM, Kerberos, Negotiate
 from ..interface import _ENCODE_ERRORS, Interface, Operation, ResultDecodeFn, _encode_failure
@@ -38,10 +44,9 @@ from ..protocol.events import (
     ShutdownRequested,
 )
 from ..protocol.limits import Limits
-from ..protocol.outbox import FLUSH_BUDGET
 from ..protocol.security import AuthState
 from .binding import Binding, parse_binding
-from .resolve import EPM_PORT, forget, resolve_tcp_port
+from .resolve import Resolver
 
 __all__ = ["Connection", "connect"]
 
@@ -53,34 +58,6 @@ I = TypeVar("I", bound=Interface)  # noqa: E741
 # 64 in flight: one write per request 187,000 calls/s, all in one write at the end of the turn
 # 131,000 as the two sides take turns, 16 per write 260,000).
 _COALESCE = 16
-
-
-class _Protocol(asyncio.BufferedProtocol):
-    """Reads go where the association asks (a long response's stub straight into its buffer)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        # A transport takes these two from its protocol once (uvloop) or per read (asyncio); bound
-        # here straight to the inbox and the connection, each read costs a Python call fewer
-        # (the association, and with it the inbox, lasts as long as the connection).
-        self.get_buffer = conn.assoc.inbox.get_buffer  # type: ignore[method-assign]
-        self.buffer_updated = conn._received  # type: ignore[method-assign]
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but they are transports
-        self.conn._transport = cast(asyncio.Transport, transport)
-        # asking asyncio for the running loop costs a getpid() system call per ask on Python 3.11
-        self.conn._loop = asyncio.get_running_loop()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn._lost(exc)
-
-    def pause_writing(self) -> None:
-        self.conn._paused = True
-
-    def resume_writing(self) -> None:
-        self.conn._paused = False
-        self.conn._flush()
 
 
 class _Slots:
@@ -116,7 +93,16 @@ class _Slots:
 
 
 class Connection:
-    """A client association over one transport connection."""
+    """A client association over one transport connection.
+
+    Args:
+        binding: where to connect.
+        limits: bounds on what the server may make us hold.
+        default_timeout: per-call timeout where a proxy sets none (None: wait forever).
+        max_concurrent_calls: calls in flight at once; more wait their turn.
+        auth: the security context to bind with (None: unauthenticated).
+        resolver: finds the endpoint when ``binding`` names none (None: such a binding fails).
+    """
 
     def __init__(
         self,
@@ -125,6 +111,7 @@ class Connection:
         default_timeout: float | None = None,
         max_concurrent_calls: int = 64,
         auth: AuthState | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.binding = binding
         # Calls beyond this wait their turn here rather than overrun the server's outstanding-call
@@ -132,17 +119,20 @@ class Connection:
         self._slots = _Slots(max_concurrent_calls)
         self.assoc = ClientAssociation(limits, auth)
         self.default_timeout = default_timeout
-        self._transport: asyncio.Transport | None = None
+        self.resolver = resolver
+        # the octets' way in and out (reads go to the association's inbox), connected by _open
+        self._proto = ClientProtocol(self.assoc, self._on_events, self._lost)
         self._calls: dict[int, asyncio.Future[ResponseReceived]] = {}
         self._control: dict[int, asyncio.Future[Any]] = {}
         self._bound: dict[SyntaxId, int] = {}
         self._next_context = 0
         self._closed: BaseException | None = None
         self._bind_lock = asyncio.Lock()
-        self._more = False  # a flush of the rest of a long request is scheduled
-        self._paused = False  # the transport's buffer is full: make no more fragments yet
-        self._loop: asyncio.AbstractEventLoop | None = None  # the transport's, once connected
         self._open_timeout: float | None = 30.0
+
+    @property
+    def _transport(self) -> asyncio.Transport | None:
+        return self._proto.transport
 
     # opening and closing ------------------------------------------------------------------------
 
@@ -153,37 +143,40 @@ class Connection:
             if b.port is None:
                 self._open_timeout = timeout
                 return  # resolved through the endpoint mapper at the first bind
-            coro = loop.create_connection(lambda: _Protocol(self), b.host or "127.0.0.1", b.port)
+            coro = loop.create_connection(lambda: self._proto, b.host or "127.0.0.1", b.port)
         elif b.protseq == "ncalrpc":
-            coro = loop.create_unix_connection(lambda: _Protocol(self), b.endpoint or b.host)
+            coro = loop.create_unix_connection(lambda: self._proto, b.endpoint or b.host)
         else:
             raise RpcError(f"protocol sequence {b.protseq} is not supported by this client yet")
         async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
             await coro
 
     async def _resolve_and_open(self, syntax: SyntaxId) -> None:
-        """Ask the host's endpoint mapper where ``syntax`` listens, then connect (retry once)."""
+        """Ask the resolver where ``syntax`` listens, then connect (once more if that refuses)."""
         b = self.binding
+        resolver = self.resolver
+        if resolver is None:
+            raise RpcError(
+                f"{b} names no endpoint and the connection has no resolver (dcerpc.connect has one)"
+            )
         host = b.host or "127.0.0.1"
-        epm_port = int(b.options.get("epm_port", EPM_PORT))
         loop = asyncio.get_running_loop()
         for attempt in range(2):
-            port = await resolve_tcp_port(host, syntax, epm_port=epm_port, timeout=self._open_timeout)
+            endpoint = await resolver.resolve(b, syntax, self._open_timeout)
             try:
                 async with asyncio.timeout(self._open_timeout):
-                    await loop.create_connection(lambda: _Protocol(self), host, port)
+                    await loop.create_connection(lambda: self._proto, host, int(endpoint))
             except ConnectionRefusedError:
-                forget(host, syntax, epm_port)  # the cached port is stale: the service moved
+                resolver.forget(b, syntax)  # a remembered port is stale: the service moved
                 if attempt:
                     raise
                 continue
-            self.binding = b.with_endpoint(str(port))
+            self.binding = b.with_endpoint(endpoint)
             return
 
     async def close(self) -> None:
         """Close the connection; outstanding calls fail with ConnectionClosedError."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
+        self._proto.close()
         await asyncio.sleep(0)
 
     async def __aenter__(self) -> Connection:
@@ -224,7 +217,7 @@ class Connection:
     async def _await_control(self, call_id: int, timeout: float | None) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._control[call_id] = fut
-        self._flush()
+        self._proto.flush()
         limit = timeout or self.default_timeout
         try:
             if limit is None:
@@ -277,18 +270,18 @@ class Connection:
             if self._closed is not None:
                 raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
             assoc = self.assoc
+            proto = self._proto
             cid = assoc.request(context_id, opnum, stub, object)
-            fut: asyncio.Future[ResponseReceived] = (self._loop or asyncio.get_running_loop()).create_future()
+            fut: asyncio.Future[ResponseReceived] = (proto.loop or asyncio.get_running_loop()).create_future()
             calls = self._calls
             calls[cid] = fut
             if len(calls) == 1 or len(assoc.outbox) >= _COALESCE:
-                self._flush()
-            elif not self._more:
+                proto.flush()
+            else:
                 # Others are in flight, and the tasks their answers woke run in this same turn of
                 # the loop sending their next calls: those leave together, at the end of the turn
                 # or every _COALESCE requests, whichever comes first.
-                self._more = True
-                (self._loop or asyncio.get_running_loop()).call_soon(self._flush_more)
+                proto.flush_soon()
             limit = timeout or self.default_timeout
             try:
                 if limit is None:
@@ -297,12 +290,12 @@ class Connection:
                     reply = await asyncio.wait_for(asyncio.shield(fut), limit)
             except TimeoutError:
                 assoc.orphan(cid)
-                self._flush()
+                proto.flush()
                 raise
             except asyncio.CancelledError:
                 if not fut.done() or fut.cancelled():
                     assoc.cancel(cid)
-                    self._flush()
+                    proto.flush()
                 raise
             finally:
                 calls.pop(cid, None)
@@ -313,34 +306,12 @@ class Connection:
                 slots.free += 1
         return decode(reply.stub, reply.little_endian, assoc.limits.ndr)
 
-    # adapter ------------------------------------------------------------------------------------
+    # events -------------------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Write what the association has; a long request goes out a budget per loop turn, so the
-        server verifies its first fragments while the later ones are made."""
-        outbox = self.assoc.outbox
-        if not outbox:
-            return
-        t = self._transport
-        if t is None or t.is_closing():
-            return
-        data = outbox.take(FLUSH_BUDGET)
-        if isinstance(data, bytes):
-            t.write(data)
-        else:
-            t.writelines(data)
-        if outbox and not self._more and not self._paused:
-            self._more = True
-            (self._loop or asyncio.get_running_loop()).call_soon(self._flush_more)
-
-    def _flush_more(self) -> None:
-        self._more = False
-        self._flush()
-
-    def _received(self, nbytes: int) -> None:
-        assoc = self.assoc
-        assoc.buffer_updated(nbytes)
-        for ev in assoc.events():
+    def _on_events(self) -> None:
+        """Settle the futures of what the association made of the last read (the protocol writes
+        whatever was answered meanwhile after this)."""
+        for ev in self.assoc.events():
             if type(ev) is ResponseReceived:
                 fut = self._calls.pop(ev.call_id, None)
                 if fut is not None and not fut.done():
@@ -363,10 +334,8 @@ class Connection:
                 self._fail_all(RpcError(f"protocol error from {self.binding}: {ev.reason}"))
             elif isinstance(ev, ShutdownRequested):
                 pass  # no new calls should be started; existing ones still complete
-            elif isinstance(ev, Closing) and self._transport is not None:
-                self._transport.close()
-        if assoc.outbox:
-            self._flush()
+            elif isinstance(ev, Closing):
+                self._proto.close()
 
     def _fail_all(self, exc: BaseException) -> None:
         for fut in [*self._calls.values(), *self._control.values()]:
@@ -375,7 +344,6 @@ class Connection:
 
     def _lost(self, exc: BaseException | None) -> None:
         self._closed = exc or ConnectionClosedError("closed")
-        self.assoc.connection_lost()
         if self._calls or self._control:
             self._fail_all(
                 ConnectionClosedError(f"connection to {self.binding} closed" + (f": {exc}" if exc else ""))
@@ -456,8 +424,10 @@ async def connect(
     max_concurrent_calls: int = 64,
     auth: ClientCredentials | None = None,
     level: str | int = "privacy",
+    resolver: Resolver | None = None,
 ) -> Connection:
-    """Open a connection to the endpoint a string binding names.
+    """Open a connection to the endpoint a string binding names (``dcerpc.connect`` is this with
+    the endpoint mapper as the resolver).
 
     Args:
         binding: ``"ncacn_ip_tcp:HOST[PORT]"``, ``"ncalrpc:[PATH]"`` ...
@@ -468,6 +438,8 @@ async def connect(
         level: protection when ``auth`` is given: "connect", "call", "packet", "integrity",
             "privacy" (or the AuthLevel number). The binding's ``sign`` / ``seal`` options set
             integrity / privacy too.
+        resolver: finds the endpoint of an interface when the binding names none (at the first
+            bind); None: such a binding fails at bind.
     """
     b = parse_binding(binding) if isinstance(binding, str) else binding
     state = None
@@ -485,7 +457,7 @@ async def connect(
         target = b.options.get("target_hostname") or b.host or "localhost"
         ctx = auth.client_context(target, number)
         state = AuthState(ctx, auth.auth_type, number, context_id=0, header_sign=True)
-    conn = Connection(b, limits, call_timeout, max_concurrent_calls, state)
+    conn = Connection(b, limits, call_timeout, max_concurrent_calls, state, resolver)
     await conn._open(timeout)
     return conn
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ..interface import Interface
 from ..protocol.limits import Limits
 from .connection import Connection, connect
+from .resolve import Resolver
 
 __all__ = ["SyncConnection", "SyncProxy", "connect_sync"]
 
@@ -86,11 +87,15 @@ def connect_sync(
     timeout: float | None = 30.0,
     call_timeout: float | None = None,
     limits: Limits | None = None,
+    resolver: Resolver | None = None,
 ) -> SyncConnection:
-    """Open a connection for blocking use (see :func:`dcerpc.connect`)."""
+    """Open a connection for blocking use (see :func:`connect`; ``dcerpc.connect_sync`` is this
+    with the endpoint mapper as the resolver)."""
     loop = _Loop()
     try:
-        conn = loop.run(connect(binding, timeout=timeout, call_timeout=call_timeout, limits=limits))
+        conn = loop.run(
+            connect(binding, timeout=timeout, call_timeout=call_timeout, limits=limits, resolver=resolver)
+        )
     except BaseException:
         loop.stop()
         raise

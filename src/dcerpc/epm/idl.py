@@ -21,9 +21,9 @@ from ..ndr import (
     VaryingString,
     boolean32,
     error_status_t,
-    uint16,
     uint32,
 )
+from ..rpctypes import rpc_if_id_t
 
 # C706 Appendix O: ept_max_annotation_size, including the terminating NUL.
 EPT_MAX_ANNOTATION_SIZE = 64
@@ -63,14 +63,6 @@ class ept_entry_t(Struct):
     object: GUID
     tower: Full[twr_t]
     annotation: Annotated[str, VaryingString(EPT_MAX_ANNOTATION_SIZE)]
-
-
-class rpc_if_id_t(Struct):
-    """An interface identifier: UUID, major and minor version."""
-
-    uuid: GUID
-    vers_major: uint16
-    vers_minor: uint16
 
 
 class LookupResult(NamedTuple):

@@ -34,6 +34,7 @@ from .._errors import FaultError
 from ..ndr import ContextHandle
 from ..pdu.constants import NCA_S_FAULT_CONTEXT_MISMATCH
 from ..pdu.syntax import SyntaxId
+from ..rpctypes import rpc_if_id_t
 from ..server.context import CallContext, current_call
 from .idl import (
     EPT_S_CANT_PERFORM_OP,
@@ -45,7 +46,6 @@ from .idl import (
     LookupResult,
     MapResult,
     ept_entry_t,
-    rpc_if_id_t,
     twr_t,
 )
 from .map import EndpointMap, Entry

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, NamedTuple
 
-from ..epm.idl import rpc_if_id_t
 from ..interface import Interface, operation
 from ..ndr import WERROR, SizeIs, String, Struct, Unique, boolean32, error_status_t, uint32
+from ..rpctypes import rpc_if_id_t
 
 # Indexes into the statistics array (C706 Appendix Q).
 RPC_C_STATS_CALLS_IN = 0

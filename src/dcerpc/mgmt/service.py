@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
 
-from ..epm.idl import rpc_if_id_t
 from ..ndr import WERROR
 from ..pdu.constants import AuthType
+from ..pdu.syntax import SyntaxId
+from ..rpctypes import rpc_if_id_t
 from .idl import (
     InqIfIdsResult,
     InqPrincNameResult,
@@ -17,9 +18,6 @@ from .idl import (
     mgmt_statistics,
     rpc_if_id_vector_t,
 )
-
-if TYPE_CHECKING:
-    from ..server.server import Server
 
 __all__ = ["MgmtService"]
 
@@ -32,20 +30,32 @@ _NAMED = (AuthType.GSS_NEGOTIATE, AuthType.WINNT, AuthType.GSS_KERBEROS)
 
 
 class MgmtService(Mgmt):
-    """Remote management for one server process (offered on every endpoint)."""
+    """Remote management for one server process (offered on every endpoint).
 
-    def __init__(self, server: Server, principal: str | None = None) -> None:
-        self.server = server
+    Args:
+        interfaces: what the server serves, asked at each inq_if_ids.
+        stats: the server's counters (calls_in, calls_out, pdus_in, pdus_out).
+        principal: the name inq_princ_name answers (host/HOSTNAME by default).
+    """
+
+    def __init__(
+        self,
+        interfaces: Callable[[], Iterable[SyntaxId]],
+        stats: Mapping[str, int],
+        principal: str | None = None,
+    ) -> None:
+        self._interfaces = interfaces
+        self._stats = stats
         self.principal = principal or f"host/{socket.gethostname()}"
 
     async def inq_if_ids(self) -> InqIfIdsResult:
         ids: list[rpc_if_id_t | None] = [
-            rpc_if_id_t(s.uuid, s.version[0], s.version[1]) for s in self.server.registry.interfaces()
+            rpc_if_id_t(s.uuid, s.version[0], s.version[1]) for s in self._interfaces()
         ]
         return InqIfIdsResult(rpc_if_id_vector_t(len(ids), ids), WERR_OK)
 
     async def inq_stats(self, max_count: int, unknown: int) -> InqStatsResult:
-        s = self.server.stats
+        s = self._stats
         values = [s["calls_in"], s["calls_out"], s["pdus_in"], s["pdus_out"]][: min(max_count, 4)]
         return InqStatsResult(mgmt_statistics(len(values), values), WERR_OK)
 

@@ -1,8 +1,20 @@
-"""What a received call runs: its implementation method and codecs, resolved once per operation,
-and the fault each failure gets.
+"""What happens to a received call: resolved once per operation, checked, decoded, run in a Task of
+its own, answered; and the fault each failure gets.
 
-The request stub is decoded before anything of the implementation runs; context handles among the
-[in] values must belong to the caller's association group. Every failure has its fault:
+:class:`Dispatcher` owns one connection's calls. After each read the adapter (``aio.server``) calls
+:meth:`Dispatcher.handle_events`; for each call, in order:
+
+    resolve    context id and opnum -> Target (cached per connection, valid for a server generation)
+    level      the interface's required auth level, before the stub is read (MS-RPCE 3.3.3.4.1)
+    decode     the [in] stub, by the operation's compiled plan
+    handles    every [in] context handle must be one of the caller's association group's
+    run        a new asyncio Task runs the implementation in a context of its own (the current
+               call set in it): current_task(), asyncio.timeout, TaskGroup, cancellation and context
+               variables behave as in any task; a plain function runs in a worker thread
+               (asyncio.to_thread), awaited by the task
+    answer     the result encoded as the response stub; or a fault
+
+Every failure has its fault:
 
     interface not served                  nca_s_unk_if (did not execute)
     unknown opnum                         nca_s_op_rng_error (did not execute)
@@ -13,27 +25,42 @@ The request stub is decoded before anything of the implementation runs; context 
     operation not implemented             nca_s_op_rng_error
     any other exception                   nca_s_fault_unspec (logged with the traceback)
     the result does not encode            rpc_x_bad_stub_data (logged: a server bug)
-    cancelled by the client               nca_s_fault_cancel
+    cancelled by the client (co_cancel)   nca_s_fault_cancel (C706 12.4.2)
+    orphaned by the client                the task is cancelled, nothing is sent (the association
+                                          drops the answer of an orphaned call)
 
-The running itself is the adapter's (aio/connection.py): it starts the method at once and gives it a
-task only if it waits.
+The task's cost: one Task per call, its first step one turn of the loop after the read (Python 3.11
+has no eager start; on 3.12 and later the task starts eagerly, inside the read, and a call that does
+not wait is answered before the read's one write). Answers made while a read is handled leave in
+one write after it; on 3.11 the calls of one read answer in the next turn, and what the first of
+them answer waits for the last to start (``_unstarted``) so that they too leave together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from .._errors import FaultError
+from .._errors import FaultError, NdrError
+from ..aio.server import ServerProtocol
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
+from ..pdu.syntax import SyntaxId
+from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
 from ..protocol.groups import Group
+from ..protocol.limits import Limits
+from ..protocol.server import ServerAssociation
+from .context import CallContext, _current
 
-__all__ = ["Target", "foreign_handle", "status_of"]
+_Task = asyncio.Task  # once per call: a global rather than a module attribute
+
+__all__ = ["Dispatcher", "Host", "Target", "foreign_handle", "status_of"]
 
 log = logging.getLogger("dcerpc.server")
 
@@ -87,3 +114,208 @@ def status_of(exc: Exception, where: str) -> int:
         return const.NCA_S_OP_RNG_ERROR
     log.error("%s raised", where, exc_info=exc)
     return const.NCA_S_FAULT_UNSPEC
+
+
+class Host(Protocol):
+    """What a dispatcher needs of its server (``server.Server`` is one)."""
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever what an operation resolves to may change."""
+        ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def stats(self) -> dict[str, int]: ...
+
+    def target(self, interface: SyntaxId, opnum: int) -> Target | int:
+        """What a call runs, or the fault status when nothing does."""
+        ...
+
+    def release(self, dispatcher: Dispatcher) -> None:
+        """The connection is gone."""
+        ...
+
+    def record_violation(self, peer: Any, event: ProtocolViolation) -> None:
+        """Count and log a protocol violation."""
+        ...
+
+
+class Dispatcher:
+    """One server connection's calls (see the module docstring).
+
+    Args:
+        host: the server.
+        proto: the connection's adapter; the dispatcher attaches itself to it.
+        assoc: the connection's association (reading from ``proto.inbox``).
+    """
+
+    def __init__(self, host: Host, proto: ServerProtocol, assoc: ServerAssociation) -> None:
+        self.host = host
+        self.proto = proto
+        self.assoc = assoc
+        self.tasks: dict[int, asyncio.Task[None]] = {}  # call_id -> the task running it
+        self._loop = proto.loop or asyncio.get_running_loop()
+        self._targets: dict[int, Target | int] = {}  # context id << 16 | opnum -> what it runs
+        self._generation = -1  # the host's generation the above was resolved in
+        self._unstarted = 0  # tasks made whose first step has not run yet
+        proto.attach(assoc, self.handle_events, self.connection_lost)
+        proto.close_when_idle(host.limits.idle_timeout, self.busy, self._idle)
+
+    def busy(self) -> bool:
+        """Calls are in progress (an idle connection is one without)."""
+        return bool(self.tasks)
+
+    def close(self) -> None:
+        """Close the connection now (server shutdown)."""
+        self.proto.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+        self.host.release(self)
+
+    def _idle(self) -> None:
+        log.info("closing idle connection from %s", self.proto.peer)
+
+    # events ---------------------------------------------------------------------------------------
+
+    def handle_events(self) -> None:
+        """Act on what the association made of the last read."""
+        for ev in self.assoc.events():
+            if type(ev) is CallReceived:
+                self._serve(ev)
+            elif isinstance(ev, CallCancelled | CallOrphaned):
+                task = self.tasks.get(ev.call_id)
+                if task is not None:
+                    # after the task's first step, which was scheduled before this (a task cancelled
+                    # before it starts would end without running a line of its own, unanswered)
+                    self._loop.call_soon(task.cancel)
+            elif isinstance(ev, ProtocolViolation):
+                self.host.record_violation(self.proto.peer, ev)
+            elif isinstance(ev, Closing):
+                log.info("closing connection from %s: %s", self.proto.peer, ev.reason)
+                self.proto.close_gracefully()
+
+    # calls ----------------------------------------------------------------------------------------
+
+    def _serve(self, ev: CallReceived) -> None:
+        """Check a call and decode its stub (a failure is answered at once), then start the task
+        that runs it."""
+        host = self.host
+        # resolved per connection by context and opnum (a context's interface never changes),
+        # valid while the host's operations are as they were
+        key = ev.context_id << 16 | ev.opnum
+        generation = host.generation
+        target = self._targets.get(key) if self._generation == generation else None
+        if target is None:
+            # bounded: opnums are the client's choice (65536 of them per context)
+            if self._generation != generation or len(self._targets) >= 256:
+                self._targets.clear()
+                self._generation = generation
+            target = self._targets[key] = host.target(ev.interface, ev.opnum)
+        if isinstance(target, int):  # no such operation: its status
+            self._fault(ev, target, did_not_execute=True)
+            return
+        if ev.auth_level < target.level:
+            # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread
+            log.warning(
+                "refused %s opnum %d from %s: auth level %d, %d required",
+                ev.interface,
+                ev.opnum,
+                self.proto.peer,
+                ev.auth_level,
+                target.level,
+            )
+            self._fault(ev, const.RPC_S_ACCESS_DENIED, did_not_execute=True)
+            return
+        decode = target.decode_le if ev.little_endian else target.decode_be
+        try:
+            args = decode(ev.stub, 0, target.shared_context or DecodeContext(host.limits.ndr))[0]
+        except NdrError as e:
+            log.info("bad stub from %s for %s opnum %d: %s", self.proto.peer, ev.interface, ev.opnum, e)
+            self._fault(ev, const.RPC_X_BAD_STUB_DATA, did_not_execute=True)
+            return
+        if target.handle_params:
+            assert self.assoc.group is not None
+            if foreign_handle(target, args, self.assoc.group):
+                self._fault(ev, const.NCA_S_FAULT_CONTEXT_MISMATCH, did_not_execute=True)
+                return
+        self._unstarted += 1
+        # One Task per call, in a copy of the current context (the task's own: no other copy).
+        # The loop's create_task: measured cheaper than asyncio.Task(..., name=...) on uvloop.
+        if sys.version_info >= (3, 12):
+            task = _Task(self._run(ev, target, args), loop=self._loop, eager_start=True)
+            if not task.done():
+                self.tasks[ev.call_id] = task
+        else:
+            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args))
+
+    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...]) -> None:
+        """The call's task: run the implementation, then answer."""
+        self._unstarted -= 1
+        _current.set((self, ev))  # in the task's own context: the call's alone
+        try:
+            if target.is_async:
+                result = await target.method(*args)
+            else:
+                result = await asyncio.to_thread(target.method, *args)
+        except asyncio.CancelledError:
+            self.tasks.pop(ev.call_id, None)
+            self._fault(ev, const.NCA_S_FAULT_CANCEL)  # dropped by the association when orphaned
+            return
+        except Exception as e:
+            self.tasks.pop(ev.call_id, None)
+            self._fault(ev, status_of(e, target.name))
+            return
+        self.tasks.pop(ev.call_id, None)
+        try:
+            stub = target.encode_response(result, args)
+        except Exception as e:  # NdrError, or struct's and Python's own for values of the wrong kind
+            log.error("%s returned a value that does not encode: %r", target.name, e)
+            self._fault(ev, const.RPC_X_BAD_STUB_DATA)
+            return
+        self.assoc.respond(ev.call_id, stub, ev.context_id)
+        proto = self.proto
+        if not proto.reading:  # as _sent, inline: once per call
+            if self._unstarted:
+                proto.flush_soon()
+            else:
+                proto.flush()
+
+    def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False) -> None:
+        self.host.stats["faults"] += 1
+        self.assoc.fault(ev.call_id, status, ev.context_id, did_not_execute)
+        self._sent()
+
+    def _sent(self) -> None:
+        """An answer is in the outbox: write it, unless more answers are about to join it."""
+        proto = self.proto
+        if proto.reading:
+            return  # everything answered within a read goes out in one write after it
+        if self._unstarted:
+            proto.flush_soon()  # others of the same read start in this turn: one write after them
+        else:
+            proto.flush()
+
+    def call_context(self, ev: CallReceived) -> CallContext:
+        """What ``current_call()`` returns during ``ev`` (made when first asked for)."""
+        proto = self.proto
+        assert self.assoc.group is not None
+        return CallContext(
+            peer=proto.peer,
+            local=proto.local,
+            transport=proto.transport_name,
+            interface=ev.interface,
+            opnum=ev.opnum,
+            call_id=ev.call_id,
+            group=self.assoc.group,
+            object=ev.object,
+            auth_type=ev.auth_type,
+            auth_level=ev.auth_level,
+            principal=ev.principal,
+            peer_credentials=proto.credentials,
+        )

@@ -1,4 +1,11 @@
-"""Serve interface implementations over TCP (IPv4, IPv6) and Unix sockets (ncalrpc)."""
+"""Serve interface implementations over TCP (IPv4, IPv6) and Unix sockets (ncalrpc).
+
+The server holds what its connections share: the served operations (resolved once each, see
+``dispatch.Target``), association groups, limits, security providers, counters. Each accepted
+connection is an ``aio.server.ServerProtocol`` (octets) that the server's :meth:`Server.accept`
+gives an association and a ``dispatch.Dispatcher`` (calls); the dispatcher reports back through
+:meth:`Server.release` and :meth:`Server.record_violation`.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,18 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from ..aio.server import ServerProtocol
 from ..auth.base import SecurityProvider
 from ..interface import Interface
 from ..mgmt.idl import Mgmt
+from ..mgmt.service import MgmtService
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
-from ..protocol.server import new_stats
-from .dispatch import Target
+from ..protocol.server import ServerAssociation, new_stats
+from .dispatch import Dispatcher, Target
 from .registry import Registry
 
 __all__ = ["Server"]
@@ -70,21 +79,18 @@ class Server:
         self.generation = 0  # bumped whenever what an operation resolves to may change
         self._min_auth_level = int(min_auth_level)
         self._interface_levels: dict[uuid.UUID, int] = {}
+        self.stats: dict[str, int] = new_stats()  # see protocol.server.STATS
         self.registry = Registry()
         for impl in implementations:
             self.registry.add(impl)
-        if mgmt:
-            from ..mgmt.service import MgmtService  # noqa: PLC0415  (mgmt serves through this server)
-
-            if self.registry.match(Mgmt.__syntax__) is None:
-                self.registry.add(MgmtService(self))
+        if mgmt and self.registry.match(Mgmt.__syntax__) is None:
+            self.registry.add(MgmtService(self.registry.interfaces, self.stats))
         self.limits = limits or Limits()
         self.groups = GroupTable(on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e))
         self._listeners: list[asyncio.Server] = []
-        self._connections: set[Any] = set()
+        self._connections: set[Dispatcher] = set()
         self.addresses: list[Any] = []
         self.violations: Counter[str] = Counter()
-        self.stats: dict[str, int] = new_stats()  # see protocol.server.STATS
 
     @property
     def min_auth_level(self) -> int:
@@ -142,10 +148,8 @@ class Server:
 
     async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on TCP (``port`` 0: a free port); returns the bound address."""
-        from ..aio.connection import ServerConnection  # noqa: PLC0415
-
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: ServerConnection(self, "ncacn_ip_tcp"), host, port)
+        srv = await loop.create_server(lambda: ServerProtocol(self.accept, "ncacn_ip_tcp"), host, port)
         self._listeners.append(srv)
         addr = srv.sockets[0].getsockname()
         self.addresses.append(("ncacn_ip_tcp", addr))
@@ -153,12 +157,10 @@ class Server:
 
     async def listen_unix(self, path: str) -> str:
         """Listen on a Unix socket (ncalrpc)."""
-        from ..aio.connection import ServerConnection  # noqa: PLC0415
-
         if os.path.exists(path):
             os.unlink(path)
         loop = asyncio.get_running_loop()
-        srv = await loop.create_unix_server(lambda: ServerConnection(self, "ncalrpc"), path)
+        srv = await loop.create_unix_server(lambda: ServerProtocol(self.accept, "ncalrpc"), path)
         self._listeners.append(srv)
         self.addresses.append(("ncalrpc", path))
         return path
@@ -186,17 +188,33 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # connection bookkeeping (called by the adapter) ------------------------------------------------
+    # connections ----------------------------------------------------------------------------------
 
-    def _admit(self, conn: Any) -> bool:
+    def accept(self, proto: ServerProtocol) -> bool:
+        """Take a new connection (its protocol calls this once connected): give it an association
+        and a dispatcher. False: refused, over the ``max_connections`` limit."""
         if len(self._connections) >= self.limits.max_connections:
+            log.warning("refusing %s: %d connections is the limit", proto.peer, self.limits.max_connections)
             return False
-        self._connections.add(conn)
+        local = proto.local
+        port = local[1] if isinstance(local, tuple) else None
+        assoc = ServerAssociation(
+            self.registry.match,
+            self.groups,
+            self.limits,
+            str(port).encode() if port is not None else b"",  # bind_ack's secondary address
+            self.security,
+            self.stats,
+            proto.inbox,
+        )
+        self._connections.add(Dispatcher(self, proto, assoc))
         return True
 
-    def _release(self, conn: Any) -> None:
-        self._connections.discard(conn)
+    def release(self, dispatcher: Dispatcher) -> None:
+        """A connection is gone (its dispatcher calls this)."""
+        self._connections.discard(dispatcher)
 
-    def _violation(self, conn: Any, ev: ProtocolViolation) -> None:
-        self.violations[ev.reason.split(":")[0]] += 1
-        log.warning("protocol violation from %s (call %d): %s", conn.peer, ev.call_id, ev.reason)
+    def record_violation(self, peer: Any, event: ProtocolViolation) -> None:
+        """Count a protocol violation (by the reason's first words) and log it."""
+        self.violations[event.reason.split(":")[0]] += 1
+        log.warning("protocol violation from %s (call %d): %s", peer, event.call_id, event.reason)

@@ -1,0 +1,236 @@
+"""The asyncio end of one stream connection, for either role: octets in, octets out, nothing else.
+
+An association (``protocol.server.ServerAssociation`` or ``protocol.client.ClientAssociation``)
+decides everything; this class only moves its octets, as asyncio's BufferedProtocol:
+
+    transport reads into     assoc.inbox.get_buffer()     (bound once: no Python call of ours per read)
+    buffer_updated(n)   ->   assoc.buffer_updated(n)      the association cuts fragments, makes events
+                        ->   on_events()                  the owner (server dispatch, client
+                                                          connection) takes the events
+                        ->   flush()                      what the owner answered meanwhile: one write
+    flush()                  outbox.take(FLUSH_BUDGET)    a long answer goes a budget per loop turn
+    pause_writing()          stop making fragments (and, as a server, stop reading new requests)
+    resume_writing()         go on
+    close_gracefully()       our last octets, then FIN, then discard input for a moment
+
+The owner attaches itself with :meth:`attach` (an association, what to call on events, what to call
+when the connection is lost). Everything that knows what a PDU or a call is lives in the owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from ..protocol.framing import Inbox
+from ..protocol.outbox import FLUSH_BUDGET, Outbox
+
+__all__ = ["Association", "StreamProtocol"]
+
+
+class Association(Protocol):
+    """What a stream protocol needs of an association (both roles have it)."""
+
+    inbox: Inbox
+    outbox: Outbox
+
+    def buffer_updated(self, n: int) -> None: ...
+
+    def connection_lost(self) -> None: ...
+
+
+def _nothing() -> None:
+    pass
+
+
+class StreamProtocol(asyncio.BufferedProtocol):
+    """One stream connection's octets (see the module docstring).
+
+    Attributes:
+        transport: the asyncio transport, once connected (None before).
+        reading: True while the events of a read are being handled; what is answered meanwhile
+            leaves in one write after it (an owner answering then should not :meth:`flush`).
+        loop: the transport's event loop, once connected.
+    """
+
+    pause_reading_when_full = False
+    """Whether a full write buffer stops reads too (a server's new requests make new answers)."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.transport: asyncio.Transport | None = None
+        # the transport's, set by connection_made (typed as always there: read on every call, where
+        # a cast would cost a Python call)
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.inbox = inbox
+        self.assoc: Association | None = None
+        self.on_events: Callable[[], None] = _nothing
+        self.on_lost: Callable[[Exception | None], None] = _ignore_loss
+        self.reading = False
+        self._paused = False  # the transport's buffer is full: make no more fragments yet
+        self._more = False  # a flush is scheduled for the next turn of the loop
+        self._draining = False  # closing: whatever still arrives is discarded
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_timeout = 0.0
+        self._busy: Callable[[], bool] = _never
+        self._on_idle: Callable[[], None] = _nothing
+        self.last_active = 0.0
+        # A transport takes get_buffer from its protocol once (uvloop) or per read (asyncio): bound
+        # to the inbox's own, each read costs a Python call fewer. Until an association is
+        # attached, and once draining, buffer_updated ignores what lands there.
+        self.get_buffer = inbox.get_buffer  # type: ignore[method-assign]
+
+    def attach(
+        self,
+        assoc: Association,
+        on_events: Callable[[], None],
+        on_lost: Callable[[Exception | None], None],
+    ) -> None:
+        """Give the connection its owner: reads go to ``assoc`` (whose inbox must be this
+        protocol's), ``on_events`` takes its events after each read, ``on_lost`` hears of the end."""
+        assert assoc.inbox is self.inbox
+        self.assoc = assoc
+        self.on_events = on_events
+        self.on_lost = on_lost
+
+    # asyncio.BufferedProtocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports
+        self.transport = cast(asyncio.Transport, transport)
+        # asking asyncio for the running loop costs a getpid() system call per ask on Python 3.11
+        self.loop = asyncio.get_running_loop()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assoc = self.assoc
+        if assoc is None or self._draining:
+            return
+        assoc.buffer_updated(nbytes)
+        self.reading = True
+        try:
+            self.on_events()
+        finally:
+            self.reading = False
+        if assoc.outbox:
+            self.flush()
+        if self._idle is not None:  # the idle timer compares this with the time it fires
+            self.last_active = self.loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self.assoc is not None:
+            self.assoc.connection_lost()
+        self.on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self.pause_reading_when_full and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        t = self.transport
+        if t is not None and not t.is_closing():
+            if self.pause_reading_when_full:
+                t.resume_reading()
+            self.flush()
+
+    # writing --------------------------------------------------------------------------------------
+
+    def flush(self, everything: bool = False) -> None:
+        """Write what the association has; a long call goes out a budget per loop turn (the rest
+        on the next turns), so the peer verifies its first fragments while the later ones are made."""
+        assoc = self.assoc
+        if assoc is None:
+            return
+        outbox = assoc.outbox
+        if not outbox:
+            return
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        data = outbox.take(None if everything else FLUSH_BUDGET)
+        if isinstance(data, bytes):
+            t.write(data)
+        else:
+            t.writelines(data)
+        if outbox and not self._more and not self._paused:
+            self._more = True
+            self.loop.call_soon(self._flush_more)
+
+    def flush_soon(self) -> None:
+        """Flush at the next turn of the loop (what else is answered or asked in this turn goes
+        in the same write)."""
+        if not self._more:
+            self._more = True
+            (self.loop or asyncio.get_running_loop()).call_soon(self._flush_more)
+
+    def _flush_more(self) -> None:
+        self._more = False
+        self.flush()
+
+    # closing --------------------------------------------------------------------------------------
+
+    def close_gracefully(self) -> None:
+        """Send our last octets and a FIN, then discard what the peer still sends for a moment.
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy the bind_nak
+        or fault just written before the peer reads it; half-closing first lets it arrive.
+        """
+        self.flush(everything=True)
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if t.can_write_eof():
+            t.write_eof()
+            self._draining = True
+            self.loop.call_later(1.0, t.close)
+        else:
+            t.close()
+
+    def close(self) -> None:
+        """Close now."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close now, discarding what is not yet written (a refused connection)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # idleness -------------------------------------------------------------------------------------
+
+    def close_when_idle(
+        self, timeout: float, busy: Callable[[], bool], on_idle: Callable[[], None] = _nothing
+    ) -> None:
+        """Close the connection after ``timeout`` seconds without a read while ``busy()`` is false
+        (0: never), calling ``on_idle`` first. One timer per connection checks the time of the last
+        read when it fires (re-arming a timer on every read would cost more than the reads)."""
+        self._idle_timeout = timeout
+        self._busy = busy
+        self._on_idle = on_idle
+        if timeout > 0 and self._idle is None and self.loop is not None:
+            self.last_active = self.loop.time()
+            self._idle = self.loop.call_later(timeout, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        loop = self.loop
+        timeout = self._idle_timeout
+        remaining = self.last_active + timeout - loop.time()
+        busy = self._busy()
+        if busy or remaining > 0:  # work in progress is not idleness
+            self._idle = loop.call_later(max(remaining, timeout if busy else 0.0), self._idle_expired)
+            return
+        self._idle = None
+        self._on_idle()
+        self.close()
+
+
+def _ignore_loss(exc: Exception | None) -> None:
+    pass
+
+
+def _never() -> bool:
+    return False
