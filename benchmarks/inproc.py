@@ -11,6 +11,12 @@ one call in flight (or ``--in-flight N``). What it prints:
   a fraction of a percent, it shows a change of 1% that timings cannot; it takes about a minute.
 
     .venv/bin/python benchmarks/inproc.py [--calls N] [--in-flight N] [--callgrind] [--no-uvloop]
+
+The transport's own work is part of the figure. Moving from this file's former private pipe onto
+dcerpc.testing's transport lowered it from about 107,900 to about 103,200 instructions per call
+(uvloop, one in flight) with the library unchanged: the old pipe copied each read memoryview to
+memoryview, which costs more than copying the bytes object written. Compare figures from before that
+change with 107,900, and later ones with 103,200.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ The rest behaves as a TCP connection does under asyncio:
   ``resume_writing`` once it drained to the low-water mark.
 - ``write_eof`` (``can_write_eof`` is True) sends end-of-file after what is queued: the peer's
   ``eof_received`` is called; unless it returns true, the peer's transport closes itself.
-- ``close`` stops reading, sends what is queued and then end-of-file, and the protocol's
-  ``connection_lost(None)`` follows on the next turn (the kernel would take the octets at once).
+- ``close`` stops reading (what the peer still sends is dropped), sends what is queued and then
+  end-of-file, and the protocol's ``connection_lost(None)`` follows on the next turn (the kernel
+  would take the octets at once).
 - ``abort`` discards what is queued; ``connection_lost(None)`` here, and the peer's protocol gets
   ``connection_lost(ConnectionResetError)`` as after an RST.
 - ``get_extra_info`` answers ``peername`` and ``sockname`` (given to :func:`transport_pair`);
@@ -52,6 +53,7 @@ class MemoryTransport(asyncio.Transport):
         peer: the other end.
         chunks: sizes of the reads in which the peer gets what this end writes, used in turn and
             cycling (None: each turn's read takes everything written so far).
+        wait_closed(): returns once this end's protocol has had ``connection_lost``.
     """
 
     __slots__ = (
