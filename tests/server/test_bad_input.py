@@ -7,6 +7,7 @@ close), checks the reason was logged, and checks that a well-behaved client is s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import struct
@@ -41,7 +42,8 @@ from dcerpc.pdu import constants as const
 from dcerpc.protocol.limits import Limits
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
-from dcerpc.testing import ServerThread
+from dcerpc.testing import ServerThread, connect_in_memory
+from tests.server.raw_peer import WAIT, RawPeer
 
 ECHO = Echo.__syntax__
 LIMITS = Limits(
@@ -105,6 +107,12 @@ def still_serving(srv: ServerThread) -> None:
     """A well-behaved client is served after whatever the bad one did."""
     with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]") as conn:
         assert conn.bind(Echo).AddOne(1) == 2
+
+
+async def still_serving_in_memory(server: dcerpc.Server) -> None:
+    """A well-behaved client is served after whatever the bad one did (in memory)."""
+    async with asyncio.timeout(WAIT), connect_in_memory(server) as conn:
+        assert await (await conn.bind(Echo)).AddOne(1) == 2
 
 
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
@@ -207,28 +215,32 @@ def test_unsupported_data_representation(
 @pytest.mark.parametrize("stub_size", [4, 8192])  # one short fragment; a long one, read directly
 @pytest.mark.parametrize(("drep", "reason"), [(b"\x10\x01\0\0", "non-IEEE"), (b"\x11\0\0\0", "EBCDIC")])
 def test_request_in_unsupported_data_representation(
-    server: ServerThread, caplog: pytest.LogCaptureFixture, drep: bytes, reason: str, stub_size: int
+    caplog: pytest.LogCaptureFixture, drep: bytes, reason: str, stub_size: int
 ) -> None:
     # After a good bind, a request whose floats (or characters) are not ours is refused as the bind
     # would be: the fast paths that take plain one-fragment and long requests must not answer it.
-    raw = Raw(server.port)
-    assert isinstance(raw.bind(max_xmit_frag=16384, max_recv_frag=16384), BindAck)
-    if stub_size == 4:
-        request = Request(call_id=2, alloc_hint=4, context_id=0, opnum=0, stub=add_one(41))
-    else:  # EchoData (opnum 1): its length, then the octets
-        data = bytes(stub_size - 8)
-        stub = struct.pack("<II", len(data), len(data)) + data
-        request = Request(call_id=2, alloc_hint=len(stub), context_id=0, opnum=1, stub=stub)
-    pdu = bytearray(request.encode())
-    pdu[4:8] = drep
-    raw.send(bytes(pdu[:100]))  # a long fragment's header first: the rest would go to its call
-    time.sleep(0.1)
-    raw.send(bytes(pdu[100:]))
-    answer = raw.recv()
-    assert not isinstance(answer, Response), "a request in another data representation was answered"
-    assert raw.closed()
-    assert logged(caplog, reason)
-    still_serving(server)
+    # In memory, so that the server reads a long fragment's header (100 octets) before the rest:
+    # the rest would go straight to its call's buffer.
+    async def main() -> None:
+        server = dcerpc.Server(EchoServer(), limits=LIMITS)
+        raw = RawPeer.to(server)
+        assert isinstance(await raw.bind(max_xmit_frag=16384, max_recv_frag=16384), BindAck)
+        if stub_size == 4:
+            request = Request(call_id=2, alloc_hint=4, context_id=0, opnum=0, stub=add_one(41))
+        else:  # EchoData (opnum 1): its length, then the octets
+            data = bytes(stub_size - 8)
+            stub = struct.pack("<II", len(data), len(data)) + data
+            request = Request(call_id=2, alloc_hint=len(stub), context_id=0, opnum=1, stub=stub)
+        pdu = bytearray(request.encode())
+        pdu[4:8] = drep
+        raw.send(bytes(pdu), chunks=[100, len(pdu)])
+        answer = await raw.recv()
+        assert not isinstance(answer, Response), "a request in another data representation was answered"
+        assert await raw.closed()
+        assert logged(caplog, reason)
+        await still_serving_in_memory(server)
+
+    asyncio.run(main())
 
 
 def test_unknown_association_group(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
@@ -385,8 +397,24 @@ def test_connection_limit(server: ServerThread, caplog: pytest.LogCaptureFixture
     assert logged(caplog, "connections is the limit")
     for raw in held:
         raw.close()
-    time.sleep(0.2)
-    still_serving(server)
+
+
+def test_connections_closed_make_room_again(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        server = dcerpc.Server(EchoServer(), limits=LIMITS)
+        held = [RawPeer.to(server) for _ in range(LIMITS.max_connections)]
+        for raw in held:
+            assert isinstance(await raw.bind(), BindAck)
+        extra = RawPeer.to(server)
+        assert await extra.closed()
+        assert isinstance(extra.lost, ConnectionResetError)  # refused at once: aborted
+        assert logged(caplog, "connections is the limit")
+        for raw in held:  # room again once the server has seen them go
+            raw.transport.close()
+            await raw.transport.peer.wait_closed()
+        await still_serving_in_memory(server)
+
+    asyncio.run(main())
 
 
 def test_response_is_fragmented_to_the_clients_size(server: ServerThread) -> None:

@@ -1,5 +1,6 @@
 """The fast call path keeps every rule of the general one: over real sockets, our client and server
-(and a raw socket where the octets themselves matter)."""
+(and a raw socket where the octets themselves matter); in memory where a test decides how the octets
+are split into reads (dcerpc.testing), or changes the server between two calls."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import asyncio
 import contextvars
 import socket
 import struct
-import time
 
 import dcerpc
-from dcerpc import FaultError, Interface, current_call, operation
+from dcerpc import FaultError, Interface, Server, current_call, operation
 from dcerpc.ndr import uint32
+from dcerpc.pdu import BindAck, Pdu, Response
 from dcerpc.pdu import constants as const
 from dcerpc.protocol.client import ClientAssociation
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
-from dcerpc.testing import ServerThread
+from dcerpc.testing import ServerThread, connect_in_memory
+from tests.server.raw_peer import RawPeer
 
 _seen: contextvars.ContextVar[int] = contextvars.ContextVar("seen", default=0)
 
@@ -98,32 +100,40 @@ def test_many_calls_in_flight_are_all_answered_rightly() -> None:
         assert asyncio.run(main()) == [i + 1 for i in range(1000)]
 
 
+def _answers(pdus: list[Pdu | None]) -> dict[int, int]:
+    """call_id -> the AddOne result, of responses."""
+    out = {}
+    for pdu in pdus:
+        assert isinstance(pdu, Response), pdu
+        out[pdu.call_id] = struct.unpack_from("<I", pdu.stub)[0]
+    return out
+
+
 def test_a_request_arriving_an_octet_at_a_time_is_answered() -> None:
-    with ServerThread(EchoServer()) as srv:
-        sock = _bound_socket(srv.port)
-        with sock:
-            for b in _request(7, 0, struct.pack("<I", 41)):
-                sock.send(bytes([b]))
-                time.sleep(0.001)
-            (resp,) = _read_pdus(sock, 1)
-        assert resp[2] == 2 and int.from_bytes(resp[12:16], "little") == 7
-        assert struct.unpack_from("<I", resp, 24)[0] == 42
+    async def main() -> dict[int, int]:
+        raw = RawPeer.to(Server(EchoServer()))
+        assert isinstance(await raw.bind(), BindAck)
+        raw.send(_request(7, 0, struct.pack("<I", 41)), chunks=[1])
+        return _answers([await raw.recv()])
+
+    assert asyncio.run(main()) == {7: 42}
 
 
 def test_requests_sharing_reads_are_each_answered() -> None:
-    """Three requests in one send, then one split across two sends with the next one's start."""
-    with ServerThread(EchoServer()) as srv:
-        sock = _bound_socket(srv.port)
-        with sock:
-            sock.sendall(b"".join(_request(i, 0, struct.pack("<I", i)) for i in (1, 2, 3)))
-            answers = _read_pdus(sock, 3)
-            tail = _request(4, 0, struct.pack("<I", 4)) + _request(5, 0, struct.pack("<I", 5))
-            sock.sendall(tail[:30])
-            time.sleep(0.05)
-            sock.sendall(tail[30:])
-            answers += _read_pdus(sock, 2)
-        got = {int.from_bytes(a[12:16], "little"): struct.unpack_from("<I", a, 24)[0] for a in answers}
-        assert got == {1: 2, 2: 3, 3: 4, 4: 5, 5: 6}
+    """Three requests in one read, then two split across two reads: the first and the start of
+    the next one's header, then the rest."""
+
+    async def main() -> dict[int, int]:
+        raw = RawPeer.to(Server(EchoServer()))
+        assert isinstance(await raw.bind(), BindAck)
+        raw.send(b"".join(_request(i, 0, struct.pack("<I", i)) for i in (1, 2, 3)))
+        answers = [await raw.recv() for _ in range(3)]
+        tail = _request(4, 0, struct.pack("<I", 4)) + _request(5, 0, struct.pack("<I", 5))
+        raw.send(tail, chunks=[30, len(tail)])
+        answers += [await raw.recv() for _ in range(2)]
+        return _answers(answers)
+
+    assert asyncio.run(main()) == {1: 2, 2: 3, 3: 4, 4: 5, 5: 6}
 
 
 def test_a_reused_call_id_and_an_unknown_context_still_get_their_answers() -> None:
@@ -155,20 +165,16 @@ def test_context_variables_an_implementation_sets_stay_its_own() -> None:
 
 
 def test_a_required_level_set_while_connected_applies_to_the_next_call() -> None:
-    with ServerThread(EchoServer()) as srv:
+    async def main() -> tuple[int, int]:
+        server = Server(EchoServer())
+        async with connect_in_memory(server) as conn:
+            echo = await conn.bind(Echo)
+            first = await echo.AddOne(1)
+            server.require_auth(Echo, 6)
+            try:
+                await echo.AddOne(2)
+            except FaultError as e:
+                return first, e.status
+            return first, 0
 
-        async def main() -> tuple[int, int]:
-            async with await dcerpc.connect(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]") as conn:
-                echo = await conn.bind(Echo)
-                first = await echo.AddOne(1)
-                await asyncio.get_running_loop().run_in_executor(
-                    None, srv.loop.call_soon_threadsafe, srv.server.require_auth, Echo, 6
-                )
-                await asyncio.sleep(0.05)
-                try:
-                    await echo.AddOne(2)
-                except FaultError as e:
-                    return first, e.status
-                return first, 0
-
-        assert asyncio.run(main()) == (2, const.RPC_S_ACCESS_DENIED)
+    assert asyncio.run(main()) == (2, const.RPC_S_ACCESS_DENIED)

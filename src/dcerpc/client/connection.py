@@ -134,6 +134,12 @@ class Connection:
     def _transport(self) -> asyncio.Transport | None:
         return self._proto.transport
 
+    @property
+    def protocol(self) -> ClientProtocol:
+        """The asyncio protocol that carries this connection (to attach a transport of one's own,
+        as dcerpc.testing's in-memory transport does)."""
+        return self._proto
+
     # opening and closing ------------------------------------------------------------------------
 
     async def _open(self, timeout: float | None) -> None:

@@ -11,8 +11,8 @@ This is what ``dcerpc run`` / ``dcerpc epm`` / ``dcerpc serve`` drive; tests use
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import os
 import tempfile

@@ -320,7 +320,7 @@ def parse(data: bytes) -> Parsed:
     if h.auth_length:
         tstart = end - h.auth_length - SEC_TRAILER_SIZE
         if tstart < HEADER_SIZE:
-            raise PduError(f"auth_length {h.auth_length} leaves no room for a sec_trailer", h.call_id, h.ptype)
+            raise PduError(f"auth_length {h.auth_length} leaves no sec_trailer", h.call_id, h.ptype)
         atype, alevel, pad, _, ctx = struct.unpack_from("<BBBBI" if little else ">BBBBI", data, tstart)
         if pad > tstart - HEADER_SIZE and h.ptype in _PADDED:
             raise PduError(f"auth_pad_length {pad} exceeds the body", h.call_id, h.ptype)

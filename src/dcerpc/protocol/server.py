@@ -299,9 +299,10 @@ class ServerAssociation(Receiver):
         if not protected and len(stub) <= self.max_xmit_frag - REQUEST_HEADER:
             # the common case, one unprotected fragment: packed directly
             n = len(stub)
+            ctx = context_id & 0xFF  # see above
             # never Pieces: a stub this short is contiguous (pieces.SPLICE_MIN)
             self.outbox.append(
-                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, context_id & 0xFF, 0, 0)  # type: ignore[operator]
+                _RESPONSE.pack(5, 0, 2, 3, DREP_LE, REQUEST_HEADER + n, 0, call_id, n, ctx, 0, 0)  # type: ignore[operator]
                 + stub
             )
             self.stats["pdus_out"] += 1
