@@ -762,7 +762,9 @@ class ServerAssociation(Receiver):
         if isinstance(state, Refusal):
             self._refuse(state.kind, cid, state.text)
             return
-        if state.started and not state.finished:
+        mismatch = self.security.mismatch  # the verifier's type or level is not its context's
+        if state.started and not state.finished and not state.invalid:
+            # (a refused handshake is access denied below, as Samba 4.18+ answers, not this)
             self._refuse(Violation.AUTH_IN_PROGRESS, cid, "request while the handshake is in progress")
             return
         if self._header.frag_length > self.limits.max_fragment:
@@ -775,7 +777,7 @@ class ServerAssociation(Receiver):
                 return
             context_id = pdu.context_id
         elif partial is None:
-            self._orphan_fragment(pdu, state)
+            self._orphan_fragment(pdu, state, mismatch)
             return
         else:
             if partial.drep != self._raw[4:8]:
@@ -856,7 +858,7 @@ class ServerAssociation(Receiver):
             return False
         return True
 
-    def _orphan_fragment(self, pdu: Request, state: AuthState) -> None:
+    def _orphan_fragment(self, pdu: Request, state: AuthState, mismatch: bool) -> None:
         """A continuation fragment of no call being received."""
         cid, context_id = pdu.call_id, 0
         text = f"fragment for call_id {cid}, which has no first fragment"
@@ -870,7 +872,7 @@ class ServerAssociation(Receiver):
             self._refuse(Violation.ORPHAN_FRAGMENT, cid, text)
         elif pdu.context_id not in self.contexts:
             self._refuse(Violation.UNKNOWN_CONTEXT, cid, text)
-        elif state.invalid:
+        elif state.invalid or mismatch:
             self._refuse(Violation.ORPHAN_FRAGMENT_AUTH, cid, text, pdu.context_id)
         else:
             self._refuse(Violation.ORPHAN_FRAGMENT, cid, text, pdu.context_id)

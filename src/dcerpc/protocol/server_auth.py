@@ -44,12 +44,16 @@ class SecurityContexts:
         self.connect_default: AuthState | None = None  # a connect-level context requests default to
         self.explicit_connect = False  # a request named a connect-level context: no default any more
         self.client_header_sign = False  # the client asked for header signing (bind or alter)
+        self.mismatch = False  # the last lookup's verifier differed from its context in type or level
 
     def __bool__(self) -> bool:
         return bool(self.by_id)
 
     def lookup(self, verifier: AuthVerifier | None, is_request: bool, first: bool) -> AuthState | Refusal:
-        """The context a PDU belongs to (made when its auth_context_id is new)."""
+        """The context a PDU belongs to (made when its auth_context_id is new). A first fragment
+        whose verifier names a known context with another type or level makes that context
+        invalid; any PDU's such verifier sets :attr:`mismatch`."""
+        self.mismatch = False
         if verifier is None:
             if is_request and self.connect_default is not None:
                 return self.connect_default
@@ -60,8 +64,10 @@ class SecurityContexts:
                 self.explicit_connect = True
         state = self.by_id.get(verifier.context_id)
         if state is not None:
-            if first and (state.auth_type != verifier.auth_type or state.auth_level != verifier.auth_level):
-                state.invalid = True
+            if state.auth_type != verifier.auth_type or state.auth_level != verifier.auth_level:
+                self.mismatch = True
+                if first:
+                    state.invalid = True
             return state
         if len(self.by_id) >= MAX_AUTH_CONTEXTS:
             return Refusal(
@@ -94,6 +100,12 @@ class SecurityContexts:
             return self._refused(
                 alter, Violation.BAD_AUTH_LEVEL, f"auth level {verifier.auth_level} is not connect..privacy"
             )
+        if verifier.auth_level == AuthLevel.CALL:
+            # no provider protects calls but not packets (MS-RPCE 2.2.1.1.8 maps call to packet on
+            # connection-oriented transports; Windows refuses it in a bind as it refuses a provider)
+            known = verifier.auth_type in KNOWN_AUTH_TYPES
+            kind = Violation.AUTH_TYPE_UNAVAILABLE if known else Violation.UNKNOWN_AUTH_TYPE
+            return self._refused(alter, kind, "auth level call is not served")
         state.auth_type, state.auth_level = verifier.auth_type, verifier.auth_level
         state.context_id = verifier.context_id
         if state.auth_level == AuthLevel.CONNECT and not self.explicit_connect:
