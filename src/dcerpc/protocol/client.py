@@ -54,6 +54,7 @@ from .events import (
 from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Receiver, continuation, fragment_at, room_for
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Fragment, Outbox
+from .rules import header_ok
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["ClientAssociation", "ClientState"]
@@ -302,6 +303,7 @@ class ClientAssociation(Receiver):
                     plain
                     and flags == 3  # first and last fragment
                     and length <= end - pos  # here
+                    and length <= self.max_recv_frag  # as negotiated (the general path refuses it)
                     and call_id in self.pending  # awaited
                     and call_id not in self._replies  # and not being reassembled
                     and length - REQUEST_OVERHEAD <= self.limits.max_call_size
@@ -319,6 +321,10 @@ class ClientAssociation(Receiver):
             if length < HEADER_SIZE:
                 self._fail(f"frag_length {length} is impossible")
                 break
+            if length > self.max_recv_frag:
+                # what we receive is bounded by what we negotiated, as the server's side is
+                self._fail(f"frag_length {length} exceeds the {self.max_recv_frag} octets negotiated")
+                break
             if end - pos < length:  # not whole
                 if (
                     length >= DIRECT_MIN  # a long fragment
@@ -333,6 +339,10 @@ class ClientAssociation(Receiver):
                 parsed = parse(fragment)
             except PduError as e:
                 self._fail(e.reason)
+                break
+            h = parsed.header
+            if not header_ok(h.vers_minor, h.drep, h.auth_length, h.frag_length):
+                self._fail(f"version 5.{h.vers_minor}, data representation {h.drep.hex()} is not ours")
                 break
             handler = _HANDLERS.get(type(parsed.pdu))
             if handler is None:
@@ -468,7 +478,7 @@ class ClientAssociation(Receiver):
             self._fail("bind_ack without a bind")
             return
         self.max_xmit_frag = max(MIN_FRAGMENT, min(pdu.max_recv_frag, self.limits.max_fragment))
-        self.max_recv_frag = pdu.max_xmit_frag
+        self.max_recv_frag = min(pdu.max_xmit_frag, self.limits.max_fragment)
         self.assoc_group_id = pdu.assoc_group_id
         self.multiplexed = bool(pdu.flags & PFC.CONC_MPX)  # the server lets our calls overlap
         accepted, rejected = self._results(pdu.call_id, pdu)

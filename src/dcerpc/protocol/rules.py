@@ -131,7 +131,6 @@ class Violation(enum.Enum):
     ALTER_BAD_CONTEXT_LIST = "alter_bad_context_list"
     ALTER_AUTH_REFUSED = "alter_auth_refused"  # a token refused, or a finished context continued
     ALTER_AUTH_CHANGED = "alter_auth_changed"  # auth type differs from the context's
-    ALTER_AUTH_SIGNATURE = "alter_auth_signature"  # the provider failed the step (sec_pkg_error)
     ALTER_BAD_AUTH_TRAILER = "alter_bad_auth_trailer"
     # auth3
     AUTH3_OUT_OF_STATE = "auth3_out_of_state"  # no handshake in progress, or one already finished
@@ -204,7 +203,6 @@ ANSWERS: Final[dict[Violation, Answer]] = {
     _V.ALTER_BAD_CONTEXT_LIST: Answer(status=_PROTO, did_not_execute=True),
     _V.ALTER_AUTH_REFUSED: Answer(status=_DENIED, did_not_execute=True),
     _V.ALTER_AUTH_CHANGED: Answer(status=_SEC_PKG, did_not_execute=True),
-    _V.ALTER_AUTH_SIGNATURE: Answer(status=_SEC_PKG, did_not_execute=True),
     _V.ALTER_BAD_AUTH_TRAILER: Answer(status=_PROTO, did_not_execute=True),
     _V.AUTH3_OUT_OF_STATE: Answer(status=_PROTO, did_not_execute=True),
     _V.AUTH3_BAD_TRAILER: Answer(status=const.NCA_S_FAULT_REMOTE_NO_MEMORY, did_not_execute=True),

@@ -606,7 +606,9 @@ class ServerAssociation(Receiver):
             token, failed = sec.step(state, pdu.auth.value)
             if failed is not None:
                 state.invalid = True
-                self._refuse(Violation.ALTER_AUTH_SIGNATURE, cid, f"authentication refused: {failed}")
+                # a refused token (wrong password, unknown user) is access denied, as Samba 4.18+
+                # and Windows answer it (4.17 said sec_pkg_error)
+                self._refuse(Violation.ALTER_AUTH_REFUSED, cid, f"authentication refused: {failed}")
                 return
             out_auth = self._answer_verifier(state, token)
         assert self.group is not None
