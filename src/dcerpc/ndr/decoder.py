@@ -61,6 +61,7 @@ class Decoder:
         src(ind + 1, f"raise _short(p, {size}, n, {what!r})")
 
     def functions(self, node: StructNode | UnionNode) -> tuple[str, str | None]:
+        """The names of a struct's or union's scalars and buffers functions, generated on first use."""
         got = self.fns.get(id(node))
         if got is not None:
             return got
@@ -357,7 +358,7 @@ class Decoder:
         env: Env = lambda _: None  # noqa: E731
         src(0, f"def {names[0]}(b, p, c):")
         src(1, "n = len(b)")
-        self._align(src, 1, node.switch.align)  # NDR20: see the encoder
+        self._align(src, 1, node.switch.align)  # NDR20: see Encoder._union
         sw = node.switch.prim
         self._need(src, 1, str(sw.size), name + " discriminant")
         src(1, f"t, = {self._unpack(sw.fmt)}(b, p); p += {sw.size}")
