@@ -105,11 +105,12 @@ class Operation:
         else:
             out_params = [("result", resolve(ret))]
             self._single = True
-        enc, dle, dbe, _ = compile_params(in_params)
+        what = f"{self.interface.__name__}.{self.name}"
+        enc, dle, dbe, _ = compile_params(in_params, name=f"{what} request")
         self._request = _Side(tuple(in_names), enc, dle, dbe)
         out_names = tuple(n for n, _ in out_params)
         context = tuple(n for n in in_names if n not in out_names)
-        enc, dle, dbe, _ = compile_params(out_params, context)
+        enc, dle, dbe, _ = compile_params(out_params, context, name=f"{what} response")
         self._response = _Side(out_names, enc, dle, dbe)
         self._context = context
 

@@ -26,7 +26,9 @@ class Codec(Generic[T]):
 
     def __init__(self, tp: Any) -> None:
         self.type = tp
-        self._enc, self._dec_le, self._dec_be, self._enc_be = compile_params([("value", resolve(tp))])
+        self._enc, self._dec_le, self._dec_be, self._enc_be = compile_params(
+            [("value", resolve(tp))], name=_name(tp)
+        )
 
     def encode(self, value: T, *, big_endian: bool = False) -> bytes:
         """The canonical NDR encoding of ``value`` (little-endian unless asked otherwise).
