@@ -478,7 +478,8 @@ class ClientAssociation(Receiver):
             self._fail("bind_ack without a bind")
             return
         self.max_xmit_frag = max(MIN_FRAGMENT, min(pdu.max_recv_frag, self.limits.max_fragment))
-        self.max_recv_frag = min(pdu.max_xmit_frag, self.limits.max_fragment)
+        # what the server said it sends: Windows raises a smaller offer to 2048 (rules.negotiate_fragment)
+        self.max_recv_frag = pdu.max_xmit_frag
         self.assoc_group_id = pdu.assoc_group_id
         self.multiplexed = bool(pdu.flags & PFC.CONC_MPX)  # the server lets our calls overlap
         accepted, rejected = self._results(pdu.call_id, pdu)

@@ -141,7 +141,6 @@ class Violation(enum.Enum):
     AUTH_IN_PROGRESS = "auth_in_progress"  # a request while the handshake is not finished
     BAD_REQUEST_HEADER = "bad_request_header"
     REQUEST_TOO_LONG = "request_too_long"  # a request fragment longer than the transport takes
-    NOT_MULTIPLEXED = "not_multiplexed"  # a new call while one is outstanding, CONC_MPX not agreed
     INTERLEAVED = "interleaved"  # a new call while another is half received
     INTERLEAVED_AUTH = "interleaved_auth"  # ... on the same context with another security context
     PENDING_CANCEL_FIRST = "pending_cancel_first"  # a first fragment that is already cancelled
@@ -211,7 +210,6 @@ ANSWERS: Final[dict[Violation, Answer]] = {
     _V.AUTH_IN_PROGRESS: Answer(status=_PROTO, did_not_execute=True),
     _V.BAD_REQUEST_HEADER: Answer(status=_PROTO, did_not_execute=True),
     _V.REQUEST_TOO_LONG: Answer(status=_PROTO),
-    _V.NOT_MULTIPLEXED: Answer(status=_PROTO),
     _V.INTERLEAVED: Answer(status=_PROTO),
     _V.INTERLEAVED_AUTH: Answer(status=_SEC_PKG),
     _V.PENDING_CANCEL_FIRST: Answer(status=const.RPC_S_NO_CALL_ACTIVE, did_not_execute=True),

@@ -264,7 +264,6 @@ class ServerAssociation(Receiver):
         return (
             context_id in self.contexts
             and not self._partial  # no other call half received (INTERLEAVED)
-            and (self.multiplexed or not self.outstanding)  # NOT_MULTIPLEXED
             and call_id not in self.outstanding  # CALL_ID_REUSED
             and len(self.outstanding) < self.limits.max_outstanding_calls  # TOO_MANY_CALLS
         )
@@ -818,9 +817,10 @@ class ServerAssociation(Receiver):
         """A call's first fragment may start it (else it was answered): the rules _may_start
         checks for the fast paths, each with its own answer (observed Windows behaviour)."""
         cid = pdu.call_id
-        if self.outstanding and not self.multiplexed:
-            self._refuse(Violation.NOT_MULTIPLEXED, cid, "a second call in flight without PFC_CONC_MPX")
-            return False
+        # Windows refuses a call while another is being served unless PFC_CONC_MPX was agreed;
+        # we serve calls concurrently either way (Samba does too for calls it answers at once,
+        # and every call here runs in a task of its own): a deliberate leniency, see
+        # docs/protocol-behaviours.md.
         if self._partial:
             kind = Violation.INTERLEAVED
             existing = self._partial.get(cid)

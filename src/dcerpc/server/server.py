@@ -215,6 +215,8 @@ class Server:
         self._connections.discard(dispatcher)
 
     def record_violation(self, peer: Any, event: ProtocolViolation) -> None:
-        """Count a protocol violation (by the reason's first words) and log it."""
-        self.violations[event.reason.split(":")[0]] += 1
-        log.warning("protocol violation from %s (call %d): %s", peer, event.call_id, event.reason)
+        """Count a protocol violation by its kind and log it (the kind, then the reason's words)."""
+        self.violations[event.kind.value] += 1
+        log.warning(
+            "protocol violation %s from %s (call %d): %s", event.kind.value, peer, event.call_id, event.reason
+        )
