@@ -93,6 +93,30 @@ def test_impossible_frag_length(length: int) -> None:
     closed_for_good(pair.client)
 
 
+def test_a_fragment_longer_than_the_server_said_it_sends() -> None:
+    # both roles hold the peer to what it negotiated: the bind_ack said 2048 (at least that, as
+    # Windows answers a smaller offer), so a longer response fragment is a violation
+    pair = bound(Limits(max_fragment=2048))
+    assert pair.client.max_recv_frag == 2048
+    cid = pair.client.request(0, 0, ADD_ONE.encode_request(1))
+    pair.to_server()
+    long = Response(call_id=cid, stub=bytes(3000)).encode()
+    violation(pair.feed_client(long), "exceeds the 2048 octets negotiated")
+    closed_for_good(pair.client)
+
+
+def test_a_response_in_version_5_1() -> None:
+    # the header is 5.0 in both directions (C706 12.6.3.1; Windows and Samba refuse 5.1): the
+    # client's fast path must not take what its general path refuses
+    pair = bound()
+    cid = pair.client.request(0, 0, ADD_ONE.encode_request(1))
+    pair.to_server()
+    pdu = bytearray(Response(call_id=cid, stub=bytes(4)).encode())
+    pdu[1] = 1
+    violation(pair.feed_client(bytes(pdu)), "version 5.1")
+    closed_for_good(pair.client)
+
+
 def _bad_header(offset: int, value: bytes) -> bytes:
     pdu = bytearray(Response(call_id=2, stub=bytes(8)).encode())
     pdu[offset : offset + len(value)] = value

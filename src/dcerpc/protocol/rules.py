@@ -127,7 +127,6 @@ class Violation(enum.Enum):
     AUTH_TYPE_UNAVAILABLE = "auth_type_unavailable"  # known, but not configured here
     AUTH_REFUSED = "auth_refused"  # the provider refused a bind's token
     # alter_context
-    ALTER_BEFORE_BIND = "alter_before_bind"
     ALTER_BAD_CONTEXT_LIST = "alter_bad_context_list"
     ALTER_AUTH_REFUSED = "alter_auth_refused"  # a token refused, or a finished context continued
     ALTER_AUTH_CHANGED = "alter_auth_changed"  # auth type differs from the context's
@@ -139,7 +138,6 @@ class Violation(enum.Enum):
     # requests
     TOO_MANY_AUTH_CONTEXTS = "too_many_auth_contexts"
     AUTH_IN_PROGRESS = "auth_in_progress"  # a request while the handshake is not finished
-    BAD_REQUEST_HEADER = "bad_request_header"
     REQUEST_TOO_LONG = "request_too_long"  # a request fragment longer than the transport takes
     INTERLEAVED = "interleaved"  # a new call while another is half received
     INTERLEAVED_AUTH = "interleaved_auth"  # ... on the same context with another security context
@@ -198,7 +196,6 @@ ANSWERS: Final[dict[Violation, Answer]] = {
     _V.UNKNOWN_AUTH_TYPE: Answer(nak=RejectReason.AUTHENTICATION_TYPE_NOT_RECOGNIZED),
     _V.AUTH_TYPE_UNAVAILABLE: Answer(nak=RejectReason.INVALID_CHECKSUM),
     _V.AUTH_REFUSED: Answer(nak=RejectReason.REASON_NOT_SPECIFIED),
-    _V.ALTER_BEFORE_BIND: Answer(status=_PROTO, did_not_execute=True),
     _V.ALTER_BAD_CONTEXT_LIST: Answer(status=_PROTO, did_not_execute=True),
     _V.ALTER_AUTH_REFUSED: Answer(status=_DENIED, did_not_execute=True),
     _V.ALTER_AUTH_CHANGED: Answer(status=_SEC_PKG, did_not_execute=True),
@@ -208,7 +205,6 @@ ANSWERS: Final[dict[Violation, Answer]] = {
     _V.AUTH3_REFUSED: Answer(close=False),
     _V.TOO_MANY_AUTH_CONTEXTS: Answer(status=_PROTO, did_not_execute=True),
     _V.AUTH_IN_PROGRESS: Answer(status=_PROTO, did_not_execute=True),
-    _V.BAD_REQUEST_HEADER: Answer(status=_PROTO, did_not_execute=True),
     _V.REQUEST_TOO_LONG: Answer(status=_PROTO),
     _V.INTERLEAVED: Answer(status=_PROTO),
     _V.INTERLEAVED_AUTH: Answer(status=_SEC_PKG),
