@@ -8,7 +8,6 @@ fragmented to the negotiated max_xmit_frag; responses are reassembled within lim
 
 from __future__ import annotations
 
-import enum
 import struct
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +32,6 @@ from ..pdu.co import (
     Pdu,
     Request,
     Response,
-    Shutdown,
     parse,
 )
 from ..pdu.constants import PFC, ContextResult, PType
@@ -54,7 +52,7 @@ from .events import (
 from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Receiver, continuation, fragment_at, room_for
 from .limits import MIN_FRAGMENT, Limits
 from .outbox import Fragment, Outbox
-from .rules import header_ok
+from .rules import CLIENT, State, header_ok
 from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
 
 __all__ = ["ClientAssociation", "ClientState"]
@@ -67,14 +65,10 @@ _RESPONSE_V5: Final = b"\x05\x00\x02"  # version 5.0, a response
 _REQUEST = struct.Struct("<BBBB4sHHIIHH")  # common header + request body header (C706 12.6.4.9)
 
 
-class ClientState(enum.Enum):
-    IDLE = "idle"
-    BINDING = "binding"
-    OPEN = "open"
-    CLOSED = "closed"
+ClientState = State  # the client's states are the shared ones (rules.State), IDLE before the bind
 
 
-_CLOSED: Final = ClientState.CLOSED  # an enum member is a descriptor on Python 3.11: 65 ns a look-up
+_CLOSED: Final = State.CLOSED  # an enum member is a descriptor on Python 3.11: 65 ns a look-up
 
 
 @dataclass(slots=True)
@@ -97,7 +91,7 @@ class ClientAssociation(Receiver):
         self._auth_call: int | None = None  # the alter_context carrying a later handshake leg
         self._auth_origin = 0  # the bind whose completion waits for the handshake
         self._trailer_sent: set[int] = set()  # contexts whose first protected request carried one
-        self.state = ClientState.IDLE
+        self.state = State.IDLE
         self.max_xmit_frag = MIN_FRAGMENT
         self.max_recv_frag = self.limits.max_fragment
         self.assoc_group_id = 0
@@ -137,7 +131,7 @@ class ClientAssociation(Receiver):
             first = next(iter(contexts.values()))
             elems.append(ContextElement(max(contexts) + 1, first, (_BTFN_OFFER,)))
         self._proposed[cid] = dict(contexts)
-        self.state = ClientState.BINDING
+        self.state = State.AWAIT_BIND
         verifier = None
         # CONC_MPX: our calls on one connection overlap; a Windows server refuses a second call
         # in flight unless the bind asked for this (C706 12.6.3.1, observed Windows behaviour)
@@ -344,10 +338,11 @@ class ClientAssociation(Receiver):
             if not header_ok(h.vers_minor, h.drep, h.auth_length, h.frag_length):
                 self._fail(f"version 5.{h.vers_minor}, data representation {h.drep.hex()} is not ours")
                 break
-            handler = _HANDLERS.get(type(parsed.pdu))
-            if handler is None:
-                self._fail(f"a server does not send {parsed.pdu.ptype.name.lower()} PDUs")
+            rule = CLIENT.get((self.state, h.ptype))
+            if not isinstance(rule, str):
+                self._fail(self._out_of_place(parsed.pdu))
                 break
+            handler = _HANDLERS[rule]
             self._raw = fragment
             self._body_end = parsed.body_end
             handler(self, parsed.pdu, parsed.header.little_endian)
@@ -438,7 +433,7 @@ class ClientAssociation(Receiver):
 
     def connection_lost(self) -> None:
         if self.alive:
-            self.state = ClientState.CLOSED
+            self.state = State.CLOSED
             self._events.append(Closing(reason="connection lost"))
 
     # internals --------------------------------------------------------------------------------
@@ -448,8 +443,17 @@ class ClientAssociation(Receiver):
 
     def _fail(self, reason: str) -> None:
         self._events.append(ProtocolViolation(reason=reason, fatal=True))
-        self.state = ClientState.CLOSED
+        self.state = State.CLOSED
         self._events.append(Closing(reason=reason))
+
+    def _out_of_place(self, pdu: Pdu) -> str:
+        """The log's words for a PDU rules.CLIENT does not take in this state."""
+        name = pdu.ptype.name.lower()
+        if pdu.ptype in (PType.BIND_ACK, PType.ALTER_CONTEXT_RESP):
+            return f"{name} without a bind"
+        if pdu.ptype in (PType.RESPONSE, PType.FAULT, PType.BIND_NAK, PType.SHUTDOWN):
+            return f"{name} in state {self.state.value}"
+        return f"a server does not send {name} PDUs"
 
     def _results(self, call_id: int, pdu: BindAck) -> tuple[dict[int, SyntaxId], dict[int, int]]:
         proposed = self._proposed.pop(call_id, {})
@@ -474,16 +478,13 @@ class ClientAssociation(Receiver):
             accepted, rejected = self._results(pdu.call_id, pdu)
             self._events.append(AlterContextAccepted(accepted=accepted, rejected=rejected))
             return
-        if self.state is not ClientState.BINDING:
-            self._fail("bind_ack without a bind")
-            return
         self.max_xmit_frag = max(MIN_FRAGMENT, min(pdu.max_recv_frag, self.limits.max_fragment))
         # what the server said it sends: Windows raises a smaller offer to 2048 (rules.negotiate_fragment)
         self.max_recv_frag = pdu.max_xmit_frag
         self.assoc_group_id = pdu.assoc_group_id
         self.multiplexed = bool(pdu.flags & PFC.CONC_MPX)  # the server lets our calls overlap
         accepted, rejected = self._results(pdu.call_id, pdu)
-        self.state = ClientState.OPEN
+        self.state = State.OPEN
         event = BindAccepted(
             accepted=accepted,
             rejected=rejected,
@@ -542,7 +543,7 @@ class ClientAssociation(Receiver):
     def _on_bind_nak(self, pdu: Pdu, little: bool) -> None:
         assert isinstance(pdu, BindNak)
         self._proposed.pop(pdu.call_id, None)
-        self.state = ClientState.CLOSED
+        self.state = State.CLOSED
         self._events.append(BindRejected(reason=pdu.reason))
         self._events.append(Closing(reason=f"bind_nak reason {pdu.reason}"))
 
@@ -612,11 +613,10 @@ class ClientAssociation(Receiver):
         self._events.append(ShutdownRequested())
 
 
-_HANDLERS: dict[type, Callable[[ClientAssociation, Pdu, bool], None]] = {
-    BindAck: ClientAssociation._on_bind_ack,
-    AlterContextResp: ClientAssociation._on_bind_ack,
-    BindNak: ClientAssociation._on_bind_nak,
-    Response: ClientAssociation._on_response,
-    Fault: ClientAssociation._on_fault,
-    Shutdown: ClientAssociation._on_shutdown,
+_HANDLERS: dict[str, Callable[[ClientAssociation, Pdu, bool], None]] = {
+    "bind_ack": ClientAssociation._on_bind_ack,
+    "bind_nak": ClientAssociation._on_bind_nak,
+    "response": ClientAssociation._on_response,
+    "fault": ClientAssociation._on_fault,
+    "shutdown": ClientAssociation._on_shutdown,
 }

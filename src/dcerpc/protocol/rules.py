@@ -46,6 +46,7 @@ __all__ = [
 class State(enum.Enum):
     """Where an association is (C706 12.4; both roles)."""
 
+    IDLE = "idle"  # client: nothing sent yet
     AWAIT_BIND = "await_bind"  # server: nothing received yet; client: bind sent, no answer yet
     OPEN = "open"  # bound: alter_context, requests and the rest
     CLOSED = "closed"  # a fatal violation or the transport's end: nothing more is taken
@@ -253,7 +254,8 @@ SERVER: Final[dict[tuple[State, int], str | Violation]] = {
     },
 }
 
-# Client: what a server may send us, and when.
+# Client: what a server may send us, and when (anything else ends the association: the calls in
+# flight fail, C706 12.4).
 CLIENT: Final[dict[tuple[State, int], str | Violation]] = {
     (State.AWAIT_BIND, PType.BIND_ACK): "bind_ack",
     (State.AWAIT_BIND, PType.BIND_NAK): "bind_nak",
