@@ -100,11 +100,11 @@ class UsersFile:
         with self._lock:
             try:
                 st = os.stat(self.path)
-            except OSError:
+                if (st.st_mtime_ns, st.st_size) != self._stamp:
+                    self._users = _parse(Path(self.path).read_text(encoding="utf-8", errors="replace"))
+                    self._stamp = (st.st_mtime_ns, st.st_size)
+            except OSError:  # gone or unreadable: nobody is known (pyspnego then refuses as well)
                 return None
-            if (st.st_mtime_ns, st.st_size) != self._stamp:
-                self._users = _parse(Path(self.path).read_text(encoding="utf-8", errors="replace"))
-                self._stamp = (st.st_mtime_ns, st.st_size)
             return self._users.get((domain.upper(), user.upper()))
 
 
