@@ -14,25 +14,29 @@ Which octets are signed is the association's business, with one mechanism quirk 
 NTLM signs the whole PDU whether or not header signing was negotiated, Kerberos only when it was
 (Windows and Samba agree; see PROTOCOL_NOTES.md). :attr:`GssContext.signs_whole_pdu` carries it.
 
-The NTLM acceptor reads its users from the file named by the environment variable NTLM_USER_FILE
-(lines ``DOMAIN:USER:PASSWORD`` or smbpasswd format). Each server context sets the variable around
-its own calls into pyspnego, so several servers in one process can each have their own file.
+pyspnego's NTLM acceptor reads its users from the file named by the environment variable
+NTLM_USER_FILE (its only store on Linux). A context whose pyspnego calls may read it (an NTLM or SPNEGO
+acceptor, a client without explicit credentials) makes them inside a
+:class:`~.ntlm_users.UsersFileGuard`: one process-wide lock with the variable set to that context's
+file, so several servers in one process, and clients beside them, each see their own. An acceptor
+with a users file also passes the client's tokens through a :class:`~.ntlm_v2.ResponseNormaliser`,
+so NTLMv2 responses from Samba and impacket verify. Only public pyspnego API is used (docs/pyspnego.md
+says where it falls short).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import spnego
 import spnego.exceptions
 import spnego.iov
 from spnego import ContextProxy, ContextReq
 
-from ._ntlm_compat import client_blob
 from .base import AuthError, SecurityContext
+from .ntlm_users import AS_IS, UsersFile, UsersFileGuard
+from .ntlm_v2 import ResponseNormaliser
 
 __all__ = ["NTLM_OID", "GssContext", "context_flags"]
 
@@ -52,23 +56,6 @@ def context_flags(auth_level: int, *, dce_style: bool = False) -> ContextReq:
     return flags
 
 
-@contextlib.contextmanager
-def _users_file(path: str | None) -> Iterator[None]:
-    """NTLM_USER_FILE set to ``path`` for the duration (pyspnego's acceptor reads it)."""
-    if path is None:
-        yield
-        return
-    old = os.environ.get("NTLM_USER_FILE")
-    os.environ["NTLM_USER_FILE"] = path
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["NTLM_USER_FILE"]
-        else:
-            os.environ["NTLM_USER_FILE"] = old
-
-
 def _reason(e: Exception) -> str:
     msg = getattr(e, "message", None) or str(e)
     return " ".join(str(msg).split())
@@ -78,22 +65,35 @@ class GssContext(SecurityContext):
     """One pyspnego context serving one auth_context_id."""
 
     def __init__(
-        self, make: Any, auth_type: int, *, users_file: str | None = None, third_leg: str = "auth3"
+        self,
+        make: Any,
+        auth_type: int,
+        *,
+        reads_users: Literal["acceptor", "client"] | None = None,
+        users: UsersFile | None = None,
+        third_leg: str = "auth3",
     ) -> None:
         """Args:
-        make: a callable returning the pyspnego context (called with NTLM_USER_FILE in place).
+        make: a callable returning the pyspnego context (called inside the guard, if any).
         auth_type: the RPC auth type this context answers to (10, 9, 16).
-        users_file: the NTLM users file of an acceptor.
+        reads_users: pyspnego may read NTLM_USER_FILE in this context: an "acceptor"'s calls then
+            see ``users`` (or no file at all), a "client"'s the process's own value.
+        users: the NTLM users of an acceptor.
         third_leg: how a client delivers a last token ("auth3" or "alter_context").
         """
         self.auth_type = auth_type
         self.third_leg = third_leg
-        self._users = users_file
+        self._guard: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if reads_users == "acceptor":
+            self._guard = UsersFileGuard(users.path if users else None)
+        elif reads_users == "client":
+            self._guard = UsersFileGuard(AS_IS)
         try:
-            with _users_file(users_file):
+            with self._guard:
                 self._ctx: ContextProxy = make()
         except Exception as e:  # pyspnego's errors, and krb5's when a ticket cannot be had
             raise AuthError(f"cannot start {auth_type_name(auth_type)}: {_reason(e)}") from e
+        self._normaliser = ResponseNormaliser(users) if users is not None else None
         self._sizes: dict[bool, int] = {}
 
     @property
@@ -110,15 +110,22 @@ class GssContext(SecurityContext):
         return self.negotiated == "ntlm"
 
     def step(self, token: bytes | None) -> bytes | None:
+        normaliser = self._normaliser
+        if normaliser is not None:
+            token = normaliser.inbound(token)
         try:
-            with _users_file(self._users), client_blob(token if self._ctx.usage == "accept" else None):
+            with self._guard:
                 out = self._ctx.step(token)
         except spnego.exceptions.SpnegoError as e:
             raise AuthError(_reason(e)) from e
         except Exception as e:  # a malformed token can surface as anything from a parser
             raise AuthError(f"malformed {auth_type_name(self.auth_type)} token: {e!r}") from e
-        if self._ctx.complete and self.principal is None and self._ctx.usage == "accept":
-            self.principal = self._ctx.client_principal
+        if normaliser is not None:
+            normaliser.outbound(out)
+        if self._ctx.complete:
+            self._normaliser = None  # the handshake's messages are no longer needed
+            if self.principal is None and self._ctx.usage == "accept":
+                self.principal = self._ctx.client_principal
         return out or None
 
     def signature_size(self, seal: bool = False) -> int:

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import spnego
-from spnego._ntlm_raw.crypto import ntowfv1
 
 from .base import ClientCredentials as _Credentials
 from .base import SecurityContext, SecurityProvider
 from .gss import GssContext, context_flags
+from .md4 import nt_hash
+from .ntlm_users import UsersFile
 
 __all__ = [
     "AUTH_KERBEROS",
@@ -87,8 +88,7 @@ class Negotiate(_Credentials):
         credential: Any = user
         if not self.kerberos and user is not None:
             # an NT-hash credential is one only NTLM can use: SPNEGO then offers NTLM alone
-            nt_hash = ntowfv1(self.password or "").hex()
-            credential = spnego.NTLMHash(username=user, nt_hash=nt_hash)
+            credential = spnego.NTLMHash(username=user, nt_hash=nt_hash(self.password or "").hex())
         return GssContext(
             lambda: spnego.client(
                 credential,
@@ -99,6 +99,8 @@ class Negotiate(_Credentials):
                 context_req=context_flags(auth_level, dce_style=False),
             ),
             AUTH_SPNEGO,
+            # without a user pyspnego finds NTLM credentials in the process's NTLM_USER_FILE
+            reads_users="client" if user is None else None,
             third_leg="alter_context",
         )
 
@@ -143,9 +145,12 @@ class NtlmProvider(SecurityProvider):
         self.users_file = os.fspath(users_file)
         if not os.path.isfile(self.users_file):
             raise FileNotFoundError(f"NTLM users file {self.users_file} does not exist")
+        self._users = UsersFile(self.users_file)
 
     def server_context(self) -> SecurityContext:
-        return GssContext(lambda: spnego.server(protocol="ntlm"), AUTH_NTLM, users_file=self.users_file)
+        return GssContext(
+            lambda: spnego.server(protocol="ntlm"), AUTH_NTLM, reads_users="acceptor", users=self._users
+        )
 
 
 class KerberosProvider(SecurityProvider):
@@ -179,6 +184,7 @@ class NegotiateProvider(SecurityProvider):
 
     def __init__(self, users_file: str | os.PathLike[str] | None = None, keytab: str | None = None):
         self.users_file = os.fspath(users_file) if users_file is not None else None
+        self._users = UsersFile(self.users_file) if self.users_file is not None else None
         if keytab is not None:
             os.environ["KRB5_KTNAME"] = f"FILE:{os.path.abspath(keytab)}"
 
@@ -186,6 +192,7 @@ class NegotiateProvider(SecurityProvider):
         return GssContext(
             lambda: spnego.server(protocol="negotiate"),
             AUTH_SPNEGO,
-            users_file=self.users_file,
+            reads_users="acceptor",  # NTLM inside SPNEGO: this provider's users, or none at all
+            users=self._users,
             third_leg="alter_context",
         )
