@@ -455,4 +455,3 @@ def test_an_answer_after_a_violation_is_not_taken() -> None:
 
     error, closed = _call_against(ScriptedServer(answer))
     assert type(error) is RpcError and closed
-

@@ -11,11 +11,11 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from ..auth.base import AuthError
-from ..ndr.pieces import EncodedStub, extended, runs
+from ..ndr.pieces import EncodedStub, extended
 from ..pdu import constants as const
 from ..pdu.co import (
     AlterContext,
@@ -35,7 +35,7 @@ from ..pdu.co import (
     parse,
 )
 from ..pdu.constants import PFC, ContextResult, PType
-from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length, pack_header
+from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
 from . import verification
 from .events import (
@@ -49,11 +49,11 @@ from .events import (
     ResponseReceived,
     ShutdownRequested,
 )
-from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Receiver, continuation, fragment_at, room_for
+from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Partial, Receiver, fragment_at
 from .limits import MIN_FRAGMENT, Limits
-from .outbox import Fragment, Outbox
+from .outbox import Fragment, Outbox, call_fragments
 from .rules import CLIENT, State, header_ok
-from .security import SEC_TRAILER, AuthState, check_pad, protect, unprotect
+from .security import AuthState, check_pad, unprotect
 
 __all__ = ["ClientAssociation", "ClientState"]
 
@@ -63,6 +63,7 @@ _BTFN_FLAGS = const.BTFN_SECURITY_CONTEXT_MULTIPLEXING | const.BTFN_KEEP_CONNECT
 _BTFN_OFFER = SyntaxId(uuid.UUID(bytes_le=const.BTFN_PREFIX + _BTFN_FLAGS.to_bytes(8, "little")), (1, 0))
 _RESPONSE_V5: Final = b"\x05\x00\x02"  # version 5.0, a response
 _REQUEST = struct.Struct("<BBBB4sHHIIHH")  # common header + request body header (C706 12.6.4.9)
+_REQUEST_BODY = struct.Struct("<IHH")  # alloc_hint, p_cont_id, opnum (C706 12.6.4.9)
 
 
 ClientState = State  # the client's states are the shared ones (rules.State), IDLE before the bind
@@ -72,17 +73,16 @@ _CLOSED: Final = State.CLOSED  # an enum member is a descriptor on Python 3.11: 
 
 
 @dataclass(slots=True)
-class _Reply:
+class _Reply(Partial):
     """A response being reassembled."""
 
-    data: bytearray = field(default_factory=bytearray)  # the stub so far, then room for the rest
-    size: int = 0
     little: bool = True
-    last: bool = False  # the fragment whose stub is arriving directly is the response's last
 
 
-class ClientAssociation(Receiver):
+class ClientAssociation(Receiver[_Reply]):
     """One connection's association, client role."""
+
+    _DIRECT_START = _RESPONSE_V5  # the fragments the direct path takes (framing.Receiver)
 
     def __init__(self, limits: Limits | None = None, auth: AuthState | None = None) -> None:
         self.limits = limits or Limits()
@@ -99,11 +99,9 @@ class ClientAssociation(Receiver):
         self.contexts: dict[int, SyntaxId] = {}
         self._proposed: dict[int, dict[int, SyntaxId]] = {}  # call_id -> proposals
         self.inbox = Inbox()  # received octets, and the start of a fragment yet to end
-        self._direct_call = 0  # the call whose response fragment's stub arrives in its own buffer
-        self._direct_reply: _Reply | None = None  # and its record
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
-        self._replies: dict[int, _Reply] = {}
+        self._init_calls()  # responses being reassembled (framing.Receiver)
         self._next_call = 1
         self.pending: set[int] = set()
         self._raw = b""
@@ -236,27 +234,13 @@ class ClientAssociation(Receiver):
         auth: AuthState | None,
     ) -> Iterator[Fragment]:
         """The fragments of one request, made (and signed or sealed) as they are sent."""
-        overhead = REQUEST_OVERHEAD + (16 if object is not None else 0)
-        if auth is not None:
-            room = (self.max_xmit_frag - overhead - SEC_TRAILER - auth.signature_size()) & ~15
-        else:
-            room = (self.max_xmit_frag - overhead) & ~7
-        total = len(stub)
-        offset = 0
-        base = PFC.OBJECT_UUID if object is not None else 0
-        for n, run in runs(stub, room):
-            flags = base | (PFC.FIRST_FRAG if offset == 0 else 0)
-            if offset + n >= total:
-                flags |= PFC.LAST_FRAG
-            body = struct.pack("<IHH", total - offset, context_id, opnum)
-            if object is not None:
-                body += object.bytes_le
-            if auth is not None:
-                yield protect(auth, PType.REQUEST, flags, cid, body, b"".join(run))
-            else:
-                header = pack_header(PType.REQUEST, flags, HEADER_SIZE + len(body) + n, 0, cid)
-                yield (header + body, *run)  # the stub itself goes out, not a copy
-            offset += n
+        extra = object.bytes_le if object is not None else b""
+
+        def body(remaining: int) -> bytes:
+            return _REQUEST_BODY.pack(remaining, context_id, opnum) + extra
+
+        flags = PFC.OBJECT_UUID if object is not None else 0
+        return call_fragments(PType.REQUEST, cid, stub, self.max_xmit_frag, body, auth, flags)
 
     def cancel(self, call_id: int) -> None:
         """Ask the server to cancel a call (co_cancel); its answer (a fault) still arrives."""
@@ -267,7 +251,7 @@ class ClientAssociation(Receiver):
         """Abandon a call (orphaned): the server sends nothing more for it."""
         if call_id in self.pending:
             self.pending.discard(call_id)
-            self._replies.pop(call_id, None)
+            self._drop(call_id)
             self._send(Orphaned(call_id=call_id))
 
     # received ---------------------------------------------------------------------------------
@@ -299,7 +283,7 @@ class ClientAssociation(Receiver):
                     and length <= end - pos  # here
                     and length <= self.max_recv_frag  # as negotiated (the general path refuses it)
                     and call_id in self.pending  # awaited
-                    and call_id not in self._replies  # and not being reassembled
+                    and call_id not in self._calls  # and not being reassembled
                     and length - REQUEST_OVERHEAD <= self.limits.max_call_size
                 ):
                     self.pending.discard(call_id)
@@ -350,73 +334,27 @@ class ClientAssociation(Receiver):
             return end, 0
         return pos, length
 
-    def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
-        """A long unprotected response fragment whose header has arrived: take its stub from here
-        on straight into the response's buffer (False: leave it to the general path)."""
-        cid = buf[pos + 12] | buf[pos + 13] << 8 | buf[pos + 14] << 16 | buf[pos + 15] << 24
+    # the direct path's hooks (framing.Receiver) -------------------------------------------------
+
+    def _direct_partial(self, buf: bytearray, pos: int, cid: int, flags: int) -> _Reply | None:
         if cid not in self.pending:
-            return False
-        flags = buf[pos + 3]
-        hint = int.from_bytes(buf[pos + 16 : pos + 20], "little")
-        n = length - REQUEST_OVERHEAD
-        reply = self._replies.get(cid)
-        if flags & PFC.FIRST_FRAG or reply is None:
-            reply = _Reply()
-        if not self._room(reply, n, hint):
-            return False  # the general path refuses it
-        self._replies[cid] = reply
-        self.inbox.direct_into(reply.data, reply.size, buf, pos + REQUEST_OVERHEAD, end, n)
-        reply.size += n
-        reply.last = bool(flags & PFC.LAST_FRAG)
-        self._direct_call = cid
-        self._direct_reply = reply
-        return True
+            return None
+        reply = self._calls.get(cid)
+        return _Reply() if flags & PFC.FIRST_FRAG or reply is None else reply
 
-    def _direct_next(self, head: bytearray) -> bool:
-        reply = self._direct_reply
-        cid = self._direct_call
+    def _direct_may_continue(self, cid: int) -> bool:
         # still awaited: not orphaned since the fragment before
-        if reply is None or reply.last or cid not in self.pending or self.state is _CLOSED:
-            return False
-        found = continuation(head, _RESPONSE_V5, cid, self.max_recv_frag, 0)
-        if found is None:
-            return False
-        flags, length, hint = found
-        n = length - REQUEST_OVERHEAD
-        if not self._room(reply, n, hint):
-            return False  # the general path refuses it
-        self.inbox.direct_into(reply.data, reply.size, head, REQUEST_OVERHEAD, REQUEST_OVERHEAD, n)
-        reply.size += n
-        reply.last = bool(flags & PFC.LAST_FRAG)
-        return True
+        return cid in self.pending and self.state is not _CLOSED
 
-    def _room(self, reply: _Reply, n: int, hint: int) -> bool:
-        """Room for ``n`` more octets of a response (``hint``: the server's alloc_hint, as far as
-        framing.room_for trusts it); False when it would exceed max_call_size."""
-        need = reply.size + n
-        have = len(reply.data)
-        if need <= have:
-            return True
-        limit = self.limits.max_call_size
-        if need > limit:
-            return False
-        # the hint counts what remains from the fragment it came in
-        room = room_for(need, have, reply.size + hint, limit)
-        reply.data = self._call_buffer(reply.data, reply.size, room, limit)
-        return True
+    def _fragment_limit(self) -> int:
+        return self.max_recv_frag
 
-    def _direct_fragment_done(self) -> None:
-        """The stub of a fragment taken by :meth:`_direct_fragment` has all arrived."""
-        cid = self._direct_call
-        reply = self._replies.get(cid)
-        if reply is not None and reply.last and cid in self.pending:
-            self._reassembled(cid, reply)
+    def _too_large(self, cid: int, partial: _Reply) -> None:
+        self._fail(f"response to call {cid} exceeds {self.limits.max_call_size} octets (or max_buffered)")
 
-    def _reassembled(self, cid: int, reply: _Reply) -> None:
-        """The last fragment of a response of several has arrived: its buffer becomes the stub."""
-        del self._replies[cid]
+    def _reassembled_call(self, cid: int, partial: _Reply, stub: memoryview) -> None:
         self.pending.discard(cid)
-        self._events.append(ResponseReceived(cid, self._call_stub(reply.data, reply.size), reply.little))
+        self._events.append(ResponseReceived(cid, stub, partial.little))
 
     def events(self) -> list[Event]:
         out, self._events = self._events, []
@@ -434,6 +372,7 @@ class ClientAssociation(Receiver):
     def connection_lost(self) -> None:
         if self.alive:
             self.state = State.CLOSED
+            self._forget_calls()
             self._events.append(Closing(reason="connection lost"))
 
     # internals --------------------------------------------------------------------------------
@@ -444,6 +383,7 @@ class ClientAssociation(Receiver):
     def _fail(self, reason: str) -> None:
         self._events.append(ProtocolViolation(reason=reason, fatal=True))
         self.state = State.CLOSED
+        self._forget_calls()
         self._events.append(Closing(reason=reason))
 
     def _out_of_place(self, pdu: Pdu) -> str:
@@ -570,28 +510,23 @@ class ClientAssociation(Receiver):
             except AuthError as e:
                 self._fail(f"response signature refused: {e}")
                 return
-        reply = self._replies.get(cid)
+        reply = self._calls.get(cid)
         first_and_last = pdu.flags & (PFC.FIRST_FRAG | PFC.LAST_FRAG) == PFC.FIRST_FRAG | PFC.LAST_FRAG
         if first_and_last and len(stub) <= self.limits.max_call_size:  # whole: its stub as it is
-            self._replies.pop(cid, None)
+            self._drop(cid)
             self.pending.discard(cid)
             self._events.append(ResponseReceived(cid, stub, little))
             return
         if pdu.flags & PFC.FIRST_FRAG or reply is None:
-            reply = self._replies[cid] = _Reply(little=little)
-        n = len(stub)
-        if not self._room(reply, n, pdu.alloc_hint):
-            self._fail(f"response to call {cid} exceeds {self.limits.max_call_size} octets")
-            return
-        reply.data[reply.size : reply.size + n] = stub
-        reply.size += n
-        if pdu.flags & PFC.LAST_FRAG:
+            self._drop(cid)  # a first fragment starts the response again
+            reply = self._calls[cid] = _Reply(little=little)
+        if self._append(cid, reply, stub, pdu.alloc_hint) and pdu.flags & PFC.LAST_FRAG:
             self._reassembled(cid, reply)
 
     def _on_fault(self, pdu: Pdu, little: bool) -> None:
         assert isinstance(pdu, Fault)
         cid = pdu.call_id
-        self._replies.pop(cid, None)
+        self._drop(cid)
         if cid in self.pending or cid == 0:
             self.pending.discard(cid)
             self._events.append(

@@ -17,17 +17,22 @@ a 16 MiB call is written once, by the kernel, where it will be decoded.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from ..pdu.constants import PFC
 from ..pdu.header import DREP_LE
+from .limits import Limits
 
 __all__ = [
+    "CALL_HEADER",
     "DIRECT_MIN",
     "DREP_LE_INT",
     "HINT_TRUST",
     "PLAIN_HEAD",
     "SPARE_MIN",
     "Inbox",
+    "Partial",
     "Receiver",
     "continuation",
     "fragment_at",
@@ -136,19 +141,54 @@ class Inbox:
         return n
 
 
-class Receiver:
-    """What both association roles do with reads: where they go, and the fragments in them.
+CALL_HEADER = 24
+"""A request's or response's header (C706 12.6.4.9/10): common header, alloc_hint, p_cont_id and
+opnum (a response's cancel_count and a reserved octet): where its stub starts without an object."""
+_CALL_HINT = struct.Struct("<II")  # call_id, then alloc_hint, at offset 12 of a request or response
+
+
+@dataclass(slots=True)
+class Partial:
+    """A call's stub being reassembled from its fragments (a request or a response: both roles)."""
+
+    data: bytearray = field(default_factory=bytearray)  # the stub so far, then room for the rest
+    size: int = 0
+    last: bool = False  # the fragment whose stub is arriving directly is the call's last
+
+
+P = TypeVar("P", bound="Partial")
+
+
+class Receiver(Generic[P]):
+    """What both association roles do with reads: where they go, the fragments in them, and the
+    calls being reassembled from them (one piece for requests and responses, parameterized by the
+    role's limits and by its hooks).
 
     Subclasses say whether they are :attr:`alive`, cut the scratch into fragments
-    (:meth:`_fragments`) and finish a fragment whose stub was read directly
-    (:meth:`_direct_fragment_done`)."""
+    (:meth:`_fragments`), say which fragment's stub may be read straight into its call's buffer
+    (:meth:`_direct_partial`, :meth:`_direct_may_continue`), refuse a call that is too large
+    (:meth:`_too_large`) and take a reassembled one (:meth:`_reassembled_call`)."""
 
     inbox: Inbox
+    limits: Limits
     _spare: bytearray | None = None  # the last long call's buffer, for the next (see SPARE_MIN)
+    _DIRECT_START: bytes = b""  # version 5.0 and the PDU type of the fragments read directly
+    _DIRECT_NOT_FLAGS = 0  # flags a continuation read directly may not carry
+
+    def _init_calls(self) -> None:
+        self._calls: dict[int, P] = {}  # calls being reassembled, by call_id
+        self._buffered = 0  # octets reserved for them, all together (bounded by max_buffered)
+        self._direct_call = 0  # the call whose fragment's stub is arriving in its own buffer
+        self._direct: P | None = None  # and its record
 
     @property
     def alive(self) -> bool:
         raise NotImplementedError
+
+    @property
+    def buffered(self) -> int:
+        """Octets held for calls still being reassembled (their buffers' room, all together)."""
+        return self._buffered
 
     def receive_data(self, data: bytes) -> None:
         """Process received octets (for callers that have octets rather than a transport that
@@ -192,14 +232,134 @@ class Receiver:
         the association is closed, ``(end, 0)``: whatever else arrived is discarded."""
         raise NotImplementedError
 
-    def _direct_fragment_done(self) -> None:
-        raise NotImplementedError
+    # reassembly (both roles) ------------------------------------------------------------------
+
+    def _reserve(self, cid: int, partial: P, n: int, hint: int) -> bool:
+        """Make room for ``n`` more stub octets of call ``cid`` (False: it was refused as too large,
+        by :meth:`_too_large`). ``hint`` is the peer's alloc_hint: a long call gets room for all of
+        it early (within what room_for trusts and the limits allow), so it is seldom moved.
+
+        Limits: max_call_size per call, max_buffered for all the calls being received together:
+        a peer cannot make us hold more than it sends, nor more than these however it sends it."""
+        limits = self.limits
+        need = partial.size + n
+        have = len(partial.data)
+        if need <= have:
+            return True
+        if need > limits.max_call_size or self._buffered + need - have > limits.max_buffered:
+            self._drop(cid)
+            self._too_large(cid, partial)
+            return False
+        room = room_for(need, have, partial.size + hint, limits.max_call_size)  # hint: what remains
+        most = limits.max_buffered - self._buffered + have
+        partial.data = self._call_buffer(partial.data, partial.size, min(room, most), most)
+        self._buffered += len(partial.data) - have
+        return True
+
+    def _append(self, cid: int, partial: P, stub: bytes | memoryview, hint: int) -> bool:
+        """A fragment's stub, added to its call (False: refused as too large)."""
+        n = len(stub)
+        if not self._reserve(cid, partial, n, hint):
+            return False
+        partial.data[partial.size : partial.size + n] = stub
+        partial.size += n
+        return True
+
+    def _reassembled(self, cid: int, partial: P) -> None:
+        """The last fragment of a call of several has arrived: its buffer becomes the stub."""
+        del self._calls[cid]
+        self._buffered -= len(partial.data)
+        self._reassembled_call(cid, partial, self._call_stub(partial.data, partial.size))
+
+    def _drop(self, cid: int) -> None:
+        """Call ``cid`` is no longer received (abandoned, answered otherwise): what it held goes."""
+        partial = self._calls.pop(cid, None)
+        if partial is not None:
+            self._buffered -= len(partial.data)
+            if partial is self._direct:
+                self._direct = None
+
+    def _forget_calls(self) -> None:
+        """Every call being received is dropped, and what it held (the association is closing)."""
+        self._calls.clear()
+        self._buffered = 0
+        self._direct = None
+
+    def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
+        """A long unprotected fragment whose header has arrived: take its stub from here on straight
+        into its call's buffer (False: leave it to the general path, which finds and answers
+        whatever is wrong with it). True also when the call was refused as too large."""
+        cid, hint = _CALL_HINT.unpack_from(buf, pos + 12)
+        flags = buf[pos + 3]
+        partial = self._direct_partial(buf, pos, cid, flags)
+        if partial is None:
+            return False
+        n = length - CALL_HEADER
+        if not self._reserve(cid, partial, n, hint):
+            return True  # refused as too large, as the general path would: the association closes
+        self._calls[cid] = partial
+        self.inbox.direct_into(partial.data, partial.size, buf, pos + CALL_HEADER, end, n)
+        partial.size += n
+        partial.last = bool(flags & PFC.LAST_FRAG)
+        self._direct_call = cid
+        self._direct = partial
+        return True
 
     def _direct_next(self, head: bytearray) -> bool:
         """``head`` (a header's worth of octets) came in with the end of a long fragment's stub:
         when it is the same call's next long fragment, take its stub directly too (False: the
         general path looks at it, after :meth:`_direct_fragment_done`)."""
-        return False
+        partial = self._direct
+        cid = self._direct_call
+        if partial is None or partial.last or not self._direct_may_continue(cid):
+            return False
+        found = continuation(head, self._DIRECT_START, cid, self._fragment_limit(), self._DIRECT_NOT_FLAGS)
+        if found is None:
+            return False
+        flags, length, hint = found
+        self._counted()
+        n = length - CALL_HEADER
+        if not self._reserve(cid, partial, n, hint):
+            return True
+        self.inbox.direct_into(partial.data, partial.size, head, CALL_HEADER, CALL_HEADER, n)
+        partial.size += n
+        partial.last = bool(flags & PFC.LAST_FRAG)
+        return True
+
+    def _direct_fragment_done(self) -> None:
+        """The stub of a fragment taken by :meth:`_direct_fragment` has all arrived."""
+        cid = self._direct_call
+        partial = self._calls.get(cid)
+        if partial is not None and partial.last and self._direct_may_continue(cid):
+            self._reassembled(cid, partial)
+
+    # the role's hooks ----------------------------------------------------------------------------
+
+    def _direct_partial(self, buf: bytearray, pos: int, cid: int, flags: int) -> P | None:
+        """The record a long fragment's stub may go to directly (a new one for a first fragment),
+        or None: the general path takes it."""
+        raise NotImplementedError
+
+    def _direct_may_continue(self, cid: int) -> bool:
+        """Call ``cid`` is still being received directly (not closed, not abandoned)."""
+        raise NotImplementedError
+
+    def _fragment_limit(self) -> int:
+        """The longest fragment this role takes."""
+        raise NotImplementedError
+
+    def _counted(self) -> None:
+        """A fragment was taken by the direct path (the server counts PDUs)."""
+
+    def _too_large(self, cid: int, partial: P) -> None:
+        """Refuse call ``cid`` as larger than the limits let it be (and close)."""
+        raise NotImplementedError
+
+    def _reassembled_call(self, cid: int, partial: P, stub: memoryview) -> None:
+        """A call of several fragments is whole."""
+        raise NotImplementedError
+
+    # buffers -----------------------------------------------------------------------------------
 
     def _call_buffer(self, data: bytearray, used: int, size: int, most: int) -> bytearray:
         """A call's buffer of at least ``size`` and at most ``most`` octets, holding the first

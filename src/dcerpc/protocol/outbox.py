@@ -11,9 +11,14 @@ a call is sent before its last fragment).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-__all__ = ["FLUSH_BUDGET", "Fragment", "Outbox"]
+from ..ndr.pieces import EncodedStub, runs
+from ..pdu.constants import PFC, PType
+from ..pdu.header import HEADER_SIZE, pack_header
+from .security import SEC_TRAILER, AuthState, protect
+
+__all__ = ["FLUSH_BUDGET", "Fragment", "Outbox", "call_fragments"]
 
 # Octets an adapter takes per turn of its event loop: sixteen 64 KiB fragments that carry views of
 # the caller's buffers (each costs a header and a vectored write's share: 1 MiB rather than 256 KiB
@@ -76,3 +81,34 @@ class Outbox(deque[bytes | Iterator[Fragment]]):
                 out.append(fragment)
                 size += _MADE * len(fragment)
         return out
+
+
+def call_fragments(
+    ptype: PType,
+    call_id: int,
+    stub: EncodedStub,
+    max_frag: int,
+    body: Callable[[int], bytes],
+    auth: AuthState | None,
+    flags: int = 0,
+) -> Iterator[Fragment]:
+    """The fragments of one request or response (C706 12.6.4.9/10; both roles), made as they are
+    taken: each at most ``max_frag`` octets, its body header ``body(alloc_hint)`` (the octets of the
+    stub that remain), signed or sealed when ``auth`` is given (MS-RPCE 3.3.1.5.2.2), else its stub
+    the caller's own buffers. ``flags`` go on every fragment (PFC_OBJECT_UUID); the first and last
+    get theirs. Stub octets per fragment are a multiple of 8 (16 when protected: the auth padding)."""
+    head = HEADER_SIZE + len(body(0))
+    if auth is not None:
+        room = (max_frag - head - SEC_TRAILER - auth.signature_size()) & ~15
+    else:
+        room = (max_frag - head) & ~7
+    total = len(stub)
+    offset = 0
+    for n, run in runs(stub, room):
+        these = flags | (PFC.FIRST_FRAG if offset == 0 else 0) | (PFC.LAST_FRAG if offset + n >= total else 0)
+        header = body(total - offset)
+        if auth is not None:
+            yield protect(auth, ptype, these, call_id, header, b"".join(run))
+        else:
+            yield (pack_header(ptype, these, head + n, 0, call_id) + header, *run)  # the stub as it is
+        offset += n

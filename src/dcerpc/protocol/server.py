@@ -17,11 +17,11 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from ..auth.base import AuthError, SecurityProvider
-from ..ndr.pieces import EncodedStub, runs
+from ..ndr.pieces import EncodedStub
 from ..pdu import constants as const
 from ..pdu.co import (
     AlterContext,
@@ -50,10 +50,10 @@ from .events import (
     Event,
     ProtocolViolation,
 )
-from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Receiver, continuation, fragment_at, room_for
+from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Partial, Receiver, fragment_at
 from .groups import Group, GroupTable
 from .limits import Limits
-from .outbox import Fragment, Outbox
+from .outbox import Fragment, Outbox, call_fragments
 from .rules import (
     ANSWERS,
     BIND_MAX_FRAGMENT,
@@ -64,7 +64,7 @@ from .rules import (
     header_ok,
     negotiate_fragment,
 )
-from .security import SEC_TRAILER, AuthState, protect, unprotect
+from .security import SEC_TRAILER, AuthState, unprotect
 from .server_auth import Refusal, SecurityContexts
 
 __all__ = ["STATS", "InterfaceMatcher", "ServerAssociation", "State", "new_stats"]
@@ -75,7 +75,8 @@ InterfaceMatcher = Callable[[SyntaxId], SyntaxId | None]
 _REQUEST_V5: Final = b"\x05\x00\x00"  # version 5.0, a request
 REQUEST_HEADER: Final = 24  # common header + alloc_hint, p_cont_id, opnum (a response's is as long)
 _RESPONSE: Final = struct.Struct("<BBBB4sHHIIHBB")  # header + response body header (C706 12.6.4.10)
-_REQUEST_BODY: Final = struct.Struct("<IIHH")  # call_id, then alloc_hint, p_cont_id, opnum (12.6.4.9)
+_RESPONSE_BODY: Final = struct.Struct("<IHBB")  # alloc_hint, p_cont_id, cancel_count, reserved (12.6.4.10)
+_CONTEXT_OPNUM: Final = struct.Struct("<HH")  # a request's p_cont_id and opnum, at offset 20 (12.6.4.9)
 BIND_NAK_VERSIONS: Final = ((5, 0),)
 
 
@@ -96,21 +97,18 @@ _CLOSED: Final = State.CLOSED
 
 
 @dataclass(slots=True)
-class _Partial:
-    """A request being reassembled."""
+class _Partial(Partial):
+    """A request being reassembled: what its first fragment said."""
 
-    context_id: int
-    opnum: int
-    object: uuid.UUID | None
-    little_endian: bool
-    auth: AuthState | None = None
+    context_id: int = 0
+    opnum: int = 0
+    object: uuid.UUID | None = None
+    little_endian: bool = True
+    auth: AuthState | None = None  # None: it came by the direct path, unauthenticated
     drep: bytes = b"\x10\x00\x00\x00"
-    data: bytearray = field(default_factory=bytearray)  # the stub so far, then room for the rest
-    size: int = 0
-    last: bool = False  # the fragment whose stub is arriving directly is the call's last
 
 
-class ServerAssociation(Receiver):
+class ServerAssociation(Receiver[_Partial]):
     """One connection's association, server role.
 
     Args:
@@ -120,6 +118,9 @@ class ServerAssociation(Receiver):
         secondary_address: the port_spec for bind_ack (e.g. b"49152" for TCP, b"" for none).
         inbox: where reads go (a new one if not given).
     """
+
+    _DIRECT_START = _REQUEST_V5  # the fragments the direct path takes (framing.Receiver)
+    _DIRECT_NOT_FLAGS = PFC.OBJECT_UUID
 
     def __init__(
         self,
@@ -151,25 +152,17 @@ class ServerAssociation(Receiver):
         self.inbox = inbox or Inbox()
         self.outbox = Outbox()  # what to send; adapters may take from it directly
         self._events: list[Event] = []
-        self._partial: dict[int, _Partial] = {}
-        self._buffered = 0  # octets reserved for calls being reassembled, all together
+        self._init_calls()  # calls being reassembled (framing.Receiver)
         self.outstanding: set[int] = set()
         self._orphaned: set[int] = set()
         self._little = True  # byte order of the fragment being handled
         self._raw = b""  # the fragment being handled, as received (signatures cover it)
         self._header = Header(0, 0, b"\x10\0\0\0", 0, 0, 0)
         self._stub_start = 0
-        self._direct_call = 0  # the call whose fragment's stub is arriving in its own buffer
-        self._direct_partial: _Partial | None = None  # and its record
         # Counters (pdus_in, pdus_out, calls_in); a server passes one mapping for all its connections.
         self.stats: MutableMapping[str, int] = stats if stats is not None else new_stats()
 
     # --- adapter interface ---------------------------------------------------------------------
-
-    @property
-    def buffered(self) -> int:
-        """Octets held for calls still being reassembled (their buffers' room, all together)."""
-        return self._buffered
 
     @property
     def alive(self) -> bool:
@@ -263,7 +256,7 @@ class ServerAssociation(Receiver):
         taking a first fragment; the general path answers each way this fails)."""
         return (
             context_id in self.contexts
-            and not self._partial  # no other call half received (INTERLEAVED)
+            and not self._calls  # no other call half received (INTERLEAVED)
             and call_id not in self.outstanding  # CALL_ID_REUSED
             and len(self.outstanding) < self.limits.max_outstanding_calls  # TOO_MANY_CALLS
         )
@@ -313,27 +306,17 @@ class ServerAssociation(Receiver):
     ) -> Iterator[Fragment]:
         """The fragments of one response, made (and signed or sealed) as they are sent."""
         context_id &= 0xFF  # see respond
-        protected = auth is not None and auth.protects
-        if protected:
-            assert auth is not None
-            room = (self.max_xmit_frag - REQUEST_HEADER - SEC_TRAILER - auth.signature_size()) & ~15
-        else:
-            room = (self.max_xmit_frag - REQUEST_HEADER) & ~7  # stub octets per fragment, 8-aligned
-        total = len(stub)
-        offset = 0
-        for n, run in runs(stub, room):
-            flags = (PFC.FIRST_FRAG if offset == 0 else 0) | (PFC.LAST_FRAG if offset + n >= total else 0)
-            self.stats["pdus_out"] += 1
-            if protected:
-                assert auth is not None
-                body = struct.pack("<IHBB", total - offset, context_id, 0, 0)
-                yield protect(auth, PType.RESPONSE, flags, call_id, body, b"".join(run))
-            else:
-                header = _RESPONSE.pack(
-                    5, 0, 2, flags, DREP_LE, REQUEST_HEADER + n, 0, call_id, total - offset, context_id, 0, 0
-                )
-                yield (header, *run)  # the stub itself goes out, not a copy
-            offset += n
+        stats = self.stats
+        for fragment in call_fragments(
+            PType.RESPONSE,
+            call_id,
+            stub,
+            self.max_xmit_frag,
+            lambda remaining: _RESPONSE_BODY.pack(remaining, context_id, 0, 0),
+            auth if auth is not None and auth.protects else None,
+        ):
+            stats["pdus_out"] += 1
+            yield fragment
 
     def fault(self, call_id: int, status: int, context_id: int = 0, did_not_execute: bool = False) -> None:
         """Answer a call with a fault PDU carrying ``status`` (MS-RPCE 2.2.2.8: no stub)."""
@@ -345,8 +328,7 @@ class ServerAssociation(Receiver):
     def connection_lost(self) -> None:
         """The transport closed: leave the association group (the last one out runs down handles)."""
         self.state = State.CLOSED
-        self._partial.clear()
-        self._buffered = 0
+        self._forget_calls()
         if self.group is not None:
             self._groups.leave(self.group)
             self.group = None
@@ -389,8 +371,7 @@ class ServerAssociation(Receiver):
         if self.state is State.CLOSED:
             return
         self.state = State.CLOSED
-        self._partial.clear()
-        self._buffered = 0
+        self._forget_calls()
         self._events.append(Closing(reason=reason))
 
     def _fatal_raw(self, kind: Violation, reason: str, head: bytes | bytearray) -> None:
@@ -772,7 +753,7 @@ class ServerAssociation(Receiver):
             text = f"request fragment of {self._header.frag_length} octets, {self.limits.max_fragment} taken"
             self._refuse(Violation.REQUEST_TOO_LONG, cid, text)
             return
-        partial = self._partial.get(cid)
+        partial = self._calls.get(cid)
         if first:
             if not self._first_fragment_ok(pdu, state):
                 return
@@ -796,21 +777,23 @@ class ServerAssociation(Receiver):
         if stub is None:
             return
         if first:
-            partial = _Partial(context_id, pdu.opnum, pdu.object, self._little, state, self._raw[4:8])
+            partial = _Partial(
+                context_id=context_id,
+                opnum=pdu.opnum,
+                object=pdu.object,
+                little_endian=self._little,
+                auth=state,
+                drep=self._raw[4:8],
+            )
             if last:  # the whole call in one fragment: its stub as it is
                 if len(stub) > self.limits.max_call_size:
                     self._too_large(cid, partial)
                 else:
                     self._complete(cid, partial, stub)
                 return
-            self._partial[cid] = partial
+            self._calls[cid] = partial
         assert partial is not None
-        n = len(stub)
-        if not self._reserve(cid, partial, n, pdu.alloc_hint):
-            return
-        partial.data[partial.size : partial.size + n] = stub
-        partial.size += n
-        if last:
+        if self._append(cid, partial, stub, pdu.alloc_hint) and last:
             self._reassembled(cid, partial)
 
     def _first_fragment_ok(self, pdu: Request, state: AuthState) -> bool:
@@ -821,9 +804,9 @@ class ServerAssociation(Receiver):
         # we serve calls concurrently either way (Samba does too for calls it answers at once,
         # and every call here runs in a task of its own): a deliberate leniency, see
         # docs/protocol-behaviours.md.
-        if self._partial:
+        if self._calls:
             kind = Violation.INTERLEAVED
-            existing = self._partial.get(cid)
+            existing = self._calls.get(cid)
             context_id = 0
             if existing is not None:
                 context_id = existing.context_id
@@ -834,7 +817,7 @@ class ServerAssociation(Receiver):
                 ):
                     kind = Violation.INTERLEAVED_AUTH
             if not self.multiplexed:  # answered on the call being received: its call_id and context
-                cid, held = next(iter(self._partial.items()))
+                cid, held = next(iter(self._calls.items()))
                 context_id = held.context_id
             self._refuse(kind, cid, "a new call while another is half received", context_id)
             return False
@@ -865,12 +848,12 @@ class ServerAssociation(Receiver):
         cid, context_id = pdu.call_id, 0
         text = f"fragment for call_id {cid}, which has no first fragment"
         if not self.multiplexed:
-            if self._partial:  # answered on the call being received
-                cid, held = next(iter(self._partial.items()))
+            if self._calls:  # answered on the call being received
+                cid, held = next(iter(self._calls.items()))
                 context_id = held.context_id
             self._refuse(Violation.ORPHAN_FRAGMENT, cid, text, context_id)
             return
-        if self._partial:
+        if self._calls:
             self._refuse(Violation.ORPHAN_FRAGMENT, cid, text)
         elif pdu.context_id not in self.contexts:
             self._refuse(Violation.UNKNOWN_CONTEXT, cid, text)
@@ -933,87 +916,38 @@ class ServerAssociation(Receiver):
         self._refuse(kind, cid, text, context_id)
         return None
 
-    def _reserve(self, cid: int, partial: _Partial, n: int, hint: int) -> bool:
-        """Make room for ``n`` more stub octets of a call (False: it was refused and the association
-        closes). ``hint`` is the peer's alloc_hint: a long call gets room for all of it early
-        (within what framing.room_for trusts and the limits allow), so it is seldom moved."""
-        limits = self.limits
-        need = partial.size + n
-        have = len(partial.data)
-        if need <= have:
-            return True
-        room = room_for(need, have, partial.size + hint, limits.max_call_size)  # hint: what remains
-        if need > limits.max_call_size or self._buffered + need - have > limits.max_buffered:
-            if self._partial.pop(cid, None) is not None:
-                self._buffered -= have
-            self._too_large(cid, partial)
-            return False
-        most = limits.max_buffered - self._buffered + have
-        partial.data = self._call_buffer(partial.data, partial.size, min(room, most), most)
-        self._buffered += len(partial.data) - have
-        return True
-
     def _too_large(self, cid: int, partial: _Partial) -> None:
         # Windows and Samba refuse a request over their size limit as access denied (observed)
         text = f"call {cid} exceeds {self.limits.max_call_size} octets (or the connection's buffer)"
         self._refuse(Violation.CALL_TOO_LARGE, cid, text, partial.context_id)
 
-    def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
-        """A long unprotected request fragment whose header has arrived: take its stub from here
-        on straight into the call's buffer (False: leave it to the general path, which finds and
-        answers whatever is wrong with it)."""
-        cid, hint, context_id, opnum = _REQUEST_BODY.unpack_from(buf, pos + 12)
-        flags = buf[pos + 3]
-        n = length - REQUEST_HEADER
+    # the direct path's hooks (framing.Receiver) -------------------------------------------------
+
+    def _direct_partial(self, buf: bytearray, pos: int, cid: int, flags: int) -> _Partial | None:
         if flags & PFC.FIRST_FRAG:
+            context_id, opnum = _CONTEXT_OPNUM.unpack_from(buf, pos + 20)
             if not self._may_start(cid, context_id):
-                return False
-            partial = self._partial[cid] = _Partial(context_id, opnum, None, True, None)
+                return None
+            partial = _Partial(context_id=context_id, opnum=opnum)
         else:
-            found = self._partial.get(cid)
+            found = self._calls.get(cid)
             if found is None or (found.auth is not None and found.auth.protects):
-                return False
+                return None
             partial = found
         self.stats["pdus_in"] += 1
-        if not self._reserve(cid, partial, n, hint):
-            return True  # refused as too large, as the general path would: the association closes
-        self.inbox.direct_into(partial.data, partial.size, buf, pos + REQUEST_HEADER, end, n)
-        partial.size += n
-        partial.last = bool(flags & PFC.LAST_FRAG)
-        self._direct_call = cid
-        self._direct_partial = partial
-        return True
+        return partial
 
-    def _direct_next(self, head: bytearray) -> bool:
-        partial = self._direct_partial
-        if partial is None or partial.last or self.state is not State.OPEN:
-            return False
-        cid = self._direct_call
-        found = continuation(head, _REQUEST_V5, cid, self.limits.max_fragment, PFC.OBJECT_UUID)
-        if found is None:
-            return False
-        flags, length, hint = found
+    def _direct_may_continue(self, cid: int) -> bool:
+        return self.state is _OPEN
+
+    def _fragment_limit(self) -> int:
+        return self.limits.max_fragment
+
+    def _counted(self) -> None:
         self.stats["pdus_in"] += 1
-        n = length - REQUEST_HEADER
-        if not self._reserve(cid, partial, n, hint):
-            return True
-        self.inbox.direct_into(partial.data, partial.size, head, REQUEST_HEADER, REQUEST_HEADER, n)
-        partial.size += n
-        partial.last = bool(flags & PFC.LAST_FRAG)
-        return True
 
-    def _direct_fragment_done(self) -> None:
-        """The stub of a fragment taken by :meth:`_direct_fragment` has all arrived."""
-        cid = self._direct_call
-        partial = self._partial.get(cid)
-        if partial is not None and partial.last and self.state is not State.CLOSED:
-            self._reassembled(cid, partial)
-
-    def _reassembled(self, cid: int, partial: _Partial) -> None:
-        """The last fragment of a call of several has arrived: its buffer becomes the stub."""
-        del self._partial[cid]
-        self._buffered -= len(partial.data)
-        self._complete(cid, partial, self._call_stub(partial.data, partial.size))
+    def _reassembled_call(self, cid: int, partial: _Partial, stub: memoryview) -> None:
+        self._complete(cid, partial, stub)
 
     def _complete(self, cid: int, partial: _Partial, stub: bytes | memoryview) -> None:
         """A request's last fragment has arrived: check its security context and verification
@@ -1085,14 +1019,14 @@ class ServerAssociation(Receiver):
         """co_cancel (C706 12.4.2): a call still being received is not affected (observed Windows
         behaviour: its remaining fragments are taken and it runs); one being served is told."""
         cid = pdu.call_id
-        if cid in self.outstanding and cid not in self._partial:
+        if cid in self.outstanding and cid not in self._calls:
             self._events.append(CallCancelled(call_id=cid))
 
     def _on_orphaned(self, pdu: Pdu) -> None:
         """orphaned (C706 12.4.2): as co_cancel for a call still being received; a call being
         served is abandoned (no answer is sent)."""
         cid = pdu.call_id
-        if cid in self.outstanding and cid not in self._partial:
+        if cid in self.outstanding and cid not in self._calls:
             self._orphaned.add(cid)
             self._events.append(CallOrphaned(call_id=cid))
 
