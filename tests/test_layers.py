@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 DOC = ROOT / "docs" / "architecture.md"
 FORBIDDEN_BELOW = {"asyncio", "socket", "time", "selectors", "threading"}
+# the one exception: auth/ntlm_users.py guards pyspnego's process-wide users-file variable (and its
+# own cache) with locks, so that servers in several threads do not see each other's users; a lock is
+# no I/O and no clock (docs/pyspnego.md says why the variable is shared)
+ALLOWED_BELOW = {("dcerpc.auth.ntlm_users", "threading")}
 
 
 def _layers() -> tuple[list[set[str]], set[str]]:
@@ -107,7 +111,7 @@ def test_every_package_has_a_layer_and_arrows_point_down() -> None:
                 there = _unit(target)
                 if there != here and level[there] >= level[here]:
                     wrong.append(f"{module}:{line} imports {target} ({here} -> {there})")
-            elif here in sans_io and target in FORBIDDEN_BELOW:
+            elif here in sans_io and target in FORBIDDEN_BELOW and (module, target) not in ALLOWED_BELOW:
                 wrong.append(f"{module}:{line} imports {target} (sans-IO layer {here})")
     assert not wrong, "upward or sideways imports:\n" + "\n".join(sorted(wrong))
 

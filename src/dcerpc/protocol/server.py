@@ -448,19 +448,11 @@ class ServerAssociation(Receiver[_Partial]):
         else:
             group = self._groups.create()
         self.group = group
-        wrong = self._context_list_fault(pdu.contexts, bind=True)
-        if wrong:
-            self._refuse(Violation.BAD_CONTEXT_LIST, cid, wrong)
+        # in a bind, a bad list and a changed context are both a bad list (bind_nak)
+        negotiated = self._contexts(pdu, Violation.BAD_CONTEXT_LIST, Violation.BAD_CONTEXT_LIST)
+        if negotiated is None:
             return
-        negotiated = self._negotiate(pdu.contexts, bind=True)
-        if isinstance(negotiated, str):
-            self._refuse(Violation.BAD_CONTEXT_LIST, cid, negotiated)
-            return
-        results, accepted, rejected, created = negotiated
-        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
-        if pdu.flags & PFC.CONC_MPX and created:
-            self.multiplexed = True
-            flags |= PFC.CONC_MPX
+        results, accepted, rejected, flags = negotiated
         if pdu.auth is None:
             state.started = True
         else:
@@ -527,6 +519,28 @@ class ServerAssociation(Receiver[_Partial]):
             value=token or b"",
         )
 
+    def _contexts(
+        self, pdu: Bind, bad_list: Violation, changed: Violation
+    ) -> tuple[tuple[ContextResultItem, ...], dict[int, SyntaxId], dict[int, int], int] | None:
+        """A bind's or alter_context's presentation contexts negotiated: the results, the accepted
+        and rejected contexts, and the answer's flags (PFC_CONC_MPX echoed when a context was
+        made); None when the list was refused (answered)."""
+        bind = pdu.ptype == PType.BIND
+        wrong = self._context_list_fault(pdu.contexts, bind)
+        if wrong:
+            self._refuse(bad_list, pdu.call_id, wrong)
+            return None
+        negotiated = self._negotiate(pdu.contexts, bind)
+        if isinstance(negotiated, str):
+            self._refuse(changed, pdu.call_id, negotiated)
+            return None
+        results, accepted, rejected, created = negotiated
+        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
+        if pdu.flags & PFC.CONC_MPX and created:
+            self.multiplexed = True
+            flags |= PFC.CONC_MPX
+        return results, accepted, rejected, flags
+
     @staticmethod
     def _context_list_fault(contexts: tuple[ContextElement, ...], bind: bool) -> str | None:
         """C706 12.6.3.1: at least one context, each with at least one transfer syntax; MS-RPCE
@@ -555,19 +569,10 @@ class ServerAssociation(Receiver[_Partial]):
         if refusal is not None:
             self._refuse(refusal.kind, cid, refusal.text)
             return
-        wrong = self._context_list_fault(pdu.contexts, bind=False)
-        if wrong:
-            self._refuse(Violation.ALTER_BAD_CONTEXT_LIST, cid, wrong)
+        negotiated = self._contexts(pdu, Violation.ALTER_BAD_CONTEXT_LIST, Violation.CONTEXT_CHANGED)
+        if negotiated is None:
             return
-        negotiated = self._negotiate(pdu.contexts, bind=False)
-        if isinstance(negotiated, str):
-            self._refuse(Violation.CONTEXT_CHANGED, cid, negotiated)
-            return
-        results, accepted, rejected, created = negotiated
-        flags = PFC.FIRST_FRAG | PFC.LAST_FRAG
-        if pdu.flags & PFC.CONC_MPX and created:
-            self.multiplexed = True
-            flags |= PFC.CONC_MPX
+        results, accepted, rejected, flags = negotiated
         if not ok:
             offered = pdu.auth.auth_type if pdu.auth is not None else 0
             if offered != state.auth_type:
