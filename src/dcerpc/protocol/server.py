@@ -157,8 +157,8 @@ class ServerAssociation(Receiver[_Partial]):
         self._orphaned: set[int] = set()
         self._little = True  # byte order of the fragment being handled
         self._raw = b""  # the fragment being handled, as received (signatures cover it)
-        self._header = Header(0, 0, b"\x10\0\0\0", 0, 0, 0)
-        self._stub_start = 0
+        self._header = Header(0, 0, b"\x10\0\0\0", 0, 0, 0)  # and its header
+        self._body_end = 0  # and where its body ends (its sec_trailer starts)
         # Counters (pdus_in, pdus_out, calls_in); a server passes one mapping for all its connections.
         self.stats: MutableMapping[str, int] = stats if stats is not None else new_stats()
 
