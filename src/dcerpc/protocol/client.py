@@ -82,6 +82,26 @@ class _Reply(Partial):
 class ClientAssociation(Receiver[_Reply]):
     """One connection's association, client role."""
 
+    __slots__ = (
+        "_auth_call",
+        "_auth_origin",
+        "_body_end",
+        "_bound_event",
+        "_events",
+        "_next_call",
+        "_proposed",
+        "_raw",
+        "_trailer_sent",
+        "assoc_group_id",
+        "auth",
+        "contexts",
+        "max_recv_frag",
+        "max_xmit_frag",
+        "multiplexed",
+        "outbox",
+        "pending",
+        "state",
+    )
     _DIRECT_START = _RESPONSE_V5  # the fragments the direct path takes (framing.Receiver)
 
     def __init__(self, limits: Limits | None = None, auth: AuthState | None = None) -> None:

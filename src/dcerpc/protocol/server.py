@@ -119,6 +119,31 @@ class ServerAssociation(Receiver[_Partial]):
         inbox: where reads go (a new one if not given).
     """
 
+    __slots__ = (
+        "_abstract",
+        "_body_end",
+        "_call_auth",
+        "_events",
+        "_groups",
+        "_header",
+        "_header_sign",
+        "_little",
+        "_match",
+        "_orphaned",
+        "_raw",
+        "_sec_addr",
+        "auth",
+        "contexts",
+        "group",
+        "max_recv_frag",
+        "max_xmit_frag",
+        "multiplexed",
+        "outbox",
+        "outstanding",
+        "security",
+        "state",
+        "stats",
+    )
     _DIRECT_START = _REQUEST_V5  # the fragments the direct path takes (framing.Receiver)
     _DIRECT_NOT_FLAGS = PFC.OBJECT_UUID
 
