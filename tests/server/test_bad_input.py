@@ -361,11 +361,13 @@ def test_unknown_opnum_and_bad_stub_fault_without_closing(server: ServerThread) 
     raw.send(Request(call_id=2, opnum=77, stub=b""))
     answer = raw.recv()
     assert isinstance(answer, Fault) and answer.status == const.NCA_S_OP_RNG_ERROR
+    assert answer.flags & PFC.DID_NOT_EXECUTE  # only a missing operation is marked so (as Windows)
     raw.send(
         Request(call_id=3, opnum=1, stub=struct.pack("<II", 1000, 1000))
     )  # EchoData claiming 1000 octets
     answer = raw.recv()
     assert isinstance(answer, Fault) and answer.status == const.RPC_X_BAD_STUB_DATA
+    assert not answer.flags & PFC.DID_NOT_EXECUTE
     raw.send(Request(call_id=4, opnum=0, stub=add_one(41)))
     answer = raw.recv()
     assert isinstance(answer, Response) and answer.stub == struct.pack("<I", 42)

@@ -14,13 +14,15 @@ its own, answered; and the fault each failure gets.
                (asyncio.to_thread), awaited by the task
     answer     the result encoded as the response stub; or a fault
 
-Every failure has its fault:
+Every failure has its fault. As Windows answers (observed; Samba's server does the same), only an
+operation that does not exist is marked PFC_DID_NOT_EXECUTE at this level; the association's own
+refusals carry it as rules.ANSWERS says (docs/protocol-behaviours.md):
 
     interface not served                  nca_s_unk_if (did not execute)
     unknown opnum                         nca_s_op_rng_error (did not execute)
-    auth level below the required one     rpc_s_access_denied (did not execute, stub unread)
-    stub does not decode                  rpc_x_bad_stub_data (did not execute)
-    a context handle of another group     nca_s_fault_context_mismatch (did not execute)
+    auth level below the required one     rpc_s_access_denied (stub unread)
+    stub does not decode                  rpc_x_bad_stub_data
+    a context handle of another group     nca_s_fault_context_mismatch
     the implementation raises FaultError  its status
     operation not implemented             nca_s_op_rng_error
     any other exception                   nca_s_fault_unspec (logged with the traceback)
@@ -230,19 +232,19 @@ class Dispatcher:
                 ev.auth_level,
                 target.level,
             )
-            self._fault(ev, const.RPC_S_ACCESS_DENIED, did_not_execute=True)
+            self._fault(ev, const.RPC_S_ACCESS_DENIED)
             return
         decode = target.decode_le if ev.little_endian else target.decode_be
         try:
             args = decode(ev.stub, 0, target.shared_context or DecodeContext(host.limits.ndr))[0]
         except NdrError as e:
             log.info("bad stub from %s for %s opnum %d: %s", self.proto.peer, ev.interface, ev.opnum, e)
-            self._fault(ev, const.RPC_X_BAD_STUB_DATA, did_not_execute=True)
+            self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
         if target.handle_params:
             assert self.assoc.group is not None
             if foreign_handle(target, args, self.assoc.group):
-                self._fault(ev, const.NCA_S_FAULT_CONTEXT_MISMATCH, did_not_execute=True)
+                self._fault(ev, const.NCA_S_FAULT_CONTEXT_MISMATCH)
                 return
         self._unstarted += 1
         # One Task per call, in a copy of the current context (the task's own: no other copy).
