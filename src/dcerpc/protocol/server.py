@@ -8,8 +8,9 @@ closes. Nothing here reads a clock or a socket.
 The rules (which PDU each state takes, what each broken rule is answered with) are data in
 rules.py, shared with the client role where they are the same; the security contexts' bookkeeping
 is server_auth.py's, bind / alter_context / auth3 negotiation.py's. This module applies the rest:
-the request fragments of each call and their verifiers, and the fast paths of the common case, which consult
-the same rules (``_may_start``, ``header_ok``'s conditions) rather than restating them.
+the request fragments of each call and their verifiers, and the fast paths of the common case,
+which consult the same rules (``_may_start``, ``header_ok``'s conditions) rather than restating
+them.
 """
 
 from __future__ import annotations
