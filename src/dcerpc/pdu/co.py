@@ -389,14 +389,19 @@ def _read_bind(data: bytes, h: Header, little: bool, end: int, auth: AuthVerifie
 
 
 # Context and result lists seen, by their octets: clients send the same few binds again and again,
-# and the answers repeat as well. Bounded, so made-up lists cannot grow memory: when full, the
-# cache starts over.
+# and the answers repeat as well. Bounded in entries and in octets, so made-up lists cannot grow
+# memory (a client sending a thousand alter_contexts of 61 KB of random syntaxes once left ~940 MiB
+# behind when only entries were counted): only lists of at most _LIST_MOST octets are kept (real
+# binds offer a few contexts: about 50-200 octets), and when the cache is full it starts over.
 _LISTS_MAX = 1024
+_LIST_MOST = 1024  # octets of one list worth keeping; 1024 of them hold at most 1 MiB of keys
 _context_lists: dict[tuple[bytes, bool], tuple[ContextElement, ...]] = {}
 _result_lists: dict[tuple[bytes, bool], tuple[ContextResultItem, ...]] = {}
 
 
 def _remember(cache: dict[tuple[bytes, bool], Any], key: tuple[bytes, bool], value: Any) -> None:
+    if len(key[0]) > _LIST_MOST:
+        return
     if len(cache) >= _LISTS_MAX:
         cache.clear()
     cache[key] = value
