@@ -59,12 +59,14 @@ from ..protocol.groups import Group
 from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation
 from .context import CallContext, _current
+from .ratelimit import LogLimiter
 
 _Task = asyncio.Task  # once per call: a global rather than a module attribute
 
 __all__ = ["Dispatcher", "Host", "Target", "foreign_handle", "status_of"]
 
 log = logging.getLogger("dcerpc.server")
+_limited = LogLimiter(log)  # lines a peer can make: a flood of them is not a flood of lines
 
 
 class Target:
@@ -181,7 +183,7 @@ class Dispatcher:
         self.host.release(self)
 
     def _idle(self) -> None:
-        log.info("closing idle connection from %s", self.proto.peer)
+        _limited.info("idle", "closing idle connection from %s", self.proto.peer)
 
     # events ---------------------------------------------------------------------------------------
 
@@ -199,7 +201,7 @@ class Dispatcher:
             elif isinstance(ev, ProtocolViolation):
                 self.host.record_violation(self.proto.peer, ev)
             elif isinstance(ev, Closing):
-                log.info("closing connection from %s: %s", self.proto.peer, ev.reason)
+                _limited.info("closing", "closing connection from %s: %s", self.proto.peer, ev.reason)
                 self.proto.close_gracefully()
 
     # calls ----------------------------------------------------------------------------------------
@@ -224,7 +226,8 @@ class Dispatcher:
             return
         if ev.auth_level < target.level:
             # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread
-            log.warning(
+            _limited.warning(
+                "auth_level",
                 "refused %s opnum %d from %s: auth level %d, %d required",
                 ev.interface,
                 ev.opnum,
@@ -238,7 +241,9 @@ class Dispatcher:
         try:
             args = decode(ev.stub, 0, target.shared_context or DecodeContext(host.limits.ndr))[0]
         except NdrError as e:
-            log.info("bad stub from %s for %s opnum %d: %s", self.proto.peer, ev.interface, ev.opnum, e)
+            _limited.info(
+                "bad_stub", "bad stub from %s for %s opnum %d: %s", self.proto.peer, ev.interface, ev.opnum, e
+            )
             self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
         if target.handle_params:

@@ -28,11 +28,13 @@ from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation, new_stats
 from .dispatch import Dispatcher, Target
+from .ratelimit import LogLimiter
 from .registry import Registry
 
 __all__ = ["Server"]
 
 log = logging.getLogger("dcerpc.server")
+_limited = LogLimiter(log)  # lines a peer can make: a flood of them is not a flood of lines
 
 _MAX_TARGETS = 4096  # resolved operations kept (every opnum 0..65535 of every interface could be asked)
 
@@ -194,7 +196,12 @@ class Server:
         """Take a new connection (its protocol calls this once connected): give it an association
         and a dispatcher. False: refused, over the ``max_connections`` limit."""
         if len(self._connections) >= self.limits.max_connections:
-            log.warning("refusing %s: %d connections is the limit", proto.peer, self.limits.max_connections)
+            _limited.warning(
+                "connection_limit",
+                "refusing %s: %d connections is the limit",
+                proto.peer,
+                self.limits.max_connections,
+            )
             return False
         local = proto.local
         port = local[1] if isinstance(local, tuple) else None
@@ -216,7 +223,8 @@ class Server:
 
     def record_violation(self, peer: Any, event: ProtocolViolation) -> None:
         """Count a protocol violation by its kind and log it (the kind, then the reason's words)."""
-        self.violations[event.kind.value] += 1
-        log.warning(
-            "protocol violation %s from %s (call %d): %s", event.kind.value, peer, event.call_id, event.reason
+        kind = event.kind.value
+        self.violations[kind] += 1
+        _limited.warning(
+            kind, "protocol violation %s from %s (call %d): %s", kind, peer, event.call_id, event.reason
         )
