@@ -233,3 +233,36 @@ def test_tshark_decrypts_a_sealed_session(auth_server: ServerThread, tmp_path: P
         line[6:54].replace(" ", "") for line in out.splitlines() if len(line) > 6 and line[4:6] == "  "
     )
     assert marker.encode("utf-16-le").hex() in dump, out[:3000]  # TestCall's [string] wchar_t
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    ("level", "refusal"),
+    [(2, None), (5, "00000721"), (6, "rpc_s_access_denied")],  # connect, integrity (sec_pkg_error), privacy
+)
+def test_impacket_anonymous_ntlm(auth_server: ServerThread, level: int, refusal: str | None) -> None:
+    """impacket's anonymous NTLM (rpcmap's default, at privacy): the logon completes for nobody and
+    serves auth level connect; its signatures do not verify (there is no key), and at privacy the
+    auth3 is refused, so the first request is access denied (as Samba's server answers it)."""
+    pytest.importorskip("impacket", reason="impacket is a dev dependency")
+    from impacket.dcerpc.v5 import rpcrt, transport
+    from impacket.dcerpc.v5.rpcrt import DCERPCException
+    from impacket.uuid import uuidtup_to_bin
+
+    rpc = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{auth_server.port}]")
+    rpc.set_credentials("", "", "")
+    dce = rpc.get_dce_rpc()
+    dce.set_auth_type(rpcrt.RPC_C_AUTHN_WINNT)
+    dce.set_auth_level(level)
+    dce.connect()
+    try:
+        dce.bind(uuidtup_to_bin(("60a15ec5-4de8-11d7-a637-005056a20182", "1.0")))
+        if refusal is None:
+            dce.call(0, struct.pack("<I", 41))
+            assert dce.recv() == struct.pack("<I", 42)
+        else:
+            with pytest.raises(DCERPCException, match=refusal):
+                dce.call(0, struct.pack("<I", 41))
+                dce.recv()
+    finally:
+        dce.disconnect()

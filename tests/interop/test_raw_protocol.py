@@ -33,22 +33,6 @@ KNOWN_FAILURES = {
     "test_no_auth_presentation_ctx_invalid4": "NDR64 not negotiated",
     "test_spnego_change_transfer": "NDR64 not negotiated",
     "test_spnego_change_auth_type2": "NDR64 not negotiated",
-    # anonymous NTLM (an AUTHENTICATE with no user and no NT response): pyspnego's server refuses it
-    "test_ntlmssp_auth_pad_ok": "anonymous NTLM",
-    "test_spnego_auth_pad_ok": "anonymous NTLM",
-    "test_spnego_connect_integrity_upgrade": "anonymous NTLM",
-    "test_spnego_connect_packet_upgrade": "anonymous NTLM",
-    "test_spnego_connect_reauth_alter": "anonymous NTLM",
-    "test_spnego_connect_reauth_auth3": "anonymous NTLM",
-    "test_spnego_integrity_downgrade_connect": "anonymous NTLM",
-    "test_spnego_packet_downgrade_connect": "anonymous NTLM",
-    # SPNEGO over NTLM where the client's NTLM negotiated less than the RPC auth level: Windows
-    # sends no mechListMIC without signing, and refuses a level the NTLM flags cannot give
-    "test_spnego_connect_bind_none": "SPNEGO mechListMIC without NTLM signing",
-    "test_spnego_packet_bind_none": "SPNEGO mechListMIC without NTLM signing",
-    "test_spnego_integrity_bind_none": "SPNEGO mechListMIC without NTLM signing",
-    "test_spnego_privacy_bind_none": "auth level above what the NTLM flags give",
-    "test_spnego_privacy_bind_sign": "auth level above what the NTLM flags give",
 }
 
 

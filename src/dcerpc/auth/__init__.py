@@ -1,6 +1,6 @@
 """Security: the provider seam (``base``) and NTLM, Kerberos and SPNEGO through pyspnego (``mechs``)."""
 
-from .base import AuthError, ClientCredentials, SecurityContext, SecurityProvider
+from .base import AuthError, ClientCredentials, Protection, SecurityContext, SecurityProvider
 from .mechs import NTLM, Kerberos, KerberosProvider, Negotiate, NegotiateProvider, NtlmProvider
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Negotiate",
     "NegotiateProvider",
     "NtlmProvider",
+    "Protection",
     "SecurityContext",
     "SecurityProvider",
 ]

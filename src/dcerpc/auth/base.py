@@ -13,21 +13,33 @@ Providers know nothing of PDUs, and the associations know nothing of NTLM or Ker
 from __future__ import annotations
 
 import abc
+import enum
 
 from .._errors import RpcError
 
-__all__ = ["AuthError", "ClientCredentials", "SecurityContext", "SecurityProvider"]
+__all__ = ["AuthError", "ClientCredentials", "Protection", "SecurityContext", "SecurityProvider"]
 
 
 class AuthError(RpcError):
     """Authentication failed, or a signature did not verify."""
 
 
+class Protection(enum.Flag):
+    """What a complete security context can do to messages (the mechanism's negotiated flags)."""
+
+    NONE = 0
+    INTEGRITY = enum.auto()  # sign and verify (NTLM's NEGOTIATE_SIGN, GSS_C_INTEG_FLAG)
+    CONFIDENTIALITY = enum.auto()  # seal and unseal (NTLM's NEGOTIATE_SEAL, GSS_C_CONF_FLAG)
+
+
 class SecurityContext(abc.ABC):
     """One security context (one auth_context_id on one association)."""
 
     auth_type: int
-    principal: str | None = None  # who the peer proved to be, once complete
+    # who the peer proved to be, once complete; None for an anonymous peer (it proved nothing)
+    principal: str | None = None
+    # the peer authenticated as nobody (anonymous NTLM, MS-NLMP 3.2.5.1.2): principal stays None
+    anonymous: bool = False
     # How a client sends the last leg when the handshake completes on its side with a token still
     # to deliver: "auth3" (NTLM, and Samba's Kerberos) or "alter_context" (MS-RPCE 3.3.1.5.2.1).
     third_leg: str = "auth3"
@@ -36,6 +48,14 @@ class SecurityContext(abc.ABC):
     @abc.abstractmethod
     def complete(self) -> bool:
         """True once the handshake is done and messages can be protected."""
+
+    @property
+    def protections(self) -> Protection:
+        """What the complete context can give: an RPC auth level beyond it cannot be served.
+
+        Contexts that do not say are taken to give both.
+        """
+        return Protection.INTEGRITY | Protection.CONFIDENTIALITY
 
     @property
     def signs_whole_pdu(self) -> bool:

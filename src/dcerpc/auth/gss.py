@@ -20,8 +20,15 @@ acceptor, a client without explicit credentials) makes them inside a
 :class:`~.ntlm_users.UsersFileGuard`: one process-wide lock with the variable set to that context's
 file, so several servers in one process, and clients beside them, each see their own. An acceptor
 with a users file also passes the client's tokens through a :class:`~.ntlm_v2.ResponseNormaliser`,
-so NTLMv2 responses from Samba and impacket verify. Only public pyspnego API is used (docs/pyspnego.md
+so NTLMv2 responses from Samba and impacket verify, and an NTLM or SPNEGO acceptor's tokens through
+:class:`~.acceptor.AcceptorAnswers`, which answers the anonymous logon and the SPNEGO exchanges
+pyspnego answers otherwise than Windows and Samba. Only public pyspnego API is used (docs/pyspnego.md
 says where it falls short).
+
+A complete context knows what it negotiated (:attr:`GssContext.protections`, read from pyspnego's
+``context_attr``): it signs and verifies only with integrity, seals only with confidentiality, so a
+request at auth level integrity on an NTLM context that negotiated no signing fails its signature
+(rather than matching NTLM's constant null signature).
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ import spnego.exceptions
 import spnego.iov
 from spnego import ContextProxy, ContextReq
 
-from .base import AuthError, SecurityContext
+from .acceptor import AcceptorAnswers
+from .base import AuthError, Protection, SecurityContext
 from .ntlm_users import AS_IS, UsersFile, UsersFileGuard
 from .ntlm_v2 import ResponseNormaliser
 
@@ -72,6 +80,7 @@ class GssContext(SecurityContext):
         reads_users: Literal["acceptor", "client"] | None = None,
         users: UsersFile | None = None,
         third_leg: str = "auth3",
+        answers: AcceptorAnswers | None = None,
     ) -> None:
         """Args:
         make: a callable returning the pyspnego context (called inside the guard, if any).
@@ -80,6 +89,7 @@ class GssContext(SecurityContext):
             see ``users`` (or no file at all), a "client"'s the process's own value.
         users: the NTLM users of an acceptor.
         third_leg: how a client delivers a last token ("auth3" or "alter_context").
+        answers: an NTLM or SPNEGO acceptor's answers where they differ from pyspnego's.
         """
         self.auth_type = auth_type
         self.third_leg = third_leg
@@ -94,11 +104,24 @@ class GssContext(SecurityContext):
         except Exception as e:  # pyspnego's errors, and krb5's when a ticket cannot be had
             raise AuthError(f"cannot start {auth_type_name(auth_type)}: {_reason(e)}") from e
         self._normaliser = ResponseNormaliser(users) if users is not None else None
+        self._answers = answers
         self._sizes: dict[bool, int] = {}
+        self._done = False  # complete (pyspnego's context, or our own answer to the last leg)
+        self._integrity = False  # what the complete context negotiated
+        self._confidentiality = False
 
     @property
     def complete(self) -> bool:
-        return bool(self._ctx.complete)
+        return self._done
+
+    @property
+    def protections(self) -> Protection:
+        out = Protection.NONE
+        if self._integrity:
+            out |= Protection.INTEGRITY
+        if self._confidentiality:
+            out |= Protection.CONFIDENTIALITY
+        return out
 
     @property
     def negotiated(self) -> str:
@@ -110,9 +133,20 @@ class GssContext(SecurityContext):
         return self.negotiated == "ntlm"
 
     def step(self, token: bytes | None) -> bytes | None:
+        if self._done:
+            raise AuthError(f"the {auth_type_name(self.auth_type)} handshake is already complete")
+        answers = self._answers
+        if answers is not None and token and answers.anonymous(token):
+            # pyspnego refuses the anonymous logon; Windows and Samba accept it (acceptor.py)
+            out = answers.answer()
+            self.anonymous = True
+            self._finish()
+            return out
         normaliser = self._normaliser
         if normaliser is not None:
             token = normaliser.inbound(token)
+        if answers is not None:
+            answers.inbound(token)
         try:
             with self._guard:
                 out = self._ctx.step(token)
@@ -122,11 +156,21 @@ class GssContext(SecurityContext):
             raise AuthError(f"malformed {auth_type_name(self.auth_type)} token: {e!r}") from e
         if normaliser is not None:
             normaliser.outbound(out)
-        if self._ctx.complete:
-            self._normaliser = None  # the handshake's messages are no longer needed
-            if self.principal is None and self._ctx.usage == "accept":
+        if answers is not None:
+            out = answers.outbound(out, bool(self._ctx.context_attr & ContextReq.integrity))
+        if self._ctx.complete or (answers is not None and answers.completed):
+            if self._ctx.usage == "accept":
                 self.principal = self._ctx.client_principal
+            attr = self._ctx.context_attr
+            self._integrity = bool(attr & ContextReq.integrity)
+            self._confidentiality = bool(attr & ContextReq.confidentiality)
+            self._finish()
         return out or None
+
+    def _finish(self) -> None:
+        self._done = True
+        self._normaliser = None  # the handshake's messages are no longer needed
+        self._answers = None
 
     def signature_size(self, seal: bool = False) -> int:
         if self.negotiated == "ntlm":
@@ -139,18 +183,24 @@ class GssContext(SecurityContext):
         return cached
 
     def sign(self, data: bytes) -> bytes:
+        if not self._integrity:
+            raise AuthError("cannot sign: the security context negotiated no integrity")
         try:
             return bytes(self._ctx.sign(data))
         except spnego.exceptions.SpnegoError as e:
             raise AuthError(f"cannot sign: {_reason(e)}") from e
 
     def verify(self, data: bytes, signature: bytes) -> None:
+        if not self._integrity:
+            raise AuthError("signature does not verify: the security context negotiated no integrity")
         try:
             self._ctx.verify(data, signature)
         except spnego.exceptions.SpnegoError as e:
             raise AuthError(f"signature does not verify: {_reason(e)}") from e
 
     def seal(self, prefix: bytes, plain: bytes, suffix: bytes) -> tuple[bytes, bytes]:
+        if not self._confidentiality:
+            raise AuthError("cannot seal: the security context negotiated no confidentiality")
         bt = spnego.iov.BufferType
         iov = [
             spnego.iov.IOVBuffer(bt.sign_only, prefix),
@@ -165,6 +215,8 @@ class GssContext(SecurityContext):
         return bytes(res[1].data or b""), bytes(res[3].data or b"")
 
     def unseal(self, prefix: bytes, cipher: bytes, suffix: bytes, signature: bytes) -> bytes:
+        if not self._confidentiality:
+            raise AuthError("sealed PDU does not verify: the security context negotiated no confidentiality")
         bt = spnego.iov.BufferType
         iov = [
             spnego.iov.IOVBuffer(bt.sign_only, prefix),

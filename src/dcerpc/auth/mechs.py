@@ -20,6 +20,7 @@ from typing import Any
 
 import spnego
 
+from .acceptor import AcceptorAnswers
 from .base import ClientCredentials as _Credentials
 from .base import SecurityContext, SecurityProvider
 from .gss import GssContext, context_flags
@@ -133,10 +134,12 @@ class Kerberos(_Credentials):
 
 
 class NtlmProvider(SecurityProvider):
-    """Accepts NTLM (auth type 10) for the users in a file.
+    """Accepts NTLM (auth type 10) for the users in a file, and the anonymous logon.
 
     The file has lines ``DOMAIN:USER:PASSWORD`` (or smbpasswd lines with hashes), as pyspnego's
-    NTLM acceptor reads them.
+    NTLM acceptor reads them. An anonymous logon (no user, no response: MS-NLMP 3.2.5.1.2) is
+    accepted as Windows and Samba accept it: the context's principal is None, ``anonymous`` is
+    True, and it can neither sign nor seal (so it serves auth level connect; see acceptor.py).
     """
 
     auth_type = AUTH_NTLM
@@ -149,7 +152,11 @@ class NtlmProvider(SecurityProvider):
 
     def server_context(self) -> SecurityContext:
         return GssContext(
-            lambda: spnego.server(protocol="ntlm"), AUTH_NTLM, reads_users="acceptor", users=self._users
+            lambda: spnego.server(protocol="ntlm"),
+            AUTH_NTLM,
+            reads_users="acceptor",
+            users=self._users,
+            answers=AcceptorAnswers(spnego=False),
         )
 
 
@@ -178,7 +185,8 @@ class KerberosProvider(SecurityProvider):
 
 
 class NegotiateProvider(SecurityProvider):
-    """Accepts SPNEGO (auth type 9) carrying NTLM (users file) and, with a keytab, Kerberos."""
+    """Accepts SPNEGO (auth type 9) carrying NTLM (users file, and the anonymous logon as
+    :class:`NtlmProvider` does) and, with a keytab, Kerberos."""
 
     auth_type = AUTH_SPNEGO
 
@@ -195,4 +203,5 @@ class NegotiateProvider(SecurityProvider):
             reads_users="acceptor",  # NTLM inside SPNEGO: this provider's users, or none at all
             users=self._users,
             third_leg="alter_context",
+            answers=AcceptorAnswers(spnego=True),
         )

@@ -132,6 +132,8 @@ class Negotiation(Receiver[P]):
             state.finished = True
         else:
             token, failed = sec.step(state, pdu.auth.value)
+            if failed is None and state.finished:
+                failed = sec.level_shortfall(state)
             if failed is not None:
                 state.invalid = True
                 self._refuse(Violation.AUTH_REFUSED, cid, f"authentication refused: {failed}")
@@ -254,6 +256,11 @@ class Negotiation(Receiver[P]):
                 # a refused token (wrong password, unknown user) is access denied, as Samba 4.18+
                 # and Windows answer it (4.17 said sec_pkg_error)
                 self._refuse(Violation.ALTER_AUTH_REFUSED, cid, f"authentication refused: {failed}")
+                return
+            short = sec.level_shortfall(state) if state.finished else None
+            if short is not None:
+                state.invalid = True
+                self._refuse(Violation.ALTER_LEVEL_UNAVAILABLE, cid, short)
                 return
             out_auth = self._answer_verifier(state, token)
         assert self.group is not None
@@ -392,6 +399,8 @@ class Negotiation(Receiver[P]):
             self._refuse(Violation.AUTH3_REFUSED, cid, "auth3 names another security context")
             return
         token, failed = self.security.step(state, verifier.value)
+        if failed is None and state.finished:
+            failed = self.security.level_shortfall(state)
         if failed is not None or not state.finished or token:
             # auth3 has no answer: the failure shows on the next request (access denied)
             state.invalid = True

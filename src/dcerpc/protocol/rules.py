@@ -131,6 +131,7 @@ class Violation(enum.Enum):
     ALTER_BAD_CONTEXT_LIST = "alter_bad_context_list"
     ALTER_AUTH_REFUSED = "alter_auth_refused"  # a token refused, or a finished context continued
     ALTER_AUTH_CHANGED = "alter_auth_changed"  # auth type differs from the context's
+    ALTER_LEVEL_UNAVAILABLE = "alter_level_unavailable"  # the finished context cannot give the level
     ALTER_BAD_AUTH_TRAILER = "alter_bad_auth_trailer"
     # auth3
     AUTH3_OUT_OF_STATE = "auth3_out_of_state"  # no handshake in progress, or one already finished
@@ -200,6 +201,7 @@ ANSWERS: Final[dict[Violation, Answer]] = {
     _V.ALTER_BAD_CONTEXT_LIST: Answer(status=_PROTO, did_not_execute=True),
     _V.ALTER_AUTH_REFUSED: Answer(status=_DENIED, did_not_execute=True),
     _V.ALTER_AUTH_CHANGED: Answer(status=_SEC_PKG, did_not_execute=True),
+    _V.ALTER_LEVEL_UNAVAILABLE: Answer(status=_SEC_PKG, did_not_execute=True),
     _V.ALTER_BAD_AUTH_TRAILER: Answer(status=_PROTO, did_not_execute=True),
     _V.AUTH3_OUT_OF_STATE: Answer(status=_PROTO, did_not_execute=True),
     _V.AUTH3_BAD_TRAILER: Answer(status=const.NCA_S_FAULT_REMOTE_NO_MEMORY, did_not_execute=True),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..auth.base import AuthError, SecurityProvider
+from ..auth.base import AuthError, Protection, SecurityProvider
 from ..pdu.co import AuthVerifier
 from ..pdu.constants import AuthLevel
 from .rules import KNOWN_AUTH_TYPES, MAX_AUTH_CONTEXTS, Violation
@@ -137,3 +137,21 @@ class SecurityContexts:
         if state.context.complete:
             state.finished = True
         return out, None
+
+    @staticmethod
+    def level_shortfall(state: AuthState) -> str | None:
+        """Why a finished context cannot serve its auth level (None: it can).
+
+        Privacy needs a context that negotiated confidentiality and integrity (an NTLM without
+        NEGOTIATE_SEAL, or an anonymous logon, is refused when its handshake completes: observed
+        Windows behaviour, and Samba's, whose gensec server requires SEAL and SIGN at privacy).
+        Packet and integrity are not checked here: a context that cannot sign fails the first
+        request's signature instead (observed Windows behaviour; Samba's server wants SIGN only as a
+        client).
+        """
+        if state.auth_level < AuthLevel.PRIVACY:
+            return None
+        need = Protection.INTEGRITY | Protection.CONFIDENTIALITY
+        if need & state.context.protections == need:
+            return None
+        return "auth level privacy, but the security context negotiated no sealing"
