@@ -266,3 +266,33 @@ def test_impacket_anonymous_ntlm(auth_server: ServerThread, level: int, refusal:
                 dce.recv()
     finally:
         dce.disconnect()
+
+
+def test_anonymous_ntlm_does_not_meet_a_required_level(users_file: Path) -> None:
+    """A required level (here connect) requires somebody: impacket's anonymous NTLM completes its
+    logon but its call is access denied, while alice at the same level is served."""
+    pytest.importorskip("impacket", reason="impacket is a dev dependency")
+    from impacket.dcerpc.v5 import rpcrt, transport
+    from impacket.dcerpc.v5.rpcrt import DCERPCException
+    from impacket.uuid import uuidtup_to_bin
+
+    with ServerThread(EchoServer(), security=[NtlmProvider(users_file)]) as srv:
+        srv.server.require_auth(Echo, 2)  # connect
+
+        def add_one(user: str, password: str, domain: str) -> bytes:
+            rpc = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]")
+            rpc.set_credentials(user, password, domain)
+            dce = rpc.get_dce_rpc()
+            dce.set_auth_type(rpcrt.RPC_C_AUTHN_WINNT)
+            dce.set_auth_level(rpcrt.RPC_C_AUTHN_LEVEL_CONNECT)
+            dce.connect()
+            try:
+                dce.bind(uuidtup_to_bin(("60a15ec5-4de8-11d7-a637-005056a20182", "1.0")))
+                dce.call(0, struct.pack("<I", 41))
+                return dce.recv()  # type: ignore[no-any-return]
+            finally:
+                dce.disconnect()
+
+        assert add_one(USER, PASSWORD, DOMAIN) == struct.pack("<I", 42)
+        with pytest.raises(DCERPCException, match="access_denied"):
+            add_one("", "", "")

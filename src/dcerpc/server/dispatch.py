@@ -20,7 +20,8 @@ refusals carry it as rules.ANSWERS says (docs/protocol-behaviours.md):
 
     interface not served                  nca_s_unk_if (did not execute)
     unknown opnum                         nca_s_op_rng_error (did not execute)
-    auth level below the required one     rpc_s_access_denied (stub unread)
+    auth level below the required one     rpc_s_access_denied (stub unread); a required level
+                                          also requires a principal (anonymous NTLM has none)
     stub does not decode                  rpc_x_bad_stub_data
     a context handle of another group     nca_s_fault_context_mismatch
     the implementation raises FaultError  its status
@@ -224,15 +225,19 @@ class Dispatcher:
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
             return
-        if ev.auth_level < target.level:
-            # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread
+        if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
+            # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
+            # required level also requires somebody: an anonymous (null-session) context reaches
+            # connect level but proves no principal, and serves only interfaces that require no
+            # level (Windows lets null sessions through RPC_IF_ALLOW_SECURE_ONLY; we do not)
             _limited.warning(
                 "auth_level",
-                "refused %s opnum %d from %s: auth level %d, %d required",
+                "refused %s opnum %d from %s: auth level %d%s, %d required",
                 ev.interface,
                 ev.opnum,
                 self.proto.peer,
                 ev.auth_level,
+                "" if ev.principal is not None else " (no principal)",
                 target.level,
             )
             self._fault(ev, const.RPC_S_ACCESS_DENIED)
