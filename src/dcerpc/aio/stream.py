@@ -12,6 +12,8 @@ decides everything; this class only moves its octets, as asyncio's BufferedProto
     pause_writing()          stop making fragments (and, as a server, stop reading new requests)
     resume_writing()         go on
     close_gracefully()       our last octets, then FIN, then discard input for a moment
+    set_deadlines()          bind, whole-PDU and idle deadlines (deadlines.py: one timer looks at
+                             ``received`` and the inbox when it fires; a read only counts octets)
 
 The owner attaches itself with :meth:`attach` (an association, what to call on events, what to call
 when the connection is lost). Everything that knows what a PDU or a call is lives in the owner.
@@ -25,6 +27,7 @@ from typing import Protocol, cast
 
 from ..protocol.framing import Inbox
 from ..protocol.outbox import FLUSH_BUDGET, Outbox
+from .deadlines import Deadlines
 
 __all__ = ["Association", "StreamProtocol"]
 
@@ -70,11 +73,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._paused = False  # the transport's buffer is full: make no more fragments yet
         self._more = False  # a flush is scheduled for the next turn of the loop
         self._draining = False  # closing: whatever still arrives is discarded
-        self._idle: asyncio.TimerHandle | None = None
-        self._idle_timeout = 0.0
-        self._busy: Callable[[], bool] = _never
-        self._on_idle: Callable[[], None] = _nothing
-        self.last_active = 0.0
+        self.received = 0  # octets read so far (what the deadlines look at, when their timer fires)
+        self.deadlines: Deadlines | None = None
         # A transport takes get_buffer from its protocol once (uvloop) or per read (asyncio): bound
         # to the inbox's own, each read costs a Python call fewer. Until an association is
         # attached, and once draining, buffer_updated ignores what lands there.
@@ -105,6 +105,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         assoc = self.assoc
         if assoc is None or self._draining:
             return
+        self.received += nbytes
         assoc.buffer_updated(nbytes)
         self.reading = True
         try:
@@ -113,13 +114,11 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self.reading = False
         if assoc.outbox:
             self.flush()
-        if self._idle is not None:  # the idle timer compares this with the time it fires
-            self.last_active = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        if self.deadlines is not None:
+            self.deadlines.cancel()
+            self.deadlines = None
         if self.assoc is not None:
             self.assoc.connection_lost()
         self.on_lost(exc)
@@ -200,37 +199,38 @@ class StreamProtocol(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # idleness -------------------------------------------------------------------------------------
+    # deadlines ------------------------------------------------------------------------------------
 
-    def close_when_idle(
-        self, timeout: float, busy: Callable[[], bool], on_idle: Callable[[], None] = _nothing
+    @property
+    def stopped_reading(self) -> bool:
+        """Reads are paused (backpressure) or the connection is closing: octets that do not arrive
+        now are not the peer's doing."""
+        t = self.transport
+        if t is None or t.is_closing() or self._draining:
+            return True
+        return self._paused and self.pause_reading_when_full
+
+    def set_deadlines(
+        self,
+        *,
+        bind: float,
+        pdu: float,
+        idle: float,
+        unbound: Callable[[], bool],
+        busy: Callable[[], bool],
+        on_expired: Callable[[str], None],
     ) -> None:
-        """Close the connection after ``timeout`` seconds without a read while ``busy()`` is false
-        (0: never), calling ``on_idle`` first. One timer per connection checks the time of the last
-        read when it fires (re-arming a timer on every read would cost more than the reads)."""
-        self._idle_timeout = timeout
-        self._busy = busy
-        self._on_idle = on_idle
-        if timeout > 0 and self._idle is None and self.loop is not None:
-            self.last_active = self.loop.time()
-            self._idle = self.loop.call_later(timeout, self._idle_expired)
-
-    def _idle_expired(self) -> None:
-        loop = self.loop
-        timeout = self._idle_timeout
-        remaining = self.last_active + timeout - loop.time()
-        busy = self._busy()
-        if busy or remaining > 0:  # work in progress is not idleness
-            self._idle = loop.call_later(max(remaining, timeout if busy else 0.0), self._idle_expired)
-            return
-        self._idle = None
-        self._on_idle()
-        self.close()
+        """Close the connection when a deadline passes (``deadlines.Deadlines``; 0 turns one off):
+        ``unbound()`` still true ``bind`` seconds from now, a fragment partly received for ``pdu``
+        seconds, ``idle`` seconds without a whole PDU while ``busy()`` is false. ``on_expired``
+        hears which one first. Reads pay an addition for it, nothing more."""
+        if self.deadlines is not None:
+            self.deadlines.cancel()
+        self.deadlines = Deadlines(
+            self, self.loop, bind=bind, pdu=pdu, idle=idle, unbound=unbound, busy=busy, on_expired=on_expired
+        )
 
 
 def _ignore_loss(exc: Exception | None) -> None:
     pass
 
-
-def _never() -> bool:
-    return False

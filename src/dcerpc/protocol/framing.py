@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ..pdu.constants import PFC
-from ..pdu.header import DREP_LE
+from ..pdu.header import DREP_LE, HEADER_SIZE
 from .limits import Limits
 
 __all__ = [
@@ -76,6 +76,29 @@ class Inbox:
         if self.dest is not None:
             return self.dest[self.dest_pos : self.dest_end + self.ahead]
         return self.view[self.fill :] if self.fill else self.view
+
+    @property
+    def missing(self) -> int:
+        """Octets still to arrive before the fragment being received is whole; 0 when none is
+        partly here (everything that arrived was taken). Before its frag_length has arrived
+        (C706 12.6.3.1: octets 8-9), the least it may still need: the rest of a common header.
+
+        For an adapter's deadline (a PDU whole within N seconds of its first octet), read when a
+        timer fires, never per read."""
+        if self.dest is not None:
+            return max(self.dest_end - self.dest_pos, 1)
+        start = self.start
+        held = self.fill - start
+        if held <= 0:
+            return 0
+        if held < 10:
+            return HEADER_SIZE - held
+        buf = self.buf
+        if buf[start + 4] & DREP_LE_INT:
+            length = buf[start + 8] | buf[start + 9] << 8
+        else:
+            length = buf[start + 8] << 8 | buf[start + 9]
+        return max(length - held, 1)
 
     def direct(self, dest: memoryview, pos: int, end: int) -> None:
         """Send the next ``end - pos`` octets to ``dest[pos:end]``, then back to the scratch.

@@ -30,9 +30,24 @@ class Limits:
             from queueing unbounded work with pipelined requests; the excess gets server_too_busy.
         max_contexts: presentation contexts per association (bind + alter_context). Stops
             table growth from alter_context loops.
-        idle_timeout: seconds a connection may stay silent with no call outstanding (the adapter's
-            clock). Stops idle sockets from holding connection slots.
+        idle_timeout: seconds a connection may go without a whole PDU arriving while no call of it
+            is running (the adapter's clock; 0: never). Stops idle sockets from holding connection
+            slots; octets that never complete a PDU do not count as activity, so trickling does not
+            keep a slot either.
+        bind_timeout: seconds from accept within which the association must be bound (leave
+            AWAIT_BIND; 0: no limit). Stops sockets that connect and never bind, or bind a few
+            octets at a time, from holding connection slots: a slot is only kept by a peer that
+            speaks RPC. MS-RPCE 3.3.2.7.1 leaves a transport's connection time-out to the
+            implementation.
+        pdu_timeout: seconds within which a PDU must be whole once its first octet has arrived
+            (0: no limit). Stops slow-trickle attacks (slowloris): one octet every few seconds
+            keeps a fragment forever half received, and its connection slot held, without ever
+            being idle. A 64 KiB fragment in 30 s asks for about 2 KB/s.
         max_connections: concurrent connections per server. Stops descriptor exhaustion.
+        max_connections_per_source: concurrent connections one peer address may hold (IPv4 and
+            IPv6; Unix-socket peers are local and not counted). Stops one client from taking every
+            slot of max_connections and locking the others out; beyond it, its new connections are
+            refused at accept.
         ndr: bounds on decoding one stub (elements, pointer depth).
     """
 
@@ -42,9 +57,17 @@ class Limits:
     max_outstanding_calls: int = 128
     max_contexts: int = 64
     idle_timeout: float = 300.0
+    bind_timeout: float = 10.0
+    pdu_timeout: float = 30.0
     max_connections: int = 1024
+    max_connections_per_source: int = 64
     ndr: NdrLimits = field(default_factory=NdrLimits)
 
     def __post_init__(self) -> None:
         if not MIN_FRAGMENT <= self.max_fragment <= 0xFFFF:
             raise ValueError(f"max_fragment must be between {MIN_FRAGMENT} and 65535")
+        for name in ("idle_timeout", "bind_timeout", "pdu_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or positive")
+        if self.max_connections_per_source < 1:
+            raise ValueError("max_connections_per_source must be at least 1")

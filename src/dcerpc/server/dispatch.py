@@ -58,7 +58,7 @@ from ..pdu.syntax import SyntaxId
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
 from ..protocol.groups import Group
 from ..protocol.limits import Limits
-from ..protocol.server import ServerAssociation
+from ..protocol.server import ServerAssociation, State
 from .context import CallContext, _current
 from .ratelimit import LogLimiter
 
@@ -147,6 +147,10 @@ class Host(Protocol):
         """Count and log a protocol violation."""
         ...
 
+    def record_expiry(self, peer: Any, kind: str) -> None:
+        """Count and log a connection closed by a deadline (aio.deadlines names the kind)."""
+        ...
+
 
 class Dispatcher:
     """One server connection's calls (see the module docstring).
@@ -167,11 +171,23 @@ class Dispatcher:
         self._generation = -1  # the host's generation the above was resolved in
         self._unstarted = 0  # tasks made whose first step has not run yet
         proto.attach(assoc, self.handle_events, self.connection_lost)
-        proto.close_when_idle(host.limits.idle_timeout, self.busy, self._idle)
+        limits = host.limits
+        proto.set_deadlines(
+            bind=limits.bind_timeout,
+            pdu=limits.pdu_timeout,
+            idle=limits.idle_timeout,
+            unbound=self.unbound,
+            busy=self.busy,
+            on_expired=self._expired,
+        )
 
     def busy(self) -> bool:
         """Calls are in progress (an idle connection is one without)."""
         return bool(self.tasks)
+
+    def unbound(self) -> bool:
+        """The association still waits for its bind (what the bind deadline asks)."""
+        return self.assoc.state is State.AWAIT_BIND
 
     def close(self) -> None:
         """Close the connection now (server shutdown)."""
@@ -183,8 +199,9 @@ class Dispatcher:
         self.tasks.clear()
         self.host.release(self)
 
-    def _idle(self) -> None:
-        _limited.info("idle", "closing idle connection from %s", self.proto.peer)
+    def _expired(self, kind: str) -> None:
+        """A deadline passed (aio.deadlines): the connection closes, the server counts and logs it."""
+        self.host.record_expiry(self.proto.peer, kind)
 
     # events ---------------------------------------------------------------------------------------
 

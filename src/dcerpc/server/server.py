@@ -39,6 +39,22 @@ _limited = LogLimiter(log)  # lines a peer can make: a flood of them is not a fl
 _MAX_TARGETS = 4096  # resolved operations kept (every opnum 0..65535 of every interface could be asked)
 
 
+_EXPIRED = {  # what each deadline's log line says (aio.deadlines names them)
+    "bind_timeout": "no bind within the bind deadline",
+    "pdu_timeout": "a PDU not whole within the PDU deadline of its first octet",
+    "idle_timeout": "idle",
+}
+
+
+def _source(peer: Any) -> str | None:
+    """The address a connection's slots are counted by: a TCP peer's IP address (an IPv4 address
+    mapped into IPv6 counts as itself), None for a Unix-socket peer."""
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return None
+    host = peer[0]
+    return host[7:] if host.startswith("::ffff:") else host
+
+
 def _event_loop_policy() -> None:
     """Use uvloop when it is installed (a faster event loop; optional)."""
     try:
@@ -93,6 +109,10 @@ class Server:
         self._connections: set[Dispatcher] = set()
         self.addresses: list[Any] = []
         self.violations: Counter[str] = Counter()
+        # connections refused at accept or closed by a deadline, by kind: connection_limit,
+        # source_limit, bind_timeout, pdu_timeout, idle_timeout
+        self.refusals: Counter[str] = Counter()
+        self._per_source: Counter[str] = Counter()  # connections held, by peer address (IP only)
 
     @property
     def min_auth_level(self) -> int:
@@ -194,13 +214,26 @@ class Server:
 
     def accept(self, proto: ServerProtocol) -> bool:
         """Take a new connection (its protocol calls this once connected): give it an association
-        and a dispatcher. False: refused, over the ``max_connections`` limit."""
-        if len(self._connections) >= self.limits.max_connections:
+        and a dispatcher. False: refused (and closed before a PDU is read), over the
+        ``max_connections`` limit or its address's ``max_connections_per_source``."""
+        limits = self.limits
+        source = _source(proto.peer)
+        if source is not None and self._per_source[source] >= limits.max_connections_per_source:
+            self.refusals["source_limit"] += 1
+            _limited.warning(
+                "source_limit",
+                "refusing %s: %d connections from one address is the limit",
+                proto.peer,
+                limits.max_connections_per_source,
+            )
+            return False
+        if len(self._connections) >= limits.max_connections:
+            self.refusals["connection_limit"] += 1
             _limited.warning(
                 "connection_limit",
                 "refusing %s: %d connections is the limit",
                 proto.peer,
-                self.limits.max_connections,
+                limits.max_connections,
             )
             return False
         local = proto.local
@@ -208,18 +241,35 @@ class Server:
         assoc = ServerAssociation(
             self.registry.match,
             self.groups,
-            self.limits,
+            limits,
             str(port).encode() if port is not None else b"",  # bind_ack's secondary address
             self.security,
             self.stats,
             proto.inbox,
         )
+        if source is not None:
+            self._per_source[source] += 1
         self._connections.add(Dispatcher(self, proto, assoc))
         return True
 
     def release(self, dispatcher: Dispatcher) -> None:
         """A connection is gone (its dispatcher calls this)."""
+        if dispatcher not in self._connections:
+            return
         self._connections.discard(dispatcher)
+        source = _source(dispatcher.proto.peer)
+        if source is not None:
+            left = self._per_source[source] - 1
+            if left > 0:
+                self._per_source[source] = left
+            else:
+                del self._per_source[source]  # bounded: only addresses holding a connection stay
+
+    def record_expiry(self, peer: Any, kind: str) -> None:
+        """Count and log a connection closed by a deadline (``aio.deadlines``: bind_timeout,
+        pdu_timeout, idle_timeout)."""
+        self.refusals[kind] += 1
+        _limited.info(kind, "closing connection from %s: %s", peer, _EXPIRED.get(kind, kind))
 
     def record_violation(self, peer: Any, event: ProtocolViolation) -> None:
         """Count a protocol violation by its kind and log it (the kind, then the reason's words)."""
