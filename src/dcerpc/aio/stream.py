@@ -233,4 +233,3 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
 def _ignore_loss(exc: Exception | None) -> None:
     pass
-
