@@ -250,7 +250,7 @@ class Connection:
             try:
                 endpoint = await resolver.resolve(b, syntax, self._open_timeout)
             except EndpointNotRegisteredError as e:  # name the interface as the caller knows it
-                raise EndpointNotRegisteredError(e.host, iface.__ifname__, str(syntax), e.status) from None
+                raise EndpointNotRegisteredError(e.host, _iface_name(iface), str(syntax), e.status) from None
             try:
                 await self._connect_tcp(host, int(endpoint), self._open_timeout)
             except ConnectionRefusedError:
@@ -306,7 +306,7 @@ class Connection:
                     self._proto.close()  # the association is mid-bind: nothing more can be sent on it
                     raise BindTimeoutError(
                         "bind",
-                        f"{iface.__ifname__} ({syntax}) at {self.binding}",
+                        f"{_iface_name(iface)} {syntax} at {self.binding}",
                         limit or 0,
                         "the server accepted the connection but did not answer: is this port a DCE/RPC "
                         "server? (raise connect(timeout=...) for a slow one)",
@@ -495,6 +495,12 @@ class Connection:
             self._fail_all(
                 ConnectionClosedError(f"connection to {self.binding} closed" + (f": {exc}" if exc else ""))
             )
+
+
+def _iface_name(iface: type[Interface]) -> str:
+    """The class name, and the IDL name where it differs: ``Echo (rpcecho)``."""
+    name, idl = iface.__name__, iface.__ifname__
+    return name if name == idl else f"{name} ({idl})"
 
 
 def _reason_name(kind: type[IntEnum], value: int) -> str:
