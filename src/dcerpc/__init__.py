@@ -8,13 +8,10 @@ from ._errors import (
     BindingError,
     BindTimeoutError,
     CallTimeoutError,
-    ConnectError,
     ConnectionClosedError,
-    ConnectRefusedError,
     ConnectTimeoutError,
     EndpointNotRegisteredError,
     FaultError,
-    HostNotFoundError,
     NdrError,
     ProtocolError,
     ResolveError,
@@ -23,6 +20,7 @@ from ._errors import (
 )
 from .auth.base import AuthError
 from .client import Binding, Connection, SyncConnection, SyncProxy, parse_binding
+from .client.errors import ConnectError, ConnectRefusedError, HostNotFoundError
 from .connecting import connect, connect_sync
 from .interface import Interface, Operation, operation
 from .pdu.syntax import SyntaxId

@@ -7,12 +7,13 @@ number, so a log line or a traceback reads ``FaultError: nca_s_op_rng_error (0x1
 The client's errors say what happened and what to do. Where one replaces an exception Python raised
 before (``ValueError`` for a bad binding, ``ConnectionRefusedError``, ``socket.gaierror``,
 ``TimeoutError``), it also derives from that one, so existing ``except`` clauses keep catching it;
-an operating-system error stays reachable as ``__cause__``. docs/errors.md lists them all.
+an operating-system error stays reachable as ``__cause__``. The errors of opening a socket are the
+client's (``client.errors``: this module is beneath the sans-IO layers and knows no sockets).
+docs/errors.md lists them all.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Final
 
 __all__ = [
@@ -21,13 +22,10 @@ __all__ = [
     "BindTimeoutError",
     "BindingError",
     "CallTimeoutError",
-    "ConnectError",
-    "ConnectRefusedError",
     "ConnectTimeoutError",
     "ConnectionClosedError",
     "EndpointNotRegisteredError",
     "FaultError",
-    "HostNotFoundError",
     "NdrError",
     "ProtocolError",
     "ResolveError",
@@ -146,33 +144,6 @@ class BindingError(RpcError, ValueError):
         self.position = position
         where = f" at position {position}" if position >= 0 else ""
         super().__init__(f"bad string binding {binding!r}: {part}{where}: {problem}; expected {expected}")
-
-
-class ConnectError(RpcError, OSError):
-    """The transport connection could not be opened (the operating system's error is ``__cause__``).
-
-    Attributes:
-        host, port: where (``port`` is the path for ncalrpc).
-    """
-
-    def __init__(self, host: str, port: int | str, problem: str, advice: str) -> None:
-        self.host = host
-        self.port = port
-        self.problem = problem
-        target = f"{host}:{port}" if host else str(port)
-        self._text = f"cannot connect to {target}: {problem}; {advice}"
-        super().__init__(self._text)
-
-    def __str__(self) -> str:
-        return self._text
-
-
-class ConnectRefusedError(ConnectError, ConnectionRefusedError):
-    """Nothing listens at the host and port (or the path) the binding names."""
-
-
-class HostNotFoundError(ConnectError, socket.gaierror):
-    """The binding's host name does not resolve to an address."""
 
 
 class RpcTimeoutError(RpcError, TimeoutError):

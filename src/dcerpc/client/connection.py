@@ -38,13 +38,10 @@ from .._errors import (
     BindingError,
     BindTimeoutError,
     CallTimeoutError,
-    ConnectError,
     ConnectionClosedError,
-    ConnectRefusedError,
     ConnectTimeoutError,
     EndpointNotRegisteredError,
     FaultError,
-    HostNotFoundError,
     NdrError,
     RpcError,
 )
@@ -69,6 +66,7 @@ from ..protocol.events import (
 from ..protocol.limits import Limits
 from ..protocol.security import AuthState
 from .binding import Binding, parse_binding
+from .errors import ConnectError, ConnectRefusedError, HostNotFoundError
 from .resolve import Resolver
 
 __all__ = ["Connection", "connect"]
