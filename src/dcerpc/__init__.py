@@ -20,7 +20,7 @@ from ._errors import (
 )
 from .auth.base import AuthError
 from .client import Binding, Connection, SyncConnection, SyncProxy, parse_binding
-from .client.errors import ConnectError, ConnectRefusedError, HostNotFoundError
+from .client.opening import ConnectError, ConnectRefusedError, HostNotFoundError
 from .connecting import connect, connect_sync
 from .interface import Interface, Operation, operation
 from .pdu.syntax import SyntaxId

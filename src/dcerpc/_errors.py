@@ -8,7 +8,7 @@ The client's errors say what happened and what to do. Where one replaces an exce
 before (``ValueError`` for a bad binding, ``ConnectionRefusedError``, ``socket.gaierror``,
 ``TimeoutError``), it also derives from that one, so existing ``except`` clauses keep catching it;
 an operating-system error stays reachable as ``__cause__``. The errors of opening a socket are the
-client's (``client.errors``: this module is beneath the sans-IO layers and knows no sockets).
+client's (``client.opening``: this module is beneath the sans-IO layers and knows no sockets).
 docs/errors.md lists them all.
 """
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +54,21 @@ def test_defaults_are_deadlines() -> None:
         params = inspect.signature(fn).parameters
         assert params["timeout"].default == 30.0
         assert params["call_timeout"].default == 60.0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs to a full accept queue")
+def test_connect_to_a_listener_that_takes_no_more_connections_times_out() -> None:
+    # backlog 0 holds one connection that nobody accepts; Linux then drops further SYNs unanswered
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            start = time.monotonic()
+            with pytest.raises(dcerpc.ConnectTimeoutError) as info:
+                asyncio.run(dcerpc.connect(f"ncacn_ip_tcp:127.0.0.1[{port}]", timeout=0.5))
+            assert 0.5 <= time.monotonic() - start < 3
+    e = info.value
+    assert isinstance(e, TimeoutError) and (e.step, e.seconds) == ("connect", 0.5)
+    assert f"connect to 127.0.0.1:{port}: no answer within 0.5 s" in str(e)
 
 
 def test_async_bind_to_a_silent_peer_times_out() -> None:

@@ -15,7 +15,7 @@ connection rather than one per call, so that it costs a call nothing: while call
 timer ticks every tenth of the deadline and takes a snapshot of the call ids outstanding; a call still
 outstanding in the snapshot taken ten ticks ago is overdue (so it fires between 1 and 1.1 times the
 deadline). A proxy's own ``timeout`` is exact (a timer of its own). Opening a connection turns the
-operating system's errors into :class:`ConnectError` subclasses (docs/errors.md).
+operating system's errors into :class:`ConnectError` subclasses (``client.opening``; docs/errors.md).
 
 The connection's octets go through an ``aio.client.ClientProtocol``; after each read it calls
 :meth:`Connection._on_events`, which settles the futures. A binding without an endpoint is resolved
@@ -26,7 +26,6 @@ gives it the endpoint mapper's).
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections import deque
 from collections.abc import Coroutine
@@ -39,7 +38,6 @@ from .._errors import (
     BindTimeoutError,
     CallTimeoutError,
     ConnectionClosedError,
-    ConnectTimeoutError,
     EndpointNotRegisteredError,
     FaultError,
     NdrError,
@@ -66,7 +64,7 @@ from ..protocol.events import (
 from ..protocol.limits import Limits
 from ..protocol.security import AuthState
 from .binding import Binding, parse_binding
-from .errors import ConnectError, ConnectRefusedError, HostNotFoundError
+from .opening import open_tcp, open_unix
 from .resolve import Resolver
 
 __all__ = ["Connection", "connect"]
@@ -186,23 +184,9 @@ class Connection:
             if b.port is None:
                 self._open_timeout = timeout
                 return  # resolved through the endpoint mapper at the first bind
-            await self._connect_tcp(b.host or "127.0.0.1", b.port, timeout)
+            await open_tcp(self._proto, b.host or "127.0.0.1", b.port, timeout)
         elif b.protseq == "ncalrpc":
-            path = b.endpoint or b.host
-            loop = asyncio.get_running_loop()
-            try:
-                async with asyncio.timeout(timeout):
-                    await loop.create_unix_connection(lambda: self._proto, path)
-            except TimeoutError:
-                raise ConnectTimeoutError("connect", path, timeout or 0, _CONNECT_ADVICE) from None
-            except (FileNotFoundError, ConnectionRefusedError) as e:
-                raise ConnectRefusedError(
-                    "", path, "no server listens on this socket", "is the service running?"
-                ) from e
-            except OSError as e:
-                raise ConnectError(
-                    "", path, e.strerror or str(e), "check the path and its permissions"
-                ) from e
+            await open_unix(self._proto, b.endpoint or b.host, timeout)
         else:
             raise BindingError(
                 str(b),
@@ -210,26 +194,6 @@ class Connection:
                 f"{b.protseq} is not supported by this client yet",
                 "ncacn_ip_tcp or ncalrpc",
             )
-
-    async def _connect_tcp(self, host: str, port: int, timeout: float | None) -> None:
-        """Open the TCP connection, turning the operating system's errors into ConnectErrors."""
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-                await loop.create_connection(lambda: self._proto, host, port)
-        except TimeoutError:
-            raise ConnectTimeoutError("connect to", f"{host}:{port}", timeout or 0, _CONNECT_ADVICE) from None
-        except ConnectionRefusedError as e:
-            raise ConnectRefusedError(
-                host,
-                port,
-                "connection refused (nothing listens there)",
-                "is the service running, and is this its port? (with no port, the endpoint mapper is asked)",
-            ) from e
-        except socket.gaierror as e:
-            raise HostNotFoundError(host, port, f"unknown host ({e.strerror})", "check the host name") from e
-        except OSError as e:
-            raise ConnectError(host, port, e.strerror or str(e), "check the address and the network") from e
 
     async def _resolve_and_open(self, iface: type[Interface]) -> None:
         """Ask the resolver where ``iface`` listens, then connect (once more if that refuses)."""
@@ -250,7 +214,7 @@ class Connection:
             except EndpointNotRegisteredError as e:  # name the interface as the caller knows it
                 raise EndpointNotRegisteredError(e.host, _iface_name(iface), str(syntax), e.status) from None
             try:
-                await self._connect_tcp(host, int(endpoint), self._open_timeout)
+                await open_tcp(self._proto, host, int(endpoint), self._open_timeout)
             except ConnectionRefusedError:
                 resolver.forget(b, syntax)  # a remembered port is stale: the service moved
                 if attempt:
@@ -564,9 +528,6 @@ def _remote(op: Operation) -> Any:
     remote.__qualname__ = op.name
     remote.__doc__ = op.function.__doc__
     return remote
-
-
-_CONNECT_ADVICE = "is the host up and reachable? (a firewall that drops packets looks like this)"
 
 
 async def connect(
