@@ -3,6 +3,13 @@
 Every error the package raises derives from :class:`RpcError`. Errors that mirror a status on the wire
 (a fault PDU, a bind_nak reason, an NTSTATUS returned by a procedure) carry that status by name and by
 number, so a log line or a traceback reads ``FaultError: nca_s_op_rng_error (0x1c010002)``.
+
+The client's errors say what happened and what to do. Where one replaces an exception Python raised
+before (``ValueError`` for a bad binding, ``ConnectionRefusedError``, ``socket.gaierror``,
+``TimeoutError``), it also derives from that one, so existing ``except`` clauses keep catching it;
+an operating-system error stays reachable as ``__cause__``. The errors of opening a socket are the
+client's (``client.opening``: this module is beneath the sans-IO layers and knows no sockets).
+docs/errors.md lists them all.
 """
 
 from __future__ import annotations
@@ -12,11 +19,18 @@ from typing import Final
 __all__ = [
     "NCA_STATUS",
     "BindError",
+    "BindTimeoutError",
+    "BindingError",
+    "CallTimeoutError",
+    "ConnectTimeoutError",
     "ConnectionClosedError",
+    "EndpointNotRegisteredError",
     "FaultError",
     "NdrError",
     "ProtocolError",
+    "ResolveError",
     "RpcError",
+    "RpcTimeoutError",
     "status_name",
 ]
 
@@ -113,3 +127,76 @@ class BindError(RpcError):
 
 class ConnectionClosedError(RpcError):
     """The connection closed while calls were outstanding, or before they could be sent."""
+
+
+class BindingError(RpcError, ValueError):
+    """A string binding that cannot be parsed, or that names what this client cannot do.
+
+    Attributes:
+        binding: the text as given.
+        part: the part that is wrong (``"protseq"``, ``"endpoint"``, ``"option"`` ...).
+        position: its offset in ``binding`` (-1 when it is not one place).
+    """
+
+    def __init__(self, binding: str, part: str, problem: str, expected: str, position: int = -1) -> None:
+        self.binding = binding
+        self.part = part
+        self.position = position
+        where = f" at position {position}" if position >= 0 else ""
+        super().__init__(f"bad string binding {binding!r}: {part}{where}: {problem}; expected {expected}")
+
+
+class RpcTimeoutError(RpcError, TimeoutError):
+    """A step took longer than its deadline (also a builtin ``TimeoutError``).
+
+    Attributes:
+        step: ``"connect"``, ``"bind"`` or ``"call"``.
+        seconds: the deadline that ran out.
+        target: what was waited for (an address, an interface, an operation).
+    """
+
+    def __init__(self, step: str, target: str, seconds: float, advice: str) -> None:
+        self.step = step
+        self.target = target
+        self.seconds = seconds
+        self._text = f"{step} {target}: no answer within {seconds:g} s; {advice}"
+        super().__init__(self._text)
+
+    def __str__(self) -> str:
+        return self._text
+
+
+class ConnectTimeoutError(RpcTimeoutError):
+    """The transport connection was not established within the connect deadline."""
+
+
+class BindTimeoutError(RpcTimeoutError):
+    """The server accepted the connection but did not answer the bind (or alter_context) in time."""
+
+
+class CallTimeoutError(RpcTimeoutError):
+    """A call got no answer within its deadline; the call was orphaned (the server stops on it)."""
+
+
+class ResolveError(RpcError):
+    """The endpoint of an interface could not be found (through the endpoint mapper)."""
+
+
+class EndpointNotRegisteredError(ResolveError):
+    """The host's endpoint mapper knows no endpoint of the interface (``ept_s_not_registered``).
+
+    Attributes:
+        interface: the interface's name (or its UUID when no name is known).
+        host: whose mapper was asked.
+        status: the mapper's status (``ept_s_not_registered``, 0x16c9a0d6).
+    """
+
+    def __init__(self, host: str, interface: str, syntax: str, status: int) -> None:
+        self.host = host
+        self.interface = interface
+        self.status = status
+        super().__init__(
+            f"{host}'s endpoint mapper has no TCP endpoint registered for {interface} ({syntax}): "
+            f"{status_name(status)} (0x{status:08x}); is the service running and registered there, "
+            "or name its port in the binding (ncacn_ip_tcp:HOST[PORT])"
+        )

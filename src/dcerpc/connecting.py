@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .auth.base import ClientCredentials
 from .client.binding import Binding
-from .client.connection import Connection
+from .client.connection import CALL_TIMEOUT, CONNECT_TIMEOUT, Connection
 from .client.connection import connect as _connect
 from .client.resolve import Resolver
 from .client.sync import SyncConnection
@@ -25,8 +25,8 @@ __all__ = ["connect", "connect_sync"]
 async def connect(
     binding: str | Binding,
     *,
-    timeout: float | None = 30.0,
-    call_timeout: float | None = None,
+    timeout: float | None = CONNECT_TIMEOUT,
+    call_timeout: float | None = CALL_TIMEOUT,
     limits: Limits | None = None,
     max_concurrent_calls: int = 64,
     auth: ClientCredentials | None = None,
@@ -35,7 +35,9 @@ async def connect(
 ) -> Connection:
     """Open a connection to the endpoint a string binding names; a binding without an endpoint
     (``ncacn_ip_tcp:HOST``) is resolved at the first bind through HOST's endpoint mapper (or
-    ``resolver``). The other arguments are :func:`dcerpc.client.connect`'s."""
+    ``resolver``). The other arguments are :func:`dcerpc.client.connect`'s: ``timeout`` bounds
+    the connect and each bind (30 s), ``call_timeout`` each call (60 s); None waits forever.
+    Failures are RpcErrors (docs/errors.md)."""
     return await _connect(
         binding,
         timeout=timeout,
@@ -49,14 +51,25 @@ async def connect(
 
 
 def connect_sync(
-    binding: str,
+    binding: str | Binding,
     *,
-    timeout: float | None = 30.0,
-    call_timeout: float | None = None,
+    timeout: float | None = CONNECT_TIMEOUT,
+    call_timeout: float | None = CALL_TIMEOUT,
     limits: Limits | None = None,
+    max_concurrent_calls: int = 64,
+    auth: ClientCredentials | None = None,
+    level: str | int = "privacy",
     resolver: Resolver | None = default_resolver,
 ) -> SyncConnection:
-    """Open a connection for blocking use, resolving as :func:`connect` does."""
+    """Open a connection for blocking use, resolving as :func:`connect` does; the same arguments
+    (``auth``, ``level``, deadlines...), and proxies whose calls block."""
     return _connect_sync(
-        binding, timeout=timeout, call_timeout=call_timeout, limits=limits, resolver=resolver
+        binding,
+        timeout=timeout,
+        call_timeout=call_timeout,
+        limits=limits,
+        max_concurrent_calls=max_concurrent_calls,
+        auth=auth,
+        level=level,
+        resolver=resolver,
     )

@@ -2,6 +2,6 @@
 
 from .binding import Binding, parse_binding
 from .connection import Connection, connect
-from .sync import SyncConnection, connect_sync
+from .sync import SyncConnection, SyncProxy, connect_sync
 
-__all__ = ["Binding", "Connection", "SyncConnection", "connect", "connect_sync", "parse_binding"]
+__all__ = ["Binding", "Connection", "SyncConnection", "SyncProxy", "connect", "connect_sync", "parse_binding"]

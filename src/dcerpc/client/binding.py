@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from .._errors import BindingError
+
 __all__ = ["FLAGS", "Binding", "parse_binding"]
 
 # Options Samba understands as bare words in the bracket (the ones we act on are marked later).
@@ -40,6 +42,9 @@ FLAGS = frozenset(
     }
 )
 PROTSEQS = frozenset({"ncacn_ip_tcp", "ncalrpc", "ncacn_np", "ncadg_ip_udp", "ncacn_http"})
+_PORTED = frozenset({"ncacn_ip_tcp", "ncadg_ip_udp", "ncacn_http"})  # endpoints that are port numbers
+_FORM = "[object-uuid@]protseq:[address][[endpoint][,option][,key=value]...]"
+_BAD_HOST = re.compile(r"[\s\[\],@]")
 
 _SHAPE = re.compile(r"^(?:(?P<object>[0-9a-fA-F-]{36})@)?(?P<protseq>[a-z_]+):(?P<rest>.*)$")
 
@@ -77,44 +82,94 @@ def parse_binding(text: str) -> Binding:
     """Parse a string binding (the result is shared: it is immutable).
 
     Raises:
-        ValueError: with what is wrong.
+        BindingError: (a ValueError) naming the part that is wrong, where, and what is expected.
     """
-    m = _SHAPE.match(text.strip())
+    stripped = text.strip()
+    m = _SHAPE.match(stripped)
     if m is None:
-        raise ValueError(f"not a string binding: {text!r} (expected protseq:address[endpoint,options])")
+        colon = stripped.find(":")
+        if colon < 0:
+            raise BindingError(text, "protocol sequence", "no ':' after it", _FORM)
+        raise BindingError(
+            text, "object UUID or protocol sequence", f"{stripped[:colon]!r} is neither", _FORM, 0
+        )
     protseq = m.group("protseq")
     if protseq not in PROTSEQS:
-        raise ValueError(f"unknown protocol sequence {protseq!r}; known: {', '.join(sorted(PROTSEQS))}")
+        known = ", ".join(sorted(PROTSEQS))
+        raise BindingError(
+            text, "protocol sequence", f"{protseq!r} is unknown", f"one of {known}", m.start("protseq")
+        )
     rest = m.group("rest")
+    base = m.start("rest")
     host = ""
-    if rest.startswith("[") and protseq in ("ncacn_ip_tcp", "ncadg_ip_udp", "ncacn_http") and "]" in rest:
+    if rest.startswith("[") and protseq in _PORTED and "]" in rest:
         close = rest.index("]")
         candidate = rest[1:close]
         if ":" in candidate:  # a bracketed IPv6 address, options may follow in a second bracket
-            host, rest = candidate, rest[close + 1 :]
+            host, rest, base = candidate, rest[close + 1 :], base + close + 1
     if not host:
         i = rest.find("[")
-        host, rest = (rest, "") if i < 0 else (rest[:i], rest[i:])
+        host, rest, base = (rest, "", base + len(rest)) if i < 0 else (rest[:i], rest[i:], base + i)
+        bad = _BAD_HOST.search(host) if protseq in _PORTED else None
+        if bad is not None:
+            raise BindingError(
+                text,
+                "address",
+                f"{bad.group()!r} is not allowed in a host name",
+                "a host name or address",
+                m.start("rest") + bad.start(),
+            )
     endpoint = ""
     flags: set[str] = set()
     options: dict[str, str] = {}
     if rest:
-        if not (rest.startswith("[") and rest.endswith("]")):
-            raise ValueError(f"options must be in one bracket at the end: {text!r}")
-        for n, item in enumerate(p.strip() for p in rest[1:-1].split(",")):
+        if not (rest.startswith("[") and rest.endswith("]")) or "]" in rest[:-1]:
+            raise BindingError(
+                text,
+                "options",
+                f"{rest!r} is not one bracket",
+                "[endpoint,option,...] once, at the end",
+                base,
+            )
+        offset = base + 1
+        for n, raw in enumerate(rest[1:-1].split(",")):
+            item, at = raw.strip(), offset + len(raw) - len(raw.lstrip())
+            offset += len(raw) + 1
             if not item:
                 continue
             if "=" in item:
                 key, value = item.split("=", 1)
                 if key == "endpoint":
-                    endpoint = value
+                    endpoint = _endpoint(text, protseq, value, at)
                 else:
+                    if key == "epm_port":
+                        _port(text, "epm_port option", value, at)
                     options[key] = value
             elif item.lower() in FLAGS:
                 flags.add(item.lower())
             elif n == 0:
-                endpoint = item
+                endpoint = _endpoint(text, protseq, item, at)
             else:
-                raise ValueError(f"unknown binding option {item!r} in {text!r}")
-    obj = uuid.UUID(m.group("object")) if m.group("object") else None
+                raise BindingError(
+                    text,
+                    "option",
+                    f"{item!r} is unknown",
+                    f"key=value or one of {', '.join(sorted(FLAGS))}",
+                    at,
+                )
+    try:
+        obj = uuid.UUID(m.group("object")) if m.group("object") else None
+    except ValueError:
+        raise BindingError(text, "object UUID", f"{m.group('object')!r} is not a UUID", _FORM, 0) from None
     return Binding(protseq, host, endpoint, obj, frozenset(flags), MappingProxyType(options))
+
+
+def _endpoint(text: str, protseq: str, value: str, at: int) -> str:
+    if protseq in _PORTED:
+        _port(text, "endpoint", value, at)
+    return value
+
+
+def _port(text: str, part: str, value: str, at: int) -> None:
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= 0xFFFF):
+        raise BindingError(text, part, f"{value!r} is not a port number", "a port, 1 to 65535", at)

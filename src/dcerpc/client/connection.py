@@ -5,9 +5,17 @@
         assert await echo.AddOne(41) == 42
 
 Each call is a future keyed by call_id, so calls on one connection run concurrently and their answers
-may come back in any order. A per-call ``timeout`` orphans the call (the server stops working on it);
-cancelling the awaiting task sends co_cancel. Faults raise :class:`FaultError` with the status by
-name and number.
+may come back in any order. Cancelling the awaiting task sends co_cancel. Faults raise
+:class:`FaultError` with the status by name and number.
+
+Deadlines: connecting and binding each have ``timeout`` (30 s), every call ``call_timeout`` (60 s);
+None waits forever. A call whose deadline passes is orphaned (the server stops working on it) and
+raises :class:`CallTimeoutError`. The connection's default call deadline is kept by one timer per
+connection rather than one per call, so that it costs a call nothing: while calls are in flight the
+timer ticks every tenth of the deadline and takes a snapshot of the call ids outstanding; a call still
+outstanding in the snapshot taken ten ticks ago is overdue (so it fires between 1 and 1.1 times the
+deadline). A proxy's own ``timeout`` is exact (a timer of its own). Opening a connection turns the
+operating system's errors into :class:`ConnectError` subclasses (``client.opening``; docs/errors.md).
 
 The connection's octets go through an ``aio.client.ClientProtocol``; after each read it calls
 :meth:`Connection._on_events`, which settles the futures. A binding without an endpoint is resolved
@@ -24,7 +32,17 @@ from collections.abc import Coroutine
 from enum import IntEnum
 from typing import Any, TypeVar, cast
 
-from .._errors import BindError, ConnectionClosedError, FaultError, NdrError, RpcError
+from .._errors import (
+    BindError,
+    BindingError,
+    BindTimeoutError,
+    CallTimeoutError,
+    ConnectionClosedError,
+    EndpointNotRegisteredError,
+    FaultError,
+    NdrError,
+    RpcError,
+)
 from ..aio.client import ClientProtocol
 from ..auth.base import ClientCredentials
 from ..auth.mechs import NTLM, Kerberos, Negotiate
@@ -46,6 +64,7 @@ from ..protocol.events import (
 from ..protocol.limits import Limits
 from ..protocol.security import AuthState
 from .binding import Binding, parse_binding
+from .opening import open_tcp, open_unix
 from .resolve import Resolver
 
 __all__ = ["Connection", "connect"]
@@ -58,6 +77,15 @@ I = TypeVar("I", bound=Interface)  # noqa: E741
 # 64 in flight: one write per request 187,000 calls/s, all in one write at the end of the turn
 # 131,000 as the two sides take turns, 16 per write 260,000).
 _COALESCE = 16
+
+# The default call deadline is checked this many times per deadline (see the module's docstring).
+_TICKS = 10
+
+CONNECT_TIMEOUT = 30.0
+"""Seconds to connect, and to bind, unless ``connect(timeout=...)`` says otherwise."""
+CALL_TIMEOUT = 60.0
+"""Seconds a call waits for its answer unless ``connect(call_timeout=...)`` or the proxy's
+``timeout`` says otherwise."""
 
 
 class _Slots:
@@ -99,6 +127,7 @@ class Connection:
         binding: where to connect.
         limits: bounds on what the server may make us hold.
         default_timeout: per-call timeout where a proxy sets none (None: wait forever).
+        bind_timeout: seconds to wait for a bind or alter_context answer (None: forever).
         max_concurrent_calls: calls in flight at once; more wait their turn.
         auth: the security context to bind with (None: unauthenticated).
         resolver: finds the endpoint when ``binding`` names none (None: such a binding fails).
@@ -112,6 +141,7 @@ class Connection:
         max_concurrent_calls: int = 64,
         auth: AuthState | None = None,
         resolver: Resolver | None = None,
+        bind_timeout: float | None = CONNECT_TIMEOUT,
     ) -> None:
         self.binding = binding
         # Calls beyond this wait their turn here rather than overrun the server's outstanding-call
@@ -128,7 +158,13 @@ class Connection:
         self._next_context = 0
         self._closed: BaseException | None = None
         self._bind_lock = asyncio.Lock()
-        self._open_timeout: float | None = 30.0
+        self._open_timeout: float | None = CONNECT_TIMEOUT
+        self.bind_timeout = bind_timeout
+        # the default call deadline's timer (module docstring): _sweep_off is true while it is due
+        # but not armed, which is the one thing a call tests
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_off = default_timeout is not None
+        self._snapshots: deque[frozenset[int]] = deque(maxlen=_TICKS)
 
     @property
     def _transport(self) -> asyncio.Transport | None:
@@ -143,35 +179,42 @@ class Connection:
     # opening and closing ------------------------------------------------------------------------
 
     async def _open(self, timeout: float | None) -> None:
-        loop = asyncio.get_running_loop()
         b = self.binding
         if b.protseq == "ncacn_ip_tcp":
             if b.port is None:
                 self._open_timeout = timeout
                 return  # resolved through the endpoint mapper at the first bind
-            coro = loop.create_connection(lambda: self._proto, b.host or "127.0.0.1", b.port)
+            await open_tcp(self._proto, b.host or "127.0.0.1", b.port, timeout)
         elif b.protseq == "ncalrpc":
-            coro = loop.create_unix_connection(lambda: self._proto, b.endpoint or b.host)
+            await open_unix(self._proto, b.endpoint or b.host, timeout)
         else:
-            raise RpcError(f"protocol sequence {b.protseq} is not supported by this client yet")
-        async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-            await coro
+            raise BindingError(
+                str(b),
+                "protocol sequence",
+                f"{b.protseq} is not supported by this client yet",
+                "ncacn_ip_tcp or ncalrpc",
+            )
 
-    async def _resolve_and_open(self, syntax: SyntaxId) -> None:
-        """Ask the resolver where ``syntax`` listens, then connect (once more if that refuses)."""
+    async def _resolve_and_open(self, iface: type[Interface]) -> None:
+        """Ask the resolver where ``iface`` listens, then connect (once more if that refuses)."""
         b = self.binding
+        syntax = iface.__syntax__
         resolver = self.resolver
         if resolver is None:
-            raise RpcError(
-                f"{b} names no endpoint and the connection has no resolver (dcerpc.connect has one)"
+            raise BindingError(
+                str(b),
+                "endpoint",
+                "there is none and this connection has no resolver",
+                "a port (ncacn_ip_tcp:HOST[PORT]), or dcerpc.connect, which asks the endpoint mapper",
             )
         host = b.host or "127.0.0.1"
-        loop = asyncio.get_running_loop()
         for attempt in range(2):
-            endpoint = await resolver.resolve(b, syntax, self._open_timeout)
             try:
-                async with asyncio.timeout(self._open_timeout):
-                    await loop.create_connection(lambda: self._proto, host, int(endpoint))
+                endpoint = await resolver.resolve(b, syntax, self._open_timeout)
+            except EndpointNotRegisteredError as e:  # name the interface as the caller knows it
+                raise EndpointNotRegisteredError(e.host, _iface_name(iface), str(syntax), e.status) from None
+            try:
+                await open_tcp(self._proto, host, int(endpoint), self._open_timeout)
             except ConnectionRefusedError:
                 resolver.forget(b, syntax)  # a remembered port is stale: the service moved
                 if attempt:
@@ -182,6 +225,7 @@ class Connection:
 
     async def close(self) -> None:
         """Close the connection; outstanding calls fail with ConnectionClosedError."""
+        self._stop_sweep()
         self._proto.close()
         await asyncio.sleep(0)
 
@@ -199,11 +243,17 @@ class Connection:
     # binding --------------------------------------------------------------------------------------
 
     async def bind(self, iface: type[I], *, assoc_group_id: int = 0, timeout: float | None = None) -> I:
-        """A proxy for ``iface`` on this connection (bind first, alter_context after)."""
+        """A proxy for ``iface`` on this connection (bind first, alter_context after).
+
+        ``timeout``: seconds to wait for the server's answer (default: the connection's
+        ``bind_timeout``); when it passes, the connection is closed and BindTimeoutError raised.
+        """
         syntax = iface.__syntax__
         async with self._bind_lock:
             if self._transport is None and self._closed is None:
-                await self._resolve_and_open(syntax)
+                await self._resolve_and_open(iface)
+            if self._closed is not None:
+                raise ConnectionClosedError(f"connection to {self.binding} is closed") from self._closed
             if syntax not in self._bound:
                 ctx_id = self._next_context
                 self._next_context += 1
@@ -211,7 +261,18 @@ class Connection:
                     cid = self.assoc.bind({ctx_id: syntax}, assoc_group_id)
                 else:
                     cid = self.assoc.alter_context({ctx_id: syntax})
-                accepted, rejected = await self._await_control(cid, timeout)
+                limit = timeout if timeout is not None else self.bind_timeout
+                try:
+                    accepted, rejected = await self._await_control(cid, limit)
+                except TimeoutError:
+                    self._proto.close()  # the association is mid-bind: nothing more can be sent on it
+                    raise BindTimeoutError(
+                        "bind",
+                        f"{_iface_name(iface)} {syntax} at {self.binding}",
+                        limit or 0,
+                        "the server accepted the connection but did not answer: is this port a DCE/RPC "
+                        "server? (raise connect(timeout=...) for a slow one)",
+                    ) from None
                 if ctx_id not in accepted:
                     reason = rejected.get(ctx_id, 0)
                     name = _reason_name(ProviderReason, reason)
@@ -224,11 +285,10 @@ class Connection:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._control[call_id] = fut
         self._proto.flush()
-        limit = timeout or self.default_timeout
         try:
-            if limit is None:
+            if timeout is None:
                 return await fut
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(timeout):
                 return await fut
         finally:
             self._control.pop(call_id, None)
@@ -288,16 +348,24 @@ class Connection:
                 # the loop sending their next calls: those leave together, at the end of the turn
                 # or every _COALESCE requests, whichever comes first.
                 proto.flush_soon()
-            limit = timeout or self.default_timeout
             try:
-                if limit is None:
+                if timeout is None:  # the connection's deadline, if any (module docstring)
+                    if self._sweep_off:
+                        self._arm_sweep()
                     reply = await fut
                 else:
-                    reply = await asyncio.wait_for(asyncio.shield(fut), limit)
+                    reply = await asyncio.wait_for(asyncio.shield(fut), timeout)
             except TimeoutError:
                 assoc.orphan(cid)
                 proto.flush()
-                raise
+                limit = timeout if timeout is not None else self.default_timeout
+                raise CallTimeoutError(
+                    "call",
+                    f"{name} at {self.binding}",
+                    limit or 0,
+                    "the call was orphaned; raise the proxy's timeout (or connect(call_timeout=...)) "
+                    "for a slow operation",
+                ) from None
             except asyncio.CancelledError:
                 if not fut.done() or fut.cancelled():
                     assoc.cancel(cid)
@@ -311,6 +379,40 @@ class Connection:
             else:
                 slots.free += 1
         return decode(reply.stub, reply.little_endian, assoc.limits.ndr)
+
+    def _arm_sweep(self) -> None:
+        limit = self.default_timeout
+        if limit is None or self._closed is not None:
+            return
+        self._sweep_off = False
+        self._snapshots.clear()
+        loop = self._proto.loop or asyncio.get_running_loop()
+        self._sweep = loop.call_later(limit / _TICKS, self._tick)
+
+    def _tick(self) -> None:
+        """Fail the calls outstanding since ``_TICKS`` ticks ago with CallTimeoutError; stop when idle."""
+        calls = self._calls
+        if not calls or self._closed is not None:
+            self._sweep = None
+            self._sweep_off = self.default_timeout is not None and self._closed is None
+            return
+        snapshots = self._snapshots
+        now = frozenset(calls)
+        if len(snapshots) == _TICKS:
+            for cid in snapshots[0] & now:
+                fut = calls[cid]
+                if not fut.done():  # _call orphans it and raises CallTimeoutError naming the operation
+                    fut.set_exception(TimeoutError())
+        snapshots.append(now)
+        assert self.default_timeout is not None
+        loop = self._proto.loop or asyncio.get_running_loop()
+        self._sweep = loop.call_later(self.default_timeout / _TICKS, self._tick)
+
+    def _stop_sweep(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self._sweep_off = False
 
     # events -------------------------------------------------------------------------------------
 
@@ -350,10 +452,17 @@ class Connection:
 
     def _lost(self, exc: BaseException | None) -> None:
         self._closed = exc or ConnectionClosedError("closed")
+        self._stop_sweep()
         if self._calls or self._control:
             self._fail_all(
                 ConnectionClosedError(f"connection to {self.binding} closed" + (f": {exc}" if exc else ""))
             )
+
+
+def _iface_name(iface: type[Interface]) -> str:
+    """The class name, and the IDL name where it differs: ``Echo (rpcecho)``."""
+    name, idl = iface.__name__, iface.__ifname__
+    return name if name == idl else f"{name} ({idl})"
 
 
 def _reason_name(kind: type[IntEnum], value: int) -> str:
@@ -424,8 +533,8 @@ def _remote(op: Operation) -> Any:
 async def connect(
     binding: str | Binding,
     *,
-    timeout: float | None = 30.0,
-    call_timeout: float | None = None,
+    timeout: float | None = CONNECT_TIMEOUT,
+    call_timeout: float | None = CALL_TIMEOUT,
     limits: Limits | None = None,
     max_concurrent_calls: int = 64,
     auth: ClientCredentials | None = None,
@@ -437,8 +546,10 @@ async def connect(
 
     Args:
         binding: ``"ncacn_ip_tcp:HOST[PORT]"``, ``"ncalrpc:[PATH]"`` ...
-        timeout: seconds to wait for the transport connection.
-        call_timeout: default per-call timeout (None: wait forever).
+        timeout: seconds to wait for the transport connection, and again for each bind's answer
+            (None: wait forever); ConnectTimeoutError / BindTimeoutError when they pass.
+        call_timeout: seconds each call waits for its answer unless its proxy's ``timeout`` says
+            otherwise (None: wait forever); CallTimeoutError when it passes.
         max_concurrent_calls: calls in flight at once on this connection; more wait their turn.
         auth: credentials to authenticate with (None: anonymous, unauthenticated).
         level: protection when ``auth`` is given: "connect", "call", "packet", "integrity",
@@ -457,15 +568,23 @@ async def connect(
         elif "connect" in b.flags:
             level = "connect"
         auth = _mechanism_from_binding(auth, b.flags)
-        number = AuthLevel[level.upper()] if isinstance(level, str) else AuthLevel(level)
+        number = _auth_level(level)
         # Samba's binding option: the host name the service principal names (Kerberos will not
         # ask for a ticket to an IP address)
         target = b.options.get("target_hostname") or b.host or "localhost"
         ctx = auth.client_context(target, number)
         state = AuthState(ctx, auth.auth_type, number, context_id=0, header_sign=True)
-    conn = Connection(b, limits, call_timeout, max_concurrent_calls, state, resolver)
+    conn = Connection(b, limits, call_timeout, max_concurrent_calls, state, resolver, timeout)
     await conn._open(timeout)
     return conn
+
+
+def _auth_level(level: str | int) -> AuthLevel:
+    try:
+        return AuthLevel[level.upper()] if isinstance(level, str) else AuthLevel(level)
+    except (KeyError, ValueError):
+        names = ", ".join(lv.name.lower() for lv in AuthLevel if lv.name != "DEFAULT")
+        raise RpcError(f"unknown authentication level {level!r}; expected one of {names}") from None
 
 
 def _mechanism_from_binding(auth: ClientCredentials, flags: frozenset[str] | set[str]) -> ClientCredentials:

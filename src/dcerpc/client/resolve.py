@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .._errors import RpcError
+from .._errors import EndpointNotRegisteredError, ResolveError
 from ..pdu.syntax import SyntaxId
 from .binding import Binding
 
-__all__ = ["ResolveError", "Resolver"]
-
-
-class ResolveError(RpcError):
-    """The endpoint of an interface could not be found."""
+__all__ = ["EndpointNotRegisteredError", "ResolveError", "Resolver"]
 
 
 class Resolver(Protocol):
@@ -27,7 +23,7 @@ class Resolver(Protocol):
 
     async def resolve(self, binding: Binding, interface: SyntaxId, timeout: float | None) -> str:
         """The endpoint (for ncacn_ip_tcp: the port) where ``interface`` listens at ``binding``'s
-        host. Raises ResolveError when there is none."""
+        host. Raises ResolveError (EndpointNotRegisteredError when the host knows none)."""
         ...
 
     def forget(self, binding: Binding, interface: SyntaxId) -> None:

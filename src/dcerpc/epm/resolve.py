@@ -5,15 +5,20 @@ the resolver ``dcerpc.connect`` gives its connections (see ``client.resolve.Reso
 or the binding's ``epm_port`` option) for the tower of the interface it wants, as Windows and Samba
 clients do (one tower, max_towers 1). Answers are cached per (host, mapper port, interface) for
 five minutes; a cached port that refuses the connection is forgotten and resolved again once.
+
+A mapper that knows no endpoint answers ``ept_s_not_registered`` (C706 Appendix O, ept_map): that is
+:class:`EndpointNotRegisteredError`, naming the interface (the connection that asked puts its class name
+in; here the well-known name or the UUID) and what to do.
 """
 
 from __future__ import annotations
 
 import time
 
+from .._errors import EndpointNotRegisteredError, ResolveError, status_name
 from ..client.binding import Binding
 from ..client.connection import connect
-from ..client.resolve import ResolveError
+from ..known import interface_name
 from ..ndr import ContextHandle
 from ..pdu.syntax import SyntaxId
 from .idl import Epm, twr_t
@@ -22,6 +27,7 @@ from .towers import Tower, TowerError, tcp_tower
 __all__ = ["CACHE_SECONDS", "EPM_PORT", "EpmResolver", "default_resolver"]
 
 EPM_PORT = 135
+EPT_S_NOT_REGISTERED = 0x16C9A0D6
 CACHE_SECONDS = 300.0
 
 
@@ -53,9 +59,15 @@ class EpmResolver:
         ) as conn:
             epm = await conn.bind(Epm)
             answer = await epm.ept_map(None, twr_t.of(tcp_tower(interface).encode()), ContextHandle(), 1)
+        if answer.status in (0, EPT_S_NOT_REGISTERED) and (not answer.towers or answer.towers[0] is None):
+            name = interface_name(interface.uuid) or str(interface.uuid)
+            raise EndpointNotRegisteredError(
+                host, name, str(interface), answer.status or EPT_S_NOT_REGISTERED
+            )
         if answer.status != 0 or not answer.towers or answer.towers[0] is None:
             raise ResolveError(
-                f"{host}'s endpoint mapper has no TCP endpoint for {interface} (status 0x{answer.status:08x})"
+                f"{host}'s endpoint mapper failed to look up {interface}: {status_name(answer.status)} "
+                f"(0x{answer.status:08x})"
             )
         try:
             port = Tower.decode(answer.towers[0].tower_octet_string).port

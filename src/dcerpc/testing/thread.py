@@ -1,8 +1,8 @@
 """A real server on a real socket, in a background thread: for synchronous tests and outside peers.
 
-    with ServerThread(EchoServer()) as srv:
-        with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]") as conn:
-            assert conn.bind(Echo).AddOne(41) == 42
+with ServerThread(EchoServer()) as srv:
+    with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]") as conn:
+        assert conn.bind(Echo).AddOne(41) == 42
 """
 
 from __future__ import annotations
