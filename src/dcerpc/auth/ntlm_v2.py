@@ -33,6 +33,7 @@ import hmac
 import struct
 from collections.abc import Callable
 
+from .acceptor import der_encode_length, der_length
 from .ntlm_users import UsersFile
 
 __all__ = ["ResponseNormaliser"]
@@ -212,7 +213,7 @@ def _der(data: bytes, each: Callable[[bytes], bytes]) -> bytes:
     out, at = [], 0
     while at < len(data):
         tag = data[at]
-        length, start = _der_length(data, at + 1)
+        length, start = der_length(data, at + 1)
         end = start + length
         if end > len(data):
             raise ValueError("DER element past its container")
@@ -223,23 +224,6 @@ def _der(data: bytes, each: Callable[[bytes], bytes]) -> bytes:
             new = each(content)
         else:
             new = content
-        out.append(data[at:end] if new == content else bytes([tag]) + _der_encode_length(len(new)) + new)
+        out.append(data[at:end] if new == content else bytes([tag]) + der_encode_length(len(new)) + new)
         at = end
     return b"".join(out)
-
-
-def _der_length(data: bytes, at: int) -> tuple[int, int]:
-    first = data[at]
-    if first < 0x80:
-        return first, at + 1
-    n = first & 0x7F
-    if not 1 <= n <= 4:
-        raise ValueError("unsupported DER length")
-    return int.from_bytes(data[at + 1 : at + 1 + n], "big"), at + 1 + n
-
-
-def _der_encode_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
