@@ -121,7 +121,14 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self.deadlines = None
         if self.assoc is not None:
             self.assoc.connection_lost()
-        self.on_lost(exc)
+        on_lost = self.on_lost
+        # the owner and this protocol refer to each other (bound methods both ways): let go now, so
+        # that what the connection held goes when the last reference does, not at the next cycle
+        # collection, which a quiet server may not run for a long time
+        self.assoc = None
+        self.on_events = _nothing
+        self.on_lost = _ignore_loss
+        on_lost(exc)
 
     def pause_writing(self) -> None:
         self._paused = True

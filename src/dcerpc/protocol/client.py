@@ -372,6 +372,10 @@ class ClientAssociation(Receiver[_Reply]):
     def _too_large(self, cid: int, partial: _Reply) -> None:
         self._fail(f"response to call {cid} exceeds {self.limits.max_call_size} octets (or max_buffered)")
 
+    def _refused_call(self, cid: int, partial: _Reply) -> None:
+        # only with an account (budget.py), which a client is given when its owner wants one
+        self._fail(f"response to call {cid}: no memory for it within the process's budget")
+
     def _reassembled_call(self, cid: int, partial: _Reply, stub: memoryview) -> None:
         self.pending.discard(cid)
         self._events.append(ResponseReceived(cid, stub, partial.little))

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 from ..pdu.constants import PFC
 from ..pdu.header import DREP_LE, HEADER_SIZE
+from .budget import Account
 from .limits import Limits
 
 __all__ = [
@@ -177,6 +178,7 @@ class Partial:
     data: bytearray = field(default_factory=bytearray)  # the stub so far, then room for the rest
     size: int = 0
     last: bool = False  # the fragment whose stub is arriving directly is the call's last
+    refused: bool = False  # refused for want of memory (budget.py): its other fragments are discarded
 
 
 P = TypeVar("P", bound="Partial")
@@ -195,7 +197,17 @@ class Receiver(Generic[P]):
     # Slotted, as both roles are: an association is read a few dozen times per call, and an instance
     # dict of more than 30 keys (Python 3.11's shared-key limit) makes every one of those reads
     # slower (measured: 1.9k instructions per call for one attribute too many).
-    __slots__ = ("_buffered", "_calls", "_direct", "_direct_call", "_spare", "inbox", "limits")
+    __slots__ = (
+        "_buffered",
+        "_calls",
+        "_direct",
+        "_direct_call",
+        "_reported",
+        "_spare",
+        "account",
+        "inbox",
+        "limits",
+    )
 
     inbox: Inbox
     limits: Limits
@@ -208,6 +220,10 @@ class Receiver(Generic[P]):
         self._buffered = 0  # octets reserved for them, all together (bounded by max_buffered)
         self._direct_call = 0  # the call whose fragment's stub is arriving in its own buffer
         self._direct: P | None = None  # and its record
+        # the process's memory budget (budget.py), when the owner gives one, and what of it the
+        # buffers here hold (the reassembly buffers and the spare; the outbox draws on it too)
+        self.account: Account | None = None
+        self._reported = 0
 
     @property
     def alive(self) -> bool:
@@ -280,9 +296,47 @@ class Receiver(Generic[P]):
             return False
         room = room_for(need, have, partial.size + hint, limits.max_call_size)  # hint: what remains
         most = limits.max_buffered - self._buffered + have
-        partial.data = self._call_buffer(partial.data, partial.size, min(room, most), most)
+        size = min(room, most)
+        account = self.account
+        if account is not None:
+            # asked before the memory is committed; a new buffer is made before the old one goes
+            if not account.take(size):
+                if size == need or not account.take(need):  # the least it needs, then
+                    self._out_of_memory(cid, partial)
+                    return False
+                size = need
+            self._reported += size
+        partial.data = self._call_buffer(partial.data, partial.size, size, most)
         self._buffered += len(partial.data) - have
+        self._settle()
         return True
+
+    def _settle(self) -> None:
+        """Tell the budget what the buffers here hold now (after it was asked, or as they shrink)."""
+        account = self.account
+        if account is None:
+            return
+        spare = self._spare
+        now = self._buffered + (len(spare) if spare is not None else 0)
+        if now < self._reported:
+            account.give(self._reported - now)
+        elif now > self._reported:
+            account.take(now - self._reported)  # a reused spare longer than asked: already held
+        self._reported = now
+
+    def _out_of_memory(self, cid: int, partial: P) -> None:
+        """The budget refused call ``cid`` the memory it needs: its buffer goes, the fragments of it
+        still to come are discarded (``refused``), and the role answers it (the connection stays)."""
+        if self._calls.get(cid) is partial:
+            self._buffered -= len(partial.data)
+        partial.data = bytearray()
+        partial.size = 0
+        partial.refused = True
+        self._calls[cid] = partial
+        if partial is self._direct:
+            self._direct = None
+        self._settle()
+        self._refused_call(cid, partial)
 
     def _append(self, cid: int, partial: P, stub: bytes | memoryview, hint: int) -> bool:
         """A fragment's stub, added to its call (False: refused as too large)."""
@@ -297,7 +351,9 @@ class Receiver(Generic[P]):
         """The last fragment of a call of several has arrived: its buffer becomes the stub."""
         del self._calls[cid]
         self._buffered -= len(partial.data)
-        self._reassembled_call(cid, partial, self._call_stub(partial.data, partial.size))
+        stub = self._call_stub(partial.data, partial.size)
+        self._settle()
+        self._reassembled_call(cid, partial, stub)
 
     def _drop(self, cid: int) -> None:
         """Call ``cid`` is no longer received (abandoned, answered otherwise): what it held goes."""
@@ -306,12 +362,16 @@ class Receiver(Generic[P]):
             self._buffered -= len(partial.data)
             if partial is self._direct:
                 self._direct = None
+            self._settle()
 
     def _forget_calls(self) -> None:
-        """Every call being received is dropped, and what it held (the association is closing)."""
+        """Every call being received is dropped, and what it held, the spare buffer too (the
+        association is closing)."""
         self._calls.clear()
         self._buffered = 0
         self._direct = None
+        self._spare = None
+        self._settle()
 
     def _direct_fragment(self, buf: bytearray, pos: int, length: int, end: int) -> bool:
         """A long unprotected fragment whose header has arrived: take its stub from here on straight
@@ -324,7 +384,9 @@ class Receiver(Generic[P]):
             return False
         n = length - CALL_HEADER
         if not self._reserve(cid, partial, n, hint):
-            return True  # refused as too large, as the general path would: the association closes
+            # refused as too large, as the general path would: the association closes; or for want
+            # of memory: the general path takes this fragment whole, and discards it
+            return not self.alive
         self._calls[cid] = partial
         self.inbox.direct_into(partial.data, partial.size, buf, pos + CALL_HEADER, end, n)
         partial.size += n
@@ -345,10 +407,10 @@ class Receiver(Generic[P]):
         if found is None:
             return False
         flags, length, hint = found
-        self._counted()
         n = length - CALL_HEADER
         if not self._reserve(cid, partial, n, hint):
-            return True
+            return not self.alive  # as in _direct_fragment
+        self._counted()
         self.inbox.direct_into(partial.data, partial.size, head, CALL_HEADER, CALL_HEADER, n)
         partial.size += n
         partial.last = bool(flags & PFC.LAST_FRAG)
@@ -385,6 +447,10 @@ class Receiver(Generic[P]):
 
     def _reassembled_call(self, cid: int, partial: P, stub: memoryview) -> None:
         """A call of several fragments is whole."""
+        raise NotImplementedError
+
+    def _refused_call(self, cid: int, partial: P) -> None:
+        """Answer call ``cid``, refused for want of memory (:meth:`_out_of_memory`)."""
         raise NotImplementedError
 
     # buffers -----------------------------------------------------------------------------------

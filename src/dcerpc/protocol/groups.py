@@ -17,11 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._errors import FaultError
 from ..ndr.declarations import ContextHandle
+from ..pdu.constants import RPC_S_OUT_OF_RESOURCES
 
 __all__ = ["Group", "GroupTable", "HandleEntry"]
 
 Rundown = Callable[[Any], None]
+
+MAX_HANDLES = 4096
+"""Context handles one association group may hold open (``Limits.max_context_handles``): stops a
+client from opening handles without end (an ept_lookup with a null handle opens one each time)
+and making every one of them cost the server memory until its group ends."""
 
 
 @dataclass(slots=True)
@@ -39,9 +46,20 @@ class Group:
     id: int
     connections: int = 0
     handles: dict[uuid.UUID, HandleEntry] = field(default_factory=dict)
+    max_handles: int = MAX_HANDLES
 
     def open_handle(self, value: Any, rundown: Rundown | None = None) -> ContextHandle:
-        """A new handle for ``value``; ``rundown(value)`` runs if the group dies with it open."""
+        """A new handle for ``value``; ``rundown(value)`` runs if the group dies with it open.
+
+        Raises:
+            FaultError: rpc_s_out_of_resources, the group holds ``max_handles`` already (the call
+                that asked fails with it, as a Windows server's does when it cannot allocate one).
+        """
+        if len(self.handles) >= self.max_handles:
+            raise FaultError(
+                RPC_S_OUT_OF_RESOURCES,
+                f"association group {self.id:#x} holds {self.max_handles} context handles",
+            )
         handle = ContextHandle.new()
         self.handles[handle.uuid] = HandleEntry(value, rundown)
         return handle
@@ -58,8 +76,11 @@ class Group:
 class GroupTable:
     """All association groups of one server."""
 
-    def __init__(self, on_rundown_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self, on_rundown_error: Callable[[BaseException], None] | None = None, max_handles: int = MAX_HANDLES
+    ) -> None:
         self._groups: dict[int, Group] = {}
+        self.max_handles = max_handles
         self._entropy = bytearray()
         self._on_error = on_rundown_error
 
@@ -72,7 +93,7 @@ class GroupTable:
             gid = self._random_id()
             if gid and gid not in self._groups:
                 break
-        group = self._groups[gid] = Group(gid, connections=1)
+        group = self._groups[gid] = Group(gid, connections=1, max_handles=self.max_handles)
         return group
 
     def _random_id(self) -> int:

@@ -48,7 +48,13 @@ class Limits:
             IPv6; Unix-socket peers are local and not counted). Stops one client from taking every
             slot of max_connections and locking the others out; beyond it, its new connections are
             refused at accept.
+        max_context_handles: context handles one association group may hold open (its calls
+            that would open more fail with rpc_s_out_of_resources). Stops handle tables growing
+            without end; groups themselves are bounded by connections (one bind makes at most one).
         ndr: bounds on decoding one stub (elements, pointer depth).
+
+    The octets all connections hold together are bounded by the process's memory budget
+    (``protocol.budget``), not here.
     """
 
     max_fragment: int = 65528
@@ -61,6 +67,7 @@ class Limits:
     pdu_timeout: float = 30.0
     max_connections: int = 1024
     max_connections_per_source: int = 64
+    max_context_handles: int = 4096
     ndr: NdrLimits = field(default_factory=NdrLimits)
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from ..ndr.pieces import EncodedStub, runs
 from ..pdu.constants import PFC, PType
 from ..pdu.header import HEADER_SIZE, pack_header
+from .budget import Account
 from .security import SEC_TRAILER, AuthState, protect
 
 __all__ = ["FLUSH_BUDGET", "Fragment", "Outbox", "call_fragments"]
@@ -44,9 +45,20 @@ class Outbox(deque[bytes | Iterator[Fragment]]):
 
     __slots__ = ()
 
-    def append_lazily(self, fragments: Iterator[Fragment]) -> None:
-        """Queue a run of fragments, made as they are taken."""
-        self.append(fragments)
+    def append_lazily(
+        self, fragments: Iterator[Fragment], held: int = 0, account: Account | None = None
+    ) -> None:
+        """Queue a run of fragments, made as they are taken; ``held`` octets of ``account`` (the
+        stub they carry, already taken from the budget) go back once the run is sent or dropped."""
+        self.append(fragments if account is None else _Held(fragments, held, account))
+
+    def discard(self) -> None:
+        """Drop everything still to send (the peer is gone: nobody will read it), and give back what
+        the runs held."""
+        for item in self:
+            if isinstance(item, _Held):
+                item.close()
+        self.clear()
 
     def octets(self, limit: int | None = None) -> bytes:
         """What :meth:`take` takes, as one bytes (b"" when nothing waits)."""
@@ -81,6 +93,34 @@ class Outbox(deque[bytes | Iterator[Fragment]]):
                 out.append(fragment)
                 size += _MADE * len(fragment)
         return out
+
+
+class _Held:
+    """A run of fragments whose stub is counted against a connection's memory budget until the
+    run ends or is dropped (budget.py)."""
+
+    __slots__ = ("account", "held", "run")
+
+    def __init__(self, run: Iterator[Fragment], held: int, account: Account) -> None:
+        self.run = run
+        self.held = held
+        self.account: Account | None = account
+
+    def __iter__(self) -> _Held:
+        return self
+
+    def __next__(self) -> Fragment:
+        try:
+            return next(self.run)
+        except StopIteration:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        account = self.account
+        if account is not None:
+            self.account = None
+            account.give(self.held)
 
 
 def call_fragments(

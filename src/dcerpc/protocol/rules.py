@@ -163,6 +163,9 @@ class Violation(enum.Enum):
     CALL_ID_REUSED = "call_id_reused"
     VERIFICATION_TRAILER = "verification_trailer"  # MS-RPCE 2.2.2.13 contradicted
     SERVER_PDU = "server_pdu"  # a client sent a PDU only servers send
+    # resources (not necessarily the peer's fault: the process's memory budget, budget.py)
+    OUT_OF_RESOURCES = "out_of_resources"  # no memory to receive a call: refused before it ran
+    RESPONSE_OUT_OF_RESOURCES = "response_out_of_resources"  # no memory to hold a call's answer
     # client role
     PEER_PROTOCOL = "peer_protocol"  # the server broke a rule (the call or connection fails)
 
@@ -231,6 +234,8 @@ ANSWERS: Final[dict[Violation, Answer]] = {
     _V.CALL_ID_REUSED: Answer(status=_PROTO, did_not_execute=True),
     _V.VERIFICATION_TRAILER: Answer(status=_DENIED, close=False),
     _V.SERVER_PDU: Answer(status=_PROTO, did_not_execute=True),
+    _V.OUT_OF_RESOURCES: Answer(status=const.RPC_S_OUT_OF_RESOURCES, did_not_execute=True, close=False),
+    _V.RESPONSE_OUT_OF_RESOURCES: Answer(status=const.RPC_S_OUT_OF_RESOURCES, close=False),
     _V.PEER_PROTOCOL: Answer(),
 }
 

@@ -112,7 +112,8 @@ class ServerAssociation(Negotiation[_Partial]):
         inbox: where reads go (a new one if not given).
     """
 
-    __slots__ = (
+    __slots__ = (  # and a weak reference: tests check that nothing keeps a closed one alive
+        "__weakref__",
         "_abstract",
         "_body_end",
         "_call_auth",
@@ -291,13 +292,15 @@ class ServerAssociation(Negotiation[_Partial]):
         """Octets (or fragments still to make) are waiting for :meth:`data_to_send`."""
         return bool(self.outbox)
 
-    def respond(self, call_id: int, stub: EncodedStub, context_id: int = 0) -> None:
-        """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag.
+    def respond(self, call_id: int, stub: EncodedStub, context_id: int = 0) -> bool:
+        """Answer a call with its [out] stub, fragmented to the peer's max_recv_frag (False: not
+        sent as it is; the call was orphaned or is gone, or its answer was refused for want of
+        memory and a fault went instead, reported in :meth:`events`).
 
         The response carries the low octet of the context id only, as Windows sends it (observed
         behaviour; C706 12.6.4.10 has p_cont_id as u16)."""
         if not self._finish(call_id):
-            return
+            return False
         auth = self._call_auth.pop(call_id, None)
         protected = auth is not None and auth.protects
         if not protected and len(stub) <= self.max_xmit_frag - REQUEST_HEADER:
@@ -310,8 +313,20 @@ class ServerAssociation(Negotiation[_Partial]):
                 + stub
             )
             self.stats["pdus_out"] += 1
-            return
-        self.outbox.append_lazily(self._response_fragments(call_id, stub, context_id, auth))
+            return True
+        # More than one fragment: held until the peer reads it, so drawn from the memory budget
+        # (a client that asks for a large answer and never reads it holds at most this), and no
+        # longer than the largest call either way (max_call_size).
+        n = len(stub)
+        account = self.account
+        if n > self.limits.max_call_size or (account is not None and not account.take(n)):
+            text = f"no room for the {n}-octet answer to call {call_id}"
+            if n > self.limits.max_call_size:
+                text += f" (max_call_size {self.limits.max_call_size})"
+            self._refuse(Violation.RESPONSE_OUT_OF_RESOURCES, call_id, text, context_id)
+            return False
+        self.outbox.append_lazily(self._response_fragments(call_id, stub, context_id, auth), n, account)
+        return True
 
     def _response_fragments(
         self, call_id: int, stub: EncodedStub, context_id: int, auth: AuthState | None
@@ -338,9 +353,17 @@ class ServerAssociation(Negotiation[_Partial]):
         self._send_fault(call_id, status, context_id, did_not_execute)
 
     def connection_lost(self) -> None:
-        """The transport closed: leave the association group (the last one out runs down handles)."""
+        """The transport closed: what the peer will never read is dropped, every buffer and what
+        it held of the memory budget goes, and the association leaves its group (the last one out
+        runs down the group's handles)."""
         self.state = State.CLOSED
         self._forget_calls()
+        self.outbox.discard()
+        self._call_auth.clear()
+        self._orphaned.clear()
+        self.outstanding.clear()
+        if self.account is not None:
+            self.account.close()
         if self.group is not None:
             self._groups.leave(self.group)
             self.group = None
@@ -440,6 +463,10 @@ class ServerAssociation(Negotiation[_Partial]):
             self._refuse(Violation.REQUEST_TOO_LONG, cid, text)
             return
         partial = self._calls.get(cid)
+        if partial is not None and partial.refused:  # refused for want of memory, and answered
+            if last:
+                del self._calls[cid]
+            return
         if first:
             if not self._first_fragment_ok(pdu, state):
                 return
@@ -607,6 +634,14 @@ class ServerAssociation(Negotiation[_Partial]):
         text = f"call {cid} exceeds {self.limits.max_call_size} octets (or the connection's buffer)"
         self._refuse(Violation.CALL_TOO_LARGE, cid, text, partial.context_id)
 
+    def _refused_call(self, cid: int, partial: _Partial) -> None:
+        # as Samba's server answers a call it has no memory to reassemble: the connection stays
+        budget = self.account.budget if self.account is not None else None
+        text = f"no memory to receive call {cid}"
+        if budget is not None:
+            text += f" (process budget {budget.total} octets, {budget.held} held)"
+        self._refuse(Violation.OUT_OF_RESOURCES, cid, text, partial.context_id)
+
     # the direct path's hooks (framing.Receiver) -------------------------------------------------
 
     def _direct_partial(self, buf: bytearray, pos: int, cid: int, flags: int) -> _Partial | None:
@@ -617,7 +652,7 @@ class ServerAssociation(Negotiation[_Partial]):
             partial = _Partial(context_id=context_id, opnum=opnum)
         else:
             found = self._calls.get(cid)
-            if found is None or (found.auth is not None and found.auth.protects):
+            if found is None or found.refused or (found.auth is not None and found.auth.protects):
                 return None
             partial = found
         self.stats["pdus_in"] += 1

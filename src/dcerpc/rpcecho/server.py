@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from .._errors import FaultError
 from ..ndr import NTSTATUS
-from ..pdu.constants import RPC_X_BAD_STUB_DATA
+from ..pdu.constants import RPC_S_OUT_OF_RESOURCES, RPC_X_BAD_STUB_DATA
+from ..protocol.limits import Limits
+from ..server.context import current_call
 from .idl import (
     ECHO_ENUM2,
     Echo,
@@ -28,6 +31,18 @@ from .idl import (
 )
 
 __all__ = ["EchoServer"]
+
+_PATTERN = bytes(range(256))  # what SourceData sends, over and over (as Samba's server does)
+
+
+def _max_answer() -> int:
+    """The longest answer the serving server sends (its Limits.max_call_size; the default's when
+    the method is called directly, outside a server)."""
+    try:
+        return current_call().limits.max_call_size
+    except LookupError:
+        return Limits().max_call_size
+
 
 _LEVELS: dict[int, Callable[[], object]] = {
     1: lambda: echo_info1(10),
@@ -53,9 +68,16 @@ class EchoServer(Echo):
         return None
 
     async def SourceData(self, len: int) -> bytes:
-        return (
-            bytes(i & 0xFF for i in range(len)) if len < 256 else (bytes(range(256)) * (len // 256 + 1))[:len]
-        )
+        # A 28-octet request may ask for 4 GiB: refused before anything is made when no answer
+        # that long may be sent (Limits.max_call_size), and made once (a view of the pattern
+        # repeated, not a slice of it copied again).
+        limit = _max_answer()
+        if len > limit:
+            raise FaultError(
+                RPC_S_OUT_OF_RESOURCES, f"SourceData of {len} octets asked, at most {limit} served"
+            )
+        # the encoder takes any buffer of the right length: a view, not a copy
+        return cast(bytes, memoryview(_PATTERN * (len // 256 + 1))[:len])
 
     async def TestCall(self, s1: str) -> str | None:
         return s1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import FaultError
@@ -19,6 +19,7 @@ from ..ndr.declarations import ContextHandle
 from ..pdu.constants import NCA_S_FAULT_CONTEXT_MISMATCH
 from ..pdu.syntax import SyntaxId
 from ..protocol.groups import Group
+from ..protocol.limits import Limits
 
 __all__ = ["CallContext", "current_call"]
 
@@ -35,6 +36,8 @@ class CallContext:
         object: the object UUID the client named (PFC_OBJECT_UUID), if any.
         group: the association group of the connection.
         auth_type, auth_level, principal: the caller's authentication (none yet: 0, 1, None).
+        limits: the server's limits (an implementation bounds what a caller may ask of it by them:
+            no answer is sent longer than ``limits.max_call_size``).
     """
 
     peer: Any
@@ -49,6 +52,7 @@ class CallContext:
     auth_level: int = 1
     principal: str | None = None
     peer_credentials: tuple[int, int, int] | None = None  # (pid, uid, gid) over ncalrpc
+    limits: Limits = field(default_factory=Limits)
 
     def open_handle(self, value: Any, rundown: Callable[[Any], None] | None = None) -> ContextHandle:
         """A context handle for ``value`` in the caller's association group."""

@@ -307,7 +307,8 @@ class Dispatcher:
             log.error("%s returned a value that does not encode: %r", target.name, e)
             self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
-        self.assoc.respond(ev.call_id, stub, ev.context_id)
+        if not self.assoc.respond(ev.call_id, stub, ev.context_id):
+            self.handle_events()  # a fault went instead (no memory for the answer): it is reported
         proto = self.proto
         if not proto.reading:  # as _sent, inline: once per call
             if self._unstarted:
@@ -347,4 +348,5 @@ class Dispatcher:
             auth_level=ev.auth_level,
             principal=ev.principal,
             peer_credentials=proto.credentials,
+            limits=self.host.limits,
         )

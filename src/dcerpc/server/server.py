@@ -23,6 +23,7 @@ from ..mgmt.idl import Mgmt
 from ..mgmt.service import MgmtService
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
+from ..protocol.budget import Budget, process_budget
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
@@ -80,6 +81,8 @@ class Server:
         min_auth_level: the lowest authentication level a call may arrive at (1: none, 2: connect,
             3: call, 4: packet, 5: integrity, 6: privacy); calls below it are refused with
             access denied before their stub is read. :meth:`require_auth` sets it per interface.
+        budget: the memory budget its connections draw on (``protocol.budget``; default the one
+            every server of the process shares).
     """
 
     use_uvloop = staticmethod(_event_loop_policy)
@@ -91,6 +94,7 @@ class Server:
         security: list[SecurityProvider] | None = None,
         mgmt: bool = True,
         min_auth_level: int = 1,
+        budget: Budget | None = None,
     ) -> None:
         self.security = {p.auth_type: p for p in security or []}
         self._targets: dict[tuple[SyntaxId, int], Target | int] = {}
@@ -104,7 +108,11 @@ class Server:
         if mgmt and self.registry.match(Mgmt.__syntax__) is None:
             self.registry.add(MgmtService(self.registry.interfaces, self.stats))
         self.limits = limits or Limits()
-        self.groups = GroupTable(on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e))
+        self.budget = budget if budget is not None else process_budget()
+        self.groups = GroupTable(
+            on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e),
+            max_handles=self.limits.max_context_handles,
+        )
         self._listeners: list[asyncio.Server] = []
         self._connections: set[Dispatcher] = set()
         self.addresses: list[Any] = []
@@ -247,6 +255,7 @@ class Server:
             self.stats,
             proto.inbox,
         )
+        assoc.account = self.budget.account(source)
         if source is not None:
             self._per_source[source] += 1
         self._connections.add(Dispatcher(self, proto, assoc))
