@@ -15,16 +15,17 @@ import logging
 import select
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import dcerpc
-from dcerpc.pdu import NDR20, Bind, BindAck, ContextElement, Request, Response
+from dcerpc.pdu import NDR20, AuthVerifier, Bind, BindAck, ContextElement, Request, Response
 from dcerpc.protocol.limits import Limits
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
+from tests.protocol.toy_auth import ToyCredentials, ToyProvider
 from tests.server.test_bad_input import Raw, logged
 
 PACE = 0.05  # seconds between two trickled octets
@@ -218,3 +219,93 @@ def test_one_address_cannot_take_every_slot(serve: ServerThread, caplog: pytest.
         again.close()
     again.close()
     held[1].close()
+
+
+# write deadline -------------------------------------------------------------------------------------
+
+
+def _ask_and_never_read(
+    srv: ServerThread, size: int, window: int = 4096, send_buffer: int = 0
+) -> socket.socket:
+    """A bound client with a small receive window that asks SourceData for ``size`` octets twice,
+    and reads none of it. ``send_buffer``: the server's kernel send buffer for the connection, made
+    that small (a real socket option on its real socket) so that its own buffer fills sooner."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, window)  # before connect: the window
+    sock.settimeout(WAIT)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(bind_pdu())
+    head = sock.recv(16, socket.MSG_WAITALL)
+    sock.recv(int.from_bytes(head[8:10], "little") - 16, socket.MSG_WAITALL)  # the bind_ack
+    if send_buffer:
+        (conn,) = srv.server._connections
+        transport = conn.proto.transport
+        assert transport is not None
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    source = Echo.operation_named("SourceData").encode_request
+    for cid in (2, 3):
+        sock.sendall(Request(call_id=cid, opnum=3, stub=source(size)).encode())
+    return sock
+
+
+def _until(condition: Callable[[], bool], seconds: float = WAIT) -> float:
+    """Poll until ``condition`` holds (a deadline, not an ordering sleep); the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < seconds, "condition not reached"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+@limits(write_timeout=0.4, idle_timeout=60)
+def test_a_client_that_never_reads_its_answers_is_cut(
+    serve: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Backpressure stops the idle deadline from blaming a peer that does not read (we stopped
+    reading it); the write deadline does not: the connection, and the answers it held, go."""
+    sock = _ask_and_never_read(serve, 4 * 1024 * 1024)
+    took = _until(lambda: serve.server.refusals["write_timeout"] == 1)
+    assert took < 3.0
+    assert logged(caplog, "read none of our answers")
+    _until(lambda: not serve.server._connections)
+    assert serve.server.budget.source_held("127.0.0.1") == 0
+    sock.close()
+    still_serving(serve)
+
+
+@limits(write_timeout=0.4, idle_timeout=60)
+def test_a_slow_reader_is_not_cut(serve: ServerThread) -> None:
+    """A client that reads its large answer slowly, but reads, keeps its connection."""
+    size = 256 * 1024
+    sock = _ask_and_never_read(serve, size, window=16384, send_buffer=8192)
+    got, start = 0, time.monotonic()
+    while got < 2 * (size + 8):  # both answers: stubs and fragment headers
+        time.sleep(0.02)
+        chunk = sock.recv(256 * 1024)
+        assert chunk, "closed by the server"
+        got += len(chunk)
+    assert time.monotonic() - start > 0.4  # slower than the deadline, all told
+    assert serve.server.refusals["write_timeout"] == 0
+    (conn,) = serve.server._connections
+    assert conn.proto.resumed  # the write buffer did fill: the deadline was watching
+    sock.close()
+
+
+@limits(bind_timeout=0.3)
+def test_a_handshake_never_finished_is_closed_by_the_bind_deadline(serve: ServerThread) -> None:
+    """A bind that starts a three-leg handshake and never sends its auth3 (nor a call) is held to
+    the bind deadline; it had only kept its slot by the idle one before."""
+    provider = ToyProvider({"alice": "pw"})
+    serve.server.security[provider.auth_type] = provider
+    context = ToyCredentials("alice", "pw").client_context("", 6)
+    token = context.step(None)
+    assert token is not None
+    raw = Raw(serve.port)
+    verifier = AuthVerifier(
+        auth_type=provider.auth_type, auth_level=6, pad_length=0, context_id=1, value=token
+    )
+    answer = raw.bind(auth=verifier)
+    assert isinstance(answer, BindAck) and answer.auth is not None  # the second leg: now auth3 is due
+    assert server_closed(raw.sock, WAIT)
+    assert serve.server.refusals["bind_timeout"] == 1
+    still_serving(serve)

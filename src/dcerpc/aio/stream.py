@@ -22,6 +22,9 @@ when the connection is lost). Everything that knows what a PDU or a call is live
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import sys
+import termios
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -74,6 +77,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._more = False  # a flush is scheduled for the next turn of the loop
         self._draining = False  # closing: whatever still arrives is discarded
         self.received = 0  # octets read so far (what the deadlines look at, when their timer fires)
+        self.resumed = 0  # times writing resumed after pause_writing (the write deadline's progress)
         self.deadlines: Deadlines | None = None
         # A transport takes get_buffer from its protocol once (uvloop) or per read (asyncio): bound
         # to the inbox's own, each read costs a Python call fewer. Until an association is
@@ -137,6 +141,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        self.resumed += 1
         t = self.transport
         if t is not None and not t.is_closing():
             if self.pause_reading_when_full:
@@ -217,26 +222,58 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return True
         return self._paused and self.pause_reading_when_full
 
+    @property
+    def write_blocked(self) -> int | None:
+        """While the transport's write buffer is full (else None): the octets the peer has yet to
+        take, ours and the kernel's (its send queue, SIOCOUTQ: what a peer that reads frees first,
+        so its reading shows even while the transport's own buffer waits for room)."""
+        t = self.transport
+        if not self._paused or t is None or t.is_closing():
+            return None
+        return t.get_write_buffer_size() + _kernel_queue(t)
+
     def set_deadlines(
         self,
         *,
         bind: float,
         pdu: float,
         idle: float,
+        write: float = 0.0,
         unbound: Callable[[], bool],
         busy: Callable[[], bool],
         on_expired: Callable[[str], None],
     ) -> None:
         """Close the connection when a deadline passes (``deadlines.Deadlines``; 0 turns one off):
         ``unbound()`` still true ``bind`` seconds from now, a fragment partly received for ``pdu``
-        seconds, ``idle`` seconds without a whole PDU while ``busy()`` is false. ``on_expired``
-        hears which one first. Reads pay an addition for it, nothing more."""
+        seconds, ``idle`` seconds without a whole PDU while ``busy()`` is false, ``write`` seconds
+        with the write buffer full and none of it read. ``on_expired`` hears which one first.
+        Reads pay an addition for it, nothing more."""
         if self.deadlines is not None:
             self.deadlines.cancel()
         self.deadlines = Deadlines(
-            self, self.loop, bind=bind, pdu=pdu, idle=idle, unbound=unbound, busy=busy, on_expired=on_expired
+            self,
+            self.loop,
+            bind=bind,
+            pdu=pdu,
+            idle=idle,
+            write=write,
+            unbound=unbound,
+            busy=busy,
+            on_expired=on_expired,
         )
 
 
 def _ignore_loss(exc: Exception | None) -> None:
     pass
+
+
+def _kernel_queue(transport: asyncio.BaseTransport) -> int:
+    """Octets in the socket's send queue not yet acknowledged by the peer (0 when unknown)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(raw, sys.byteorder, signed=True)

@@ -43,6 +43,10 @@ class Limits:
             (0: no limit). Stops slow-trickle attacks (slowloris): one octet every few seconds
             keeps a fragment forever half received, and its connection slot held, without ever
             being idle. A 64 KiB fragment in 30 s asks for about 2 KB/s.
+        write_timeout: seconds our write buffer may stay full without the peer reading any of it
+            (0: no limit). Stops a client that asks for answers and never reads them from holding
+            its slot and those answers (drawn from the memory budget) for ever: backpressure stops
+            the other deadlines from blaming it for what it does not send.
         max_connections: concurrent connections per server. Stops descriptor exhaustion.
         max_connections_per_source: concurrent connections one peer address may hold (IPv4 and
             IPv6; Unix-socket peers are local and not counted). Stops one client from taking every
@@ -65,6 +69,7 @@ class Limits:
     idle_timeout: float = 300.0
     bind_timeout: float = 10.0
     pdu_timeout: float = 30.0
+    write_timeout: float = 60.0
     max_connections: int = 1024
     max_connections_per_source: int = 64
     max_context_handles: int = 4096
@@ -73,7 +78,7 @@ class Limits:
     def __post_init__(self) -> None:
         if not MIN_FRAGMENT <= self.max_fragment <= 0xFFFF:
             raise ValueError(f"max_fragment must be between {MIN_FRAGMENT} and 65535")
-        for name in ("idle_timeout", "bind_timeout", "pdu_timeout"):
+        for name in ("idle_timeout", "bind_timeout", "pdu_timeout", "write_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or positive")
         if self.max_connections_per_source < 1:

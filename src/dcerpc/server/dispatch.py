@@ -176,6 +176,7 @@ class Dispatcher:
             bind=limits.bind_timeout,
             pdu=limits.pdu_timeout,
             idle=limits.idle_timeout,
+            write=limits.write_timeout,
             unbound=self.unbound,
             busy=self.busy,
             on_expired=self._expired,
@@ -186,8 +187,16 @@ class Dispatcher:
         return bool(self.tasks)
 
     def unbound(self) -> bool:
-        """The association still waits for its bind (what the bind deadline asks)."""
-        return self.assoc.state is State.AWAIT_BIND
+        """The association still waits for its bind, or has made no call and its handshake is not
+        finished (the auth3 or alter_context that would finish it never came): what the bind
+        deadline asks. A connection that has made calls is past it (no call resolved yet: the
+        per-connection target cache was never filled)."""
+        assoc = self.assoc
+        if assoc.state is State.AWAIT_BIND:
+            return True
+        if self._generation != -1 or not assoc.auth:
+            return False
+        return not any(s.finished for s in assoc.auth.values())
 
     def close(self) -> None:
         """Close the connection now (server shutdown)."""

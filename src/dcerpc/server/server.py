@@ -44,6 +44,7 @@ _EXPIRED = {  # what each deadline's log line says (aio.deadlines names them)
     "bind_timeout": "no bind within the bind deadline",
     "pdu_timeout": "a PDU not whole within the PDU deadline of its first octet",
     "idle_timeout": "idle",
+    "write_timeout": "the peer read none of our answers within the write deadline",
 }
 
 
@@ -276,7 +277,7 @@ class Server:
 
     def record_expiry(self, peer: Any, kind: str) -> None:
         """Count and log a connection closed by a deadline (``aio.deadlines``: bind_timeout,
-        pdu_timeout, idle_timeout)."""
+        pdu_timeout, idle_timeout, write_timeout)."""
         self.refusals[kind] += 1
         _limited.info(kind, "closing connection from %s: %s", peer, _EXPIRED.get(kind, kind))
 
