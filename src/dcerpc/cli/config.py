@@ -144,10 +144,25 @@ _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$\.?(?P<at>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 
 
-def _explain(source: str, e: msgspec.ValidationError) -> ConfigError:
+def _entry(data: dict[str, Any], at: str) -> str:
+    """The name of the table entry msgspec writes as ``[...]`` (services.NAME, auth.interfaces.NAME)."""
+    table, schema = (
+        (data.get("services"), ServiceFile) if at.startswith("services") else
+        ((data.get("auth") or {}).get("interfaces"), Level)
+    )  # fmt: skip
+    for name, value in (table or {}).items() if isinstance(table, dict) else ():
+        try:
+            msgspec.convert(value, schema)
+        except msgspec.ValidationError:
+            return str(name)
+    return "*"
+
+
+def _explain(source: str, e: msgspec.ValidationError, data: dict[str, Any]) -> ConfigError:
     m = _AT.match(str(e))
     msg, at = (m.group("msg"), m.group("at") or "") if m else (str(e), "")
-    at = at.replace("[...]", ".*")
+    if "[...]" in at:
+        at = at.replace("[...]", "." + _entry(data, at), 1)
     unknown = _UNKNOWN.match(msg)
     if unknown:
         key = f"{at}.{unknown.group('name')}" if at else unknown.group("name")
@@ -177,7 +192,7 @@ def read(path: str) -> ConfigFile:
     try:
         return msgspec.convert(data, ConfigFile)
     except msgspec.ValidationError as e:
-        raise _explain(path, e) from None
+        raise _explain(path, e, data) from None
 
 
 def _uid(source: str, who: str | int) -> int:
