@@ -250,3 +250,27 @@ def test_socket_activation(tmp_path: Path) -> None:
         mapper.terminate()
         mapper.communicate(timeout=15)
     assert os.path.exists(path)  # systemd's socket: not ours to remove
+
+
+def test_readiness_reload_and_stop_are_told_to_the_service_manager(tmp_path: Path) -> None:
+    """Type=notify: READY=1 once listening, RELOADING=1 / READY=1 around SIGHUP, STOPPING=1 at SIGTERM."""
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(20)
+    conf = tmp_path / "dcerpc.toml"
+    conf.write_text('log_level = "info"\n')
+    args, _, _ = host_args(tmp_path)
+    mapper = Running(["epm", *args, "--config", str(conf)],
+                     env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")})  # fmt: skip
+    try:
+        ready = manager.recv(4096).decode().split("\n")
+        assert "READY=1" in ready and f"MAINPID={mapper.proc.pid}" in ready
+        mapper.signal(signal.SIGHUP)
+        assert manager.recv(4096) == b"RELOADING=1"
+        assert manager.recv(4096) == b"READY=1"
+        mapper.signal(signal.SIGTERM)
+        assert manager.recv(4096) == b"STOPPING=1"
+        assert mapper.proc.wait(15) == 0
+    finally:
+        mapper.stop()
+        manager.close()

@@ -9,7 +9,9 @@ insert (``register_users``, ``epm_allow_insert``); a changed address, port or so
 needing a restart. A file that no longer reads keeps the settings in force (and says why).
 
 Sockets handed over by systemd socket activation (``LISTEN_FDS``, see ``server.activation``) are
-used for the endpoint mapper's port and registration socket instead of opening them.
+used for the endpoint mapper's port and registration socket instead of opening them; under a
+``Type=notify`` unit the service manager hears READY=1 once everything listens (and registered),
+RELOADING=1 / READY=1 around a SIGHUP, and STOPPING=1 when the drain begins.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..epm.register import RegistrationRefusedError, register, towers_for
 from ..interface import Interface
 from ..known import interface_name
 from ..rpcecho.server import EchoServer
-from ..server.activation import listen_fds
+from ..server.activation import listen_fds, notify
 from ..server.ports import PortAllocator
 from ..server.server import Server
 from ..tuning import keep_large_buffers
@@ -62,17 +64,28 @@ def _set_level(level: str) -> None:
 
 
 async def _until_stopped(reload: Callable[[], None]) -> None:
-    """Wait for SIGINT or SIGTERM; run ``reload`` on each SIGHUP meanwhile."""
+    """Tell systemd we are ready (``Type=notify``), then wait for SIGINT or SIGTERM; run ``reload``
+    on each SIGHUP meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
+
+    def reloading() -> None:
+        notify("RELOADING=1")
+        try:
+            reload()
+        finally:
+            notify("READY=1")
+
+    loop.add_signal_handler(signal.SIGHUP, reloading)
+    notify("READY=1", f"MAINPID={os.getpid()}")
     try:
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+    notify("STOPPING=1")
     log.info("stopping: calls in progress have their drain deadline to finish")
 
 

@@ -1,4 +1,5 @@
-"""Sockets handed over by systemd socket activation (sd_listen_fds(3)), read without libsystemd.
+"""Sockets handed over by systemd socket activation (sd_listen_fds(3)), and the readiness
+notifications of ``Type=notify`` services (sd_notify(3)), both without libsystemd.
 
 The protocol: the service manager binds and listens on the sockets a ``.socket`` unit names, then
 starts the service with them open at file descriptors 3, 4, ... and three variables set:
@@ -8,7 +9,12 @@ colon-separated). The variables are removed once read, as ``sd_listen_fds(unset_
 does, so that processes this one starts do not see them.
 
 ``dcerpc epm`` / ``dcerpc run`` serve the endpoint mapper on the stream sockets they are given: the
-TCP ones are its port (135), the Unix one its registration socket (contrib/systemd/dcerpc.socket).
+TCP ones are its port (135), the Unix one its registration socket (contrib/systemd/dcerpc-epm.socket).
+
+Notifications: when ``NOTIFY_SOCKET`` names a datagram socket (a path, or ``@name`` in the abstract
+namespace), :func:`notify` sends it newline-separated ``KEY=VALUE`` states: ``READY=1`` once the
+service listens, ``RELOADING=1`` then ``READY=1`` around a reload, ``STOPPING=1`` when it begins to
+drain. Without the variable it does nothing, so the commands call it unconditionally.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import os
 import socket
 import stat
 
-__all__ = ["FIRST_FD", "listen_fds"]
+__all__ = ["FIRST_FD", "listen_fds", "notify"]
 
 FIRST_FD = 3  # SD_LISTEN_FDS_START
 
@@ -58,3 +64,19 @@ def listen_fds(unset_environment: bool = True) -> list[socket.socket]:
             raise ValueError(f"fd {fd} ({label}) from LISTEN_FDS is not a stream socket")
         out.append(sock)
     return out
+
+
+def notify(*states: str) -> bool:
+    """Tell the service manager ``states`` (``"READY=1"``, ``"STOPPING=1"``...); False when there is
+    no manager to tell (no ``NOTIFY_SOCKET``) or it cannot be reached."""
+    where = os.environ.get("NOTIFY_SOCKET")
+    if not where or not states:
+        return False
+    address = "\0" + where[1:] if where.startswith("@") else where
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(address)
+            s.sendall("\n".join(states).encode())
+    except OSError:
+        return False
+    return True
