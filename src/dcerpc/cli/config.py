@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import pwd
 import re
 import tomllib
@@ -125,7 +126,7 @@ class Settings:
             "epm_port": h.epm_port,
             "ports": str(h.ports),
             "socket": h.socket,
-            "register_users": sorted(h.register_uids) if h.register_uids is not None else None,
+            "register_users": sorted(h.register_uids if h.register_uids is not None else {0, os.getuid()}),
             "epm_allow_insert": list(h.epm_allow_insert),
             "log_level": self.log_level,
             "drain_seconds": self.drain_seconds,

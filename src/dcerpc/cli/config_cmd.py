@@ -29,10 +29,7 @@ def check(config: str | None, as_json: bool, **flags: Any) -> None:
         return
     rows = []
     for key, value in flat.items():
-        base = key.split(".")[0] if key.startswith("services.") else key.rsplit(".", 1)[0]
-        source = s.sources.get(key) or s.sources.get(base) or (config or "default")
-        if key.startswith("auth.interfaces.") or key.startswith("services."):
-            source = config or "default"
+        source = s.sources.get(key, config or "default")  # services.* and auth.interfaces.*: the file
         shown = ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else value)
         rows.append([key, shown, source])
     console().print(

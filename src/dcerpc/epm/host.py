@@ -6,7 +6,14 @@ This is what ``dcerpc run`` / ``dcerpc epm`` / ``dcerpc serve`` drive; tests use
     await host.start()
     await host.add_service(EchoServer())        # a dynamic port, registered in the map
     ...
-    await host.close()
+    await host.close(drain=10)                  # calls in progress get 10 s to finish
+
+The registration socket is claimed with care: a socket a live process answers on is another
+mapper's, and :class:`SocketInUseError` stops this one before it touches the socket or the port; a
+socket nobody answers on is what a killed mapper left, and is replaced (:func:`claim_socket`).
+Sockets systemd handed over (``start(activated)``) are used as they are and never removed.
+:meth:`EpmHost.reload` applies the settings that can change while running (credentials, levels,
+who may register or insert) to the mapper and every service.
 """
 
 from __future__ import annotations
