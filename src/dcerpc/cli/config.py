@@ -30,7 +30,6 @@ range, a network, a user name) are checked after, with the same naming.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import pwd
@@ -286,8 +285,3 @@ def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str,
     )
     pinned = {name: s.port for name, s in cfg.services.items() if s.port is not None}
     return Settings(host, cfg.log_level, pinned, cfg.drain_seconds, path, sources)
-
-
-def with_host(settings: Settings, **changes: Any) -> Settings:
-    """A copy with some HostConfig fields replaced."""
-    return dataclasses.replace(settings, host=dataclasses.replace(settings.host, **changes))

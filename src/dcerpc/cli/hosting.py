@@ -40,7 +40,7 @@ from ..server.activation import listen_fds, notify
 from ..server.ports import PortAllocator
 from ..server.server import Server
 from ..tuning import keep_large_buffers
-from .config import ConfigError, Settings
+from .config import Settings
 from .options import host_options, settings
 from .output import Failure, console, emit_json, table
 
@@ -93,11 +93,8 @@ def _reread(config: str | None, flags: dict[str, Any]) -> Settings | None:
     """The settings read again for SIGHUP (None: the file is wrong now; the old ones stay)."""
     try:
         new = settings(config, **flags) if config else None
-    except click.UsageError as e:
+    except click.UsageError as e:  # ConfigError, as settings() words it
         log.error("SIGHUP: settings not reloaded: %s", e.format_message())
-        return None
-    except ConfigError as e:
-        log.error("SIGHUP: settings not reloaded: %s", e)
         return None
     if new is None:
         log.info("SIGHUP: no configuration file to read again (--config); nothing reloaded")
