@@ -1,12 +1,14 @@
-"""The TOML configuration file: everything the flags hold; flags override it.
+"""The TOML configuration file: a declared schema (msgspec), then the flags on top of it.
 
-# /etc/dcerpc.toml
+# /etc/dcerpc.toml                  docs/configuration.md describes every key and its default
 host = "127.0.0.1"            # where the endpoint mapper and services listen
 epm_port = 135
 ports = "49152-65535"         # dynamic port range for services
 socket = "/run/dcerpc/epmapper"
+register_users = ["root", "dcerpc"]  # local users who may register over the socket (SO_PEERCRED)
 epm_allow_insert = ["127.0.0.0/8"]   # networks allowed to ept_insert / ept_delete remotely
 log_level = "info"
+drain_seconds = 10.0          # on SIGTERM: how long calls in progress may take to finish
 
 [services.rpcecho]            # pin a service to a fixed port (what firewalls want)
 port = 50000
@@ -19,23 +21,91 @@ epm_min_auth_level = "none"
 
 [auth.interfaces]
 rpcecho = "privacy"
+
+The schema (:class:`ConfigFile`) is what msgspec checks a file against: an unknown key, a value of
+the wrong type or outside its choices is a :class:`ConfigError` naming the file, the key and what
+was expected (``dcerpc.toml: epm_port: expected int, got str``). Values a type cannot say (a port
+range, a network, a user name) are checked after, with the same naming.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import pwd
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ..auth.config import AuthConfig, parse_level
+import msgspec
+
+from ..auth.config import LEVELS, AuthConfig, parse_level
 from ..epm.host import HostConfig, default_socket_path
 from ..server.ports import DEFAULT_RANGE, parse_range
 
-__all__ = ["Settings", "load"]
+__all__ = ["DEFAULTS", "ConfigError", "ConfigFile", "Settings", "keys", "load"]
 
-_KEYS = {"host", "epm_port", "ports", "socket", "epm_allow_insert", "log_level", "services", "auth"}
-_AUTH_KEYS = {"ntlm_users", "keytab", "service", "min_auth_level", "epm_min_auth_level", "interfaces"}
+Level = Literal["none", "connect", "call", "packet", "integrity", "privacy"] | int
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServiceFile(_Strict):
+    port: int | None = None
+
+
+class AuthFile(_Strict):
+    ntlm_users: str | None = None
+    keytab: str | None = None
+    service: str = "host"
+    min_auth_level: Level = "none"
+    epm_min_auth_level: Level = "none"
+    interfaces: dict[str, Level] = {}
+
+
+class ConfigFile(_Strict):
+    """Every key the file may hold, with its type and default (docs/configuration.md)."""
+
+    host: str = "127.0.0.1"
+    epm_port: int = 135
+    ports: str = str(DEFAULT_RANGE)
+    socket: str | None = None  # None: default_socket_path()
+    register_users: list[str | int] | None = None  # None: root and the mapper's own user
+    epm_allow_insert: str | list[str] = []
+    log_level: LogLevel = "info"
+    drain_seconds: float = 10.0
+    services: dict[str, ServiceFile] = {}
+    auth: AuthFile = msgspec.field(default_factory=AuthFile)
+
+
+DEFAULTS = ConfigFile()
+_AUTH_KEYS = frozenset(f.name for f in msgspec.structs.fields(AuthFile))
+
+
+def keys() -> list[str]:
+    """Every key as docs/configuration.md spells it (``auth.min_auth_level``, ``services.NAME.port``)."""
+    out = []
+    for f in msgspec.structs.fields(ConfigFile):
+        if f.name == "auth":
+            out += [f"auth.{a}" for a in sorted(_AUTH_KEYS)]
+        elif f.name == "services":
+            out.append("services.NAME.port")
+        else:
+            out.append(f.name)
+    return out
+
+
+class ConfigError(ValueError):
+    """A setting that is wrong: the file (or the flag), the key, what was expected."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
 
 
 @dataclass
@@ -43,48 +113,175 @@ class Settings:
     host: HostConfig = field(default_factory=HostConfig)
     log_level: str = "info"
     pinned: dict[str, int] = field(default_factory=dict)  # service name -> port
+    drain_seconds: float = 10.0
+    path: str | None = None  # the file they came from
+    sources: dict[str, str] = field(default_factory=dict)  # key -> "default" / the file / "flag"
+
+    def flat(self) -> dict[str, Any]:
+        """The effective settings, keyed as in the file (``config check`` prints them)."""
+        h, a = self.host, self.host.auth
+        out: dict[str, Any] = {
+            "host": h.host,
+            "epm_port": h.epm_port,
+            "ports": str(h.ports),
+            "socket": h.socket,
+            "register_users": sorted(h.register_uids if h.register_uids is not None else {0, os.getuid()}),
+            "epm_allow_insert": list(h.epm_allow_insert),
+            "log_level": self.log_level,
+            "drain_seconds": self.drain_seconds,
+            "auth.ntlm_users": a.ntlm_users,
+            "auth.keytab": a.keytab,
+            "auth.service": a.service,
+            "auth.min_auth_level": LEVELS[a.min_auth_level - 1],
+            "auth.epm_min_auth_level": LEVELS[a.epm_min_auth_level - 1],
+        }
+        out |= {f"auth.interfaces.{k}": LEVELS[v - 1] for k, v in a.interfaces.items()}
+        out |= {f"services.{k}.port": v for k, v in self.pinned.items()}
+        return out
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$\.?(?P<at>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+
+
+def _entry(data: dict[str, Any], at: str) -> str:
+    """The name of the table entry msgspec writes as ``[...]`` (services.NAME, auth.interfaces.NAME)."""
+    table, schema = (
+        (data.get("services"), ServiceFile) if at.startswith("services") else
+        ((data.get("auth") or {}).get("interfaces"), Level)
+    )  # fmt: skip
+    for name, value in (table or {}).items() if isinstance(table, dict) else ():
+        try:
+            msgspec.convert(value, schema)
+        except msgspec.ValidationError:
+            return str(name)
+    return "*"
+
+
+def _explain(source: str, e: msgspec.ValidationError, data: dict[str, Any]) -> ConfigError:
+    m = _AT.match(str(e))
+    msg, at = (m.group("msg"), m.group("at") or "") if m else (str(e), "")
+    if "[...]" in at:
+        at = at.replace("[...]", "." + _entry(data, at), 1)
+    unknown = _UNKNOWN.match(msg)
+    if unknown:
+        key = f"{at}.{unknown.group('name')}" if at else unknown.group("name")
+        return ConfigError(source, key, "unknown key (docs/configuration.md lists them)")
+    msg = msg.replace("`", "")
+    if msg.startswith("Invalid enum value"):
+        choices = (
+            LEVELS if "level" in at and not at.startswith("log") else ("debug", "info", "warning", "error")
+        )
+        msg = f"{msg[len('Invalid enum value ') :]} is not one of {', '.join(choices)}"
+    return ConfigError(source, at, msg[:1].lower() + msg[1:])
+
+
+def read(path: str) -> ConfigFile:
+    """The file checked against the schema.
+
+    Raises:
+        ConfigError: unreadable, not TOML, or not the schema (naming the file and key).
+    """
+    try:
+        with Path(path).open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, "", f"cannot read it: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "", f"not valid TOML: {e}") from None
+    try:
+        return msgspec.convert(data, ConfigFile)
+    except msgspec.ValidationError as e:
+        raise _explain(path, e, data) from None
+
+
+def _uid(source: str, who: str | int) -> int:
+    if isinstance(who, int):
+        return who
+    if who.isdigit():
+        return int(who)
+    try:
+        return pwd.getpwnam(who).pw_uid
+    except KeyError:
+        raise ConfigError(source, "register_users", f"no local user {who!r}") from None
 
 
 def load(path: str | None, **flags: Any) -> Settings:
-    """Settings from the file (if any), then the flags that were given (None: not given).
+    """Settings from the file (if any), then the flags that were given (None or (): not given).
 
     Raises:
-        ValueError: unknown keys or bad values, naming them.
+        ConfigError: (a ValueError) unknown keys or bad values, naming the file and key.
     """
-    data: dict[str, Any] = {}
-    if path:
-        with Path(path).open("rb") as f:
-            data = tomllib.load(f)
-        unknown = set(data) - _KEYS
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
-    auth: dict[str, Any] = dict(data.get("auth", {}))
-    unknown = set(auth) - _AUTH_KEYS
-    if unknown:
-        raise ValueError(f"{path}: unknown [auth] settings {', '.join(sorted(unknown))}")
+    cfg = read(path) if path else ConfigFile()
+    source = path or "defaults"
+    sources: dict[str, str] = {}
+    given = msgspec.structs.asdict(cfg) if path else {}
+    auth_given = msgspec.structs.asdict(cfg.auth) if path else {}
+    for f in msgspec.structs.fields(ConfigFile):
+        if f.name not in ("auth", "services"):
+            sources[f.name] = path if path and given[f.name] != getattr(DEFAULTS, f.name) else "default"
+    for a in _AUTH_KEYS:
+        sources[f"auth.{a}"] = path if path and auth_given[a] != getattr(DEFAULTS.auth, a) else "default"
+    auth_changes: dict[str, Any] = {}
+    top_changes: dict[str, Any] = {}
     for key, value in flags.items():
         if value is None or value == ():
             continue
         if key in _AUTH_KEYS:
-            auth[key] = value
+            auth_changes[key] = value
+            sources[f"auth.{key}"] = "flag"
         else:
-            data[key] = value
-    ports = data.get("ports", DEFAULT_RANGE)
-    allow = data.get("epm_allow_insert", [])
+            top_changes[key] = list(value) if isinstance(value, tuple) else value
+            sources[key] = "flag"
+    try:
+        auth = msgspec.structs.replace(cfg.auth, **auth_changes)
+        cfg = msgspec.structs.replace(cfg, auth=auth, **top_changes)
+        cfg = msgspec.convert(msgspec.to_builtins(cfg), ConfigFile)  # flags checked as the file is
+    except (TypeError, msgspec.ValidationError) as e:
+        raise ConfigError("flags", "", str(e)) from None
+    return _settings(cfg, source, path, sources)
+
+
+def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str, str]) -> Settings:
+    def level(key: str, value: str | int) -> int:
+        try:
+            return parse_level(value)
+        except ValueError as e:
+            raise ConfigError(source, key, str(e)) from None
+
+    try:
+        ports = parse_range(cfg.ports)
+    except ValueError as e:
+        raise ConfigError(source, "ports", str(e)) from None
+    allow = [cfg.epm_allow_insert] if isinstance(cfg.epm_allow_insert, str) else cfg.epm_allow_insert
+    for net in allow:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as e:
+            raise ConfigError(source, "epm_allow_insert", str(e)) from None
+    for what, port in [("epm_port", cfg.epm_port)] + [
+        (f"services.{n}.port", s.port) for n, s in cfg.services.items() if s.port is not None
+    ]:
+        if not 0 <= port <= 65535:
+            raise ConfigError(source, what, f"{port} is not a TCP port (0-65535)")
+    if cfg.drain_seconds < 0:
+        raise ConfigError(source, "drain_seconds", "must not be negative")
+    a = cfg.auth
     host = HostConfig(
-        host=str(data.get("host", "127.0.0.1")),
-        epm_port=int(data.get("epm_port", 135)),
-        ports=parse_range(ports) if isinstance(ports, str) else ports,
-        socket=str(data.get("socket") or default_socket_path()),
-        epm_allow_insert=[str(a) for a in ([allow] if isinstance(allow, str) else allow)],
+        host=cfg.host,
+        epm_port=cfg.epm_port,
+        ports=ports,
+        socket=cfg.socket or default_socket_path(),
+        epm_allow_insert=list(allow),
+        register_uids=None if cfg.register_users is None else {_uid(source, u) for u in cfg.register_users},
         auth=AuthConfig(
-            ntlm_users=auth.get("ntlm_users"),
-            keytab=auth.get("keytab"),
-            service=str(auth.get("service", "host")),
-            min_auth_level=parse_level(auth.get("min_auth_level", "none")),
-            epm_min_auth_level=parse_level(auth.get("epm_min_auth_level", "none")),
-            interfaces={str(k): parse_level(v) for k, v in auth.get("interfaces", {}).items()},
+            ntlm_users=a.ntlm_users,
+            keytab=a.keytab,
+            service=a.service,
+            min_auth_level=level("auth.min_auth_level", a.min_auth_level),
+            epm_min_auth_level=level("auth.epm_min_auth_level", a.epm_min_auth_level),
+            interfaces={k: level(f"auth.interfaces.{k}", v) for k, v in a.interfaces.items()},
         ),
     )
-    pinned = {name: int(s["port"]) for name, s in data.get("services", {}).items() if "port" in s}
-    return Settings(host, str(data.get("log_level", "info")), pinned)
+    pinned = {name: s.port for name, s in cfg.services.items() if s.port is not None}
+    return Settings(host, cfg.log_level, pinned, cfg.drain_seconds, path, sources)

@@ -6,6 +6,11 @@ ncacn_ip_tcp:127.0.0.1[49152]           ncacn_ip_tcp:host[49152,sign]
 ncacn_ip_tcp:127.0.0.1                   (no endpoint: resolved through the endpoint mapper)
 ncacn_ip_tcp:[::1][135]                  ncalrpc:[/run/dcerpc/epmapper]
 ncacn_ip_tcp:127.0.0.1[endpoint=135,seal,bigendian]
+ncacn_ip_tcp:127.0.0.1[epm_port=1135]    (no endpoint: asks the endpoint mapper listening on 1135)
+
+``epm_port`` is ours: where the host's endpoint mapper listens when it is not on 135 (the port a
+server took with ``dcerpc epm --epm-port``); the ``dcerpc`` client commands add it from their own
+``--epm-port`` option, ``DCERPC_EPM_PORT`` or the config file's ``epm_port``.
 """
 
 from __future__ import annotations

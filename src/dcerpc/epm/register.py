@@ -2,23 +2,45 @@
 
 The registration lives as long as its connection: when the server process exits (or crashes) the
 socket closes, the mapper's association group dies and its entries go with it.
+
+Two failures are told apart, since they call for different remedies: no mapper answers on the socket
+(:class:`ConnectError` from the connection: start one), and a mapper that answers but refuses
+(:class:`RegistrationRefusedError`: access denied when this process's user is not among the mapper's
+``register_users``; the mapper logs the uid it saw).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable
 
-from .._errors import RpcError
+from .._errors import RpcError, status_name
 from ..client.connection import Connection, connect
 from ..pdu.constants import NDR20
 from ..pdu.syntax import SyntaxId
 from .idl import Epm, ept_entry_t, twr_t
 from .towers import Tower
 
-__all__ = ["Registration", "register", "towers_for"]
+__all__ = ["Registration", "RegistrationRefusedError", "register", "towers_for"]
 
 DEFAULT_SOCKET = "/run/dcerpc/epmapper"
+RPC_S_ACCESS_DENIED = 5
+
+
+class RegistrationRefusedError(RpcError):
+    """The endpoint mapper answered and refused to insert the entries (``status`` says why)."""
+
+    def __init__(self, socket_path: str, status: int) -> None:
+        self.socket_path, self.status = socket_path, status
+        if status == RPC_S_ACCESS_DENIED:
+            why = (
+                f"access denied: uid {os.getuid()} is not among the users the mapper lets register "
+                "(its register_users setting; by default root and the mapper's own user)"
+            )
+        else:
+            why = f"{status_name(status)} (0x{status:08x})"
+        super().__init__(f"the endpoint mapper on {socket_path} refused the registration: {why}")
 
 
 def towers_for(interfaces: Iterable[SyntaxId], addresses: Iterable[tuple[str, object]]) -> list[Tower]:
@@ -60,7 +82,8 @@ async def register(
     """Insert entries for ``towers`` into the local endpoint mapper; keep them while registered.
 
     Raises:
-        RpcError: the mapper refused (status in the message) or cannot be reached.
+        RegistrationRefusedError: the mapper answered and refused (why, in the message).
+        RpcError: the mapper cannot be reached (ConnectError: nobody listens on the socket).
     """
     conn = await connect(f"ncalrpc:[{socket_path}]")
     try:
@@ -70,7 +93,7 @@ async def register(
         ]
         status = await epm.ept_insert(len(entries), entries, False)
         if status != 0:
-            raise RpcError(f"the endpoint mapper refused the registration: status 0x{status:08x}")
+            raise RegistrationRefusedError(socket_path, status)
     except BaseException:
         await conn.close()
         raise

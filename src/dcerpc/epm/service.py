@@ -1,10 +1,11 @@
 """The endpoint mapper service (C706 Appendix O, MS-RPCE 3.1.3), answered from an :class:`EndpointMap`.
 
 Who may change the map: a process on this host over the local socket (ncalrpc) whose peer
-credentials (SO_PEERCRED) name root or the mapper's own user; over the network, only peers inside the
-networks the operator opened with ``--epm-allow-insert``. Everything registered over a connection is
-tied to its association group and removed when the last connection of that group closes, so a server
-that crashes leaves nothing behind.
+credentials (SO_PEERCRED) name root or the mapper's own user (or the users the ``register_users``
+setting names); over the network, only peers inside the networks the operator opened with
+``--epm-allow-insert``. Everything registered over a connection is tied to its association group and
+removed when the last connection of that group closes, so a server that crashes leaves nothing
+behind. A refusal is logged with the uid (or address) it refused and the setting that decides.
 
 ept_lookup paging. Peers disagree on how the last page is marked (see the team's protocol notes):
 impacket raises on any non-zero status and stops at a zero handle; smbtorture keeps paging while it
@@ -92,10 +93,9 @@ class EpmService(Epm):
         object: uuid.UUID | None = None,
     ) -> None:
         self.map = endpoint_map
-        self.allow_insert = [
-            ipaddress.ip_network(n, strict=False) if isinstance(n, str) else n for n in allow_insert
-        ]
-        self.local_uids = set(local_uids) if local_uids is not None else {0, os.getuid()}
+        self.allow_insert: list[Network] = []
+        self.local_uids: set[int] = set()
+        self.set_policy(allow_insert, local_uids)
         self.object = object or uuid.UUID(int=0)
         self._owners: set[int] = set()
         # Caches for ept_map, the hot operation: decoded probe towers by their octets, and answer
@@ -105,6 +105,26 @@ class EpmService(Epm):
         self._answers: dict[tuple[bytes, str], bytes] = {}
 
     # who may change the map ---------------------------------------------------------------------
+
+    def set_policy(self, allow_insert: Iterable[str | Network], local_uids: Iterable[int] | None) -> None:
+        """Who may change the map: the networks (remote ept_insert / ept_delete) and the local users
+        (by uid, over the registration socket; None: root and the mapper's own user)."""
+        self.allow_insert = [
+            ipaddress.ip_network(n, strict=False) if isinstance(n, str) else n for n in allow_insert
+        ]
+        self.local_uids = set(local_uids) if local_uids is not None else {0, os.getuid()}
+
+    def _refuse(self, op: str, call: CallContext) -> int:
+        if call.transport == "ncalrpc":
+            creds = call.peer_credentials
+            who = f"uid {creds[1]} (pid {creds[0]})" if creds else "a peer without credentials"
+            allowed = ", ".join(str(u) for u in sorted(self.local_uids))
+            log.warning(
+                "%s refused for %s over the local socket: register_users allows uids %s", op, who, allowed
+            )
+        else:
+            log.warning("%s refused for %s over %s: not in epm_allow_insert", op, call.peer, call.transport)
+        return RPC_S_ACCESS_DENIED
 
     def _may_change(self, call: CallContext) -> bool:
         if call.transport == "ncalrpc":
@@ -146,8 +166,7 @@ class EpmService(Epm):
     async def ept_insert(self, num_ents: int, entries: list[ept_entry_t], replace: bool) -> int:
         call = current_call()
         if not self._may_change(call):
-            log.warning("ept_insert refused for %s over %s", call.peer, call.transport)
-            return RPC_S_ACCESS_DENIED
+            return self._refuse("ept_insert", call)
         try:
             new = self._entries(entries, self._owner(call))
         except TowerError as e:
@@ -159,8 +178,7 @@ class EpmService(Epm):
     async def ept_delete(self, num_ents: int, entries: list[ept_entry_t]) -> int:
         call = current_call()
         if not self._may_change(call):
-            log.warning("ept_delete refused for %s over %s", call.peer, call.transport)
-            return RPC_S_ACCESS_DENIED
+            return self._refuse("ept_delete", call)
         try:
             gone = self._entries(entries, 0)
         except TowerError:
@@ -253,7 +271,7 @@ class EpmService(Epm):
     ) -> int:
         call = current_call()
         if not self._may_change(call):
-            return RPC_S_ACCESS_DENIED
+            return self._refuse("ept_mgmt_delete", call)
         if tower is None:
             return EPT_S_NOT_REGISTERED
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import uuid
 from collections import Counter
 from typing import Any
@@ -195,6 +196,20 @@ class Server:
         self._listeners.append(srv)
         self.addresses.append(("ncalrpc", path))
         return path
+
+    async def listen_socket(self, sock: socket.socket) -> Any:
+        """Serve on a socket already bound and listening (one systemd handed over, see
+        ``server.activation``): TCP as ncacn_ip_tcp, a Unix socket as ncalrpc. Returns its address."""
+        loop = asyncio.get_running_loop()
+        protseq = "ncalrpc" if sock.family == socket.AF_UNIX else "ncacn_ip_tcp"
+        if protseq == "ncalrpc":
+            srv = await loop.create_unix_server(lambda: ServerProtocol(self.accept, protseq), sock=sock)
+        else:
+            srv = await loop.create_server(lambda: ServerProtocol(self.accept, protseq), sock=sock)
+        self._listeners.append(srv)
+        addr = sock.getsockname()
+        self.addresses.append((protseq, addr))
+        return addr
 
     async def serve_forever(self) -> None:
         """Run until cancelled."""
