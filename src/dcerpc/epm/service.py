@@ -199,7 +199,9 @@ class EpmService(Epm):
             iface = None
             if interface_id is not None:
                 iface = SyntaxId(interface_id.uuid, (interface_id.vers_major, interface_id.vers_minor))
-            state = _Paging(self.map.lookup(inquiry_type, object, iface, vers_option))
+            found = self.map.lookup(inquiry_type, object, iface, vers_option)
+            # what the policy hides from this caller is not there for it (docs/policy.md)
+            state = _Paging([e for e in found if call.may_see(e.tower.interface.uuid)])
             first = True
         else:
             state = call.handle_value(entry_handle)  # FaultError context mismatch for another group
@@ -239,6 +241,8 @@ class EpmService(Epm):
                 log.info("ept_map from %s: %s", call.peer, e)
                 return MapResult(NULL_HANDLE, 0, [], EPT_S_NOT_REGISTERED)
             _remember(self._probes, octets, wanted)
+        if not call.may_see(wanted.interface.uuid):  # hidden from this caller: as if not registered
+            return MapResult(NULL_HANDLE, 0, [], EPT_S_NOT_REGISTERED)
         found = self.map.map(object, wanted)[:max_towers]
         here = call.local[0] if isinstance(call.local, tuple) else ""
         towers: list[twr_t | None] = [twr_t.of(self._answer(entry, here)) for entry in found]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 
 from ..ndr import WERROR
@@ -36,6 +37,8 @@ class MgmtService(Mgmt):
         interfaces: what the server serves, asked at each inq_if_ids.
         stats: the server's counters (calls_in, calls_out, pdus_in, pdus_out).
         principal: the name inq_princ_name answers (host/HOSTNAME by default).
+        visible: whether the caller of inq_if_ids may see an interface (the server's policy asks;
+            default: every one).
     """
 
     def __init__(
@@ -43,14 +46,17 @@ class MgmtService(Mgmt):
         interfaces: Callable[[], Iterable[SyntaxId]],
         stats: Mapping[str, int],
         principal: str | None = None,
+        visible: Callable[[uuid.UUID], bool] | None = None,
     ) -> None:
         self._interfaces = interfaces
+        self._visible = visible or _everything
         self._stats = stats
         self.principal = principal or f"host/{socket.gethostname()}"
 
     async def inq_if_ids(self) -> InqIfIdsResult:
+        visible = self._visible
         ids: list[rpc_if_id_t | None] = [
-            rpc_if_id_t(s.uuid, s.version[0], s.version[1]) for s in self._interfaces()
+            rpc_if_id_t(s.uuid, s.version[0], s.version[1]) for s in self._interfaces() if visible(s.uuid)
         ]
         return InqIfIdsResult(rpc_if_id_vector_t(len(ids), ids), WERR_OK)
 
@@ -73,3 +79,7 @@ class MgmtService(Mgmt):
             # size of 0 not even that fits, and the answer cannot be encoded (bad stub data).
             return InqPrincNameResult("", WERROR(WERR_INSUFFICIENT_BUFFER))
         return InqPrincNameResult(self.principal, WERROR(WERR_OK))
+
+
+def _everything(interface: uuid.UUID) -> bool:
+    return True

@@ -20,6 +20,7 @@ from ..pdu.constants import NCA_S_FAULT_CONTEXT_MISMATCH
 from ..pdu.syntax import SyntaxId
 from ..protocol.groups import Group
 from ..protocol.limits import Limits
+from .enforce import Enforcer
 
 __all__ = ["CallContext", "current_call"]
 
@@ -38,6 +39,7 @@ class CallContext:
         auth_type, auth_level, principal: the caller's authentication (none yet: 0, 1, None).
         limits: the server's limits (an implementation bounds what a caller may ask of it by them:
             no answer is sent longer than ``limits.max_call_size``).
+        enforcer: the server's policy (see :meth:`may_see`).
     """
 
     peer: Any
@@ -53,6 +55,17 @@ class CallContext:
     principal: str | None = None
     peer_credentials: tuple[int, int, int] | None = None  # (pid, uid, gid) over ncalrpc
     limits: Limits = field(default_factory=Limits)
+    enforcer: Enforcer | None = None
+
+    def may_see(self, interface: uuid.UUID) -> bool:
+        """The policy lets this caller see ``interface`` in listings: the endpoint map (ept_lookup,
+        ept_map) and inq_if_ids (a policy's visibility rules; everything without one)."""
+        enforcer = self.enforcer
+        if enforcer is None:
+            return True
+        return enforcer.visible(
+            self.peer, self.transport, self.auth_type, self.auth_level, self.principal, interface
+        )
 
     def open_handle(self, value: Any, rundown: Callable[[Any], None] | None = None) -> ContextHandle:
         """A context handle for ``value`` in the caller's association group."""

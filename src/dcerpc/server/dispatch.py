@@ -55,11 +55,13 @@ from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
+from ..policy.rules import Action, Policy
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
 from ..protocol.groups import Group
 from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation, State
 from .context import CallContext, _current
+from .enforce import Enforcer
 from .ratelimit import LogLimiter
 
 _Task = asyncio.Task  # once per call: a global rather than a module attribute
@@ -135,6 +137,11 @@ class Host(Protocol):
     @property
     def stats(self) -> dict[str, int]: ...
 
+    @property
+    def enforcer(self) -> Enforcer:
+        """The policy and its counters."""
+        ...
+
     def target(self, interface: SyntaxId, opnum: int) -> Target | int:
         """What a call runs, or the fault status when nothing does."""
         ...
@@ -169,6 +176,8 @@ class Dispatcher:
         self._loop = proto.loop or asyncio.get_running_loop()
         self._targets: dict[int, Target | int] = {}  # context id << 16 | opnum -> what it runs
         self._generation = -1  # the host's generation the above was resolved in
+        self._policy: Policy | None = None  # the host's policy in that generation
+        self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
         self._unstarted = 0  # tasks made whose first step has not run yet
         proto.attach(assoc, self.handle_events, self.connection_lost)
         limits = host.limits
@@ -246,10 +255,15 @@ class Dispatcher:
             # bounded: opnums are the client's choice (65536 of them per context)
             if self._generation != generation or len(self._targets) >= 256:
                 self._targets.clear()
+                self._decided.clear()
                 self._generation = generation
+                self._policy = host.enforcer.policy
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
+            return
+        if self._policy is not None and not self._permitted(ev, key):
+            self._fault(ev, const.RPC_S_ACCESS_DENIED)  # before the stub is read
             return
         if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
             # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
@@ -291,6 +305,31 @@ class Dispatcher:
                 self.tasks[ev.call_id] = task
         else:
             self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args))
+
+    def _permitted(self, ev: CallReceived, key: int) -> bool:
+        """The policy lets this call run. Allowed calls are remembered per connection by context,
+        opnum and caller (bounded: the keys are the client's choice); denied and audited ones are
+        asked each time, so that each is recorded."""
+        enforcer = self.host.enforcer
+        cached = (key, ev.auth_type, ev.auth_level, ev.principal)
+        if cached in self._decided:
+            enforcer.decisions["call:allow"] += 1
+            return True
+        proto = self.proto
+        decision = enforcer.permits(
+            proto.peer,
+            proto.transport_name,
+            ev.interface,
+            ev.opnum,
+            ev.auth_type,
+            ev.auth_level,
+            ev.principal,
+        )
+        if decision.action is Action.ALLOW:
+            if len(self._decided) >= 256:
+                self._decided.clear()
+            self._decided[cached] = True
+        return not decision.denied
 
     async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...]) -> None:
         """The call's task: run the implementation, then answer."""
@@ -358,4 +397,5 @@ class Dispatcher:
             principal=ev.principal,
             peer_credentials=proto.credentials,
             limits=self.host.limits,
+            enforcer=self.host.enforcer,
         )

@@ -24,12 +24,15 @@ from ..mgmt.idl import Mgmt
 from ..mgmt.service import MgmtService
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
+from ..policy.rules import Policy
 from ..protocol.budget import Budget, process_budget
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation, new_stats
+from .context import current_call
 from .dispatch import Dispatcher, Target
+from .enforce import Enforcer
 from .ratelimit import LogLimiter
 from .registry import Registry
 
@@ -56,6 +59,11 @@ def _source(peer: Any) -> str | None:
         return None
     host = peer[0]
     return host[7:] if host.startswith("::ffff:") else host
+
+
+def _caller_may_see(interface: uuid.UUID) -> bool:
+    """mgmt's inq_if_ids asks the policy, through the call being served, what its caller sees."""
+    return current_call().may_see(interface)
 
 
 def _event_loop_policy() -> None:
@@ -85,6 +93,7 @@ class Server:
             access denied before their stub is read. :meth:`require_auth` sets it per interface.
         budget: the memory budget its connections draw on (``protocol.budget``; default the one
             every server of the process shares).
+        policy: who may call what (``dcerpc.policy``; :attr:`policy` replaces it while serving).
     """
 
     use_uvloop = staticmethod(_event_loop_policy)
@@ -97,6 +106,7 @@ class Server:
         mgmt: bool = True,
         min_auth_level: int = 1,
         budget: Budget | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.security = {p.auth_type: p for p in security or []}
         self._targets: dict[tuple[SyntaxId, int], Target | int] = {}
@@ -108,9 +118,10 @@ class Server:
         for impl in implementations:
             self.registry.add(impl)
         if mgmt and self.registry.match(Mgmt.__syntax__) is None:
-            self.registry.add(MgmtService(self.registry.interfaces, self.stats))
+            self.registry.add(MgmtService(self.registry.interfaces, self.stats, visible=_caller_may_see))
         self.limits = limits or Limits()
         self.budget = budget if budget is not None else process_budget()
+        self.enforcer = Enforcer(policy, on_change=self._forget_targets)
         self.groups = GroupTable(
             on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e),
             max_handles=self.limits.max_context_handles,
@@ -123,6 +134,16 @@ class Server:
         # source_limit, bind_timeout, pdu_timeout, idle_timeout
         self.refusals: Counter[str] = Counter()
         self._per_source: Counter[str] = Counter()  # connections held, by peer address (IP only)
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy in force (None: everything allowed that limits and auth levels allow).
+        Setting it applies to the next connection, bind and call of every connection."""
+        return self.enforcer.policy
+
+    @policy.setter
+    def policy(self, policy: Policy | None) -> None:
+        self.enforcer.set(policy)
 
     @property
     def min_auth_level(self) -> int:
@@ -260,10 +281,13 @@ class Server:
                 limits.max_connections,
             )
             return False
+        if not self.enforcer.admits(proto.peer, proto.transport_name):
+            self.refusals["policy"] += 1  # logged by the enforcer
+            return False
         local = proto.local
         port = local[1] if isinstance(local, tuple) else None
         assoc = ServerAssociation(
-            self.registry.match,
+            self.enforcer.matcher(self.registry.match, proto.peer, proto.transport_name),
             self.groups,
             limits,
             str(port).encode() if port is not None else b"",  # bind_ack's secondary address
