@@ -9,6 +9,8 @@ register_users = ["root", "dcerpc"]  # local users who may register over the soc
 epm_allow_insert = ["127.0.0.0/8"]   # networks allowed to ept_insert / ept_delete remotely
 log_level = "info"
 drain_seconds = 10.0          # on SIGTERM: how long calls in progress may take to finish
+policy = "/etc/dcerpc/policy.toml"   # who may call what (docs/policy.md); reread on SIGHUP
+max_memory = 0                # octets all connections may hold together (0: a quarter of RAM)
 
 [services.rpcecho]            # pin a service to a fixed port (what firewalls want)
 port = 50000
@@ -43,6 +45,8 @@ import msgspec
 
 from ..auth.config import LEVELS, AuthConfig, parse_level
 from ..epm.host import HostConfig, default_socket_path
+from ..policy import PolicyError
+from ..policy import load as load_policy
 from ..server.ports import DEFAULT_RANGE, parse_range
 
 __all__ = ["DEFAULTS", "ConfigError", "ConfigFile", "Settings", "keys", "load"]
@@ -79,6 +83,8 @@ class ConfigFile(_Strict):
     epm_allow_insert: str | list[str] = []
     log_level: LogLevel = "info"
     drain_seconds: float = 10.0
+    policy: str | None = None
+    max_memory: int = 0
     services: dict[str, ServiceFile] = {}
     auth: AuthFile = msgspec.field(default_factory=AuthFile)
 
@@ -129,6 +135,8 @@ class Settings:
             "epm_allow_insert": list(h.epm_allow_insert),
             "log_level": self.log_level,
             "drain_seconds": self.drain_seconds,
+            "policy": h.policy.source if h.policy is not None else None,
+            "max_memory": h.max_memory,
             "auth.ntlm_users": a.ntlm_users,
             "auth.keytab": a.keytab,
             "auth.service": a.service,
@@ -266,6 +274,14 @@ def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str,
             raise ConfigError(source, what, f"{port} is not a TCP port (0-65535)")
     if cfg.drain_seconds < 0:
         raise ConfigError(source, "drain_seconds", "must not be negative")
+    if cfg.max_memory < 0:
+        raise ConfigError(source, "max_memory", "must not be negative (0: a quarter of physical memory)")
+    policy = None
+    if cfg.policy:
+        try:
+            policy = load_policy(cfg.policy)
+        except PolicyError as e:
+            raise ConfigError(source, "policy", str(e)) from None
     a = cfg.auth
     host = HostConfig(
         host=cfg.host,
@@ -274,6 +290,8 @@ def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str,
         socket=cfg.socket or default_socket_path(),
         epm_allow_insert=list(allow),
         register_uids=None if cfg.register_users is None else {_uid(source, u) for u in cfg.register_users},
+        policy=policy,
+        max_memory=cfg.max_memory,
         auth=AuthConfig(
             ntlm_users=a.ntlm_users,
             keytab=a.keytab,

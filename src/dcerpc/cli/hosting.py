@@ -5,8 +5,9 @@ endpoint mapper (so clients stop being sent here), then stops accepting connecti
 calls in progress ``drain_seconds`` to finish before closing every connection (``Server.close``).
 SIGHUP reads the configuration file again and applies what can change while running: the log level,
 the credentials (``auth.ntlm_users``, ``auth.keytab``), the required levels, and who may register or
-insert (``register_users``, ``epm_allow_insert``); a changed address, port or socket is logged as
-needing a restart. A file that no longer reads keeps the settings in force (and says why).
+insert (``register_users``, ``epm_allow_insert``), and the policy (its file read again; a file that
+does not read keeps the policy in force); a changed address, port or socket is logged as needing a
+restart. A file that no longer reads keeps the settings in force (and says why).
 
 Sockets handed over by systemd socket activation (``LISTEN_FDS``, see ``server.activation``) are
 used for the endpoint mapper's port and registration socket instead of opening them; under a
@@ -92,7 +93,7 @@ async def _until_stopped(reload: Callable[[], None]) -> None:
 def _reread(config: str | None, flags: dict[str, Any]) -> Settings | None:
     """The settings read again for SIGHUP (None: the file is wrong now; the old ones stay)."""
     try:
-        new = settings(config, **flags) if config else None
+        new = settings(config, **flags) if config or flags.get("policy") else None
     except click.UsageError as e:  # ConfigError, as settings() words it
         log.error("SIGHUP: settings not reloaded: %s", e.format_message())
         return None
@@ -296,6 +297,7 @@ def serve(
             if new is not None:
                 try:
                     apply_auth(server, new.host.auth, impls)
+                    server.policy = new.host.policy
                 except OSError as e:
                     log.error("SIGHUP: settings not reloaded: %s", e)
                     return

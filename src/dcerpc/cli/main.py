@@ -17,6 +17,7 @@ from .call import call
 from .config_cmd import config
 from .hosting import epm, run, serve
 from .output import Cli
+from .policy_cmd import policy
 from .query import dump, ping
 
 __all__ = ["main"]
@@ -28,5 +29,5 @@ def main() -> None:
     """DCE/RPC tools: endpoint mapper, servers, clients. docs/cli.md describes every command."""
 
 
-for command in (run, epm, serve, dump, ping, call, config):
+for command in (run, epm, serve, dump, ping, call, config, policy):
     main.add_command(command)

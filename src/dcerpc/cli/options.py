@@ -123,6 +123,19 @@ def host_options(f: F) -> F:
                 help="On SIGTERM, how long calls in progress may take to finish (default 10).",
             ),
             click.option(
+                "--policy",
+                default=None,
+                metavar="FILE",
+                help="Who may call what: a policy file (docs/policy.md); read again on SIGHUP.",
+            ),
+            click.option(
+                "--max-memory",
+                type=click.IntRange(0),
+                default=None,
+                metavar="OCTETS",
+                help="What all connections may hold together (default: a quarter of physical memory).",
+            ),
+            click.option(
                 "--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"])
             ),
             json_option(),

@@ -33,6 +33,8 @@ from pathlib import Path
 from ..auth.config import AuthConfig
 from ..interface import Interface
 from ..pdu.syntax import SyntaxId
+from ..policy.rules import Policy
+from ..protocol.budget import Budget, process_budget, set_process_budget
 from ..protocol.limits import Limits
 from ..protocol.rules import WINDOWS_MAX_FRAGMENT
 from ..server.ports import DEFAULT_RANGE, PortAllocator, PortRange
@@ -111,11 +113,15 @@ class HostConfig:
     register_uids: set[int] | None = None  # who may register over the socket; None: root and us
     limits: Limits = field(default_factory=Limits)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    policy: Policy | None = None  # who may call what, on the mapper and every service
+    max_memory: int = 0  # the process's memory budget in octets (0: protocol.budget's default)
 
 
 def make_server(config: HostConfig, *implementations: Interface) -> Server:
     """A server for ``implementations`` with the host's limits, credentials and required levels."""
-    server = Server(*implementations, limits=config.limits)
+    if config.max_memory and process_budget().total != config.max_memory:
+        set_process_budget(Budget(config.max_memory))  # one for the process: every server shares it
+    server = Server(*implementations, limits=config.limits, policy=config.policy)
     apply_auth(server, config.auth, implementations)
     return server
 
@@ -214,11 +220,14 @@ class EpmHost:
             auth=config.auth,
             epm_allow_insert=config.epm_allow_insert,
             register_uids=config.register_uids,
+            policy=config.policy,
         )
         self.epm.set_policy(config.epm_allow_insert, config.register_uids)
         apply_auth(self.epm_server, config.auth, [self.epm])
+        self.epm_server.policy = config.policy
         for server, impls in self._served:
             apply_auth(server, config.auth, impls)
+            server.policy = config.policy
         return [k for k in ("host", "epm_port", "ports", "socket") if getattr(old, k) != getattr(config, k)]
 
     async def add_service(
