@@ -61,6 +61,10 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ServiceFile(_Strict):
     port: int | None = None
+    secure_only: bool = False  # the registration flags of server.flags (RpcServerRegisterIf3's)
+    local_only: bool = False
+    max_call_size: int | None = None
+    max_calls: int | None = None
 
 
 class AuthFile(_Strict):
@@ -100,7 +104,7 @@ def keys() -> list[str]:
         if f.name == "auth":
             out += [f"auth.{a}" for a in sorted(_AUTH_KEYS)]
         elif f.name == "services":
-            out.append("services.NAME.port")
+            out += [f"services.NAME.{s.name}" for s in msgspec.structs.fields(ServiceFile)]
         else:
             out.append(f.name)
     return out
@@ -122,6 +126,8 @@ class Settings:
     drain_seconds: float = 10.0
     path: str | None = None  # the file they came from
     sources: dict[str, str] = field(default_factory=dict)  # key -> "default" / the file / "flag"
+    # service name -> its registration flags (Server.restrict's keywords), where any is set
+    restricted: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def flat(self) -> dict[str, Any]:
         """The effective settings, keyed as in the file (``config check`` prints them)."""
@@ -145,6 +151,7 @@ class Settings:
         }
         out |= {f"auth.interfaces.{k}": LEVELS[v - 1] for k, v in a.interfaces.items()}
         out |= {f"services.{k}.port": v for k, v in self.pinned.items()}
+        out |= {f"services.{k}.{f}": v for k, flags in self.restricted.items() for f, v in flags.items()}
         return out
 
 
@@ -302,4 +309,14 @@ def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str,
         ),
     )
     pinned = {name: s.port for name, s in cfg.services.items() if s.port is not None}
-    return Settings(host, cfg.log_level, pinned, cfg.drain_seconds, path, sources)
+    restricted: dict[str, dict[str, Any]] = {}
+    for name, svc in cfg.services.items():
+        flags = {f: getattr(svc, f) for f in ("secure_only", "local_only", "max_call_size", "max_calls")}
+        for f in ("max_call_size", "max_calls"):
+            if flags[f] is not None and flags[f] < 1:
+                raise ConfigError(
+                    source, f"services.{name}.{f}", "must be at least 1 (leave it out: no limit)"
+                )
+        if any(v not in (None, False) for v in flags.values()):
+            restricted[name] = flags
+    return Settings(host, cfg.log_level, pinned, cfg.drain_seconds, path, sources, restricted)

@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -178,7 +178,9 @@ def _hosting(with_demo: bool, config: str | None, as_json: bool, flags: dict[str
         host = await _start_host(s)
         try:
             if with_demo:
-                await host.add_service(EchoServer(), port=s.pinned.get("rpcecho"), annotation="rpcecho demo")
+                demo = EchoServer()
+                served = await host.add_service(demo, port=s.pinned.get("rpcecho"), annotation="rpcecho demo")
+                _restrict(served, s, [demo])
             h, port = host.epm_address or (s.host.host, s.host.epm_port)
             rows = _map_rows(host)
             if as_json:
@@ -231,18 +233,33 @@ def load_implementation(spec: str) -> Interface:
     return cls()
 
 
+def _named(table: dict[str, Any], impl: Interface) -> Any:
+    """``[services.NAME]``'s entry for ``impl`` (by interface name, class name or MODULE:CLASS)."""
+    entries = {k.lower(): v for k, v in table.items()}
+    cls = type(impl)
+    for name in (cls.__ifname__, cls.__name__, f"{cls.__module__}:{cls.__name__}"):
+        if name.lower() in entries:
+            return entries[name.lower()]
+    return None
+
+
 def _pinned(s: Settings, impls: list[Interface], port: int | None) -> int | None:
-    """--port, else the first ``[services.NAME] port`` naming one of the implementations (by
-    interface name, class name or MODULE:CLASS)."""
+    """--port, else the first ``[services.NAME] port`` naming one of the implementations."""
     if port is not None:
         return port
-    pins = {k.lower(): v for k, v in s.pinned.items()}
     for impl in impls:
-        cls = type(impl)
-        for name in (cls.__ifname__, cls.__name__, f"{cls.__module__}:{cls.__name__}"):
-            if name.lower() in pins:
-                return pins[name.lower()]
+        found = _named(s.pinned, impl)
+        if found is not None:
+            return int(found)
     return None
+
+
+def _restrict(server: Server, s: Settings, impls: Iterable[Interface]) -> None:
+    """``[services.NAME]``'s registration flags (secure_only, local_only, max_call_size, max_calls)
+    on the interfaces they name (at start and on SIGHUP)."""
+    for impl in impls:
+        flags = _named(s.restricted, impl)
+        server.restrict(type(impl), **(flags or {}))
 
 
 @click.command()
@@ -265,6 +282,7 @@ def serve(
 
     async def go() -> None:
         server = make_server(s.host, *impls)
+        _restrict(server, s, impls)
         ports = PortAllocator(s.host.ports)
         try:
             bound, _ = await ports.bind(lambda p: server.listen_tcp(s.host.host, p), pinned=pinned)
@@ -298,6 +316,7 @@ def serve(
                 try:
                     apply_auth(server, new.host.auth, impls)
                     server.policy = new.host.policy
+                    _restrict(server, new, impls)
                 except OSError as e:
                     log.error("SIGHUP: settings not reloaded: %s", e)
                     return

@@ -62,6 +62,7 @@ from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation, State
 from .context import CallContext, _current
 from .enforce import Enforcer
+from .flags import InterfaceFlags
 from .ratelimit import LogLimiter
 
 _Task = asyncio.Task  # once per call: a global rather than a module attribute
@@ -80,6 +81,7 @@ class Target:
         "decode_be",
         "decode_le",
         "encode_response",
+        "flags",
         "handle_params",
         "is_async",
         "level",
@@ -89,8 +91,11 @@ class Target:
         "shared_context",
     )
 
-    def __init__(self, impl: Interface, op: Operation, level: int) -> None:
+    def __init__(
+        self, impl: Interface, op: Operation, level: int, flags: InterfaceFlags | None = None
+    ) -> None:
         self.op = op
+        self.flags = flags  # registration flags (None: none set; the common case costs one test)
         self.name = f"{type(impl).__name__}.{op.name}"  # for log lines
         self.method: Callable[..., Any] = getattr(impl, op.name)
         self.is_async = inspect.iscoroutinefunction(self.method)
@@ -265,6 +270,8 @@ class Dispatcher:
         if self._policy is not None and not self._permitted(ev, key):
             self._fault(ev, const.RPC_S_ACCESS_DENIED)  # before the stub is read
             return
+        if target.flags is not None and self._flags_refuse(ev, target.flags):
+            return
         if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
             # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
             # required level also requires somebody: an anonymous (null-session) context reaches
@@ -306,6 +313,25 @@ class Dispatcher:
         else:
             self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args))
 
+    def _flags_refuse(self, ev: CallReceived, flags: InterfaceFlags) -> bool:
+        """Refuse (answered) a call its interface's registration flags do not take: transport,
+        auth level, size, before its stub is read (``flags.InterfaceFlags``; concurrency is
+        counted when the call's task starts)."""
+        transport = self.proto.transport_name
+        refused = flags.refusal(transport, ev.auth_level, len(ev.stub))
+        if refused is None:
+            return False
+        _limited.info(
+            "interface_flags",
+            "refused %s opnum %d from %s: %s",
+            ev.interface,
+            ev.opnum,
+            self.proto.peer,
+            refused,
+        )
+        self._fault(ev, const.RPC_S_ACCESS_DENIED)
+        return True
+
     def _permitted(self, ev: CallReceived, key: int) -> bool:
         """The policy lets this call run. Allowed calls are remembered per connection by context,
         opnum and caller (bounded: the keys are the client's choice); denied and audited ones are
@@ -334,6 +360,10 @@ class Dispatcher:
     async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...]) -> None:
         """The call's task: run the implementation, then answer."""
         self._unstarted -= 1
+        if target.flags is not None and not target.flags.enter():  # max_calls running already
+            self.tasks.pop(ev.call_id, None)
+            self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
+            return
         _current.set((self, ev))  # in the task's own context: the call's alone
         try:
             if target.is_async:
@@ -342,13 +372,19 @@ class Dispatcher:
                 result = await asyncio.to_thread(target.method, *args)
         except asyncio.CancelledError:
             self.tasks.pop(ev.call_id, None)
+            if target.flags is not None:
+                target.flags.leave()
             self._fault(ev, const.NCA_S_FAULT_CANCEL)  # dropped by the association when orphaned
             return
         except Exception as e:
             self.tasks.pop(ev.call_id, None)
+            if target.flags is not None:
+                target.flags.leave()
             self._fault(ev, status_of(e, target.name))
             return
         self.tasks.pop(ev.call_id, None)
+        if target.flags is not None:
+            target.flags.leave()
         try:
             stub = target.encode_response(result, args)
         except Exception as e:  # NdrError, or struct's and Python's own for values of the wrong kind

@@ -33,6 +33,7 @@ from ..protocol.server import ServerAssociation, new_stats
 from .context import current_call
 from .dispatch import Dispatcher, Target
 from .enforce import Enforcer
+from .flags import InterfaceFlags
 from .ratelimit import LogLimiter
 from .registry import Registry
 
@@ -113,6 +114,7 @@ class Server:
         self.generation = 0  # bumped whenever what an operation resolves to may change
         self._min_auth_level = int(min_auth_level)
         self._interface_levels: dict[uuid.UUID, int] = {}
+        self._flags: dict[uuid.UUID, InterfaceFlags] = {}  # registration flags, by interface
         self.stats: dict[str, int] = new_stats()  # see protocol.server.STATS
         self.registry = Registry()
         for impl in implementations:
@@ -172,7 +174,10 @@ class Server:
             elif op is None:
                 found = const.NCA_S_OP_RNG_ERROR
             else:
-                found = Target(impl, op, self.required_level(interface))
+                flags = self._flags.get(interface.uuid)
+                found = Target(
+                    impl, op, self.required_level(interface), flags if flags and flags.any else None
+                )
             if len(self._targets) >= _MAX_TARGETS:  # bounded: opnums are the peer's choice
                 self._targets.clear()
             self._targets[key] = found
@@ -188,6 +193,33 @@ class Server:
         else:
             key = uuid.UUID(str(interface))
         self._interface_levels[key] = int(level)
+        self._forget_targets()
+
+    def restrict(
+        self,
+        interface: type[Interface] | SyntaxId | uuid.UUID | str,
+        *,
+        secure_only: bool = False,
+        local_only: bool = False,
+        max_call_size: int | None = None,
+        max_calls: int | None = None,
+    ) -> None:
+        """Registration flags for one interface, as Windows' RpcServerRegisterIf3 takes them
+        (``server.flags``): authenticated calls only, ncalrpc only, the largest request, the most
+        calls running at once. Replaces what was set before for it."""
+        if isinstance(interface, type):
+            key = interface.__syntax__.uuid
+        elif isinstance(interface, SyntaxId):
+            key = interface.uuid
+        else:
+            key = uuid.UUID(str(interface))
+        new = InterfaceFlags(secure_only, local_only, max_call_size, max_calls)
+        old = self._flags.get(key)
+        if old is None:
+            self._flags[key] = new
+        else:  # changed in place: the calls running still count, and leave the same counter
+            old.secure_only, old.local_only = new.secure_only, new.local_only
+            old.max_call_size, old.max_calls = new.max_call_size, new.max_calls
         self._forget_targets()
 
     def required_level(self, interface: SyntaxId) -> int:
