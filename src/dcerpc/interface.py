@@ -34,7 +34,7 @@ from .ndr.compiler import (
     uses_context,
 )
 from .ndr.pieces import EncodedStub
-from .ndr.schema import HandleNode, resolve
+from .ndr.schema import HandleNode, build_lock, resolve
 from .pdu.syntax import SyntaxId
 
 __all__ = ["Interface", "Operation", "SyntaxId", "operation"]
@@ -107,12 +107,13 @@ class Operation:
             self._single = True
         what = f"{self.interface.__name__}.{self.name}"
         enc, dle, dbe, _ = compile_params(in_params, name=f"{what} request")
-        self._request = _Side(tuple(in_names), enc, dle, dbe)
+        request = _Side(tuple(in_names), enc, dle, dbe)
         out_names = tuple(n for n, _ in out_params)
         context = tuple(n for n in in_names if n not in out_names)
         enc, dle, dbe, _ = compile_params(out_params, context, name=f"{what} response")
-        self._response = _Side(out_names, enc, dle, dbe)
         self._context = context
+        self._request = request
+        self._response = _Side(out_names, enc, dle, dbe)  # last: _build's sign that all is done
 
     @property
     def in_names(self) -> tuple[str, ...]:
@@ -131,15 +132,20 @@ class Operation:
 
     def _req(self) -> _Side:
         if self._request is None:
-            self._compile()
+            self._build()
         assert self._request is not None
         return self._request
 
     def _resp(self) -> _Side:
         if self._response is None:
-            self._compile()
+            self._build()
         assert self._response is not None
         return self._response
+
+    def _build(self) -> None:
+        with build_lock:  # once, however many threads ask first
+            if self._response is None:
+                self._compile()
 
     def encode_request(self, *args: Any) -> bytes:
         """The request stub for the [in] values given in order."""

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from .._errors import NdrError
 from .compiler import DEFAULT_LIMITS, DecodeContext, Limits, compile_params
-from .schema import resolve
+from .schema import build_lock, resolve
 
 __all__ = ["Codec", "codec", "decode", "encode"]
 
@@ -86,7 +86,10 @@ def codec(tp: Any) -> Codec[Any]:
     except TypeError:  # an unhashable declaration: compile every time
         return Codec(tp)
     if c is None:
-        c = _codecs[tp] = Codec(tp)
+        with build_lock:  # one codec per type, however many threads ask first
+            c = _codecs.get(tp)
+            if c is None:
+                c = _codecs[tp] = Codec(tp)
     return c
 
 

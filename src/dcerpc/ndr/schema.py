@@ -6,10 +6,17 @@ alignment, minimum wire size, whether it has deferred parts (embedded pointers, 
 whether it is conformant (its max count is hoisted in front, C706 14.3.7.2). Struct and union nodes
 are built once per class and shared, so recursive types (a struct pointing to itself) resolve to a
 cycle of nodes; the pointer that closes a cycle is marked so that decoding can bound its depth.
+
+Building is one-time work and is not done in parallel: a struct's node is in the memo before its
+members are filled (that is how a cycle closes), and the compilers cache generated functions before
+their source is run, so a second thread could pick up half of either. Everything that builds,
+here and in the compilers, holds :data:`build_lock`; what is built is complete when it is released,
+and using it afterwards needs no lock.
 """
 
 from __future__ import annotations
 
+import threading
 import types
 import uuid
 from dataclasses import dataclass, field
@@ -46,8 +53,12 @@ __all__ = [
     "StringNode",
     "StructNode",
     "UnionNode",
+    "build_lock",
     "resolve",
 ]
+
+build_lock = threading.RLock()
+"""Held while anything is built: schema nodes, generated codecs (see the module docstring)."""
 
 
 class Node:
@@ -344,4 +355,5 @@ def resolve(tp: Any) -> Node:
         TypeError: the declaration is not an NDR type, or breaks an NDR rule (a conformant member
             that is not last, an array with neither a fixed size nor ``SizeIs``).
     """
-    return _Resolver().resolve(tp)
+    with build_lock:
+        return _Resolver().resolve(tp)
