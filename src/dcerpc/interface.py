@@ -16,6 +16,7 @@ same class. Each operation's codecs are compiled on first use and kept on the :c
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import struct
 import uuid as _uuid
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
-from ._errors import NdrError
+from ._errors import DeclarationError, NdrError
 from .ndr.compiler import (
     DEFAULT_LIMITS,
     DecodeContext,
@@ -34,7 +35,8 @@ from .ndr.compiler import (
     uses_context,
 )
 from .ndr.pieces import EncodedStub
-from .ndr.schema import HandleNode, build_lock, resolve
+from .ndr.rules import NDR_TYPE, check_members
+from .ndr.schema import HandleNode, Node, build_lock, resolve
 from .pdu.syntax import SyntaxId
 
 __all__ = ["Interface", "Operation", "SyntaxId", "operation"]
@@ -84,27 +86,65 @@ class Operation:
     _client: tuple[EncodeFn, ResultDecodeFn] | None = field(
         default=None, repr=False, compare=False
     )  # client_codecs(), once made
+    _nodes: tuple[list[tuple[str, Node]], list[tuple[str, Node]]] | None = field(
+        default=None, repr=False, compare=False
+    )  # declared(), once made
 
-    def _compile(self) -> None:
+    def declared(self) -> tuple[list[tuple[str, Node]], list[tuple[str, Node]]]:
+        """The [in] and [out] elements as schema nodes, the declaration's rules checked (done as
+        the interface's class statement ends, or on first use when it names a type declared later).
+
+        Raises:
+            DeclarationError: a rule is broken (docs/declarations.md), naming the operation, the
+                parameter and the rule.
+            NameError: an annotation names something that is not defined.
+        """
+        nodes = self._nodes
+        if nodes is None:
+            with build_lock:
+                nodes = self._nodes
+                if nodes is None:
+                    nodes = self._nodes = self._declare()
+        return nodes
+
+    def _declare(self) -> tuple[list[tuple[str, Node]], list[tuple[str, Node]]]:
+        owner = f"{self.interface.__name__}.{self.name}"
         hints = get_type_hints(self.function, include_extras=True)
         sig = inspect.signature(self.function)
         in_names = list(sig.parameters)[1:]  # drop self
         for n in in_names:
             if n not in hints:
-                raise TypeError(f"{self.interface.__name__}.{self.name}: parameter {n} has no NDR type")
-        in_params = [(n, resolve(hints[n])) for n in in_names]
-        self.handle_params = tuple(i for i, (_, node) in enumerate(in_params) if isinstance(node, HandleNode))
+                raise DeclarationError(
+                    "has no NDR type (annotate it: uint32, WString ...)", NDR_TYPE, owner, n
+                )
+        in_hints = [(n, hints[n]) for n in in_names]
         ret = hints.get("return", type(None))
+        single = False
         if ret is type(None) or ret is None:
-            out_params: list[tuple[str, Any]] = []
-            self._result_type = None
+            out_hints: list[tuple[str, Any]] = []
+            result_type = None
         elif isinstance(ret, type) and issubclass(ret, tuple) and hasattr(ret, "_fields"):
-            out_hints = get_type_hints(ret, include_extras=True)
-            out_params = [(n, resolve(out_hints[n])) for n in ret._fields]
-            self._result_type = ret
+            fields = get_type_hints(ret, include_extras=True)
+            out_hints = [(n, fields[n]) for n in ret._fields]
+            result_type = ret
         else:
-            out_params = [("result", resolve(ret))]
-            self._single = True
+            out_hints = [("result", ret)]
+            result_type = None
+            single = True
+        in_scope = dict(in_hints)
+        out_only = {n: "an [out]-only parameter" for n, _ in out_hints if n not in in_scope}
+        check_members(owner, in_hints, in_scope, kind="parameter", outside=out_only)
+        check_members(owner, out_hints, {**in_scope, **dict(out_hints)}, kind="parameter")
+        in_params = [(n, _node(owner, n, tp)) for n, tp in in_hints]
+        out_params = [(n, _node(owner, n, tp)) for n, tp in out_hints]
+        self._result_type = result_type
+        self._single = single
+        return in_params, out_params
+
+    def _compile(self) -> None:
+        in_params, out_params = self.declared()
+        in_names = [n for n, _ in in_params]
+        self.handle_params = tuple(i for i, (_, node) in enumerate(in_params) if isinstance(node, HandleNode))
         what = f"{self.interface.__name__}.{self.name}"
         enc, dle, dbe, _ = compile_params(in_params, name=f"{what} request")
         request = _Side(tuple(in_names), enc, dle, dbe)
@@ -243,6 +283,13 @@ class Operation:
         return self._result_type(*values), end
 
 
+def _node(owner: str, name: str, tp: Any) -> Node:
+    try:
+        return resolve(tp)
+    except DeclarationError as e:
+        raise e.at(owner, name) from None
+
+
 _ENCODE_ERRORS = (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError)
 """What a compiled encoder raises, besides NdrError, for values that do not fit their types."""
 
@@ -283,7 +330,11 @@ class Interface:
         super().__init_subclass__(**kwargs)
         if uuid is None:
             if not hasattr(cls, "__syntax__"):
-                raise TypeError(f"{cls.__name__}: an interface declaration needs uuid=...")
+                raise DeclarationError(
+                    "an interface declaration needs uuid=...",
+                    "an interface is named by its UUID (C706 4.2.1)",
+                    cls.__name__,
+                )
             return  # an implementation: the contract's operations stand
         cls.__syntax__ = SyntaxId(_uuid.UUID(uuid), (int(version[0]), int(version[1])))
         cls.__ifname__ = name or cls.__name__
@@ -293,9 +344,17 @@ class Interface:
             if opnum is None:
                 continue
             if opnum in ops:
-                raise TypeError(f"{cls.__name__}: opnum {opnum} is used by {ops[opnum].name} and {attr}")
+                raise DeclarationError(
+                    f"opnum {opnum} is {ops[opnum].name}'s already",
+                    "each operation has its own opnum",
+                    cls.__name__,
+                    attr,
+                )
             ops[opnum] = Operation(attr, opnum, fn, cls)
         cls.__operations__ = dict(sorted(ops.items()))
+        for op in ops.values():  # the rules, now (a type declared further on: at first use)
+            with contextlib.suppress(NameError):
+                op.declared()
 
     @classmethod
     def operation_named(cls, name: str) -> Operation:
