@@ -114,7 +114,10 @@ class EncodeError(NdrError):
         self.operation = operation
         self.path = path
         self.problem = problem
-        where = f"{operation} -> {path}" if result else f"{operation}({path}=...)"
+        if result:
+            where = f"{operation} -> {path}"
+        else:
+            where = f"{operation}({path}=...)" if path else f"{operation}(...)"
         super().__init__(f"{where}: {problem}")
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
-from ._errors import DeclarationError, NdrError
+from ._errors import DeclarationError, EncodeError, NdrError
 from .ndr.compiler import (
     DEFAULT_LIMITS,
     DecodeContext,
@@ -34,6 +34,7 @@ from .ndr.compiler import (
     compile_params,
     uses_context,
 )
+from .ndr.explain import misfit
 from .ndr.pieces import EncodedStub
 from .ndr.rules import NDR_TYPE, check_members
 from .ndr.schema import HandleNode, Node, build_lock, resolve
@@ -189,7 +190,7 @@ class Operation:
 
     def encode_request(self, *args: Any) -> bytes:
         """The request stub for the [in] values given in order."""
-        return bytes(_guard(self._req().encode, args, self.name))
+        return bytes(_guard(self._req().encode, args, self))
 
     def client_codecs(self) -> tuple[EncodeFn, ResultDecodeFn]:
         """For a client's hot path, made once: the request encoder (``*in_values -> stub``; raises
@@ -267,7 +268,45 @@ class Operation:
         if self._context:
             by_name = dict(zip(self.in_names, in_values, strict=False))
             outs = outs + tuple(by_name.get(n) for n in self._context)
-        return _guard(side.encode, outs, self.name)
+        try:
+            return side.encode(*outs)
+        except ENCODE_FAILURES as e:
+            raise self.result_error(result, in_values, e) from None
+
+    def request_error(self, values: tuple[Any, ...], exc: BaseException) -> EncodeError:
+        """Why ``values`` did not encode as this operation's [in] side (``exc``: what the encoder
+        raised), naming the parameter and the member or element within it. Found by walking the
+        values again (ndr/explain.py): the encoders track no path, so success costs nothing."""
+        in_params, _ = self.declared()
+        if len(values) != len(in_params):
+            return EncodeError(self.name, "", f"takes {len(in_params)} values, got {len(values)}")
+        found = _misfit(in_params, values)
+        if found is None:
+            return EncodeError(self.name, "", _text(exc))
+        return EncodeError(self.name, *found)
+
+    def result_error(self, result: Any, in_values: tuple[Any, ...], exc: BaseException) -> EncodeError:
+        """Why an implementation's ``result`` did not encode as the [out] side (as request_error)."""
+        _, out_params = self.declared()
+        context = dict(zip(self.in_names, in_values, strict=False))
+        shape = self._result_type
+        if self._single:
+            outs: tuple[Any, ...] = (result,)
+        elif shape is None:
+            outs = ()
+        elif not isinstance(result, tuple) or len(result) != len(out_params):
+            return EncodeError(
+                self.name,
+                "result",
+                f"expected {shape.__name__} (a tuple of {len(out_params)}), got {type(result).__name__}",
+                result=True,
+            )
+        else:
+            outs = tuple(result)
+        found = _misfit(out_params, outs, context)
+        if found is None:
+            return EncodeError(self.name, "result", _text(exc), result=True)
+        return EncodeError(self.name, *found, result=True)
 
     def decode_response(
         self, stub: bytes, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
@@ -283,6 +322,20 @@ class Operation:
         return self._result_type(*values), end
 
 
+def _misfit(
+    params: list[tuple[str, Node]], values: tuple[Any, ...], context: dict[str, Any] | None = None
+) -> tuple[str, str] | None:
+    try:
+        return misfit(params, values, context)
+    except Exception:  # values odd enough to break the walk: the encoder's words stand
+        return None
+
+
+def _text(exc: BaseException) -> str:
+    """The encoder's own words, when the walk found nothing more precise."""
+    return exc.reason if isinstance(exc, NdrError) else f"cannot encode the values given: {exc}"
+
+
 def _node(owner: str, name: str, tp: Any) -> Node:
     try:
         return resolve(tp)
@@ -292,19 +345,16 @@ def _node(owner: str, name: str, tp: Any) -> Node:
 
 _ENCODE_ERRORS = (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError)
 """What a compiled encoder raises, besides NdrError, for values that do not fit their types."""
+ENCODE_FAILURES = (NdrError, *_ENCODE_ERRORS)
+"""Everything a compiled encoder raises for values that do not fit (``Operation.request_error``
+says which value and why)."""
 
 
-def _encode_failure(name: str, e: BaseException) -> NdrError:
-    return NdrError(f"{name}: cannot encode the values given: {e}")
-
-
-def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> EncodedStub:
+def _guard(fn: EncodeFn, args: tuple[Any, ...], op: Operation) -> EncodedStub:
     try:
         return fn(*args)
-    except NdrError:
-        raise
-    except _ENCODE_ERRORS as e:
-        raise _encode_failure(name, e) from None
+    except ENCODE_FAILURES as e:
+        raise op.request_error(args, e) from None
 
 
 class Interface:

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
-from .._errors import RpcError
+from .._errors import DeclarationError, RpcError
 from ..auth.base import ClientCredentials
 from ..auth.config import LEVELS
 from ..auth.mechs import NTLM, Kerberos, Negotiate
@@ -36,6 +36,7 @@ from ..mgmt.idl import Mgmt
 from ..ndr import ContextHandle
 from ..rpcecho.server import EchoServer
 from ..server.ports import PortAllocator
+from ..server.registry import refusal
 from ..server.server import Server
 from ..tuning import keep_large_buffers
 from .config import Settings, load
@@ -222,10 +223,12 @@ def _load_impl(spec: str) -> Interface:
         raise click.UsageError(f"{spec!r}: expected MODULE:CLASS")
     try:
         cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
+    except (ImportError, AttributeError, DeclarationError) as e:
         raise click.UsageError(f"cannot load {spec}: {e}") from None
     if not (isinstance(cls, type) and issubclass(cls, Interface)):
         raise click.UsageError(f"{spec} is not an Interface implementation")
+    if (refused := refusal(cls)) is not None:  # the contract itself, operations left out, bad declarations
+        raise click.UsageError(f"cannot serve {spec}: {refused}")
     return cls()
 
 

@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import ImplementationError
+from .._errors import DeclarationError, ImplementationError
 from ..interface import Interface
 from ..pdu.syntax import SyntaxId
 
-__all__ = ["Registry", "check_implementation", "unimplemented"]
+__all__ = ["Registry", "check_implementation", "refusal", "unimplemented"]
 
 
 def unimplemented(cls: type[Interface]) -> tuple[str, ...]:
@@ -75,6 +75,15 @@ def check_implementation(cls: type[Interface]) -> None:
         raise ImplementationError(cls.__name__, cls.__ifname__, missing, contract)
     for op in cls.__operations__.values():
         op.compiled()
+
+
+def refusal(cls: type[Interface]) -> str | None:
+    """Why ``cls`` cannot be served (:func:`check_implementation`'s error, as text), or None."""
+    try:
+        check_implementation(cls)
+    except (ImplementationError, DeclarationError) as e:
+        return str(e)
+    return None
 
 
 class Registry:
