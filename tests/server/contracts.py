@@ -1,4 +1,4 @@
-"""Interfaces for the tests of what implementations do wrong (``dcerpc serve tests.server.contracts:Calc``)."""
+"""Interfaces for testing what implementations do wrong (``dcerpc serve tests.server.contracts:Calc``)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from dcerpc.pdu import NDR20, Bind, ContextElement, Fault, Request, frame_length
 from dcerpc.pdu import constants as const
 from dcerpc.server import dispatch
 from dcerpc.testing import ServerThread
+from tests.epm.services import SERVICES
 from tests.server.contracts import Bag, Calc, CalcServer, HalfCalc, Item
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,10 @@ def _fresh_log_windows(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     yield
     for kind in ("fault", "bad_result"):
         dispatch._limited._windows.pop(kind, None)
+
+
+def binding(srv: ServerThread) -> str:
+    return f"ncacn_ip_tcp:127.0.0.1[{srv.port}]"
 
 
 def lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -88,15 +93,14 @@ def test_a_fault_with_a_message_sends_the_status_alone_and_logs_the_message(
 
 
 def test_the_client_gets_the_status_of_a_fault_with_a_message(server: ServerThread) -> None:
-    with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{server.port}]") as conn:
-        with pytest.raises(FaultError) as e:
-            conn.bind(Calc).Store(Bag(0, None))
+    with dcerpc.connect_sync(binding(server)) as conn, pytest.raises(FaultError) as e:
+        conn.bind(Calc).Store(Bag(0, None))
     assert e.value.status == 5 and e.value.name == "rpc_s_access_denied"
     assert "nope" not in str(e.value)
 
 
 def test_fault_lines_are_rate_limited(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
-    with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{server.port}]") as conn:
+    with dcerpc.connect_sync(binding(server)) as conn:
         calc = conn.bind(Calc)
         for _ in range(BURST + 20):
             with pytest.raises(FaultError):
@@ -108,7 +112,7 @@ def test_fault_lines_are_rate_limited(server: ServerThread, caplog: pytest.LogCa
 
 
 def test_an_argument_of_the_wrong_type_names_the_operation_and_the_parameter(server: ServerThread) -> None:
-    with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{server.port}]") as conn:
+    with dcerpc.connect_sync(binding(server)) as conn:
         calc = conn.bind(Calc)
         with pytest.raises(EncodeError) as e:
             calc.Add(1, "x")  # type: ignore[arg-type]
@@ -120,15 +124,16 @@ def test_an_argument_of_the_wrong_type_names_the_operation_and_the_parameter(ser
         with pytest.raises(EncodeError) as e:
             calc.Store(Bag(2, [Item(1, None), Item(2, b"x")]))  # type: ignore[arg-type]
         assert str(e.value) == "Store(s.items[1].name=...): expected str, got bytes"
-        with pytest.raises(EncodeError, match=r"^Store\(s\.items=\.\.\.\): has 1 elements, size_is\(n\) = 3$"):
+        with pytest.raises(EncodeError) as e:
             calc.Store(Bag(3, [Item(1, None)]))
+        assert str(e.value) == "Store(s.items=...): has 1 elements, size_is(n) = 3"
         assert calc.Add(1, 2) == 3  # nothing was sent for the calls that did not encode
 
 
 def test_a_result_of_the_wrong_type_faults_bad_stub_data_and_names_the_field(
     server: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{server.port}]") as conn:
+    with dcerpc.connect_sync(binding(server)) as conn:
         calc = conn.bind(Calc)
         with pytest.raises(FaultError) as e:
             calc.Add(13, 1)
@@ -166,16 +171,13 @@ def test_an_implementation_leaving_operations_out_is_refused_naming_them() -> No
 
 
 def test_an_operation_not_served_on_purpose_answers_op_rng_error(server: ServerThread) -> None:
-    with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{server.port}]") as conn:
-        with pytest.raises(FaultError) as e:
-            conn.bind(Calc).Reset()
+    with dcerpc.connect_sync(binding(server)) as conn, pytest.raises(FaultError) as e:
+        conn.bind(Calc).Reset()
     assert e.value.status == const.NCA_S_OP_RNG_ERROR
 
 
 def test_a_declaration_with_bodies_of_its_own_is_served() -> None:
-    from tests.epm.services import SERVICES  # noqa: PLC0415  (a contract whose methods have bodies)
-
-    dcerpc.Server(SERVICES[0]())
+    dcerpc.Server(SERVICES[0]())  # its contract's method has a body of its own
 
 
 def _serve(spec: str) -> subprocess.CompletedProcess[str]:
