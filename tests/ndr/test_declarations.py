@@ -396,3 +396,33 @@ class ForwardServer(Forward):
 def test_an_interface_naming_a_type_declared_further_on_is_checked_when_served() -> None:
     with declared(r"Forward\.Get", "data", rules.ATTRIBUTE_SCOPE):
         dcerpc.Server(ForwardServer())
+
+
+class HalfX(Struct):  # points to HalfA, declared below: resolved at first use
+    a: Unique[HalfA]
+
+
+class HalfY(Struct):  # HalfZ is not declared until the test below
+    z: Unique[HalfZ]  # noqa: F821
+
+
+class HalfA(Struct):
+    x: Unique[HalfX]
+    y: Unique[HalfY]
+
+
+def test_a_resolution_that_fails_half_way_leaves_nothing_half_built() -> None:
+    # resolving HalfA builds HalfX (whose pointer back to HalfA closes a cycle), then fails on HalfY:
+    # HalfX must not be kept, pointing at a HalfA that was never finished
+    with pytest.raises(NameError):
+        codec(HalfA)
+
+    class HalfZ(Struct):
+        v: uint32
+
+    globals()["HalfZ"] = HalfZ
+    try:
+        value = HalfX(HalfA(HalfX(None), HalfY(HalfZ(7))))
+        assert codec(HalfX).decode(codec(HalfX).encode(value)) == value
+    finally:
+        del globals()["HalfZ"]

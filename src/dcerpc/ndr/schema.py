@@ -7,11 +7,11 @@ whether it is conformant (its max count is hoisted in front, C706 14.3.7.2). Str
 are built once per class and shared, so recursive types (a struct pointing to itself) resolve to a
 cycle of nodes; the pointer that closes a cycle is marked so that decoding can bound its depth.
 
-Building is one-time work and is not done in parallel: a struct's node is in the memo before its
-members are filled (that is how a cycle closes), and the compilers cache generated functions before
-their source is run, so a second thread could pick up half of either. Everything that builds,
-here and in the compilers, holds :data:`build_lock`; what is built is complete when it is released,
-and using it afterwards needs no lock.
+Building is one-time work and is not done in parallel: a struct's node exists before its members
+are filled (that is how a cycle closes), and the compilers cache generated functions before their
+source is run, so a second thread could pick up half of either. Everything that builds, here and in
+the compilers, holds :data:`build_lock`; the nodes one resolution makes are shared (``_memo``) only
+once all of it succeeded, so a failure (a name not defined yet) leaves nothing half-built behind.
 """
 
 from __future__ import annotations
@@ -228,6 +228,12 @@ class _Resolver:
 
     def __init__(self) -> None:
         self.stack: list[Node] = []  # struct/union nodes being resolved (to detect cycles)
+        # nodes made by this resolution: published to _memo only when all of it succeeded, so that
+        # a failure (a name not defined yet) leaves no node pointing at a half-built one
+        self.made: dict[type, Node] = {}
+
+    def publish(self) -> None:
+        _memo.update(self.made)
 
     def resolve(self, tp: Any) -> Node:
         if get_origin(tp) is Annotated:
@@ -303,11 +309,10 @@ class _Resolver:
         )
 
     def _struct(self, cls: type) -> Node:
-        node = _memo.get(cls)
+        node = _memo.get(cls) or self.made.get(cls)
         if node is not None:
             return node
-        snode = StructNode(cls)
-        _memo[cls] = snode
+        snode = self.made[cls] = StructNode(cls)
         self.stack.append(snode)
         try:
             hints = get_type_hints(cls, localns=_localns(cls), include_extras=True)
@@ -316,19 +321,15 @@ class _Resolver:
             check_members(cls.__name__, members, dict(members))
             snode.fields = [(n, self._member(cls, n, tp)) for n, tp in members]
             snode.finish()
-        except BaseException:
-            del _memo[cls]
-            raise
         finally:
             self.stack.pop()
         return snode
 
     def _union(self, cls: type[NdrUnion]) -> Node:
-        node = _memo.get(cls)
+        node = _memo.get(cls) or self.made.get(cls)
         if node is not None:
             return node
-        unode = UnionNode(cls)
-        _memo[cls] = unode
+        unode = self.made[cls] = UnionNode(cls)
         self.stack.append(unode)
         try:
             hints = get_type_hints(cls, localns=_localns(cls), include_extras=True)
@@ -348,9 +349,6 @@ class _Resolver:
             if cls.__ndr_default_arm__:
                 unode.default = (cls.__ndr_default_arm__, resolved[cls.__ndr_default_arm__])
             unode.finish()
-        except BaseException:
-            del _memo[cls]
-            raise
         finally:
             self.stack.pop()
         return unode
@@ -397,7 +395,10 @@ def resolve(tp: Any) -> Node:
         NameError: an annotation names something not defined (yet).
     """
     with build_lock:
-        return _Resolver().resolve(tp)
+        resolver = _Resolver()
+        node = resolver.resolve(tp)
+        resolver.publish()  # built fully, then published
+        return node
 
 
 def _check_declared(cls: type) -> None:
