@@ -382,7 +382,7 @@ class Interface:
             if not hasattr(cls, "__syntax__"):
                 raise DeclarationError(
                     "an interface declaration needs uuid=...",
-                    "an interface is named by its UUID (C706 4.2.1)",
+                    "an interface is named by its UUID (DCE IDL: the interface header)",
                     cls.__name__,
                 )
             return  # an implementation: the contract's operations stand

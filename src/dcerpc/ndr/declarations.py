@@ -350,8 +350,8 @@ class Union:
         return f"{type(self).__name__}({self.arm_name()}={self.value!r}, tag={self.tag})"
 
 
-_ARMS: Final = "each arm has Case(...) or Default, no case value names two arms (C706 4.2.20)"
-_ONE_DEFAULT: Final = "a union has at most one [default] arm (C706 4.2.20)"
+_ARMS: Final = "each arm has Case(...) or Default, no case value names two arms (DCE IDL 17.14.2)"
+_ONE_DEFAULT: Final = "a union has at most one [default] arm (DCE IDL 17.14.2)"
 _hooks: list[Callable[[type], None]] = []
 
 

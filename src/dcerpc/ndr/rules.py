@@ -9,6 +9,10 @@ sized) are the schema's own, raised through :func:`declaration_error`. Everythin
 mistake surfaces as one line where the class is defined, not as a traceback from inside generated
 code at the first call.
 
+Sources: C706 chapter 14 (NDR); "DCE IDL" is the IDL chapter of the OSF DCE Application
+Development Guide, Core Components (17.14.x: structures, unions, arrays and their rules); MIDL
+where Microsoft's compiler adds a rule.
+
 This module reads annotations only (it imports no schema): ``Annotated`` markers, pointers,
 ``list[T]`` and the declared classes, mirroring how the schema reads them.
 """
@@ -43,32 +47,34 @@ from .status import _Status
 __all__ = ["TOKEN", "check_members", "check_union", "declaration_error", "expression_names"]
 
 # The rules, each with where it comes from (the messages quote them).
-CONFORMANT_LAST: Final = "only a structure's last member may be conformant (C706 14.3.7.2; C706 4.2.18)"
-UNION_ARM_CONFORMANT: Final = "conformant arrays are not valid in unions (C706 4.2.18)"
+CONFORMANT_LAST: Final = "only a structure's last member may be conformant (C706 14.3.7.2; DCE IDL 17.14.1)"
+UNION_ARM_CONFORMANT: Final = "conformant arrays are not valid in unions (DCE IDL 17.14.5.4)"
 ARRAY_KIND: Final = "an array is fixed (Fixed(n)) or conformant (SizeIs(expr)): one of the two (C706 14.3.3)"
 ARRAY_BASE: Final = "an array is declared as bytes or list[T] (docs/declarations.md)"
 ARRAY_ELEMENT: Final = (
-    "array elements cannot be context handles, conformant arrays or conformant structures (C706 4.2.18)"
+    "array elements cannot be context handles, conformant arrays or conformant structures (DCE IDL 17.14.5.4)"
 )
-FIXED_POSITIVE: Final = "a fixed array has at least one element (C706 4.2.18)"
-SIZE_ON_ARRAY: Final = "size_is, length_is and first_is apply to arrays and strings (C706 4.2.18)"
+FIXED_POSITIVE: Final = "a fixed array has at least one element (DCE IDL 17.14.5.1)"
+SIZE_ON_ARRAY: Final = "size_is, length_is and first_is apply to arrays and strings (DCE IDL 17.14.5.3)"
 STRING_VARYING: Final = "a [string] is not combined with length_is or first_is: its NUL ends it (MIDL)"
 ATTRIBUTE_SCOPE: Final = (
     "an attribute names a member of the same structure, or a parameter of the same operation "
-    "(C706 4.2.18; MIDL field attributes)"
+    "(DCE IDL 17.14.5.3, 17.14.2.2; MIDL field attributes)"
 )
-ATTRIBUTE_IN: Final = "what an [in] parameter's attribute names is an [in] parameter (C706 4.2.18)"
-ATTRIBUTE_INTEGER: Final = "attributes reference members or parameters of integer type (C706 4.2.18)"
-ATTRIBUTE_SYNTAX: Final = "an attribute is an expression of names, integers and + - * / ( ) (C706 4.2.18)"
+ATTRIBUTE_IN: Final = "what an [in] parameter's attribute names is an [in] parameter (DCE IDL 17.14.5.4)"
+ATTRIBUTE_INTEGER: Final = "attributes reference members or parameters of integer type (DCE IDL 17.14.5.4)"
+ATTRIBUTE_SYNTAX: Final = (
+    "an attribute is an expression of names, integers and + - * / ( ) (MIDL limited expressions)"
+)
 SWITCH_REQUIRED: Final = (
-    "a non-encapsulated union is used with switch_is(...) naming its discriminant (C706 4.2.20; MIDL)"
+    "a non-encapsulated union is used with switch_is(...) naming its discriminant (DCE IDL 17.14.2.2)"
 )
-SWITCH_ON_UNION: Final = "switch_is applies to a non-encapsulated union (C706 4.2.20)"
-SWITCH_TYPE: Final = "a union's discriminant is an integer or enum type (C706 14.3.8)"
+SWITCH_ON_UNION: Final = "switch_is applies to a non-encapsulated union (DCE IDL 17.14.2.2)"
+SWITCH_TYPE: Final = "a union's discriminant is an integer or enum type (C706 14.3.8; DCE IDL 17.14.2.1)"
 UNION_ARMS: Final = _ARMS  # checked as the class is made (declarations.Union)
 UNION_ONE_DEFAULT: Final = _ONE_DEFAULT
-UNION_CASE_RANGE: Final = "case values are values of the switch type (C706 4.2.20)"
-UNION_NOT_EMPTY: Final = "a union has at least one arm (C706 4.2.20)"
+UNION_CASE_RANGE: Final = "case values are values of the switch type (DCE IDL 17.14.2)"
+UNION_NOT_EMPTY: Final = "a union has at least one arm (DCE IDL grammar: union_body)"
 NDR_TYPE: Final = "every member and parameter has an NDR type (uint32, Unique[...], a Struct ...)"
 POINTER_TARGET: Final = "a pointer points to exactly one type"
 
