@@ -68,7 +68,8 @@ class _Walk:
             return None if isinstance(v, ContextHandle) else (path, f"expected ContextHandle, got {_kind(v)}")
         if isinstance(node, PointerNode):
             if v is None:
-                return (path, "a [ref] pointer cannot be None") if node.kind is PointerKind.REF else None
+                ref = node.kind is PointerKind.REF
+                return (path, "a [ref] pointer cannot be NULL (None)") if ref else None
             if depth >= _DEPTH:
                 return None
             return self.check(node.target, v, path, depth + 1)
