@@ -24,8 +24,11 @@ __all__ = [
     "CallTimeoutError",
     "ConnectTimeoutError",
     "ConnectionClosedError",
+    "DeclarationError",
+    "EncodeError",
     "EndpointNotRegisteredError",
     "FaultError",
+    "ImplementationError",
     "NdrError",
     "ProtocolError",
     "ResolveError",
@@ -94,6 +97,91 @@ class NdrError(RpcError):
         super().__init__(f"{reason} (at offset {offset})" if offset >= 0 else reason)
 
 
+class EncodeError(NdrError):
+    """Values given to a call (or returned by an implementation) that do not fit their declaration.
+
+    The message names the operation and the parameter, down to the member or element that is wrong:
+    ``Add(b=...): expected int, got str``, ``Store(s.items[3].name=...): expected str, got bytes``;
+    for a result, ``Add -> result: ...``.
+
+    Attributes:
+        operation: the operation (or type) being encoded.
+        path: the parameter and, within it, the member or element that does not fit.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, operation: str, path: str, problem: str, *, result: bool = False) -> None:
+        self.operation = operation
+        self.path = path
+        self.problem = problem
+        if result:
+            where = f"{operation} -> {path}"
+        else:
+            where = f"{operation}({path}=...)" if path else f"{operation}(...)"
+        super().__init__(f"{where}: {problem}")
+
+
+class DeclarationError(RpcError, TypeError):
+    """A type or interface declaration breaks a rule of NDR / IDL (docs/declarations.md).
+
+    Raised when the class is defined; when the declaration names a type defined later in its module,
+    when it is first used (a codec, a proxy, registration with a server). Also a ``TypeError``.
+
+    Attributes:
+        owner: the struct, union or ``Interface.operation`` declared.
+        member: the member, arm or parameter at fault ("" for the declaration as a whole).
+        problem: what is wrong, in words.
+        rule: the rule broken, and where it comes from (``C706 14.3.7.2``, MIDL ...).
+    """
+
+    def __init__(self, problem: str, rule: str, owner: str = "", member: str = "") -> None:
+        self.problem = problem
+        self.rule = rule
+        self.owner = owner
+        self.member = member
+        super().__init__(problem, rule, owner, member)
+
+    def at(self, owner: str, member: str = "") -> DeclarationError:
+        """This error, placed in ``owner`` (and its ``member``) unless it already names where."""
+        if self.owner:
+            return self
+        return DeclarationError(self.problem, self.rule, owner, member)
+
+    def __str__(self) -> str:
+        where = ".".join(p for p in (self.owner, self.member) if p)
+        return (
+            f"{where}: {self.problem}; rule: {self.rule}" if where else f"{self.problem}; rule: {self.rule}"
+        )
+
+
+class ImplementationError(RpcError, TypeError):
+    """What a server was asked to serve does not implement its interface: it is the contract class
+    itself, or it leaves operations without a body (they would answer every call with nothing).
+
+    Attributes:
+        implementation: the class given.
+        interface: the interface it declares to implement.
+        missing: the operations it leaves unimplemented, in opnum order.
+    """
+
+    def __init__(self, implementation: str, interface: str, missing: tuple[str, ...], contract: bool) -> None:
+        self.implementation = implementation
+        self.interface = interface
+        self.missing = missing
+        if contract:
+            text = (
+                f"{implementation} is the declaration of {interface}, not an implementation: subclass it "
+                f"and give its operations bodies ({', '.join(missing)})"
+            )
+        else:
+            text = (
+                f"{implementation} does not implement {interface}'s {', '.join(missing)}: define "
+                f"{'it' if len(missing) == 1 else 'them'} (an operation not served on purpose: a body that "
+                "raises NotImplementedError, answered nca_s_op_rng_error)"
+            )
+        super().__init__(text)
+
+
 class ProtocolError(RpcError):
     """A peer broke the connection-oriented or connectionless protocol rules."""
 
@@ -101,14 +189,19 @@ class ProtocolError(RpcError):
 class FaultError(RpcError):
     """The server answered a call with a fault PDU.
 
+    An implementation raises it to answer a call with a fault: the peer gets ``status`` alone (a
+    fault PDU has no room for text); ``message`` goes to the server's log.
+
     Attributes:
         status: the fault status number.
         name: its conventional name (``nca_s_op_rng_error``) or hex spelling.
+        message: the text given, if any (never sent).
     """
 
     def __init__(self, status: int, message: str = "") -> None:
         self.status = status
         self.name = status_name(status)
+        self.message = message
         text = f"{self.name} (0x{status:08x})"
         super().__init__(f"{text}: {message}" if message else text)
 

@@ -16,6 +16,7 @@ same class. Each operation's codecs are compiled on first use and kept on the :c
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import struct
 import uuid as _uuid
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
-from ._errors import NdrError
+from ._errors import DeclarationError, EncodeError, NdrError
 from .ndr.compiler import (
     DEFAULT_LIMITS,
     DecodeContext,
@@ -33,8 +34,10 @@ from .ndr.compiler import (
     compile_params,
     uses_context,
 )
+from .ndr.explain import misfit
 from .ndr.pieces import EncodedStub
-from .ndr.schema import HandleNode, resolve
+from .ndr.rules import NDR_TYPE, check_members
+from .ndr.schema import HandleNode, Node, build_lock, resolve
 from .pdu.syntax import SyntaxId
 
 __all__ = ["Interface", "Operation", "SyntaxId", "operation"]
@@ -84,35 +87,74 @@ class Operation:
     _client: tuple[EncodeFn, ResultDecodeFn] | None = field(
         default=None, repr=False, compare=False
     )  # client_codecs(), once made
+    _nodes: tuple[list[tuple[str, Node]], list[tuple[str, Node]]] | None = field(
+        default=None, repr=False, compare=False
+    )  # declared(), once made
 
-    def _compile(self) -> None:
+    def declared(self) -> tuple[list[tuple[str, Node]], list[tuple[str, Node]]]:
+        """The [in] and [out] elements as schema nodes, the declaration's rules checked (done as
+        the interface's class statement ends, or on first use when it names a type declared later).
+
+        Raises:
+            DeclarationError: a rule is broken (docs/declarations.md), naming the operation, the
+                parameter and the rule.
+            NameError: an annotation names something that is not defined.
+        """
+        nodes = self._nodes
+        if nodes is None:
+            with build_lock:
+                nodes = self._nodes
+                if nodes is None:
+                    nodes = self._nodes = self._declare()
+        return nodes
+
+    def _declare(self) -> tuple[list[tuple[str, Node]], list[tuple[str, Node]]]:
+        owner = f"{self.interface.__name__}.{self.name}"
         hints = get_type_hints(self.function, include_extras=True)
         sig = inspect.signature(self.function)
         in_names = list(sig.parameters)[1:]  # drop self
         for n in in_names:
             if n not in hints:
-                raise TypeError(f"{self.interface.__name__}.{self.name}: parameter {n} has no NDR type")
-        in_params = [(n, resolve(hints[n])) for n in in_names]
-        self.handle_params = tuple(i for i, (_, node) in enumerate(in_params) if isinstance(node, HandleNode))
+                raise DeclarationError(
+                    "has no NDR type (annotate it: uint32, WString ...)", NDR_TYPE, owner, n
+                )
+        in_hints = [(n, hints[n]) for n in in_names]
         ret = hints.get("return", type(None))
+        single = False
         if ret is type(None) or ret is None:
-            out_params: list[tuple[str, Any]] = []
-            self._result_type = None
+            out_hints: list[tuple[str, Any]] = []
+            result_type = None
         elif isinstance(ret, type) and issubclass(ret, tuple) and hasattr(ret, "_fields"):
-            out_hints = get_type_hints(ret, include_extras=True)
-            out_params = [(n, resolve(out_hints[n])) for n in ret._fields]
-            self._result_type = ret
+            fields = get_type_hints(ret, include_extras=True)
+            out_hints = [(n, fields[n]) for n in ret._fields]
+            result_type = ret
         else:
-            out_params = [("result", resolve(ret))]
-            self._single = True
+            out_hints = [("result", ret)]
+            result_type = None
+            single = True
+        in_scope = dict(in_hints)
+        out_only = {n: "an [out]-only parameter" for n, _ in out_hints if n not in in_scope}
+        check_members(owner, in_hints, in_scope, kind="parameter", outside=out_only)
+        check_members(owner, out_hints, {**in_scope, **dict(out_hints)}, kind="parameter")
+        in_params = [(n, _node(owner, n, tp)) for n, tp in in_hints]
+        out_params = [(n, _node(owner, n, tp)) for n, tp in out_hints]
+        self._result_type = result_type
+        self._single = single
+        return in_params, out_params
+
+    def _compile(self) -> None:
+        in_params, out_params = self.declared()
+        in_names = [n for n, _ in in_params]
+        self.handle_params = tuple(i for i, (_, node) in enumerate(in_params) if isinstance(node, HandleNode))
         what = f"{self.interface.__name__}.{self.name}"
         enc, dle, dbe, _ = compile_params(in_params, name=f"{what} request")
-        self._request = _Side(tuple(in_names), enc, dle, dbe)
+        request = _Side(tuple(in_names), enc, dle, dbe)
         out_names = tuple(n for n, _ in out_params)
         context = tuple(n for n in in_names if n not in out_names)
         enc, dle, dbe, _ = compile_params(out_params, context, name=f"{what} response")
-        self._response = _Side(out_names, enc, dle, dbe)
         self._context = context
+        self._request = request
+        self._response = _Side(out_names, enc, dle, dbe)  # last: _build's sign that all is done
 
     @property
     def in_names(self) -> tuple[str, ...]:
@@ -131,19 +173,24 @@ class Operation:
 
     def _req(self) -> _Side:
         if self._request is None:
-            self._compile()
+            self._build()
         assert self._request is not None
         return self._request
 
     def _resp(self) -> _Side:
         if self._response is None:
-            self._compile()
+            self._build()
         assert self._response is not None
         return self._response
 
+    def _build(self) -> None:
+        with build_lock:  # once, however many threads ask first
+            if self._response is None:
+                self._compile()
+
     def encode_request(self, *args: Any) -> bytes:
         """The request stub for the [in] values given in order."""
-        return bytes(_guard(self._req().encode, args, self.name))
+        return bytes(_guard(self._req().encode, args, self))
 
     def client_codecs(self) -> tuple[EncodeFn, ResultDecodeFn]:
         """For a client's hot path, made once: the request encoder (``*in_values -> stub``; raises
@@ -221,7 +268,45 @@ class Operation:
         if self._context:
             by_name = dict(zip(self.in_names, in_values, strict=False))
             outs = outs + tuple(by_name.get(n) for n in self._context)
-        return _guard(side.encode, outs, self.name)
+        try:
+            return side.encode(*outs)
+        except ENCODE_FAILURES as e:
+            raise self.result_error(result, in_values, e) from None
+
+    def request_error(self, values: tuple[Any, ...], exc: BaseException) -> EncodeError:
+        """Why ``values`` did not encode as this operation's [in] side (``exc``: what the encoder
+        raised), naming the parameter and the member or element within it. Found by walking the
+        values again (ndr/explain.py): the encoders track no path, so success costs nothing."""
+        in_params, _ = self.declared()
+        if len(values) != len(in_params):
+            return EncodeError(self.name, "", f"takes {len(in_params)} values, got {len(values)}")
+        found = _misfit(in_params, values)
+        if found is None:
+            return EncodeError(self.name, "", _text(exc))
+        return EncodeError(self.name, *found)
+
+    def result_error(self, result: Any, in_values: tuple[Any, ...], exc: BaseException) -> EncodeError:
+        """Why an implementation's ``result`` did not encode as the [out] side (as request_error)."""
+        _, out_params = self.declared()
+        context = dict(zip(self.in_names, in_values, strict=False))
+        shape = self._result_type
+        if self._single:
+            outs: tuple[Any, ...] = (result,)
+        elif shape is None:
+            outs = ()
+        elif not isinstance(result, tuple) or len(result) != len(out_params):
+            return EncodeError(
+                self.name,
+                "result",
+                f"expected {shape.__name__} (a tuple of {len(out_params)}), got {type(result).__name__}",
+                result=True,
+            )
+        else:
+            outs = tuple(result)
+        found = _misfit(out_params, outs, context)
+        if found is None:
+            return EncodeError(self.name, "result", _text(exc), result=True)
+        return EncodeError(self.name, *found, result=True)
 
     def decode_response(
         self, stub: bytes, *, big_endian: bool = False, limits: Limits = DEFAULT_LIMITS
@@ -237,21 +322,39 @@ class Operation:
         return self._result_type(*values), end
 
 
+def _misfit(
+    params: list[tuple[str, Node]], values: tuple[Any, ...], context: dict[str, Any] | None = None
+) -> tuple[str, str] | None:
+    try:
+        return misfit(params, values, context)
+    except Exception:  # values odd enough to break the walk: the encoder's words stand
+        return None
+
+
+def _text(exc: BaseException) -> str:
+    """The encoder's own words, when the walk found nothing more precise."""
+    return exc.reason if isinstance(exc, NdrError) else f"cannot encode the values given: {exc}"
+
+
+def _node(owner: str, name: str, tp: Any) -> Node:
+    try:
+        return resolve(tp)
+    except DeclarationError as e:
+        raise e.at(owner, name) from None
+
+
 _ENCODE_ERRORS = (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError)
 """What a compiled encoder raises, besides NdrError, for values that do not fit their types."""
+ENCODE_FAILURES = (NdrError, *_ENCODE_ERRORS)
+"""Everything a compiled encoder raises for values that do not fit (``Operation.request_error``
+says which value and why)."""
 
 
-def _encode_failure(name: str, e: BaseException) -> NdrError:
-    return NdrError(f"{name}: cannot encode the values given: {e}")
-
-
-def _guard(fn: EncodeFn, args: tuple[Any, ...], name: str) -> EncodedStub:
+def _guard(fn: EncodeFn, args: tuple[Any, ...], op: Operation) -> EncodedStub:
     try:
         return fn(*args)
-    except NdrError:
-        raise
-    except _ENCODE_ERRORS as e:
-        raise _encode_failure(name, e) from None
+    except ENCODE_FAILURES as e:
+        raise op.request_error(args, e) from None
 
 
 class Interface:
@@ -277,7 +380,11 @@ class Interface:
         super().__init_subclass__(**kwargs)
         if uuid is None:
             if not hasattr(cls, "__syntax__"):
-                raise TypeError(f"{cls.__name__}: an interface declaration needs uuid=...")
+                raise DeclarationError(
+                    "an interface declaration needs uuid=...",
+                    "an interface is named by its UUID (DCE IDL: the interface header)",
+                    cls.__name__,
+                )
             return  # an implementation: the contract's operations stand
         cls.__syntax__ = SyntaxId(_uuid.UUID(uuid), (int(version[0]), int(version[1])))
         cls.__ifname__ = name or cls.__name__
@@ -287,9 +394,17 @@ class Interface:
             if opnum is None:
                 continue
             if opnum in ops:
-                raise TypeError(f"{cls.__name__}: opnum {opnum} is used by {ops[opnum].name} and {attr}")
+                raise DeclarationError(
+                    f"opnum {opnum} is {ops[opnum].name}'s already",
+                    "each operation has its own opnum",
+                    cls.__name__,
+                    attr,
+                )
             ops[opnum] = Operation(attr, opnum, fn, cls)
         cls.__operations__ = dict(sorted(ops.items()))
+        for op in ops.values():  # the rules, now (a type declared further on: at first use)
+            with contextlib.suppress(NameError):
+                op.declared()
 
     @classmethod
     def operation_named(cls, name: str) -> Operation:

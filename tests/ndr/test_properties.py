@@ -28,6 +28,7 @@ from dcerpc.ndr import (
     Ref,
     SizeIs,
     Struct,
+    SwitchIs,
     Union,
     Unique,
     VaryingString,
@@ -144,7 +145,7 @@ class Arm(Union, switch_type=uint32):
 
 class Holder(Struct):
     level: uint32
-    arm: Arm
+    arm: Annotated[Arm, SwitchIs("level")]  # the codec sends the value's own tag (C706 14.3.8)
     arms: Annotated[list[Arm], Fixed(2)]
 
 

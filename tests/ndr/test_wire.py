@@ -236,3 +236,20 @@ def test_top_level_full_pointers_that_alias_send_one_referent() -> None:
     assert len(stub) == 28
     (a, b), end = op.decode_request(stub)
     assert a is b and a == shared and end == len(stub)
+
+
+def test_an_encode_error_names_the_member_that_does_not_fit() -> None:
+    class Item(Struct):
+        id: uint32
+        name: Unique[WString]
+
+    class Bag(Struct):
+        n: uint32
+        items: Unique[Annotated[list[Item], SizeIs("n")]]
+
+    with pytest.raises(NdrError, match=r"as Bag: value\.items\[1\]\.name: expected str, got bytes$"):
+        encode(Bag, Bag(2, [Item(1, None), Item(2, b"x")]))  # type: ignore[arg-type]
+    with pytest.raises(NdrError, match=r"as Bag: value\.items: has 1 elements, size_is\(n\) = 2$"):
+        encode(Bag, Bag(2, [Item(1, None)]))
+    with pytest.raises(NdrError, match=r"as Bag: value\.n: -1 is out of range for uint32"):
+        encode(Bag, Bag(-1, None))

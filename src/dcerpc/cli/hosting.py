@@ -31,7 +31,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from .._errors import RpcError
+from .._errors import DeclarationError, RpcError
 from ..epm.host import EpmHost, SocketInUseError, apply_auth, make_server
 from ..epm.register import RegistrationRefusedError, register, towers_for
 from ..interface import Interface
@@ -39,6 +39,7 @@ from ..known import interface_name
 from ..rpcecho.server import EchoServer
 from ..server.activation import listen_fds, notify
 from ..server.ports import PortAllocator
+from ..server.registry import refusal
 from ..server.server import Server
 from ..tuning import keep_large_buffers
 from .config import Settings
@@ -226,10 +227,12 @@ def load_implementation(spec: str) -> Interface:
         sys.path.insert(0, here)
     try:
         cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
+    except (ImportError, AttributeError, DeclarationError) as e:
         raise click.UsageError(f"cannot load {spec}: {e}") from None
     if not (isinstance(cls, type) and issubclass(cls, Interface)):
         raise click.UsageError(f"{spec} is not an Interface implementation")
+    if (refused := refusal(cls)) is not None:  # the contract itself, operations left out, bad declarations
+        raise click.UsageError(f"cannot serve {spec}: {refused}")
     return cls()
 
 

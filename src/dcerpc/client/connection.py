@@ -40,13 +40,12 @@ from .._errors import (
     ConnectionClosedError,
     EndpointNotRegisteredError,
     FaultError,
-    NdrError,
     RpcError,
 )
 from ..aio.client import ClientProtocol
 from ..auth.base import ClientCredentials
 from ..auth.mechs import NTLM, Kerberos, Negotiate
-from ..interface import _ENCODE_ERRORS, Interface, Operation, ResultDecodeFn, _encode_failure
+from ..interface import ENCODE_FAILURES, Interface, Operation, ResultDecodeFn
 from ..ndr.compiler import EncodeFn
 from ..pdu.constants import AuthLevel, ProviderReason, RejectReason
 from ..pdu.syntax import SyntaxId
@@ -306,7 +305,7 @@ class Connection:
     ) -> Coroutine[Any, Any, Any]:
         """Send one call and await its result (as the operation's declaration shapes it)."""
         encode, decode = op.client_codecs()
-        return self._call(context_id, op.opnum, encode, decode, op.name, args, timeout, object)
+        return self._call(context_id, op.opnum, encode, decode, op, args, timeout, object)
 
     async def _call(
         self,
@@ -314,7 +313,7 @@ class Connection:
         opnum: int,
         encode: EncodeFn,
         decode: ResultDecodeFn,
-        name: str,
+        op: Operation,
         args: tuple[Any, ...],
         timeout: float | None,
         object: uuid.UUID | None,
@@ -323,10 +322,8 @@ class Connection:
         # codecs (see ``call``).
         try:
             stub = encode(*args)
-        except NdrError:
-            raise
-        except _ENCODE_ERRORS as e:
-            raise _encode_failure(name, e) from None
+        except ENCODE_FAILURES as e:  # which value, and why: found now, at no cost to calls that encode
+            raise op.request_error(args, e) from None
         slots = self._slots
         if slots.free:
             slots.free -= 1
@@ -361,7 +358,7 @@ class Connection:
                 limit = timeout if timeout is not None else self.default_timeout
                 raise CallTimeoutError(
                     "call",
-                    f"{name} at {self.binding}",
+                    f"{op.name} at {self.binding}",
                     limit or 0,
                     "the call was orphaned; raise the proxy's timeout (or connect(call_timeout=...)) "
                     "for a slow operation",
@@ -515,13 +512,13 @@ def _remote(op: Operation) -> Any:
     src = (
         f"def {op.name}(self{params}):\n"
         f"    return self._conn._call(self._ctx, _dcerpc_opnum, _dcerpc_encode, _dcerpc_decode,\n"
-        f"        _dcerpc_name, ({values}), self.timeout, self.object)\n"
+        f"        _dcerpc_op, ({values}), self.timeout, self.object)\n"
     )
     namespace: dict[str, Any] = {
         "_dcerpc_opnum": op.opnum,
         "_dcerpc_encode": encode,
         "_dcerpc_decode": decode,
-        "_dcerpc_name": op.name,
+        "_dcerpc_op": op,
     }
     exec(compile(src, f"<proxy {op.name}>", "exec"), namespace)
     remote = namespace[op.name]

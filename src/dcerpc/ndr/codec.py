@@ -12,7 +12,8 @@ from typing import Any, Generic, TypeVar
 
 from .._errors import NdrError
 from .compiler import DEFAULT_LIMITS, DecodeContext, Limits, compile_params
-from .schema import resolve
+from .explain import misfit
+from .schema import build_lock, resolve
 
 __all__ = ["Codec", "codec", "decode", "encode"]
 
@@ -22,12 +23,13 @@ T = TypeVar("T")
 class Codec(Generic[T]):
     """The compiled NDR 2.0 codec of one declared type."""
 
-    __slots__ = ("_dec_be", "_dec_le", "_enc", "_enc_be", "type")
+    __slots__ = ("_dec_be", "_dec_le", "_enc", "_enc_be", "_node", "type")
 
     def __init__(self, tp: Any) -> None:
         self.type = tp
+        self._node = resolve(tp)
         self._enc, self._dec_le, self._dec_be, self._enc_be = compile_params(
-            [("value", resolve(tp))], name=_name(tp)
+            [("value", self._node)], name=_name(tp)
         )
 
     def encode(self, value: T, *, big_endian: bool = False) -> bytes:
@@ -35,14 +37,25 @@ class Codec(Generic[T]):
 
         Raises:
             NdrError: the value does not fit the declaration (wrong type, out of range, a list
-                whose length disagrees with its size_is field, a NULL [ref] pointer).
+                whose length disagrees with its size_is field, a NULL [ref] pointer); the
+                message names the member or element, ``value.items[1].name: expected str``.
         """
         try:
             return bytes((self._enc_be if big_endian else self._enc)(value))
-        except NdrError:
-            raise
-        except (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as e:
-            raise NdrError(f"cannot encode {value!r:.200} as {_name(self.type)}: {e}") from None
+        except (NdrError, *_ENCODE_ERRORS) as e:
+            error = NdrError(f"cannot encode {value!r:.200} as {_name(self.type)}: {self._why(value, e)}")
+            # the runtime's own error keeps the generated line that raised it in the chain
+            raise error from (e if isinstance(e, NdrError) else None)
+
+    def _why(self, value: Any, exc: BaseException) -> str:
+        """Which member or element did not fit (walked again after the failure: explain.py)."""
+        try:
+            found = misfit([("value", self._node)], (value,))
+        except Exception:  # values odd enough to break the walk: the encoder's words stand
+            found = None
+        if found is None:
+            return exc.reason if isinstance(exc, NdrError) else str(exc)
+        return f"{found[0]}: {found[1]}"
 
     def decode(
         self,
@@ -72,6 +85,9 @@ class Codec(Generic[T]):
         return value, end
 
 
+_ENCODE_ERRORS = (struct.error, TypeError, ValueError, OverflowError, AttributeError, RecursionError)
+"""What a compiled encoder raises, besides NdrError, for values that do not fit their types."""
+
 _codecs: dict[Any, Codec[Any]] = {}
 
 
@@ -86,7 +102,10 @@ def codec(tp: Any) -> Codec[Any]:
     except TypeError:  # an unhashable declaration: compile every time
         return Codec(tp)
     if c is None:
-        c = _codecs[tp] = Codec(tp)
+        with build_lock:  # one codec per type, however many threads ask first
+            c = _codecs.get(tp)
+            if c is None:
+                c = _codecs[tp] = Codec(tp)
     return c
 
 

@@ -49,7 +49,7 @@ from .runtime import (
     Limits,
     uses_context,
 )
-from .schema import Node
+from .schema import Node, build_lock
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -98,8 +98,9 @@ def compile_params(
         place: callers that hand it out make bytes of it), little- and big-endian
         ``decode(stub, offset, ctx) -> (values, end_offset)``, and a big-endian encoder.
     """
-    enc_le = _ENCODERS["<"].entry(params, context, name)
-    enc_be = _ENCODERS[">"].entry(params, context, name)
-    dec_le = _DECODERS["<"].entry(params, name)
-    dec_be = _DECODERS[">"].entry(params, name)
+    with build_lock:  # the generators cache functions before they are defined (schema.py)
+        enc_le = _ENCODERS["<"].entry(params, context, name)
+        enc_be = _ENCODERS[">"].entry(params, context, name)
+        dec_le = _DECODERS["<"].entry(params, name)
+        dec_be = _DECODERS[">"].entry(params, name)
     return enc_le, dec_le, dec_be, enc_be

@@ -24,8 +24,11 @@ import enum
 import inspect
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final, TypeAlias, TypeVar, dataclass_transform
+
+from .._errors import DeclarationError
 
 __all__ = [
     "GUID",
@@ -64,6 +67,7 @@ __all__ = [
     "int16",
     "int32",
     "int64",
+    "on_declared",
     "uint8",
     "uint16",
     "uint32",
@@ -234,6 +238,7 @@ class Struct:
         dataclasses.dataclass(cls)
         cls.__ndr_plan__ = None
         cls.__ndr_localns__ = _defining_scope()
+        _declared(cls)
 
 
 class _Arm:
@@ -292,20 +297,27 @@ class Union:
                 meta = _cases_from_text(ann)
             cases = [m for m in meta if isinstance(m, Case)]
             if any(m is Default for m in meta):
+                if default is not None:
+                    raise DeclarationError(
+                        f"is [default], and so is {default}", _ONE_DEFAULT, cls.__name__, name
+                    )
                 default = name
             for c in cases:
                 for v in c.values:
                     if v in by_tag:
-                        raise TypeError(f"{cls.__name__}: case {v} names two arms")
+                        raise DeclarationError(
+                            f"case {v} is {by_tag[v]}'s already", _ARMS, cls.__name__, name
+                        )
                     by_tag[v] = name
             if not cases and not any(m is Default for m in meta):
-                raise TypeError(f"{cls.__name__}.{name}: a union arm needs Case(...) or Default")
+                raise DeclarationError("has neither Case(...) nor Default", _ARMS, cls.__name__, name)
             setattr(cls, name, _Arm(name))
         cls.__ndr_arm_by_tag__ = by_tag
         cls.__ndr_tag_by_arm__ = {}
         for tag, name in by_tag.items():
             cls.__ndr_tag_by_arm__.setdefault(name, tag)
         cls.__ndr_default_arm__ = default
+        _declared(cls)
 
     def __init__(self, tag: int | None = None, value: Any = None, **arm: Any) -> None:
         if arm:
@@ -336,6 +348,22 @@ class Union:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.arm_name()}={self.value!r}, tag={self.tag})"
+
+
+_ARMS: Final = "each arm has Case(...) or Default, no case value names two arms (DCE IDL 17.14.2)"
+_ONE_DEFAULT: Final = "a union has at most one [default] arm (DCE IDL 17.14.2)"
+_hooks: list[Callable[[type], None]] = []
+
+
+def on_declared(hook: Callable[[type], None]) -> None:
+    """Call ``hook(cls)`` as each Struct or Union class statement ends (the schema checks the
+    declaration's rules then: ``rules.py``; this module knows no schema)."""
+    _hooks.append(hook)
+
+
+def _declared(cls: type) -> None:
+    for hook in _hooks:
+        hook(cls)
 
 
 def _defining_scope() -> dict[str, Any] | None:

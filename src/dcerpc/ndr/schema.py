@@ -6,15 +6,25 @@ alignment, minimum wire size, whether it has deferred parts (embedded pointers, 
 whether it is conformant (its max count is hoisted in front, C706 14.3.7.2). Struct and union nodes
 are built once per class and shared, so recursive types (a struct pointing to itself) resolve to a
 cycle of nodes; the pointer that closes a cycle is marked so that decoding can bound its depth.
+
+Building is one-time work and is not done in parallel: a struct's node exists before its members
+are filled (that is how a cycle closes), and the compilers cache generated functions before their
+source is run, so a second thread could pick up half of either. Everything that builds, here and in
+the compilers, holds :data:`build_lock`; the nodes one resolution makes are shared (``_memo``) only
+once all of it succeeded, so a failure (a name not defined yet) leaves nothing half-built behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import threading
 import types
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
+from .._errors import DeclarationError
 from .declarations import (
     Case,
     ContextHandle,
@@ -32,8 +42,22 @@ from .declarations import (
     String,
     Struct,
     SwitchIs,
+    on_declared,
 )
 from .declarations import Union as NdrUnion
+from .rules import (
+    ARRAY_BASE,
+    ARRAY_ELEMENT,
+    ARRAY_KIND,
+    CONFORMANT_LAST,
+    NDR_TYPE,
+    POINTER_TARGET,
+    SWITCH_TYPE,
+    UNION_ARM_CONFORMANT,
+    check_members,
+    check_union,
+    declaration_error,
+)
 from .status import _Status
 
 __all__ = [
@@ -46,8 +70,12 @@ __all__ = [
     "StringNode",
     "StructNode",
     "UnionNode",
+    "build_lock",
     "resolve",
 ]
+
+build_lock = threading.RLock()
+"""Held while anything is built: schema nodes, generated codecs (see the module docstring)."""
 
 
 class Node:
@@ -127,9 +155,13 @@ class ArrayNode(Node):
         fixed_part = (self.fixed or 0) * self.elem.min_size
         self.min_size = fixed_part if not self.varying else 8
         if self.fixed is not None and self.conformant:
-            raise TypeError("an array cannot be both fixed (Fixed) and conformant (SizeIs)")
+            raise declaration_error("an array both fixed (Fixed) and conformant (SizeIs)", ARRAY_KIND)
         if self.fixed is None and not self.conformant:
-            raise TypeError("an array needs Fixed(n) or SizeIs(expr)")
+            raise declaration_error("an array without Fixed(n) or SizeIs(expr)", ARRAY_KIND)
+        if self.elem.conformant or isinstance(self.elem, HandleNode):
+            raise declaration_error(
+                "an array of context handles, conformant arrays or structures", ARRAY_ELEMENT
+            )
 
 
 @dataclass(eq=False)
@@ -155,7 +187,10 @@ class StructNode(Node):
     def finish(self) -> None:
         for name, node in self.fields[:-1]:
             if node.conformant:
-                raise TypeError(f"{self.cls.__name__}.{name}: only the last member may be conformant")
+                last = self.fields[-1][0]
+                raise declaration_error(
+                    f"is conformant but is not the last member ({last} is)", CONFORMANT_LAST
+                ).at(self.cls.__name__, name)
         self.align = max((n.align for _, n in self.fields), default=1)
         self.min_size = sum(n.min_size for _, n in self.fields)
         self.deferred = any(n.deferred for _, n in self.fields)
@@ -176,9 +211,9 @@ class UnionNode(Node):
         nodes = [n for _, n in self.arms.values() if n is not None]
         if self.default is not None and self.default[1] is not None:
             nodes.append(self.default[1])
-        for n in nodes:
-            if n.conformant:
-                raise TypeError(f"{self.cls.__name__}: a union arm cannot be conformant")
+        for name, n in [*self.arms.values(), *([self.default] if self.default else [])]:
+            if n is not None and n.conformant:
+                raise declaration_error("a conformant arm", UNION_ARM_CONFORMANT).at(self.cls.__name__, name)
         self.arm_align = max((n.align for n in nodes), default=1)
         self.align = max(self.switch.align, self.arm_align)
         self.min_size = self.switch.min_size
@@ -193,6 +228,12 @@ class _Resolver:
 
     def __init__(self) -> None:
         self.stack: list[Node] = []  # struct/union nodes being resolved (to detect cycles)
+        # nodes made by this resolution: published to _memo only when all of it succeeded, so that
+        # a failure (a name not defined yet) leaves no node pointing at a half-built one
+        self.made: dict[type, Node] = {}
+
+    def publish(self) -> None:
+        _memo.update(self.made)
 
     def resolve(self, tp: Any) -> Node:
         if get_origin(tp) is Annotated:
@@ -202,7 +243,7 @@ class _Resolver:
             return self._pointer(PointerKind.UNIQUE, _strip_none(tp))
         if isinstance(tp, type):
             return self._class(tp)
-        raise TypeError(f"{tp!r} is not an NDR type: use uint32, Unique[...], a Struct, ...")
+        raise declaration_error(f"{tp!r} is not an NDR type", NDR_TYPE)
 
     def _annotated(self, base: Any, meta: list[Any]) -> Node:
         ptr_at = [i for i, m in enumerate(meta) if isinstance(m, Pointer)]
@@ -241,7 +282,7 @@ class _Resolver:
             elem = self.resolve(elem_tp)
             as_bytes = False
         else:
-            raise TypeError(f"an array is declared as bytes or list[T], not {base!r}")
+            raise declaration_error(f"an array of {getattr(base, '__name__', base)!r}", ARRAY_BASE)
         return ArrayNode(elem, fixed, size, length, first, as_bytes)
 
     def _pointer(self, kind: PointerKind, target_tp: Any) -> Node:
@@ -263,57 +304,65 @@ class _Resolver:
             return self._struct(tp)
         if issubclass(tp, NdrUnion):
             return self._union(tp)
-        raise TypeError(f"{tp.__name__} is not an NDR type (say uint32, not int; bytes need a size)")
+        raise declaration_error(
+            f"{tp.__name__} is not an NDR type (say uint32, not int; bytes need a size)", NDR_TYPE
+        )
 
     def _struct(self, cls: type) -> Node:
-        node = _memo.get(cls)
+        node = _memo.get(cls) or self.made.get(cls)
         if node is not None:
             return node
-        snode = StructNode(cls)
-        _memo[cls] = snode
+        snode = self.made[cls] = StructNode(cls)
         self.stack.append(snode)
         try:
             hints = get_type_hints(cls, localns=_localns(cls), include_extras=True)
             names = [f.name for f in cls.__dataclass_fields__.values()]  # type: ignore[attr-defined]
-            snode.fields = [(n, self.resolve(hints[n])) for n in names]
+            members = [(n, hints[n]) for n in names]
+            check_members(cls.__name__, members, dict(members))
+            snode.fields = [(n, self._member(cls, n, tp)) for n, tp in members]
             snode.finish()
-        except BaseException:
-            del _memo[cls]
-            raise
         finally:
             self.stack.pop()
         return snode
 
     def _union(self, cls: type[NdrUnion]) -> Node:
-        node = _memo.get(cls)
+        node = _memo.get(cls) or self.made.get(cls)
         if node is not None:
             return node
-        unode = UnionNode(cls)
-        _memo[cls] = unode
+        unode = self.made[cls] = UnionNode(cls)
         self.stack.append(unode)
         try:
+            hints = get_type_hints(cls, localns=_localns(cls), include_extras=True)
+            check_union(cls, {n: hints[n] for n in _arms(cls)})
             sw = self.resolve(cls.__ndr_switch_type__)
             if not isinstance(sw, PrimNode) or sw.prim.kind != "int":
-                raise TypeError(f"{cls.__name__}: switch_type must be an integer type")
+                raise declaration_error("switch_type is not an integer type", SWITCH_TYPE).at(cls.__name__)
             unode.switch = sw
-            hints = get_type_hints(cls, localns=_localns(cls), include_extras=True)
             resolved: dict[str, Node | None] = {}
             for name in cls.__ndr_tag_by_arm__.keys() | (
                 {cls.__ndr_default_arm__} if cls.__ndr_default_arm__ else set()
             ):
                 hint = hints[name]
                 base = get_args(hint)[0] if get_origin(hint) is Annotated else hint
-                resolved[name] = None if base is type(None) else self.resolve(hint)
+                resolved[name] = None if base is type(None) else self._member(cls, name, hint)
             unode.arms = {tag: (n, resolved[n]) for tag, n in cls.__ndr_arm_by_tag__.items()}
             if cls.__ndr_default_arm__:
                 unode.default = (cls.__ndr_default_arm__, resolved[cls.__ndr_default_arm__])
             unode.finish()
-        except BaseException:
-            del _memo[cls]
-            raise
         finally:
             self.stack.pop()
         return unode
+
+    def _member(self, cls: type, name: str, tp: Any) -> Node:
+        try:
+            return self.resolve(tp)
+        except DeclarationError as e:
+            raise e.at(cls.__name__, name) from None
+
+
+def _arms(cls: type[NdrUnion]) -> list[str]:
+    """A union's arm names, in declaration order."""
+    return list(inspect.get_annotations(cls))
 
 
 # One node per struct/union class, shared by every declaration that uses it.
@@ -333,7 +382,7 @@ def _is_optional(tp: Any) -> bool:
 def _strip_none(tp: Any) -> Any:
     rest = tuple(a for a in get_args(tp) if a is not type(None))
     if len(rest) != 1:
-        raise TypeError(f"{tp!r}: a pointer must point to exactly one type")
+        raise declaration_error(f"{tp!r} points to {len(rest)} types", POINTER_TARGET)
     return rest[0]
 
 
@@ -341,7 +390,22 @@ def resolve(tp: Any) -> Node:
     """The NDR node for a declaration; struct and union nodes are cached per class.
 
     Raises:
-        TypeError: the declaration is not an NDR type, or breaks an NDR rule (a conformant member
-            that is not last, an array with neither a fixed size nor ``SizeIs``).
+        DeclarationError: the declaration is not an NDR type, or breaks a rule (``rules.py``: a
+            conformant member that is not last, an attribute naming no member ...).
+        NameError: an annotation names something not defined (yet).
     """
-    return _Resolver().resolve(tp)
+    with build_lock:
+        resolver = _Resolver()
+        node = resolver.resolve(tp)
+        resolver.publish()  # built fully, then published
+        return node
+
+
+def _check_declared(cls: type) -> None:
+    """Resolve a struct or union as its class statement ends, so that a broken rule is an error
+    there; one that names a type declared further on is checked when first used instead."""
+    with contextlib.suppress(NameError):
+        resolve(cls)
+
+
+on_declared(_check_declared)

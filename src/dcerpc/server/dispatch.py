@@ -24,10 +24,17 @@ refusals carry it as rules.ANSWERS says (docs/protocol-behaviours.md):
                                           also requires a principal (anonymous NTLM has none)
     stub does not decode                  rpc_x_bad_stub_data
     a context handle of another group     nca_s_fault_context_mismatch
-    the implementation raises FaultError  its status
-    operation not implemented             nca_s_op_rng_error
+    the implementation raises FaultError  its status alone (a fault PDU carries no text: C706
+                                          12.6.4.7); the status and message are logged
+    NotImplementedError                   nca_s_op_rng_error (an operation the implementation does
+                                          not define is refused when it registers: registry.py)
     any other exception                   nca_s_fault_unspec (logged with the traceback)
-    the result does not encode            rpc_x_bad_stub_data (logged: a server bug)
+    the result does not encode            rpc_x_bad_stub_data, as Samba's stubs answer a push that
+                                          fails (DCERPC_FAULT_NDR); logged naming the operation and
+                                          the result field (a server bug)
+
+The log lines a peer can provoke (bad stubs, faults, results that do not encode) are rate-limited
+(``ratelimit.py``).
     cancelled by the client (co_cancel)   nca_s_fault_cancel (C706 12.4.2)
     orphaned by the client                the task is cancelled, nothing is sent (the association
                                           drops the answer of an orphaned call)
@@ -108,6 +115,11 @@ class Target:
         self.encode_response = op.response_encoder()
         self.handle_params = op.handle_params
 
+    def label(self) -> str:
+        """For log lines: ``rpcecho.AddOne (EchoServer)``, the interface's name and the class."""
+        impl = self.name.partition(".")[0]
+        return f"{self.op.interface.__ifname__}.{self.op.name} ({impl})"
+
 
 def foreign_handle(target: Target, args: tuple[Any, ...], group: Group) -> bool:
     """True when an [in] context handle is not one of ``group``'s (nca_s_fault_context_mismatch)."""
@@ -118,9 +130,19 @@ def foreign_handle(target: Target, args: tuple[Any, ...], group: Group) -> bool:
     return False
 
 
-def status_of(exc: Exception, where: str) -> int:
-    """The fault status for an exception an implementation raised (logged when it is a bug)."""
+def status_of(exc: Exception, where: str, peer: object = None) -> int:
+    """The fault status for an exception an implementation raised (logged: a FaultError as one
+    line, rate-limited; another exception, a bug, with its traceback)."""
     if isinstance(exc, FaultError):
+        _limited.info(
+            "fault",
+            "%s faulted %s (0x%08x) to %s: %s",
+            where,
+            exc.name,
+            exc.status,
+            peer,
+            exc.message or "(no message)",
+        )
         return exc.status
     if isinstance(exc, NotImplementedError):
         return const.NCA_S_OP_RNG_ERROR
@@ -380,7 +402,7 @@ class Dispatcher:
             self.tasks.pop(ev.call_id, None)
             if target.flags is not None:
                 target.flags.leave()
-            self._fault(ev, status_of(e, target.name))
+            self._fault(ev, status_of(e, target.label(), self.proto.peer))
             return
         self.tasks.pop(ev.call_id, None)
         if target.flags is not None:
@@ -388,7 +410,14 @@ class Dispatcher:
         try:
             stub = target.encode_response(result, args)
         except Exception as e:  # NdrError, or struct's and Python's own for values of the wrong kind
-            log.error("%s returned a value that does not encode: %r", target.name, e)
+            # which field, and why: found now by walking the result again (no cost to calls that
+            # encode); answered as Samba's stubs answer a failed push (DCERPC_FAULT_NDR)
+            _limited.error(
+                "bad_result",
+                "%s returned a value that does not encode, answered rpc_x_bad_stub_data: %s",
+                target.label(),
+                target.op.result_error(result, args, e),
+            )
             self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
         if not self.assoc.respond(ev.call_id, stub, ev.context_id):

@@ -42,6 +42,9 @@ class LogLimiter:
     def info(self, kind: str, message: str, *args: object) -> None:
         self._emit(logging.INFO, kind, message, args)
 
+    def error(self, kind: str, message: str, *args: object) -> None:
+        self._emit(logging.ERROR, kind, message, args)
+
     def _emit(self, level: int, kind: str, message: str, args: tuple[object, ...]) -> None:
         if not self.log.isEnabledFor(level):
             return
