@@ -22,6 +22,15 @@
     epm_interface = "srvsvc"
     auth_type = "none"
 
+    [rate_limit]                          # per source address (rate.py)
+    connections = "20/s"                  # N/s, N/m or N/h; "N/m burst B" saves up at most B
+    contexts = "200/m"
+    calls = "2000/s burst 5000"
+    auth_failures = "5/m"
+    action = "refuse"                     # or "tarpit"
+    tarpit_seconds = 2.0
+    exempt = ["127.0.0.0/8"]
+
 Every key of a rule takes one value or a list. What each means: ``rules.py``; docs/policy.md.
 """
 
@@ -38,6 +47,7 @@ from typing import Any
 from .._errors import RpcError
 from ..known import KNOWN_INTERFACES
 from ..pdu.constants import AuthLevel, AuthType
+from .rate import KINDS, Bucket, RateLimits
 from .rules import Action, Network, Policy, Principal, Rule
 
 __all__ = ["AUTH_LEVELS", "AUTH_TYPES", "TRANSPORTS", "PolicyError", "load", "parse"]
@@ -141,8 +151,10 @@ def parse(text: str, where: str = "<policy>", names: Mapping[str, uuid.UUID] | N
     lines = _Lines(text)
     known = _well_known() | {k.lower(): v for k, v in (names or {}).items()}
     for key in data:
-        if key not in ("default", "groups", "rule"):
-            raise PolicyError(where, lines.key(0, key), key, "unknown key (default, groups, [[rule]])")
+        if key not in ("default", "groups", "rule", "rate_limit"):
+            raise PolicyError(
+                where, lines.key(0, key), key, "unknown key (default, [groups], [[rule]], [rate_limit])"
+            )
     default = _action(
         data.get("default", "allow"), lambda r: PolicyError(where, lines.key(0, "default"), "default", r)
     )
@@ -160,7 +172,8 @@ def parse(text: str, where: str = "<policy>", names: Mapping[str, uuid.UUID] | N
     if not isinstance(raw_rules, list):
         raise PolicyError(where, lines.key(0, "rule"), "rule", "expected [[rule]] tables")
     rules = tuple(_rule(r, i, where, lines, known, groups) for i, r in enumerate(raw_rules))
-    return Policy(rules, default, groups, where)
+    rate = _rate(data["rate_limit"], where, lines) if "rate_limit" in data else None
+    return Policy(rules, default, groups, where, rate)
 
 
 def load(path: str | Path, names: Mapping[str, uuid.UUID] | None = None) -> Policy:
@@ -228,6 +241,50 @@ def _rule(
             _interfaces(raw["epm_interface"], known, err("epm_interface")) if "epm_interface" in raw else None
         ),
     )
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*(?:burst\s+(\d+))?\s*$")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _rate(raw: Any, where: str, lines: _Lines) -> RateLimits:
+    start = next(
+        (i + 1 for i, line in enumerate(lines.lines) if re.match(r"\s*\[\s*rate_limit\s*\]", line)), 0
+    )
+
+    def err(key: str) -> Err:
+        return lambda reason: PolicyError(where, lines.key(start, key), f"rate_limit.{key}", reason)
+
+    if not isinstance(raw, dict):
+        raise PolicyError(where, start, "rate_limit", "expected a table")
+    known = (*KINDS, "action", "tarpit_seconds", "exempt", "max_sources")
+    for key in raw:
+        if key not in known:
+            raise err(key)(f"unknown key (one of {', '.join(known)})")
+    buckets: dict[str, Bucket] = {}
+    for kind in KINDS:
+        if kind not in raw:
+            continue
+        value = raw[kind]
+        m = _RATE.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise err(kind)(f'{value!r} is not a rate ("10/s", "100/m", "5/h burst 20")')
+        count = float(m.group(1))
+        burst = float(m.group(3)) if m.group(3) else max(1.0, count)
+        if count <= 0 or burst < 1:
+            raise err(kind)(f"{value!r}: a rate is positive, a burst at least 1")
+        buckets[kind] = Bucket(count / _PER[m.group(2)], burst)
+    action = raw.get("action", "refuse")
+    if action not in ("refuse", "tarpit"):
+        raise err("action")(f"{action!r} is not refuse or tarpit")
+    tarpit = raw.get("tarpit_seconds", 2.0)
+    if isinstance(tarpit, bool) or not isinstance(tarpit, int | float) or not 0 < tarpit <= 60:
+        raise err("tarpit_seconds")(f"{tarpit!r}: seconds, more than 0 and at most 60")
+    most = raw.get("max_sources", 65536)
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        raise err("max_sources")(f"{most!r}: a positive integer")
+    exempt = _sources(raw["exempt"], err("exempt")) if "exempt" in raw else ()
+    return RateLimits(**buckets, action=action, tarpit_seconds=float(tarpit), exempt=exempt, max_sources=most)
 
 
 def _action(value: Any, err: Err) -> Action:

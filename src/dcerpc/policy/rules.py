@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..pdu.syntax import SyntaxId
+from .rate import RateLimits
 
 __all__ = [
     "UNKNOWN",
@@ -201,6 +202,7 @@ class Policy:
     default: Action = Action.ALLOW
     groups: dict[str, tuple[Principal, ...]] = field(default_factory=dict)
     source: str = ""  # the file it was read from, if any
+    rate: RateLimits | None = None  # [rate_limit]: per-source token buckets (server.throttle)
 
     def decide(self, subject: Subject) -> Decision:
         """The decision for what ``subject`` knows (see the module docstring)."""

@@ -62,6 +62,7 @@ from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
+from ..policy.rate import Throttle
 from ..policy.rules import Action, Policy
 from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
 from ..protocol.groups import Group
@@ -204,6 +205,7 @@ class Dispatcher:
         self._targets: dict[int, Target | int] = {}  # context id << 16 | opnum -> what it runs
         self._generation = -1  # the host's generation the above was resolved in
         self._policy: Policy | None = None  # the host's policy in that generation
+        self._throttle: Throttle | None = None  # and its rate limits
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
         self._unstarted = 0  # tasks made whose first step has not run yet
         proto.attach(assoc, self.handle_events, self.connection_lost)
@@ -269,7 +271,7 @@ class Dispatcher:
 
     # calls ----------------------------------------------------------------------------------------
 
-    def _serve(self, ev: CallReceived) -> None:
+    def _serve(self, ev: CallReceived, rated: bool = False) -> None:
         """Check a call and decode its stub (a failure is answered at once), then start the task
         that runs it."""
         host = self.host
@@ -285,12 +287,15 @@ class Dispatcher:
                 self._decided.clear()
                 self._generation = generation
                 self._policy = host.enforcer.policy
+                self._throttle = host.enforcer.throttle
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
             return
         if self._policy is not None and not self._permitted(ev, key):
             self._fault(ev, const.RPC_S_ACCESS_DENIED)  # before the stub is read
+            return
+        if self._throttle is not None and not rated and not self._rated(ev, self._throttle):
             return
         if target.flags is not None and self._flags_refuse(ev, target.flags):
             return
@@ -353,6 +358,23 @@ class Dispatcher:
         )
         self._fault(ev, const.RPC_S_ACCESS_DENIED)
         return True
+
+    def _rated(self, ev: CallReceived, throttle: Throttle) -> bool:
+        """The call is within its source's call rate (policy.rate). Over it, it is answered
+        nca_s_server_too_busy, did-not-execute; or, when the policy tarpits, served that much later
+        (the connection's other calls go on meanwhile)."""
+        if self.host.enforcer.rate_ok("calls", self.proto.peer, self._loop.time()):
+            return True
+        if throttle.limits.action == "tarpit":
+            self._loop.call_later(throttle.limits.tarpit_seconds, self._serve_late, ev)
+        else:
+            self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
+        return False
+
+    def _serve_late(self, ev: CallReceived) -> None:
+        """A tarpitted call's wait is over (unless its connection went meanwhile)."""
+        if self.assoc.alive:
+            self._serve(ev, rated=True)
 
     def _permitted(self, ev: CallReceived, key: int) -> bool:
         """The policy lets this call run. Allowed calls are remembered per connection by context,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..pdu.syntax import SyntaxId
+from ..policy.rate import Throttle
 from ..policy.rules import UNKNOWN, Action, Address, Decision, Policy, Subject
 from .ratelimit import LogLimiter
 
@@ -58,15 +59,51 @@ class Enforcer:
 
     def __init__(self, policy: Policy | None = None, on_change: Callable[[], None] | None = None) -> None:
         self.policy = policy
+        self.throttle: Throttle | None = Throttle(policy.rate) if policy and policy.rate else None
         self.decisions: Counter[str] = Counter()  # "moment:action", e.g. "call:deny"
         self.on_decision: DecisionHook | None = None
         self._on_change = on_change
 
     def set(self, policy: Policy | None) -> None:
-        """Put ``policy`` in force (None: none, everything allowed)."""
+        """Put ``policy`` in force (None: none, everything allowed). Its rate limits start afresh
+        unless they are the same as before (then the buckets keep their levels)."""
+        old = self.throttle
+        rate = policy.rate if policy is not None else None
+        if rate is None:
+            self.throttle = None
+        elif old is None or old.limits != rate:
+            self.throttle = Throttle(rate)
         self.policy = policy
         if self._on_change is not None:
             self._on_change()
+
+    # rate limits (policy.rate) ------------------------------------------------------------------
+
+    def rate_refusal(self, peer: Any, now: float) -> str | None:
+        """At accept: "auth_failures" (the source failed to authenticate too often: refused until
+        its bucket refills), "connections" (over its connection rate), or None."""
+        throttle = self.throttle
+        source = _host(peer)
+        if throttle is None or source is None:
+            return None
+        if throttle.exhausted("auth_failures", source, now):
+            kind = "auth_failures"
+        elif not throttle.take("connections", source, now):
+            kind = "connections"
+        else:
+            return None
+        _limited.info(f"rate_{kind}", "rate limit: %s from %s (%s)", kind, _who(peer), throttle.limits.action)
+        return kind
+
+    def rate_ok(self, kind: str, peer: Any, now: float) -> bool:
+        """A token of ``kind`` ("contexts", "calls", "auth_failures") for ``peer``'s source."""
+        throttle = self.throttle
+        if throttle is None:
+            return True
+        if throttle.take(kind, _host(peer), now):
+            return True
+        _limited.info(f"rate_{kind}", "rate limit: %s from %s (%s)", kind, _who(peer), throttle.limits.action)
+        return False
 
     def _record(self, moment: str, decision: Decision, subject: Subject, peer: Any) -> None:
         self.decisions[f"{moment}:{decision.action.value}"] += 1
@@ -104,13 +141,20 @@ class Enforcer:
         return not (decision.denied and decision.final)
 
     def matcher(
-        self, match: Callable[[SyntaxId], SyntaxId | None], peer: Any, transport: str
+        self,
+        match: Callable[[SyntaxId], SyntaxId | None],
+        peer: Any,
+        transport: str,
+        clock: Callable[[], float],
     ) -> Callable[[SyntaxId], SyntaxId | None]:
         """The association's interface matcher for one connection: what ``match`` serves, less
-        what the policy denies this peer at bind (an interface denied is answered as not served)."""
+        what the policy denies this peer at bind (an interface denied is answered as not served),
+        and nothing once the peer proposes contexts faster than its rate (interface scans)."""
         source = source_address(peer)
 
         def admitted(proposed: SyntaxId) -> SyntaxId | None:
+            if self.throttle is not None and not self.rate_ok("contexts", peer, clock()):
+                return None
             served = match(proposed)
             policy = self.policy
             if served is None or policy is None:
@@ -162,14 +206,23 @@ class Enforcer:
         return not decision.denied
 
 
-def _describe(subject: Subject, peer: Any) -> str:
-    """A decision's log words: who, and what of it was known."""
+def _host(peer: Any) -> str | None:
+    """A TCP peer's address as text (what rate limits count by); None for a local peer."""
+    address = source_address(peer)
+    return None if address is None else str(address)
+
+
+def _who(peer: Any) -> str:
+    """A peer as log lines print it: ip:port ([ip]:port for IPv6), or "local peer"."""
     if isinstance(peer, tuple) and len(peer) >= 2:
         host = peer[0]
-        who = f"[{host}]:{peer[1]}" if ":" in str(host) else f"{host}:{peer[1]}"
-    else:
-        who = "local peer"
-    parts = [f"from {who} over {subject.transport}"]
+        return f"[{host}]:{peer[1]}" if ":" in str(host) else f"{host}:{peer[1]}"
+    return "local peer"
+
+
+def _describe(subject: Subject, peer: Any) -> str:
+    """A decision's log words: who, and what of it was known."""
+    parts = [f"from {_who(peer)} over {subject.transport}"]
     if isinstance(subject.interface, SyntaxId):
         major, minor = subject.interface.version
         parts.append(f"interface {subject.interface.uuid} v{major}.{minor}")

@@ -28,6 +28,7 @@ from ..policy.rules import Policy
 from ..protocol.budget import Budget, process_budget
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
+from ..protocol.rules import Violation
 from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation, new_stats
 from .context import current_call
@@ -60,6 +61,16 @@ def _source(peer: Any) -> str | None:
         return None
     host = peer[0]
     return host[7:] if host.startswith("::ffff:") else host
+
+
+_AUTH_FAILURES = frozenset({Violation.AUTH_REFUSED, Violation.ALTER_AUTH_REFUSED, Violation.AUTH3_REFUSED})
+
+
+def _resume(proto: ServerProtocol) -> None:
+    """A tarpitted connection's wait is over: read it."""
+    t = proto.transport
+    if t is not None and not t.is_closing():
+        t.resume_reading()
 
 
 def _caller_may_see(interface: uuid.UUID) -> bool:
@@ -313,13 +324,22 @@ class Server:
                 limits.max_connections,
             )
             return False
-        if not self.enforcer.admits(proto.peer, proto.transport_name):
+        enforcer = self.enforcer
+        tarpit = False
+        if enforcer.throttle is not None:
+            over = enforcer.rate_refusal(proto.peer, proto.loop.time())
+            if over is not None:
+                self.refusals[f"rate_{over}"] += 1  # logged by the enforcer
+                tarpit = enforcer.throttle.limits.action == "tarpit" and over == "connections"
+                if not tarpit:
+                    return False
+        if not enforcer.admits(proto.peer, proto.transport_name):
             self.refusals["policy"] += 1  # logged by the enforcer
             return False
         local = proto.local
         port = local[1] if isinstance(local, tuple) else None
         assoc = ServerAssociation(
-            self.enforcer.matcher(self.registry.match, proto.peer, proto.transport_name),
+            enforcer.matcher(self.registry.match, proto.peer, proto.transport_name, proto.loop.time),
             self.groups,
             limits,
             str(port).encode() if port is not None else b"",  # bind_ack's secondary address
@@ -331,6 +351,10 @@ class Server:
         if source is not None:
             self._per_source[source] += 1
         self._connections.add(Dispatcher(self, proto, assoc))
+        if tarpit and proto.transport is not None:  # over its connection rate: read it later
+            assert enforcer.throttle is not None
+            proto.transport.pause_reading()
+            proto.loop.call_later(enforcer.throttle.limits.tarpit_seconds, _resume, proto)
         return True
 
     def release(self, dispatcher: Dispatcher) -> None:
@@ -353,9 +377,12 @@ class Server:
         _limited.info(kind, "closing connection from %s: %s", peer, _EXPIRED.get(kind, kind))
 
     def record_violation(self, peer: Any, event: ProtocolViolation) -> None:
-        """Count a protocol violation by its kind and log it (the kind, then the reason's words)."""
+        """Count a protocol violation by its kind and log it (the kind, then the reason's words);
+        a refused authentication takes a token of the source's auth_failures rate."""
         kind = event.kind.value
         self.violations[kind] += 1
+        if event.kind in _AUTH_FAILURES and self.enforcer.throttle is not None:
+            self.enforcer.rate_ok("auth_failures", peer, asyncio.get_running_loop().time())
         _limited.warning(
             kind, "protocol violation %s from %s (call %d): %s", kind, peer, event.call_id, event.reason
         )

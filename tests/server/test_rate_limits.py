@@ -1,0 +1,139 @@
+"""Rate limits per source address over real sockets (a policy's [rate_limit]): connections over
+their rate are refused at accept (or read later, tarpit), calls over theirs get
+nca_s_server_too_busy marked did-not-execute (or are answered late), a source that keeps failing
+to authenticate is shut out until its bucket refills, and contexts proposed too fast are rejected
+as not served. Other sources are served throughout."""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dcerpc
+from dcerpc.auth import NTLM, NtlmProvider
+from dcerpc.pdu import (
+    AlterContext,
+    BindAck,
+    ContextElement,
+    ContextResult,
+    Fault,
+    Request,
+    Response,
+    SyntaxId,
+)
+from dcerpc.pdu import constants as const
+from dcerpc.pdu.constants import PFC
+from dcerpc.policy import parse
+from dcerpc.rpcecho import Echo
+from dcerpc.rpcecho.server import EchoServer
+from dcerpc.testing import ServerThread
+from tests.server.test_bad_input import Raw
+from tests.server.test_slots import WAIT, bind_pdu, connect, server_closed
+
+ADD_ONE = Echo.operation_named("AddOne").encode_request
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServerThread]:
+    users = tmp_path / "users"
+    users.write_text("TESTDOM:alice:wonderland\n")
+    with ServerThread(EchoServer(), security=[NtlmProvider(users)]) as srv:
+        yield srv
+
+
+def use(srv: ServerThread, table: str) -> None:
+    srv.server.policy = parse("[rate_limit]\n" + table)
+
+
+def bound_from(srv: ServerThread, source: str) -> Raw:
+    raw = Raw.__new__(Raw)
+    raw.sock = connect(srv.port, source=source)
+    raw.buf = b""
+    assert isinstance(raw.bind(), BindAck)
+    return raw
+
+
+def test_connections_over_their_rate_are_refused_at_accept(served: ServerThread) -> None:
+    use(served, 'connections = "2/m"\n')
+    for _ in range(2):
+        bound_from(served, "127.0.0.2").sock.close()
+    over = connect(served.port, source="127.0.0.2")
+    assert server_closed(over, WAIT)  # refused before any PDU is read
+    assert served.server.refusals["rate_connections"] == 1
+    bound_from(served, "127.0.0.3").sock.close()  # another source: its own bucket
+
+
+def test_calls_over_their_rate_are_too_busy_and_did_not_execute(served: ServerThread) -> None:
+    use(served, 'calls = "3/m"\n')
+    raw = bound_from(served, "127.0.0.2")
+    answers = []
+    for cid in range(2, 6):
+        raw.send(Request(call_id=cid, opnum=0, stub=ADD_ONE(cid)))
+        answers.append(raw.recv())
+    assert [type(a) for a in answers] == [Response, Response, Response, Fault]
+    busy = answers[-1]
+    assert isinstance(busy, Fault) and busy.status == const.NCA_S_SERVER_TOO_BUSY
+    assert busy.flags & PFC.DID_NOT_EXECUTE
+    other = bound_from(served, "127.0.0.3")
+    other.send(Request(call_id=2, opnum=0, stub=ADD_ONE(1)))
+    assert isinstance(other.recv(), Response)
+
+
+def test_tarpit_answers_calls_over_their_rate_late(served: ServerThread) -> None:
+    use(served, 'calls = "1/m"\naction = "tarpit"\ntarpit_seconds = 0.5\n')
+    raw = bound_from(served, "127.0.0.2")
+    raw.send(Request(call_id=2, opnum=0, stub=ADD_ONE(1)))
+    assert isinstance(raw.recv(), Response)
+    start = time.monotonic()
+    raw.send(Request(call_id=3, opnum=0, stub=ADD_ONE(41)))
+    late = raw.recv()
+    assert isinstance(late, Response) and struct.unpack("<I", late.stub[:4]) == (42,)
+    assert time.monotonic() - start >= 0.45
+
+
+def test_a_source_that_keeps_failing_to_authenticate_is_shut_out(served: ServerThread) -> None:
+    use(served, 'auth_failures = "2/h"\nexempt = "127.0.0.1"\n')
+    binding = f"ncacn_ip_tcp:127.0.0.1[{served.port}]"
+    # our client connects from 127.0.0.1, exempt at first: its failures are not counted
+    for _ in range(3):
+        with pytest.raises((dcerpc.FaultError, dcerpc.BindError)):
+            with dcerpc.connect_sync(binding, auth=NTLM("TESTDOM", "alice", "wrong")) as conn:
+                conn.bind(Echo).AddOne(1)
+    assert served.server.refusals["rate_auth_failures"] == 0
+    use(served, 'auth_failures = "2/h"\n')  # now counted
+    for _ in range(2):
+        with pytest.raises((dcerpc.FaultError, dcerpc.BindError)):
+            with dcerpc.connect_sync(binding, auth=NTLM("TESTDOM", "alice", "wrong")) as conn:
+                conn.bind(Echo).AddOne(1)
+    shut = connect(served.port)
+    assert server_closed(shut, WAIT)  # the right password would not help now
+    assert served.server.refusals["rate_auth_failures"] == 1
+    other = bound_from(served, "127.0.0.3")  # another source is served
+    other.sock.close()
+
+
+def test_contexts_proposed_too_fast_are_rejected_as_not_served(served: ServerThread) -> None:
+    """An interface scan: one alter_context per guessed UUID; beyond the rate every context is
+    answered as an interface not served, even one that is."""
+    use(served, 'contexts = "3/m"\n')
+    sock = connect(served.port, source="127.0.0.2")
+    sock.sendall(bind_pdu())  # one context: one token
+    raw = Raw.__new__(Raw)
+    raw.sock, raw.buf = sock, b""
+    assert isinstance(raw.recv(), BindAck)
+    guesses = [SyntaxId(uuid.UUID(int=i + 1), (1, 0)) for i in range(2)]
+    for i, guess in enumerate([*guesses, Echo.__syntax__]):
+        raw.send(AlterContext(call_id=10 + i, contexts=(ContextElement(1 + i, guess, (const.NDR20,)),)))
+        answer = raw.recv()
+        assert answer is not None
+        (result,) = answer.results  # type: ignore[attr-defined]
+        if i < 2:
+            assert result.result == ContextResult.PROVIDER_REJECTION  # not served anyway
+    assert result.result == ContextResult.PROVIDER_REJECTION  # rpcecho, but over the rate
+    assert served.server.enforcer.throttle is not None
+    assert served.server.enforcer.throttle.limited["contexts"] == 1
