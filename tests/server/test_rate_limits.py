@@ -101,15 +101,19 @@ def test_a_source_that_keeps_failing_to_authenticate_is_shut_out(served: ServerT
     binding = f"ncacn_ip_tcp:127.0.0.1[{served.port}]"
     # our client connects from 127.0.0.1, exempt at first: its failures are not counted
     for _ in range(3):
-        with pytest.raises((dcerpc.FaultError, dcerpc.BindError)):
-            with dcerpc.connect_sync(binding, auth=NTLM("TESTDOM", "alice", "wrong")) as conn:
-                conn.bind(Echo).AddOne(1)
+        with (
+            pytest.raises((dcerpc.FaultError, dcerpc.BindError)),
+            dcerpc.connect_sync(binding, auth=NTLM("TESTDOM", "alice", "wrong")) as conn,
+        ):
+            conn.bind(Echo).AddOne(1)
     assert served.server.refusals["rate_auth_failures"] == 0
     use(served, 'auth_failures = "2/h"\n')  # now counted
     for _ in range(2):
-        with pytest.raises((dcerpc.FaultError, dcerpc.BindError)):
-            with dcerpc.connect_sync(binding, auth=NTLM("TESTDOM", "alice", "wrong")) as conn:
-                conn.bind(Echo).AddOne(1)
+        with (
+            pytest.raises((dcerpc.FaultError, dcerpc.BindError)),
+            dcerpc.connect_sync(binding, auth=NTLM("TESTDOM", "alice", "wrong")) as conn,
+        ):
+            conn.bind(Echo).AddOne(1)
     shut = connect(served.port)
     assert server_closed(shut, WAIT)  # the right password would not help now
     assert served.server.refusals["rate_auth_failures"] == 1

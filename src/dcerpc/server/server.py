@@ -28,8 +28,8 @@ from ..policy.rules import Policy
 from ..protocol.budget import Budget, process_budget
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
-from ..protocol.rules import Violation
 from ..protocol.limits import Limits
+from ..protocol.rules import Violation
 from ..protocol.server import ServerAssociation, new_stats
 from .context import current_call
 from .dispatch import Dispatcher, Target
