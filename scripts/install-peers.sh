@@ -14,6 +14,9 @@ command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
 # python-gssapi (Kerberos for pyspnego) builds against MIT's headers
 command -v krb5-config.mit >/dev/null 2>&1 || [ -e /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# dcerpc firewall's rules are applied for real in a network namespace (tests/interop/test_firewall.py)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+command -v iptables-restore >/dev/null 2>&1 || [ -x /usr/sbin/iptables-restore ] || missing+=(iptables)
 if ((${#missing[@]} == 0)); then
   exit 0
 fi

@@ -15,6 +15,7 @@ import click
 from .. import __version__
 from .call import call
 from .config_cmd import config
+from .firewall_cmd import firewall
 from .hosting import epm, run, serve
 from .output import Cli
 from .policy_cmd import policy
@@ -29,5 +30,5 @@ def main() -> None:
     """DCE/RPC tools: endpoint mapper, servers, clients. docs/cli.md describes every command."""
 
 
-for command in (run, epm, serve, dump, ping, call, config, policy):
+for command in (run, epm, serve, dump, ping, call, config, policy, firewall):
     main.add_command(command)
