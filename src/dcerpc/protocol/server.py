@@ -29,6 +29,7 @@ from ..pdu.co import (
     Fault,
     Pdu,
     Request,
+    Shutdown,
     parse,
 )
 from ..pdu.constants import PFC, AuthLevel, PType
@@ -351,6 +352,12 @@ class ServerAssociation(Negotiation[_Partial]):
             return
         self._call_auth.pop(call_id, None)
         self._send_fault(call_id, status, context_id, did_not_execute)
+
+    def shutdown(self) -> None:
+        """Ask the client to end the association: a shutdown PDU (C706 12.6.4.11; the server is
+        stopping). Calls in progress are still answered."""
+        if self.state is _OPEN:
+            self._send(Shutdown(call_id=0))
 
     def connection_lost(self) -> None:
         """The transport closed: what the peer will never read is dropped, every buffer and what

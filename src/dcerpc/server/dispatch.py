@@ -170,6 +170,11 @@ class Host(Protocol):
         """The policy and its counters."""
         ...
 
+    @property
+    def draining(self) -> bool:
+        """The server is stopping: calls in progress finish, new ones are refused."""
+        ...
+
     def target(self, interface: SyntaxId, opnum: int) -> Target | int:
         """What a call runs, or the fault status when nothing does."""
         ...
@@ -206,6 +211,7 @@ class Dispatcher:
         self._generation = -1  # the host's generation the above was resolved in
         self._policy: Policy | None = None  # the host's policy in that generation
         self._throttle: Throttle | None = None  # and its rate limits
+        self._gated = False  # any of them, or the host draining: calls are looked at first
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
         self._unstarted = 0  # tasks made whose first step has not run yet
         proto.attach(assoc, self.handle_events, self.connection_lost)
@@ -239,6 +245,12 @@ class Dispatcher:
     def close(self) -> None:
         """Close the connection now (server shutdown)."""
         self.proto.close()
+
+    def shutdown(self) -> None:
+        """Ask the client to end the association (the server is stopping): a shutdown PDU."""
+        if self.assoc.state is State.OPEN:
+            self.assoc.shutdown()
+            self.proto.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for task in self.tasks.values():
@@ -288,14 +300,12 @@ class Dispatcher:
                 self._generation = generation
                 self._policy = host.enforcer.policy
                 self._throttle = host.enforcer.throttle
+                self._gated = self._policy is not None or self._throttle is not None or host.draining
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
             return
-        if self._policy is not None and not self._permitted(ev, key):
-            self._fault(ev, const.RPC_S_ACCESS_DENIED)  # before the stub is read
-            return
-        if self._throttle is not None and not rated and not self._rated(ev, self._throttle):
+        if self._gated and self._gate(ev, key, rated):
             return
         if target.flags is not None and self._flags_refuse(ev, target.flags):
             return
@@ -358,6 +368,18 @@ class Dispatcher:
         )
         self._fault(ev, const.RPC_S_ACCESS_DENIED)
         return True
+
+    def _gate(self, ev: CallReceived, key: int, rated: bool) -> bool:
+        """Refuse (answered) a call the server does not take now, before its stub is read: the
+        server is draining (nca_s_server_too_busy, did-not-execute: the client may go elsewhere),
+        the policy denies it (rpc_s_access_denied), it is over its source's call rate."""
+        if self.host.draining:
+            self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
+            return True
+        if self._policy is not None and not self._permitted(ev, key):
+            self._fault(ev, const.RPC_S_ACCESS_DENIED)
+            return True
+        return self._throttle is not None and not rated and not self._rated(ev, self._throttle)
 
     def _rated(self, ev: CallReceived, throttle: Throttle) -> bool:
         """The call is within its source's call rate (policy.rate). Over it, it is answered

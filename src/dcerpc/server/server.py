@@ -135,6 +135,7 @@ class Server:
         self.limits = limits or Limits()
         self.budget = budget if budget is not None else process_budget()
         self.enforcer = Enforcer(policy, on_change=self._forget_targets)
+        self.draining = False  # close() has begun: new calls are refused (nca_s_server_too_busy)
         self.groups = GroupTable(
             on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e),
             max_handles=self.limits.max_context_handles,
@@ -280,9 +281,18 @@ class Server:
         await asyncio.gather(*(s.serve_forever() for s in self._listeners))
 
     async def close(self, drain: float = 5.0) -> None:
-        """Stop accepting, give calls in progress ``drain`` seconds, then close every connection."""
+        """Stop accepting, give calls in progress ``drain`` seconds, then close every connection.
+        Meanwhile a new call on a connection already open is refused with nca_s_server_too_busy,
+        marked did-not-execute (the client may retry it elsewhere), and every connection with no
+        call in progress is sent a shutdown PDU (C706 12.6.4.11: the server asks the client to end
+        the association; one waiting for answers gets them first, then the close)."""
+        self.draining = True
+        self._forget_targets()  # connections see it at their next call
         for srv in self._listeners:
             srv.close()
+        for conn in list(self._connections):
+            if not conn.tasks:
+                conn.shutdown()
         tasks = [t for c in self._connections for t in c.tasks.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=drain)
