@@ -1,0 +1,124 @@
+"""The cost of the security half: the same server with and without a 20-rule policy (and, where
+this tree has them, audit events to a file and metrics), side by side in one run.
+
+Small calls (rpcecho AddOne), 1 in flight and 64 in flight on one connection. The policy's rules
+are shaped like a real one (sources, interfaces, opnums, auth types and levels, principals, a
+visibility rule, rate limits generous enough never to refuse); the caller is matched by the last
+allowing rule, so every call walks all of them the first time, and the per-connection cache after.
+Target (issue 15): at least 0.8x the rate without them, at both depths.
+
+    .venv/bin/python benchmarks/policy.py [--seconds S] [--no-uvloop] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import arate, free_port, use_uvloop
+
+RULES = 20
+
+
+def policy_text() -> str:
+    """20 rules that do not match our caller, then the one that allows it, then a deny default."""
+    rules = ['default = "deny"\n[groups]\nops = ["OPS\\\\carol", "dave"]\n']
+    shapes = [
+        'source = "10.{i}.0.0/16"\ninterface = "rpcecho"',
+        'interface = "srvsvc"\nopnum = [{i}, "20-30"]',
+        'auth_type = "ntlm"\nauth_level = "privacy"\nprincipal = "@ops"\ninterface = "rpcecho"',
+        'source = "fd00:{i}::/32"',
+        'interface = "rpcecho"\nversion = ">=2.0"',
+    ]
+    for i in range(RULES - 2):
+        rules.append(f'[[rule]]\nname = "r{i}"\naction = "deny"\n' + shapes[i % len(shapes)].format(i=i + 1))
+    rules.append('[[rule]]\naction = "deny"\nepm_interface = "rpcecho"\nauth_type = "none"\nsource = "192.0.2.0/24"')
+    rules.append('[[rule]]\nname = "loopback"\naction = "allow"\nsource = "127.0.0.0/8"\ninterface = "rpcecho"')
+    rules.append('[rate_limit]\nconnections = "1000/s"\ncalls = "10000000/s"\n')
+    return "\n".join(rules) + "\n"
+
+
+def serve(port: int, ready: Any, uvloop: bool, secured: bool, audit_dir: str) -> None:
+    use_uvloop(uvloop)
+    from dcerpc.policy import parse
+    from dcerpc.rpcecho.server import EchoServer
+    from dcerpc.server.server import Server
+
+    async def main() -> None:
+        server = Server(EchoServer())
+        if secured:
+            server.policy = parse(policy_text())
+            assert len(server.policy.rules) == RULES
+            _observe(server, Path(audit_dir))
+        await server.listen_tcp("127.0.0.1", port)
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def _observe(server: Any, where: Path) -> None:
+    """Audit every call to a file and turn metrics on, when this tree has them (issue 15)."""
+    try:
+        from dcerpc.audit import FileSink, enable_audit  # type: ignore[attr-defined]  # noqa: PLC0415
+    except ImportError:
+        return
+    enable_audit(server, FileSink(where / "audit.jsonl"))
+
+
+async def bench(port: int, seconds: float) -> dict[str, float]:
+    import dcerpc
+    from dcerpc.rpcecho import Echo
+
+    async with await dcerpc.connect(f"ncacn_ip_tcp:127.0.0.1[{port}]", max_concurrent_calls=64) as conn:
+        echo = await conn.bind(Echo)
+        assert await echo.AddOne(1) == 2
+        one = await arate(seconds, lambda: echo.AddOne(41))
+        many = await arate(seconds, lambda: echo.AddOne(41), in_flight=64)
+    return {"one": one, "many": many}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    uvloop = not args.no_uvloop
+    loop_name = use_uvloop(uvloop)
+    ctx = multiprocessing.get_context("spawn")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, secured in (("plain", False), ("secured", True), ("plain again", False), ("secured again", True)):
+            port = free_port()
+            ready = ctx.Event()
+            proc = ctx.Process(target=serve, args=(port, ready, uvloop, secured, tmp), daemon=True)
+            proc.start()
+            if not ready.wait(60):
+                raise RuntimeError("server did not start")
+            try:
+                results[name] = asyncio.run(bench(port, args.seconds))
+            finally:
+                proc.terminate()
+                proc.join()
+    plain = {k: max(results["plain"][k], results["plain again"][k]) for k in ("one", "many")}
+    secured = {k: max(results["secured"][k], results["secured again"][k]) for k in ("one", "many")}
+    ratios = {k: secured[k] / plain[k] for k in plain}
+    if args.json:
+        print(json.dumps({"loop": loop_name, "runs": results, "ratios": ratios}, indent=2))
+        return 0
+    print(f"{loop_name}; {RULES}-rule policy; best of two runs each")
+    print(f"{'':>14} {'1 in flight':>14} {'64 in flight':>14}")
+    for name, r in results.items():
+        print(f"{name:>14} {r['one']:>12,.0f}/s {r['many']:>12,.0f}/s")
+    print(f"{'ratio':>14} {ratios['one']:>13.2f}x {ratios['many']:>13.2f}x   (target >= 0.80x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
