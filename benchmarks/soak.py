@@ -142,6 +142,7 @@ def run_idle(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
             for k in parts
         ]
         base = srv.status()
+        m0 = srv.stats(collect=True)["malloc_in_use"]
         t0 = time.perf_counter()
         for p in procs:
             p.start()
@@ -153,7 +154,8 @@ def run_idle(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
         results = _drain(q, "result", len(procs), args.timeout)
         for p in procs:
             p.join(args.timeout)
-        after = srv.wait_for(lambda s: s["echo"]["connections"] == 0, 10)
+        srv.wait_for(lambda s: s["echo"]["connections"] == 0, 10)
+        after = srv.stats(collect=True)
         errors = sum(r["errors"] for r in results)
         rss = status["VmRSS"]
         return {
@@ -171,6 +173,11 @@ def run_idle(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
             "threads": status["Threads"],
             "connections_after": after["echo"]["connections"],
             "rss_after": srv.rss(),
+            "rss_after_trimmed": srv.rss_trimmed(),
+            "malloc_in_use_base": m0,
+            "malloc_in_use_held": s["malloc_in_use"],
+            "malloc_in_use_after": after["malloc_in_use"],
+            "alive_after_gc": {k: v for k, v in after["alive"].items() if v},
             "ok": errors == 0 and held == n and rss <= 1 << 30,
         }
     finally:
@@ -183,7 +190,9 @@ def run_handles(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
     def sessions(n: int) -> list[dict[str, Any]]:
         q = ctx.Queue()
         procs = [
-            ctx.Process(target=handles_worker, args=(srv.epm_port, k, 32, q, args.uvloop), daemon=True)
+            ctx.Process(
+                target=handles_worker, args=(srv.epm_port, k, 48 // args.procs, q, args.uvloop), daemon=True
+            )
             for k in _split(n, args.procs)
         ]
         for p in procs:
@@ -202,40 +211,67 @@ def run_handles(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
         srv.wait_for(empty, 10)
         before = srv.stats(collect=True)
         base = srv.rss()
-        t0 = time.perf_counter()
-        results = sessions(args.sessions)
-        took = time.perf_counter() - t0
-        after = srv.wait_for(empty, 30)
-        collected = srv.stats(collect=True)
+        rounds = []
+        results: list[dict[str, Any]] = []
+        for _ in range(args.rounds):  # a second round tells a high-water mark from a leak
+            t0 = time.perf_counter()
+            results += sessions(args.sessions)
+            took = time.perf_counter() - t0
+            srv.wait_for(empty, 30)
+            collected = srv.stats(collect=True)
+            rounds.append(
+                {
+                    "seconds": took,
+                    "rss": srv.rss(),
+                    "malloc_in_use": collected["malloc_in_use"],
+                    "python_blocks": collected["python_blocks"],
+                    "epm": collected["epm"],
+                    "alive": {k: v for k, v in collected["alive"].items() if v},
+                }
+            )
         end = srv.status()
-        e0, e1 = before["epm"], collected["epm"]
+        trimmed = srv.rss_trimmed()
+        e0, e1 = before["epm"], rounds[-1]["epm"]
         handles = sum(r["handles"] for r in results)
         run_down = e1["handles_run_down"] - e0["handles_run_down"]
         errors = sum(r["errors"] for r in results) + sum(r["errors"] for r in warm)
-        alive = {k: v for k, v in collected["alive"].items() if v}
         drift = 100.0 * (end["VmRSS"] - base) / base
+        m0 = before["malloc_in_use"]
+        malloc_drift = 100.0 * (rounds[-1]["malloc_in_use"] - m0) / m0
+        last = 100.0 * (rounds[-1]["rss"] - rounds[0]["rss"]) / rounds[0]["rss"]
+        total = args.sessions * args.rounds
         return {
             "sessions": args.sessions,
+            "rounds": args.rounds,
             "errors": errors,
             "first_errors": [e for r in results for e in r["first"]][:5],
-            "sessions_per_s": args.sessions / took,
+            "sessions_per_s": args.sessions / rounds[0]["seconds"],
             "handles_left_open": handles,
             "handles_run_down": run_down,
             "rundown_errors": e1["rundown_errors"],
-            "groups_after": after["epm"]["groups"],
+            "groups_after": e1["groups"],
             "handles_open_after": e1["handles_open"],
-            "connections_after": after["epm"]["connections"],
-            "objects_alive_after_gc": alive,
+            "connections_after": e1["connections"],
+            "objects_alive_after_gc": rounds[-1]["alive"],
             "objects_alive_before": {k: v for k, v in before["alive"].items() if v},
             "rss_base": base,
+            "rss_rounds": [r["rss"] for r in rounds],
             "rss_end": end["VmRSS"],
             "rss_peak": end["VmHWM"],
+            "rss_trimmed": trimmed,
             "drift_pct": drift,
+            "drift_last_round_pct": last,
+            "malloc_in_use_before": m0,
+            "malloc_in_use_rounds": [r["malloc_in_use"] for r in rounds],
+            "malloc_drift_pct": malloc_drift,
+            "python_blocks_before": before["python_blocks"],
+            "python_blocks_rounds": [r["python_blocks"] for r in rounds],
             "ok": errors == 0
-            and handles == args.sessions
+            and handles == total
             and run_down == handles
             and e1["handles_open"] == 0
             and e1["groups"] == 0
+            and not rounds[-1]["alive"]
             and abs(drift) < 5.0,
         }
     finally:
@@ -255,7 +291,12 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     rows: list[tuple[str, str, str, str]] = []  # scenario, figure, value, target
     if r := results.get("load"):
         rows += [
-            ("load", f"{r['clients']:,} clients x {r['calls_per_client']:,} AddOne", f"{r['calls']:,} calls", ""),
+            (
+                "load",
+                f"{r['clients']:,} clients x {r['calls_per_client']:,} AddOne",
+                f"{r['calls']:,} calls",
+                "",
+            ),
             ("load", "errors", f"{r['errors']}", "0"),
             ("load", "calls/s (all clients)", f"{r['calls_per_s']:,.0f}", ""),
             ("load", "latency p50 / p99", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms", ""),
@@ -266,27 +307,62 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
         rows += [
             ("idle", "bound associations held", f"{r['held']:,} of {r['associations']:,}", ""),
             ("idle", "errors", f"{r['errors']}", "0"),
-            ("idle", "server RSS held (baseline)", f"{_mib(r['rss_held'])} ({_mib(r['rss_base'])})", "<= 1 GiB"),
+            (
+                "idle",
+                "server RSS held (baseline)",
+                f"{_mib(r['rss_held'])} ({_mib(r['rss_base'])})",
+                "<= 1 GiB",
+            ),
             ("idle", "RSS per association", f"{r['rss_per_assoc'] / 1024:,.1f} KiB", ""),
             ("idle", "server fds / threads", f"{r['fds_held']:,} / {r['threads']}", ""),
+            (
+                "idle",
+                "after closing: RSS / malloc in use (baseline)",
+                f"{_mib(r['rss_after'])} / {_mib(r['malloc_in_use_after'])}"
+                f" ({_mib(r['malloc_in_use_base'])})",
+                "",
+            ),
         ]
     if r := results.get("handles"):
         rows += [
-            ("handles", "sessions dropped holding a handle", f"{r['handles_left_open']:,}", f"{r['sessions']:,}"),
+            (
+                "handles",
+                "sessions dropped holding a handle",
+                f"{r['handles_left_open']:,}",
+                f"{r['sessions'] * r['rounds']:,}",
+            ),
             ("handles", "handles run down", f"{r['handles_run_down']:,}", "all"),
-            ("handles", "groups / handles / connections after", f"{r['groups_after']} / "
-             f"{r['handles_open_after']} / {r['connections_after']}", "0 / 0 / 0"),
-            ("handles", "server RSS baseline / end", f"{_mib(r['rss_base'])} / {_mib(r['rss_end'])}", ""),
-            ("handles", "RSS drift", f"{r['drift_pct']:+.2f}%", "a few %"),
+            (
+                "handles",
+                "groups / handles / connections after",
+                f"{r['groups_after']} / {r['handles_open_after']} / {r['connections_after']}",
+                "0 / 0 / 0",
+            ),
+            (
+                "handles",
+                "server RSS baseline / after each round",
+                " / ".join(_mib(x) for x in [r["rss_base"], *r["rss_rounds"]]),
+                "",
+            ),
+            (
+                "handles",
+                "RSS drift from baseline (last round on the first)",
+                f"{r['drift_pct']:+.1f}% ({r['drift_last_round_pct']:+.1f}%)",
+                "a few %",
+            ),
+            (
+                "handles",
+                "malloc in use baseline / after each round",
+                " / ".join(_mib(x) for x in [r["malloc_in_use_before"], *r["malloc_in_use_rounds"]]),
+                "",
+            ),
         ]
     if r := results.get("hostile"):
         from hostile import table_rows
 
         rows += table_rows(r)
-    widths = [max(len(row[i]) for row in [("scenario", "figure", "value", "target"), *rows]) for i in range(4)]
     out = ["| scenario | figure | value | target |", "| --- | --- | ---: | --- |"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    del widths
     return out
 
 
@@ -300,18 +376,34 @@ def main() -> int:
     p.add_argument("--procs", type=int, default=2, help="client processes")
     p.add_argument("--associations", type=int, default=10000)
     p.add_argument("--sessions", type=int, default=10000)
+    p.add_argument("--rounds", type=int, default=2, help="handles: rounds of --sessions sessions")
     p.add_argument("--minutes", type=float, default=10.0, help="hostile: how long the attack runs")
     p.add_argument("--seconds", type=float, default=None, help="hostile: the same in seconds (a short run)")
+    p.add_argument("--classes", default="", help="hostile: comma-separated classes (default: all)")
+    p.add_argument(
+        "--per-class",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="hostile: first run each class alone this long (what each one costs)",
+    )
     p.add_argument("--sourcedata-mib", type=int, default=256, help="hostile: what SourceData asks for")
-    p.add_argument("--rss-guard-mib", type=int, default=4096,
-                   help="hostile: stop the memory classes while the server's RSS is above this")
+    p.add_argument(
+        "--rss-guard-mib",
+        type=int,
+        default=4096,
+        help="hostile: stop the memory classes while the server's RSS is above this",
+    )
     p.add_argument("--timeout", type=float, default=1800.0, help="bound on waiting for a worker")
     p.add_argument("--log", default=None, help="the server's log file (default: discarded)")
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     chosen = [n for n in ("load", "idle", "handles", "hostile") if getattr(args, n)] or [
-        "load", "idle", "handles", "hostile"
+        "load",
+        "idle",
+        "handles",
+        "hostile",
     ]
     raise_nofile(NOFILE)
     ctx = multiprocessing.get_context("spawn")
@@ -322,8 +414,11 @@ def main() -> int:
         results[name] = runs[name](args, ctx)
         results[name]["wall_s"] = time.perf_counter() - t0
         if not args.json:
-            print(f"{name}: {'ok' if results[name]['ok'] else 'TARGET MISSED'} "
-                  f"({results[name]['wall_s']:.0f} s)", file=sys.stderr)
+            print(
+                f"{name}: {'ok' if results[name]['ok'] else 'TARGET MISSED'} "
+                f"({results[name]['wall_s']:.0f} s)",
+                file=sys.stderr,
+            )
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     else:

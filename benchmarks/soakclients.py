@@ -72,10 +72,19 @@ class ServerProcess:
         self.pid = int(json.loads(line[6:])["pid"])
 
     def stats(self, collect: bool = False) -> dict[str, Any]:
+        return self.ask("gc" if collect else "stats")
+
+    def ask(self, command: str) -> dict[str, Any]:
+        """One command to the server's hook (stats, gc, types, trim), its JSON answer."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("gc\n" if collect else "stats\n")
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
         return dict(json.loads(self.proc.stdout.readline()))
+
+    def rss_trimmed(self) -> int:
+        """RSS once malloc has given its freed heap back (call after every other figure)."""
+        self.ask("trim")
+        return self.rss()
 
     def status(self) -> dict[str, int]:
         return proc_status(self.pid)
@@ -193,7 +202,13 @@ def load_worker(
         for conn, _ in pairs:
             await conn.close()
         lost = (clients - len(pairs)) * calls
-        return {"errors": nerr + warm_failed + failed + lost, "first": errors, "lat": lat.tobytes(), "start": start, "end": end}
+        return {
+            "errors": nerr + warm_failed + failed + lost,
+            "first": errors,
+            "lat": lat.tobytes(),
+            "start": start,
+            "end": end,
+        }
 
     q.put(("result", asyncio.run(main())))
 
@@ -224,6 +239,7 @@ def idle_worker(port: int, n: int, q: Any, release: Any, uvloop: bool) -> None:
         conns = [c for c in opened if not isinstance(c, BaseException)]
         q.put(("held", len(conns)))
         await asyncio.get_running_loop().run_in_executor(None, release.wait)
+
         # still bound after the hold: every association answers once more
         async def again(conn: dcerpc.Connection) -> None:
             echo = await conn.bind(Echo)
