@@ -9,8 +9,8 @@ cap on its own and the honest client, from 127.0.0.1, is never counted with them
 - ``alter_contexts``: ~1,000 alter_contexts of ~61 KB with random syntaxes on one connection;
 - ``co_cancel``: 40 partial (first-fragment) calls each cancelled by co_cancel, then a 40 KB call in
   two fragments: served or refused (issue 14: refused after 32 cancels);
-- ``ntlm_contexts``: alter_contexts that start NTLM on a new auth_context_id each (2,000 per
-  connection);
+- ``ntlm_contexts``: alter_contexts that start NTLM on a new auth_context_id each (2,100 per
+  connection, past the server's cap of 2,049);
 - ``connections``: as many bound, idle connections as the server lets one address hold;
 - ``trickle``: 64 sockets sending a bind one octet every 2 s;
 - ``never_bind``: 64 sockets that connect and send nothing;
@@ -228,7 +228,7 @@ class Attack:
         )
         self.counts["bind: " + _name(first)] += 1
         ctx = (ContextElement(0, ECHO, (NDR20,)),)
-        for i in range(1, 2001):
+        for i in range(1, 2101):  # past MAX_AUTH_CONTEXTS (2,049): what answers the excess
             auth = AuthVerifier(auth_type=10, auth_level=5, context_id=i, value=NTLM_NEGOTIATE)
             await raw.send(AlterContext(call_id=i + 1, contexts=ctx, auth=auth).encode())
             answer = await raw.recv()
@@ -498,7 +498,7 @@ class _Run:
 
 def run_hostile(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
-    idle_s = min(30.0, max(10.0, seconds / 10))
+    idle_s = args.honest_seconds or min(30.0, max(10.0, seconds / 10))
     classes = args.classes.split(",") if args.classes else list(CLASSES)
     unknown = set(classes) - set(CLASSES)
     if unknown:

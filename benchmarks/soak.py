@@ -379,6 +379,13 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="handles: rounds of --sessions sessions")
     p.add_argument("--minutes", type=float, default=10.0, help="hostile: how long the attack runs")
     p.add_argument("--seconds", type=float, default=None, help="hostile: the same in seconds (a short run)")
+    p.add_argument(
+        "--honest-seconds",
+        type=float,
+        default=0.0,
+        help="hostile: how long the honest client measures the idle server (default: a tenth "
+        "of the attack, 10-30 s)",
+    )
     p.add_argument("--classes", default="", help="hostile: comma-separated classes (default: all)")
     p.add_argument(
         "--per-class",
