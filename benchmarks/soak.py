@@ -142,7 +142,8 @@ def run_idle(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
             for k in parts
         ]
         base = srv.status()
-        m0 = srv.stats(collect=True)["malloc_in_use"]
+        s0 = srv.stats(collect=True)
+        m0, b0 = s0["malloc_in_use"], s0["python_blocks"]
         t0 = time.perf_counter()
         for p in procs:
             p.start()
@@ -177,6 +178,8 @@ def run_idle(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
             "malloc_in_use_base": m0,
             "malloc_in_use_held": s["malloc_in_use"],
             "malloc_in_use_after": after["malloc_in_use"],
+            "python_blocks_base": b0,
+            "python_blocks_after": after["python_blocks"],
             "alive_after_gc": {k: v for k, v in after["alive"].items() if v},
             "ok": errors == 0 and held == n and rss <= 1 << 30,
         }
@@ -317,9 +320,15 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
             ("idle", "server fds / threads", f"{r['fds_held']:,} / {r['threads']}", ""),
             (
                 "idle",
-                "after closing: RSS / malloc in use (baseline)",
-                f"{_mib(r['rss_after'])} / {_mib(r['malloc_in_use_after'])}"
-                f" ({_mib(r['malloc_in_use_base'])})",
+                "after closing: RSS (after malloc_trim)",
+                f"{_mib(r['rss_after'])} ({_mib(r['rss_after_trimmed'])})",
+                "",
+            ),
+            (
+                "idle",
+                "after closing: malloc in use / Python blocks (baseline)",
+                f"{_mib(r['malloc_in_use_after'])} / {r['python_blocks_after']:,}"
+                f" ({_mib(r['malloc_in_use_base'])} / {r['python_blocks_base']:,})",
                 "",
             ),
         ]
@@ -356,6 +365,7 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
                 " / ".join(_mib(x) for x in [r["malloc_in_use_before"], *r["malloc_in_use_rounds"]]),
                 "",
             ),
+            ("handles", "server RSS at the end after malloc_trim", _mib(r["rss_trimmed"]), ""),
         ]
     if r := results.get("hostile"):
         from hostile import table_rows
