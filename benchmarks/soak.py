@@ -18,9 +18,10 @@ Scenarios (each with its flag; none given: all four):
   context handle open and dropping the connection without ept_lookup_handle_free. Reports that
   every handle was run down (the server's group tables count them), the tables are empty, the
   connection objects are gone after a collection, and RSS is back within a few % of its baseline.
-- ``--hostile``: the hostile classes of issue 14 (``hostile.py``) in a loop for M minutes (default
-  10) while an honest client measures its call rate; reports the honest rate on an idle server and
-  under attack (target >= 80%), and the server's RSS, refusals and violations. Default limits.
+- ``--hostile``: the hostile classes of issue 14 (``hostile.py``, run by ``hostile_run.py``) in a
+  loop for M minutes (default 10) while an honest client measures its call rate; reports the
+  honest rate on an idle server and under attack (target >= 80%), and the server's RSS, refusals
+  and violations. Default limits.
 
     .venv/bin/python benchmarks/soak.py [--load] [--idle] [--handles] [--hostile] [--json]
         [--clients C --calls N --procs P] [--associations A] [--sessions S] [--minutes M | --seconds S]
@@ -282,7 +283,7 @@ def run_handles(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
 
 
 def run_hostile(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
-    from hostile import run_hostile as hostile
+    from hostile_run import run_hostile as hostile
 
     return hostile(args, ctx)
 
@@ -368,7 +369,7 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
             ("handles", "server RSS at the end after malloc_trim", _mib(r["rss_trimmed"]), ""),
         ]
     if r := results.get("hostile"):
-        from hostile import table_rows
+        from hostile_run import table_rows
 
         rows += table_rows(r)
     out = ["| scenario | figure | value | target |", "| --- | --- | ---: | --- |"]
