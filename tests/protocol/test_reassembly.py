@@ -189,3 +189,23 @@ def test_a_response_in_another_data_representation_is_not_taken(n: int, drep: by
     events = client.events()
     assert not any(isinstance(e, ResponseReceived) for e in events)
     assert not client.alive
+
+
+def test_a_call_refused_at_a_long_fragments_header_leaves_room_for_the_next_read() -> None:
+    """A long fragment whose call is refused as too large when its header arrives (the direct
+    path): the association closes and discards what follows, and the transport's next read still
+    gets a buffer (an empty one is a fatal error to asyncio's and uvloop's transports; found by
+    the hostile soak run's fragment flood)."""
+    server = ServerAssociation(lambda s: s, GroupTable(), Limits(max_call_size=16 * 1024))
+    client = ClientAssociation()
+    client.bind({0: SYNTAX})
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.events()
+    wire = Request(call_id=5, flags=PFC.FIRST_FRAG, context_id=0, opnum=1, stub=bytes(60_000)).encode()
+    room = server.get_buffer()
+    n = min(len(room), len(wire))
+    room[:n] = wire[:n]  # one read that fills the scratch, the fragment's header at its start
+    server.buffer_updated(n)
+    assert not server.alive
+    assert len(server.get_buffer()) > 0

@@ -269,6 +269,12 @@ class Receiver(Generic[P]):
                 inbox.start = inbox.fill = 0
             else:
                 inbox.keep(pos, need)
+        elif not self.alive:
+            # a long fragment's call refused as too large at its header: the association closed,
+            # nothing goes anywhere any more, and the next read needs room (an empty buffer is a
+            # fatal error to the transport)
+            inbox.start = inbox.fill = 0
+            inbox.dest = None
 
     def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         """Handle the whole fragments in ``buf[pos:end]``; where the rest starts and the length of
