@@ -101,8 +101,7 @@ class Throttle:
             return False
         return any(address in net for net in self.limits.exempt)
 
-    def _state(self, source: str) -> _Source:
-        key = self.key(source)
+    def _state(self, key: str) -> _Source:
         state = self._sources.get(key)
         if state is None:
             state = self._sources[key] = _Source()
@@ -117,13 +116,24 @@ class Throttle:
         then = state.at.get(kind, now)
         return min(bucket.burst, tokens + max(0.0, now - then) * bucket.rate)
 
+    def counted_as(self, source: str | None) -> str | None:
+        """What ``take_counted`` takes for ``source``: its key, or None when it is never limited
+        (a local peer, an exempt one). A connection works it out once."""
+        if source is None or self.exempt(source):
+            return None
+        return self.key(source)
+
     def take(self, kind: str, source: str | None, now: float) -> bool:
         """One token of ``kind`` for ``source`` (None: a local peer, never limited). False: over
         its rate (counted in ``limited``)."""
+        return self.take_counted(kind, self.counted_as(source), now)
+
+    def take_counted(self, kind: str, key: str | None, now: float) -> bool:
+        """:meth:`take`, for a source already worked out by :meth:`counted_as`."""
         bucket = self.limits.bucket(kind)
-        if bucket is None or source is None or self.exempt(source):
+        if bucket is None or key is None:
             return True
-        state = self._state(source)
+        state = self._state(key)
         tokens = self._level(state, kind, bucket, now)
         state.at[kind] = now
         if tokens < 1:

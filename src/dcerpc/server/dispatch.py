@@ -212,6 +212,7 @@ class Dispatcher:
         self._policy: Policy | None = None  # the host's policy in that generation
         self._throttle: Throttle | None = None  # and its rate limits
         self._gated = False  # any of them, or the host draining: calls are looked at first
+        self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
         self._unstarted = 0  # tasks made whose first step has not run yet
         proto.attach(assoc, self.handle_events, self.connection_lost)
@@ -301,6 +302,7 @@ class Dispatcher:
                 self._policy = host.enforcer.policy
                 self._throttle = host.enforcer.throttle
                 self._gated = self._policy is not None or self._throttle is not None or host.draining
+                self._rate_key = host.enforcer.counted_as(self.proto.peer)
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
@@ -385,7 +387,7 @@ class Dispatcher:
         """The call is within its source's call rate (policy.rate). Over it, it is answered
         nca_s_server_too_busy, did-not-execute; or, when the policy tarpits, served that much later
         (the connection's other calls go on meanwhile)."""
-        if self.host.enforcer.rate_ok("calls", self.proto.peer, self._loop.time()):
+        if self.host.enforcer.rate_ok("calls", self.proto.peer, self._loop.time(), self._rate_key):
             return True
         if throttle.limits.action == "tarpit":
             self._loop.call_later(throttle.limits.tarpit_seconds, self._serve_late, ev)

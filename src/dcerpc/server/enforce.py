@@ -20,13 +20,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from ..pdu.syntax import SyntaxId
 from ..policy.rate import Throttle
-from ..policy.rules import UNKNOWN, Action, Address, Decision, Policy, Subject
+from ..policy.rules import UNKNOWN, Action, Address, Decision, Policy, Subject, _Unknown
 from .ratelimit import LogLimiter
 
 __all__ = ["Enforcer", "source_address"]
@@ -60,7 +59,11 @@ class Enforcer:
     def __init__(self, policy: Policy | None = None, on_change: Callable[[], None] | None = None) -> None:
         self.policy = policy
         self.throttle: Throttle | None = Throttle(policy.rate) if policy and policy.rate else None
-        self.decisions: Counter[str] = Counter()  # "moment:action", e.g. "call:deny"
+        # "moment:action", e.g. "call:deny": a plain dict with every key (a Counter's increment
+        # costs three times a dict's, and an allowed call makes one)
+        self.decisions: dict[str, int] = {
+            f"{m}:{a.value}": 0 for m in ("accept", "bind", "call", "view") for a in Action
+        }
         self.on_decision: DecisionHook | None = None
         self._on_change = on_change
 
@@ -95,15 +98,23 @@ class Enforcer:
         _limited.info(f"rate_{kind}", "rate limit: %s from %s (%s)", kind, _who(peer), throttle.limits.action)
         return kind
 
-    def rate_ok(self, kind: str, peer: Any, now: float) -> bool:
-        """A token of ``kind`` ("contexts", "calls", "auth_failures") for ``peer``'s source."""
+    def rate_ok(self, kind: str, peer: Any, now: float, key: str | _Unknown | None = UNKNOWN) -> bool:
+        """A token of ``kind`` ("contexts", "calls", "auth_failures") for ``peer``'s source
+        (``key``: what ``Throttle.counted_as`` gave for it, when the caller knows already)."""
         throttle = self.throttle
         if throttle is None:
             return True
-        if throttle.take(kind, _host(peer), now):
+        counted = throttle.counted_as(_host(peer)) if key is UNKNOWN else key
+        assert not isinstance(counted, _Unknown)
+        if throttle.take_counted(kind, counted, now):
             return True
         _limited.info(f"rate_{kind}", "rate limit: %s from %s (%s)", kind, _who(peer), throttle.limits.action)
         return False
+
+    def counted_as(self, peer: Any) -> str | None:
+        """The rate limits' key for ``peer`` (None: never limited), worked out once per connection."""
+        throttle = self.throttle
+        return None if throttle is None else throttle.counted_as(_host(peer))
 
     def _record(self, moment: str, decision: Decision, subject: Subject, peer: Any) -> None:
         self.decisions[f"{moment}:{decision.action.value}"] += 1
