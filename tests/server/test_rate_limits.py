@@ -141,3 +141,49 @@ def test_contexts_proposed_too_fast_are_rejected_as_not_served(served: ServerThr
     assert result.result == ContextResult.PROVIDER_REJECTION  # rpcecho, but over the rate
     assert served.server.enforcer.throttle is not None
     assert served.server.enforcer.throttle.limited["contexts"] == 1
+
+
+NTLM_NEGOTIATE = b"NTLMSSP\x00" + struct.pack("<II", 1, 0xE2088297) + bytes(16) + bytes(8)
+
+
+def test_handshakes_over_the_sources_rate_are_turned_away(tmp_path: Path) -> None:
+    """Limits.handshake_rate (on by default): each bind or alter_context that starts NTLM costs
+    the server a challenge; beyond the source's rate a bind gets bind_nak temporary_congestion and
+    an alter_context fault nca_s_server_too_busy, did-not-execute, its connection kept."""
+    from dcerpc.pdu import AuthVerifier, Bind, BindNak  # noqa: PLC0415
+    from dcerpc.pdu.constants import RejectReason  # noqa: PLC0415
+    from dcerpc.protocol.limits import Limits  # noqa: PLC0415
+
+    users = tmp_path / "users"
+    users.write_text("TESTDOM:alice:wonderland\n")
+    limits = Limits(handshake_rate=0.01, handshake_burst=2)
+    with ServerThread(EchoServer(), security=[NtlmProvider(users)], limits=limits) as srv:
+
+        def ntlm(context_id: int) -> AuthVerifier:
+            return AuthVerifier(auth_type=10, auth_level=5, context_id=context_id, value=NTLM_NEGOTIATE)
+
+        verifier = ntlm(1)
+        echo = (ContextElement(0, Echo.__syntax__, (const.NDR20,)),)
+        first = bound_from(srv, "127.0.0.2")  # no handshake: not counted
+        answers = []
+        for cid in (2, 3):  # two handshakes by alter_context: the burst
+            first.send(AlterContext(call_id=cid, contexts=echo, auth=ntlm(cid)))
+            answers.append(first.recv())
+        assert all(a is not None and not isinstance(a, Fault) for a in answers), answers
+        first.send(AlterContext(call_id=4, contexts=echo, auth=ntlm(9)))
+        busy = first.recv()
+        assert isinstance(busy, Fault) and busy.status == const.NCA_S_SERVER_TOO_BUSY
+        assert busy.flags & PFC.DID_NOT_EXECUTE
+        first.send(Request(call_id=5, opnum=0, stub=ADD_ONE(1)))  # the connection stays
+        assert isinstance(first.recv(), Response)
+        late = Raw.__new__(Raw)
+        late.sock, late.buf = connect(srv.port, source="127.0.0.2"), b""
+        late.send(Bind(call_id=1, contexts=echo, auth=verifier))
+        nak = late.recv()
+        assert isinstance(nak, BindNak) and nak.reason == RejectReason.TEMPORARY_CONGESTION
+        other = Raw.__new__(Raw)  # another source has its own rate
+        other.sock, other.buf = connect(srv.port, source="127.0.0.3"), b""
+        other.send(Bind(call_id=1, contexts=echo, auth=verifier))
+        assert isinstance(other.recv(), BindAck)
+        assert srv.server.violations["handshake_rate"] == 1
+        assert srv.server.violations["alter_handshake_rate"] == 1

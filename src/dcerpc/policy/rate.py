@@ -2,6 +2,9 @@
 calls and failed authentications, in bounded memory however many sources there are.
 
     connections    one token per connection accepted           over: refused at accept
+    handshakes     one per security context started (a bind    over: bind_nak temporary_congestion,
+                   or alter_context with a first auth token)   or fault nca_s_server_too_busy DNE
+                                                               (the server's Limits set a default)
     contexts       one per presentation context proposed in a  over: the context is rejected as
                    bind or alter_context (interface scans)     not served
     calls          one per call                                over: fault nca_s_server_too_busy,
@@ -29,7 +32,7 @@ from typing import Final
 
 __all__ = ["KINDS", "Bucket", "RateLimits", "Throttle"]
 
-KINDS: Final = ("connections", "contexts", "calls", "auth_failures")
+KINDS: Final = ("connections", "contexts", "calls", "auth_failures", "handshakes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class RateLimits:
     contexts: Bucket | None = None
     calls: Bucket | None = None
     auth_failures: Bucket | None = None
+    handshakes: Bucket | None = None
     action: str = "refuse"  # or "tarpit"
     tarpit_seconds: float = 2.0
     exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()

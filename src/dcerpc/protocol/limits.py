@@ -52,6 +52,12 @@ class Limits:
             IPv6; Unix-socket peers are local and not counted). Stops one client from taking every
             slot of max_connections and locking the others out; beyond it, its new connections are
             refused at accept.
+        handshake_rate: security contexts one source address may start per second, with
+            ``handshake_burst`` saved up (0: no limit; local peers are not counted). A handshake
+            costs the server a provider's work (an NTLM challenge, a Kerberos ticket check), its
+            messages cost the client nothing: stops one address from spending the server's CPU on
+            alter_contexts that each start one. Over it: bind_nak temporary_congestion, or for an
+            alter_context fault nca_s_server_too_busy (did not execute; the connection stays).
         max_context_handles: context handles one association group may hold open (its calls
             that would open more fail with rpc_s_out_of_resources). Stops handle tables growing
             without end; groups themselves are bounded by connections (one bind makes at most one).
@@ -73,6 +79,8 @@ class Limits:
     max_connections: int = 1024
     max_connections_per_source: int = 64
     max_context_handles: int = 4096
+    handshake_rate: float = 200.0
+    handshake_burst: int = 1000
     ndr: NdrLimits = field(default_factory=NdrLimits)
 
     def __post_init__(self) -> None:

@@ -57,6 +57,9 @@ class Negotiation(Receiver[P]):
     _abstract: dict[int, SyntaxId]
     _groups: GroupTable
     _match: Callable[[SyntaxId], SyntaxId | None]
+    # asked before a security context is started (a handshake costs the server a provider's
+    # work): False refuses it, answered as rules.ANSWERS says (None: no limit)
+    admit_handshake: Callable[[], bool] | None
     _sec_addr: bytes
     _header: Header
     _events: list[Event]
@@ -119,6 +122,9 @@ class Negotiation(Receiver[P]):
             wrong = self._trailer_fault(pdu.auth, self._context_list_end(pdu.contexts))
             if wrong:
                 self._refuse(Violation.BAD_AUTH_TRAILER, cid, wrong)
+                return
+            if self.admit_handshake is not None and not self.admit_handshake():
+                self._refuse(Violation.HANDSHAKE_RATE, cid, "handshakes from this source over their rate")
                 return
             refusal = sec.start(state, pdu.auth, False, alter=False)
             if refusal is not None:
@@ -299,6 +305,10 @@ class Negotiation(Receiver[P]):
         if wrong:
             return False, Refusal(Violation.ALTER_BAD_AUTH_TRAILER, wrong)
         if not state.started:
+            if self.admit_handshake is not None and not self.admit_handshake():
+                return False, Refusal(
+                    Violation.ALTER_HANDSHAKE_RATE, "handshakes from this source over their rate"
+                )
             refusal = self.security.start(state, verifier, self._header_sign, alter=True)
             return refusal is None, refusal
         if verifier.auth_type == 0:

@@ -163,6 +163,9 @@ class Violation(enum.Enum):
     CALL_ID_REUSED = "call_id_reused"
     VERIFICATION_TRAILER = "verification_trailer"  # MS-RPCE 2.2.2.13 contradicted
     SERVER_PDU = "server_pdu"  # a client sent a PDU only servers send
+    # rates (Limits.handshake_rate, or a policy's [rate_limit]): the peer's pace, not its manners
+    HANDSHAKE_RATE = "handshake_rate"  # a bind starting a handshake, over its source's rate
+    ALTER_HANDSHAKE_RATE = "alter_handshake_rate"  # an alter_context starting one, the same
     # resources (not necessarily the peer's fault: the process's memory budget, budget.py)
     OUT_OF_RESOURCES = "out_of_resources"  # no memory to receive a call: refused before it ran
     RESPONSE_OUT_OF_RESOURCES = "response_out_of_resources"  # no memory to hold a call's answer
@@ -234,6 +237,8 @@ ANSWERS: Final[dict[Violation, Answer]] = {
     _V.CALL_ID_REUSED: Answer(status=_PROTO, did_not_execute=True),
     _V.VERIFICATION_TRAILER: Answer(status=_DENIED, close=False),
     _V.SERVER_PDU: Answer(status=_PROTO, did_not_execute=True),
+    _V.HANDSHAKE_RATE: Answer(nak=RejectReason.TEMPORARY_CONGESTION),
+    _V.ALTER_HANDSHAKE_RATE: Answer(status=const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True, close=False),
     _V.OUT_OF_RESOURCES: Answer(status=const.RPC_S_OUT_OF_RESOURCES, did_not_execute=True, close=False),
     _V.RESPONSE_OUT_OF_RESOURCES: Answer(status=const.RPC_S_OUT_OF_RESOURCES, close=False),
     _V.PEER_PROTOCOL: Answer(),

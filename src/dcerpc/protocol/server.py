@@ -126,6 +126,7 @@ class ServerAssociation(Negotiation[_Partial]):
         "_orphaned",
         "_raw",
         "_sec_addr",
+        "admit_handshake",
         "auth",
         "contexts",
         "outbox",
@@ -147,6 +148,7 @@ class ServerAssociation(Negotiation[_Partial]):
         inbox: Inbox | None = None,
     ) -> None:
         self._match = match
+        self.admit_handshake: Callable[[], bool] | None = None  # negotiation asks it (Server sets it)
         self.security = SecurityContexts(security or {})
         self.auth: dict[int, AuthState] = self.security.by_id  # the authenticated ones, by auth_context_id
         self._call_auth: dict[int, AuthState] = {}  # call_id -> the context that protects it

@@ -15,6 +15,7 @@ import os
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ..aio.server import ServerProtocol
@@ -24,6 +25,7 @@ from ..mgmt.idl import Mgmt
 from ..mgmt.service import MgmtService
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
+from ..policy.rate import Bucket, RateLimits, Throttle
 from ..policy.rules import Policy
 from ..protocol.budget import Budget, process_budget
 from ..protocol.events import ProtocolViolation
@@ -136,6 +138,14 @@ class Server:
         self.budget = budget if budget is not None else process_budget()
         self.enforcer = Enforcer(policy, on_change=self._forget_targets)
         self.draining = False  # close() has begun: new calls are refused (nca_s_server_too_busy)
+        # security contexts started per source (Limits.handshake_rate): bounded like any bucket table
+        self._handshakes = (
+            Throttle(
+                RateLimits(handshakes=Bucket(self.limits.handshake_rate, max(1, self.limits.handshake_burst)))
+            )
+            if self.limits.handshake_rate > 0
+            else None
+        )
         self.groups = GroupTable(
             on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e),
             max_handles=self.limits.max_context_handles,
@@ -358,6 +368,7 @@ class Server:
             proto.inbox,
         )
         assoc.account = self.budget.account(source)
+        assoc.admit_handshake = self._handshake_gate(proto)
         if source is not None:
             self._per_source[source] += 1
         self._connections.add(Dispatcher(self, proto, assoc))
@@ -366,6 +377,23 @@ class Server:
             proto.transport.pause_reading()
             proto.loop.call_later(enforcer.throttle.limits.tarpit_seconds, _resume, proto)
         return True
+
+    def _handshake_gate(self, proto: ServerProtocol) -> Callable[[], bool] | None:
+        """What the association asks before it starts a security context: a token of the source's
+        handshake rate (Limits.handshake_rate, and the policy's [rate_limit] handshakes if any)."""
+        throttle = self._handshakes
+        key = throttle.counted_as(_source(proto.peer)) if throttle is not None else None
+        if key is None and self.enforcer.throttle is None:
+            return None  # a local peer, or no limit
+        loop, enforcer, peer = proto.loop, self.enforcer, proto.peer
+
+        def admit() -> bool:
+            now = loop.time()
+            if throttle is not None and not throttle.take_counted("handshakes", key, now):
+                return False
+            return enforcer.throttle is None or enforcer.rate_ok("handshakes", peer, now)
+
+        return admit
 
     def release(self, dispatcher: Dispatcher) -> None:
         """A connection is gone (its dispatcher calls this)."""
