@@ -37,8 +37,12 @@ def policy_text() -> str:
     ]
     for i in range(RULES - 2):
         rules.append(f'[[rule]]\nname = "r{i}"\naction = "deny"\n' + shapes[i % len(shapes)].format(i=i + 1))
-    rules.append('[[rule]]\naction = "deny"\nepm_interface = "rpcecho"\nauth_type = "none"\nsource = "192.0.2.0/24"')
-    rules.append('[[rule]]\nname = "loopback"\naction = "allow"\nsource = "127.0.0.0/8"\ninterface = "rpcecho"')
+    rules.append(
+        '[[rule]]\naction = "deny"\nepm_interface = "rpcecho"\nauth_type = "none"\nsource = "192.0.2.0/24"'
+    )
+    rules.append(
+        '[[rule]]\nname = "loopback"\naction = "allow"\nsource = "127.0.0.0/8"\ninterface = "rpcecho"'
+    )
     rules.append('[rate_limit]\nconnections = "1000/s"\ncalls = "10000000/s"\n')
     return "\n".join(rules) + "\n"
 
@@ -65,7 +69,7 @@ def serve(port: int, ready: Any, uvloop: bool, secured: bool, audit_dir: str) ->
 def _observe(server: Any, where: Path) -> None:
     """Audit every call to a file and turn metrics on, when this tree has them (issue 15)."""
     try:
-        from dcerpc.audit import FileSink, enable_audit  # type: ignore[attr-defined]  # noqa: PLC0415
+        from dcerpc.audit import FileSink, enable_audit  # type: ignore[attr-defined]
     except ImportError:
         return
     enable_audit(server, FileSink(where / "audit.jsonl"))
@@ -84,7 +88,9 @@ async def bench(port: int, seconds: float) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -94,7 +100,12 @@ def main() -> int:
     ctx = multiprocessing.get_context("spawn")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, secured in (("plain", False), ("secured", True), ("plain again", False), ("secured again", True)):
+        for name, secured in (
+            ("plain", False),
+            ("secured", True),
+            ("plain again", False),
+            ("secured again", True),
+        ):
             port = free_port()
             ready = ctx.Event()
             proc = ctx.Process(target=serve, args=(port, ready, uvloop, secured, tmp), daemon=True)
