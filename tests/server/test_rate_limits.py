@@ -27,8 +27,9 @@ from dcerpc.pdu import (
     SyntaxId,
 )
 from dcerpc.pdu import constants as const
-from dcerpc.pdu.constants import PFC
+from dcerpc.pdu.constants import PFC, RejectReason
 from dcerpc.policy import parse
+from dcerpc.protocol.limits import Limits
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
@@ -150,10 +151,6 @@ def test_handshakes_over_the_sources_rate_are_turned_away(tmp_path: Path) -> Non
     """Limits.handshake_rate (on by default): each bind or alter_context that starts NTLM costs
     the server a challenge; beyond the source's rate a bind gets bind_nak temporary_congestion and
     an alter_context fault nca_s_server_too_busy, did-not-execute, its connection kept."""
-    from dcerpc.pdu import AuthVerifier, Bind, BindNak  # noqa: PLC0415
-    from dcerpc.pdu.constants import RejectReason  # noqa: PLC0415
-    from dcerpc.protocol.limits import Limits  # noqa: PLC0415
-
     users = tmp_path / "users"
     users.write_text("TESTDOM:alice:wonderland\n")
     limits = Limits(handshake_rate=0.01, handshake_burst=2)
