@@ -18,7 +18,10 @@ import dcerpc
 from dcerpc.auth import NTLM, NtlmProvider
 from dcerpc.pdu import (
     AlterContext,
+    AuthVerifier,
+    Bind,
     BindAck,
+    BindNak,
     ContextElement,
     ContextResult,
     Fault,
