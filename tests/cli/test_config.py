@@ -31,6 +31,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
         ('log_level = "loud"', "log_level", "not one of debug, info"),
         ("epm_port = 70000", "epm_port", "not a TCP port"),
         ("host = [", "", "not valid TOML"),
+        ("[limits]\nmax_fragment = 10", "limits.max_fragment", "between 1432 and 65535"),
+        ("[limits]\nmax_conections = 10", "limits.max_conections", "unknown key"),
+        ('[limits]\nidle_timeout = "soon"', "limits.idle_timeout", "expected float | null, got str"),
+        ('policy = "/nonexistent/policy.toml"', "policy", "cannot be read"),
+        ("[services.rpcecho]\nmax_calls = 0", "services.rpcecho.max_calls", "at least 1"),
     ],
 )
 def test_errors_name_the_file_the_key_and_what_was_expected(
@@ -48,13 +53,14 @@ def test_errors_name_the_file_the_key_and_what_was_expected(
 def test_config_check_prints_the_effective_settings(tmp_path: Path) -> None:
     conf = tmp_path / "dcerpc.toml"
     conf.write_text('epm_port = 1135\nregister_users = ["root", 4242]\n[services.rpcecho]\nport = 50000\n'
-                    '[auth]\nmin_auth_level = "integrity"\n')  # fmt: skip
+                    '[auth]\nmin_auth_level = "integrity"\n[limits]\nmax_connections = 5000\n')  # fmt: skip
     runner = CliRunner()
     result = runner.invoke(main, ["config", "check", "--config", str(conf), "--log-level", "debug", "--json"])
     assert result.exit_code == 0, result.stdout
     doc = json.loads(result.stdout)
     s = doc["settings"]
     assert s["epm_port"] == 1135 and s["register_users"] == [0, 4242] and s["services.rpcecho.port"] == 50000
+    assert s["limits.max_connections"] == 5000 and s["limits.write_timeout"] == 60.0
     assert (
         s["auth.min_auth_level"] == "integrity" and s["log_level"] == "debug" and s["ports"] == "49152-65535"
     )

@@ -32,6 +32,7 @@ range, a network, a user name) are checked after, with the same naming.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import pwd
@@ -46,6 +47,7 @@ import msgspec
 from ..auth.config import LEVELS, AuthConfig, parse_level
 from ..epm.host import HostConfig, default_socket_path
 from ..policy import PolicyError
+from ..protocol.limits import Limits
 from ..policy import load as load_policy
 from ..server.ports import DEFAULT_RANGE, parse_range
 
@@ -76,6 +78,25 @@ class AuthFile(_Strict):
     interfaces: dict[str, Level] = {}
 
 
+class LimitsFile(_Strict):
+    """``[limits]``: protocol.limits.Limits, each field optional (left out: Limits' default)."""
+
+    max_fragment: int | None = None
+    max_call_size: int | None = None
+    max_buffered: int | None = None
+    max_outstanding_calls: int | None = None
+    max_contexts: int | None = None
+    idle_timeout: float | None = None
+    bind_timeout: float | None = None
+    pdu_timeout: float | None = None
+    write_timeout: float | None = None
+    max_connections: int | None = None
+    max_connections_per_source: int | None = None
+    max_context_handles: int | None = None
+    handshake_rate: float | None = None
+    handshake_burst: int | None = None
+
+
 class ConfigFile(_Strict):
     """Every key the file may hold, with its type and default (docs/configuration.md)."""
 
@@ -91,6 +112,7 @@ class ConfigFile(_Strict):
     max_memory: int = 0
     services: dict[str, ServiceFile] = {}
     auth: AuthFile = msgspec.field(default_factory=AuthFile)
+    limits: LimitsFile = msgspec.field(default_factory=LimitsFile)
 
 
 DEFAULTS = ConfigFile()
@@ -103,6 +125,8 @@ def keys() -> list[str]:
     for f in msgspec.structs.fields(ConfigFile):
         if f.name == "auth":
             out += [f"auth.{a}" for a in sorted(_AUTH_KEYS)]
+        elif f.name == "limits":
+            out += [f"limits.{x.name}" for x in msgspec.structs.fields(LimitsFile)]
         elif f.name == "services":
             out += [f"services.NAME.{s.name}" for s in msgspec.structs.fields(ServiceFile)]
         else:
@@ -150,6 +174,11 @@ class Settings:
             "auth.epm_min_auth_level": LEVELS[a.epm_min_auth_level - 1],
         }
         out |= {f"auth.interfaces.{k}": LEVELS[v - 1] for k, v in a.interfaces.items()}
+        out |= {
+            f"limits.{f.name}": getattr(h.limits, f.name)
+            for f in dataclasses.fields(h.limits)
+            if f.name != "ndr"
+        }
         out |= {f"services.{k}.port": v for k, v in self.pinned.items()}
         out |= {f"services.{k}.{f}": v for k, flags in self.restricted.items() for f, v in flags.items()}
         return out
@@ -233,7 +262,7 @@ def load(path: str | None, **flags: Any) -> Settings:
     given = msgspec.structs.asdict(cfg) if path else {}
     auth_given = msgspec.structs.asdict(cfg.auth) if path else {}
     for f in msgspec.structs.fields(ConfigFile):
-        if f.name not in ("auth", "services"):
+        if f.name not in ("auth", "services", "limits"):
             sources[f.name] = path if path and given[f.name] != getattr(DEFAULTS, f.name) else "default"
     for a in _AUTH_KEYS:
         sources[f"auth.{a}"] = path if path and auth_given[a] != getattr(DEFAULTS.auth, a) else "default"
@@ -289,6 +318,13 @@ def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str,
             policy = load_policy(cfg.policy)
         except PolicyError as e:
             raise ConfigError(source, "policy", str(e)) from None
+    given_limits = {k: v for k, v in msgspec.structs.asdict(cfg.limits).items() if v is not None}
+    try:
+        limits = Limits(**given_limits)
+    except (ValueError, TypeError) as e:  # Limits' messages begin with the field's name
+        first = str(e).split()[0] if str(e) else ""
+        key = f"limits.{first}" if first in given_limits else "limits"
+        raise ConfigError(source, key, str(e)) from None
     a = cfg.auth
     host = HostConfig(
         host=cfg.host,
@@ -299,6 +335,7 @@ def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str,
         register_uids=None if cfg.register_users is None else {_uid(source, u) for u in cfg.register_users},
         policy=policy,
         max_memory=cfg.max_memory,
+        limits=limits,
         auth=AuthConfig(
             ntlm_users=a.ntlm_users,
             keytab=a.keytab,
