@@ -47,8 +47,8 @@ import msgspec
 from ..auth.config import LEVELS, AuthConfig, parse_level
 from ..epm.host import HostConfig, default_socket_path
 from ..policy import PolicyError
-from ..protocol.limits import Limits
 from ..policy import load as load_policy
+from ..protocol.limits import Limits
 from ..server.ports import DEFAULT_RANGE, parse_range
 
 __all__ = ["DEFAULTS", "ConfigError", "ConfigFile", "Settings", "keys", "load"]
