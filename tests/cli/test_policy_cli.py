@@ -4,9 +4,13 @@ again (a file that no longer reads keeps the policy in force, and the log says w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from pathlib import Path
+
+import dcerpc
+from dcerpc.rpcecho import Echo
 
 from .procs import Running, echo_binding, host_args
 from .procs import dcerpc as run_dcerpc
@@ -66,5 +70,41 @@ def test_run_enforces_the_policy_and_sighup_reads_it_again(tmp_path: Path) -> No
         host.signal(signal.SIGHUP)
         host.wait_for_log("10.0.0.0/33")  # refused, with its line, key and reason
         assert run_dcerpc("call", echo, "Echo.AddOne", "1", "--json").returncode == 0  # still in force
+    finally:
+        host.stop()
+
+
+def test_reloading_under_load_loses_no_call(tmp_path: Path) -> None:
+    """Calls in flight on several connections while SIGHUP reads the policy again, many times:
+    every call is answered, none refused or lost (the policy allows them before and after)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rule]]\naction = "audit"\ninterface = "rpcecho"\nopnum = 6\n')
+    args, _, _ = host_args(tmp_path)
+    host = Running(["run", *args, "--policy", str(policy)])
+    try:
+        echo = echo_binding(host.ready)
+        done = {"calls": 0}
+
+        async def caller() -> None:
+            async with await dcerpc.connect(echo) as conn:
+                proxy = await conn.bind(Echo)
+                for i in range(400):
+                    assert await proxy.AddOne(i) == i + 1
+                    done["calls"] += 1
+
+        async def reloader() -> None:
+            for i in range(10):
+                policy.write_text(
+                    f'[[rule]]\nname = "r{i}"\naction = "audit"\ninterface = "rpcecho"\nopnum = 6\n'
+                )
+                host.signal(signal.SIGHUP)
+                await asyncio.sleep(0.05)
+
+        async def main() -> None:
+            await asyncio.gather(*(caller() for _ in range(4)), reloader())
+
+        asyncio.run(main())
+        assert done["calls"] == 1600
+        host.wait_for_log("settings reloaded")
     finally:
         host.stop()
