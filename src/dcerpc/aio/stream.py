@@ -77,6 +77,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._more = False  # a flush is scheduled for the next turn of the loop
         self._draining = False  # closing: whatever still arrives is discarded
         self.received = 0  # octets read so far (what the deadlines look at, when their timer fires)
+        self.sent = 0  # octets handed to the transport so far (the audit trail's)
         self.resumed = 0  # times writing resumed after pause_writing (the write deadline's progress)
         self.deadlines: Deadlines | None = None
         # A transport takes get_buffer from its protocol once (uvloop) or per read (asyncio): bound
@@ -164,8 +165,10 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         data = outbox.take(None if everything else FLUSH_BUDGET)
         if isinstance(data, bytes):
+            self.sent += len(data)
             t.write(data)
         else:
+            self.sent += sum(map(len, data))
             t.writelines(data)
         if outbox and not self._more and not self._paused:
             self._more = True

@@ -45,17 +45,27 @@ import asyncio
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._errors import FaultError, NdrError
 from ..aio.server import ServerProtocol
+from ..audit import Audit, peer_text
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
-from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
+from ..protocol.events import (
+    Authenticated,
+    BindAccepted,
+    CallCancelled,
+    CallOrphaned,
+    CallReceived,
+    Closing,
+    ProtocolViolation,
+)
 from ..protocol.groups import Group
 from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation, State
@@ -63,6 +73,7 @@ from .context import CallContext, _current
 from .ratelimit import LogLimiter
 
 _Task = asyncio.Task  # once per call: a global rather than a module attribute
+_clock = time.perf_counter_ns  # a call's arrival, when observed (audit, metrics)
 
 __all__ = ["Dispatcher", "Host", "Target", "foreign_handle", "status_of"]
 
@@ -79,17 +90,21 @@ class Target:
         "decode_le",
         "encode_response",
         "handle_params",
+        "ifname",
         "is_async",
         "level",
         "method",
         "name",
         "op",
+        "operation",
         "shared_context",
     )
 
     def __init__(self, impl: Interface, op: Operation, level: int) -> None:
         self.op = op
         self.name = f"{type(impl).__name__}.{op.name}"  # for log lines
+        self.ifname: str = op.interface.__ifname__  # the audit trail's and the metrics' names
+        self.operation = op.name
         self.method: Callable[..., Any] = getattr(impl, op.name)
         self.is_async = inspect.iscoroutinefunction(self.method)
         self.level = level
@@ -151,6 +166,10 @@ class Host(Protocol):
         """Count and log a connection closed by a deadline (aio.deadlines names the kind)."""
         ...
 
+    def observer(self) -> Audit | None:
+        """What observes a new connection (audit events, metrics, debug lines), if anything."""
+        ...
+
 
 class Dispatcher:
     """One server connection's calls (see the module docstring).
@@ -170,7 +189,14 @@ class Dispatcher:
         self._targets: dict[int, Target | int] = {}  # context id << 16 | opnum -> what it runs
         self._generation = -1  # the host's generation the above was resolved in
         self._unstarted = 0  # tasks made whose first step has not run yet
+        # observed (audit events, metrics, debug lines): one test of this per call when not
+        self._audit = audit = host.observer()
+        self.number = 0  # the association's number in the audit trail
+        self.calls = 0  # calls answered (counted when observed)
+        self.opened = 0  # perf_counter_ns() when accepted (when observed)
         proto.attach(assoc, self.handle_events, self.connection_lost)
+        if audit is not None:
+            audit.opened(self, proto.credentials)
         limits = host.limits
         proto.set_deadlines(
             bind=limits.bind_timeout,
@@ -181,6 +207,18 @@ class Dispatcher:
             busy=self.busy,
             on_expired=self._expired,
         )
+
+    @property
+    def peer(self) -> Any:
+        return self.proto.peer
+
+    @property
+    def local(self) -> Any:
+        return self.proto.local
+
+    @property
+    def transport(self) -> str:
+        return self.proto.transport_name
 
     def busy(self) -> bool:
         """Calls are in progress (an idle connection is one without)."""
@@ -207,10 +245,14 @@ class Dispatcher:
             task.cancel()
         self.tasks.clear()
         self.host.release(self)
+        if self._audit is not None:
+            self._audit.closed(self, self.proto.received, self.proto.sent)
 
     def _expired(self, kind: str) -> None:
         """A deadline passed (aio.deadlines): the connection closes, the server counts and logs it."""
         self.host.record_expiry(self.proto.peer, kind)
+        if self._audit is not None:
+            self._audit.expired(self, kind)
 
     # events ---------------------------------------------------------------------------------------
 
@@ -227,9 +269,17 @@ class Dispatcher:
                     self._loop.call_soon(task.cancel)
             elif isinstance(ev, ProtocolViolation):
                 self.host.record_violation(self.proto.peer, ev)
+                if self._audit is not None:
+                    self._audit.violation(self, ev)
             elif isinstance(ev, Closing):
-                _limited.info("closing", "closing connection from %s: %s", self.proto.peer, ev.reason)
+                peer = peer_text(self.proto.peer)
+                _limited.info("closing", "closing connection from %s: %s", peer, ev.reason)
                 self.proto.close_gracefully()
+            elif self._audit is not None:
+                if type(ev) is BindAccepted:
+                    self._audit.bound(self, ev)
+                elif type(ev) is Authenticated:
+                    self._audit.authenticated(self, ev)
 
     # calls ----------------------------------------------------------------------------------------
 
@@ -237,6 +287,7 @@ class Dispatcher:
         """Check a call and decode its stub (a failure is answered at once), then start the task
         that runs it."""
         host = self.host
+        started = _clock() if self._audit is not None else 0
         # resolved per connection by context and opnum (a context's interface never changes),
         # valid while the host's operations are as they were
         key = ev.context_id << 16 | ev.opnum
@@ -249,7 +300,7 @@ class Dispatcher:
                 self._generation = generation
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
-            self._fault(ev, target, did_not_execute=True)
+            self._fault(ev, target, did_not_execute=True, started=started)
             return
         if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
             # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
@@ -261,7 +312,7 @@ class Dispatcher:
                 "refused %s opnum %d from %s: auth level %d%s, %d required",
                 ev.interface,
                 ev.opnum,
-                self.proto.peer,
+                peer_text(self.proto.peer),
                 ev.auth_level,
                 "" if ev.principal is not None else " (no principal)",
                 target.level,
@@ -273,7 +324,8 @@ class Dispatcher:
             args = decode(ev.stub, 0, target.shared_context or DecodeContext(host.limits.ndr))[0]
         except NdrError as e:
             _limited.info(
-                "bad_stub", "bad stub from %s for %s opnum %d: %s", self.proto.peer, ev.interface, ev.opnum, e
+                "bad_stub", "bad stub from %s for %s opnum %d: %s", peer_text(self.proto.peer), ev.interface,
+                ev.opnum, e,
             )
             self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
@@ -286,14 +338,15 @@ class Dispatcher:
         # One Task per call, in a copy of the current context (the task's own: no other copy).
         # The loop's create_task: measured cheaper than asyncio.Task(..., name=...) on uvloop.
         if sys.version_info >= (3, 12):
-            task = _Task(self._run(ev, target, args), loop=self._loop, eager_start=True)
+            task = _Task(self._run(ev, target, args, started), loop=self._loop, eager_start=True)
             if not task.done():
                 self.tasks[ev.call_id] = task
         else:
-            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args))
+            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args, started))
 
-    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...]) -> None:
-        """The call's task: run the implementation, then answer."""
+    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int) -> None:
+        """The call's task: run the implementation, then answer (``started``: when it arrived, if
+        observed)."""
         self._unstarted -= 1
         _current.set((self, ev))  # in the task's own context: the call's alone
         try:
@@ -303,32 +356,46 @@ class Dispatcher:
                 result = await asyncio.to_thread(target.method, *args)
         except asyncio.CancelledError:
             self.tasks.pop(ev.call_id, None)
-            self._fault(ev, const.NCA_S_FAULT_CANCEL)  # dropped by the association when orphaned
+            # dropped by the association when orphaned
+            self._fault(ev, const.NCA_S_FAULT_CANCEL, started=started)
             return
         except Exception as e:
             self.tasks.pop(ev.call_id, None)
-            self._fault(ev, status_of(e, target.name))
+            self._fault(ev, status_of(e, target.name), started=started)
             return
         self.tasks.pop(ev.call_id, None)
         try:
             stub = target.encode_response(result, args)
         except Exception as e:  # NdrError, or struct's and Python's own for values of the wrong kind
             log.error("%s returned a value that does not encode: %r", target.name, e)
-            self._fault(ev, const.RPC_X_BAD_STUB_DATA)
+            self._fault(ev, const.RPC_X_BAD_STUB_DATA, started=started)
             return
         if not self.assoc.respond(ev.call_id, stub, ev.context_id):
             self.handle_events()  # a fault went instead (no memory for the answer): it is reported
+            status = const.RPC_S_OUT_OF_RESOURCES
+        else:
+            status = 0
         proto = self.proto
         if not proto.reading:  # as _sent, inline: once per call
             if self._unstarted:
                 proto.flush_soon()
             else:
                 proto.flush()
+        if self._audit is not None:
+            self._audit.call(self, ev, target.ifname, target.operation, status, started, len(stub))
 
-    def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False) -> None:
+    def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False, started: int = 0) -> None:
         self.host.stats["faults"] += 1
         self.assoc.fault(ev.call_id, status, ev.context_id, did_not_execute)
         self._sent()
+        audit = self._audit
+        if audit is not None:
+            # the operation, when the call got as far as resolving it (cached per connection)
+            target = self._targets.get(ev.context_id << 16 | ev.opnum)
+            if isinstance(target, Target):
+                audit.call(self, ev, target.ifname, target.operation, status, started, 0)
+            else:
+                audit.call(self, ev, None, None, status, started, 0)
 
     def _sent(self) -> None:
         """An answer is in the outbox: write it, unless more answers are about to join it."""
