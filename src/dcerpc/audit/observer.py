@@ -114,7 +114,8 @@ def _interface(syntax: SyntaxId | None, name: str | None) -> dict[str, Any]:
     return {
         "dcerpc.interface.uuid": str(syntax.uuid),
         "dcerpc.interface.version": f"{syntax.version[0]}.{syntax.version[1]}",
-        "dcerpc.interface.name": name or interface_name(syntax.uuid) or None,
+        # the declared name (Interface's name=); in a bind's contexts, the well-known one if any
+        "dcerpc.interface.name": name or (interface_name(syntax.uuid) or "").split(" (")[0] or None,
     }
 
 
