@@ -14,6 +14,8 @@ command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
 # python-gssapi (Kerberos for pyspnego) builds against MIT's headers
 command -v krb5-config.mit >/dev/null 2>&1 || [ -e /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# promtool checks the metrics exposition (tests/audit/test_metrics.py)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]} == 0)); then
   exit 0
 fi

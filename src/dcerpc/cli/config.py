@@ -35,6 +35,7 @@ from ..server.ports import DEFAULT_RANGE, parse_range
 __all__ = ["Settings", "load"]
 
 _KEYS = {"host", "epm_port", "ports", "socket", "epm_allow_insert", "log_level", "services", "auth"}
+_KEYS |= {"audit", "metrics"}  # read by cli/observe.py
 _AUTH_KEYS = {"ntlm_users", "keytab", "service", "min_auth_level", "epm_min_auth_level", "interfaces"}
 
 

@@ -39,6 +39,7 @@ from ..server.ports import PortAllocator
 from ..server.server import Server
 from ..tuning import keep_large_buffers
 from .config import Settings, load
+from .observe import observe_options, observing
 
 console = Console()
 err = Console(stderr=True)
@@ -172,8 +173,10 @@ def main() -> None:
 
 @main.command()
 @_host_options
+@observe_options
 def run(config: str | None, log_level: str | None, **flags: Any) -> None:
     """The endpoint mapper with the demo services (rpcecho), each on a dynamic port."""
+    observe = observing(config, flags)  # audit and metrics (cli/observe.py)
     settings = _settings(config, log_level=log_level, **flags)
     _setup(settings.log_level)
 
@@ -183,6 +186,7 @@ def run(config: str | None, log_level: str | None, **flags: Any) -> None:
             await host.add_service(
                 EchoServer(), port=settings.pinned.get("rpcecho"), annotation="rpcecho demo"
             )
+            observe.attach([host.epm_server, *host.services], host.map)
             _print_map(host)
             console.print(
                 f"[green]ready[/]: list the endpoints with  dcerpc dump {settings.host.host}"
@@ -191,6 +195,7 @@ def run(config: str | None, log_level: str | None, **flags: Any) -> None:
             await _until_signalled()
         finally:
             await host.close()
+            observe.close()
 
     asyncio.run(go())
 
@@ -233,6 +238,7 @@ def _load_impl(spec: str) -> Interface:
 @click.argument("implementations", nargs=-1, required=True)
 @click.option("--port", type=int, default=None, help="Pin a fixed TCP port instead of a dynamic one.")
 @_host_options
+@observe_options
 def serve(
     implementations: tuple[str, ...],
     port: int | None,
@@ -241,12 +247,14 @@ def serve(
     **flags: Any,
 ) -> None:
     """Serve MODULE:CLASS implementations on a dynamic port, registered with the local endpoint mapper."""
+    observe = observing(config, flags)  # audit and metrics (cli/observe.py)
     settings = _settings(config, log_level=log_level, **flags)
     _setup(settings.log_level)
     impls = [_load_impl(s) for s in implementations]
 
     async def go() -> None:
         server = make_server(settings.host, *impls)
+        observe.attach([server])
         ports = PortAllocator(settings.host.ports)
         bound, _ = await ports.bind(lambda p: server.listen_tcp(settings.host.host, p), pinned=port)
         served = [type(i).__syntax__ for i in impls]
@@ -268,6 +276,7 @@ def serve(
             with contextlib.suppress(RpcError, OSError):
                 await registration.close()
             await server.close()
+            observe.close()
 
     asyncio.run(go())
 
