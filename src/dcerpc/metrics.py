@@ -34,7 +34,6 @@ __all__ = ["DcerpcCollector", "MetricsListener", "start_metrics"]
 
 _STATS = {  # Server.stats -> (metric, help)
     "calls_in": ("dcerpc_requests_received", "Requests received (whole calls)."),
-    "calls_out": ("dcerpc_responses_sent", "Responses sent (whole calls)."),
     "pdus_in": ("dcerpc_pdus_received", "PDUs received."),
     "pdus_out": ("dcerpc_pdus_sent", "PDUs sent."),
 }
@@ -103,23 +102,26 @@ class DcerpcCollector(Collector):
     @staticmethod
     def _calls(audits: list[Audit]) -> Iterator[Metric]:
         calls = CounterMetricFamily(
-            "dcerpc_calls", "Calls answered, by interface, operation and outcome.",
+            "dcerpc_calls",
+            "Calls answered, by interface, operation and outcome.",
             labels=["interface", "operation", "outcome"],
-        )  # fmt: skip
+        )
         faults = CounterMetricFamily(
             "dcerpc_faults", "Calls answered with a fault, by status.", labels=["status"]
         )
         by_call: dict[tuple[str, str, str], int] = {}
         by_status: dict[str, int] = {}
-        buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        buckets = [0] * 64
         total_ns = 0
         for a in audits:
-            for (interface, operation, status), n in _snapshot(a.calls).items():
-                key = (interface, operation, "fault" if status else "success")
+            for (interface, operation), n in _snapshot(a.calls).items():
+                key = (interface, operation, "success")
                 by_call[key] = by_call.get(key, 0) + n
-                if status:
-                    name = status_name(status)
-                    by_status[name] = by_status.get(name, 0) + n
+            for ((interface, operation), status), n in _snapshot(a.faults).items():
+                key = (interface, operation, "fault")
+                by_call[key] = by_call.get(key, 0) + n
+                name = status_name(status)
+                by_status[name] = by_status.get(name, 0) + n
             for i, n in enumerate(list(a.latency)):
                 buckets[i] += n
             total_ns += a.latency_sum
@@ -130,15 +132,14 @@ class DcerpcCollector(Collector):
         yield calls
         yield faults
         latency = HistogramMetricFamily(
-            "dcerpc_call_duration_seconds", "Time from a call's arrival to its answer."
+            "dcerpc_call_duration_seconds", "Time from a call's task to its answer."
         )
         cumulative: list[tuple[str, float]] = []
         running = 0
-        for bound, n in zip(LATENCY_BUCKETS, buckets, strict=False):
-            running += n
+        for i, bound in enumerate(LATENCY_BUCKETS):  # bucket i: under LATENCY_BUCKETS[i] ns
+            running += buckets[i]
             cumulative.append((repr(bound / 1e9), running))
-        running += buckets[-1]
-        cumulative.append(("+Inf", running))
+        cumulative.append(("+Inf", sum(buckets)))
         latency.add_metric([], cumulative, sum_value=total_ns / 1e9)
         yield latency
 

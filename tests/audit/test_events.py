@@ -214,3 +214,27 @@ def test_policy_events_through_the_api(tmp_path: Path) -> None:
     assert other["dcerpc"]["policy"]["decision"] == "audit"
     assert audit.policy == {("deny", "call"): 1, ("allow", "accept"): 1}
     valid(deny)
+
+
+def test_bind_refused_and_ncalrpc_events(tmp_path: Path) -> None:
+    log_path = tmp_path / "audit.json"
+    path = str(tmp_path / "rpc.sock")
+    audit = Audit([FileSink(log_path)])
+    with ServerThread(EchoServer(), audit=audit, unix_path=path) as srv:  # no security providers
+        with dcerpc.connect_sync(f"ncalrpc:[{path}]") as conn:
+            assert conn.bind(Echo).AddOne(1) == 2
+        with (
+            pytest.raises(dcerpc.RpcError),
+            dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]", auth=NTLM("D", "u", "p")) as conn,
+        ):
+            conn.bind(Echo)  # NTLM is not configured here: bind_nak
+        wait_until(lambda: srv.server.open_connections == 0)
+    audit.flush()
+    events = read_events(log_path)
+    local = [e for e in events if e.get("dcerpc", {}).get("transport") == "ncalrpc"]
+    opened = by_action(local, "association-open")[0]
+    assert opened["destination"]["address"] == path and "source" not in opened
+    assert opened["network"]["transport"] == "unix"
+    assert opened["process"]["pid"] > 0 and "id" in opened["user"]  # SO_PEERCRED
+    (refused,) = [b for b in by_action(events, "bind") if b["event"]["outcome"] == "failure"]
+    assert refused["dcerpc"]["violation"] == "auth_type_unavailable" and refused["event"]["reason"]

@@ -25,8 +25,8 @@ import asyncio
 import fcntl
 import sys
 import termios
-from collections.abc import Callable
-from typing import Protocol, cast
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, cast
 
 from ..protocol.framing import Inbox
 from ..protocol.outbox import FLUSH_BUDGET, Outbox
@@ -77,7 +77,6 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._more = False  # a flush is scheduled for the next turn of the loop
         self._draining = False  # closing: whatever still arrives is discarded
         self.received = 0  # octets read so far (what the deadlines look at, when their timer fires)
-        self.sent = 0  # octets handed to the transport so far (the audit trail's)
         self.resumed = 0  # times writing resumed after pause_writing (the write deadline's progress)
         self.deadlines: Deadlines | None = None
         # A transport takes get_buffer from its protocol once (uvloop) or per read (asyncio): bound
@@ -165,10 +164,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         data = outbox.take(None if everything else FLUSH_BUDGET)
         if isinstance(data, bytes):
-            self.sent += len(data)
             t.write(data)
         else:
-            self.sent += sum(map(len, data))
             t.writelines(data)
         if outbox and not self._more and not self._paused:
             self._more = True
@@ -235,6 +232,14 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return None
         return t.get_write_buffer_size() + _kernel_queue(t)
 
+    def count_sent(self) -> Counted:
+        """Count the octets written from now on (an observed connection's; others pay nothing):
+        the transport is wrapped in a :class:`Counted`."""
+        assert self.transport is not None
+        counted = Counted(self.transport)
+        self.transport = counted  # type: ignore[assignment]
+        return counted
+
     def set_deadlines(
         self,
         *,
@@ -268,6 +273,29 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
 def _ignore_loss(exc: Exception | None) -> None:
     pass
+
+
+class Counted:
+    """A transport that counts the octets written through it (``sent``); everything else is the
+    wrapped transport's."""
+
+    __slots__ = ("_transport", "sent")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.sent = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += len(data)
+        self._transport.write(data)
+
+    def writelines(self, pieces: Iterable[bytes | bytearray | memoryview]) -> None:
+        pieces = list(pieces)
+        self.sent += sum(map(len, pieces))
+        self._transport.writelines(pieces)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _kernel_queue(transport: asyncio.BaseTransport) -> int:

@@ -19,7 +19,6 @@ carries stub octets or a credential.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import time
@@ -34,18 +33,17 @@ from ..protocol.events import Authenticated, BindAccepted, CallReceived, Protoco
 from ..protocol.rules import Violation
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
 from .sinks import FileSink, StdoutSink, SyslogSink
-from .writer import Sink, Writer
+from .writer import Sink, Writer, nest
 
-__all__ = ["LATENCY_BUCKETS", "Audit", "Connection"]
+__all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Operation"]
 
 log = logging.getLogger("dcerpc.server")
 
-LATENCY_BUCKETS: Final = (
-    50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
-    25_000_000, 50_000_000, 100_000_000, 250_000_000, 500_000_000, 1_000_000_000,
-    2_500_000_000, 5_000_000_000, 10_000_000_000,
-)  # fmt: skip
-"""Upper bounds (ns, inclusive) of the call-latency histogram's buckets; one more counts the rest."""
+LATENCY_SHIFT: Final = 15
+LATENCY_BUCKETS: Final = tuple(1 << (LATENCY_SHIFT + i) for i in range(20))
+"""Upper bounds (ns, exclusive) of the call-latency histogram's buckets: powers of two from 32.8 µs
+to 17.2 s. A call of ``d`` ns counts in bucket ``(d >> LATENCY_SHIFT).bit_length()`` (no search);
+``Audit.latency`` has room for any 64-bit duration, the collector folds the rest into +Inf."""
 
 _BIND_VIOLATIONS: Final = {
     Violation.SECOND_BIND, Violation.UNKNOWN_GROUP, Violation.BAD_CONTEXT_LIST, Violation.BAD_AUTH_TRAILER,
@@ -61,6 +59,15 @@ failed bind or alter-context event."""
 
 _REASONS: Final = {r.value: r.name.lower() for r in ProviderReason}
 _numbers = itertools.count(1)
+_perf = time.perf_counter_ns
+
+
+class Operation(Protocol):
+    """What the observer reads of a served operation (``server.dispatch.Target`` is one)."""
+
+    ifname: str  # the interface's declared name
+    operation: str
+    key: tuple[str, str]  # (ifname, operation), made once
 
 
 class Connection(Protocol):
@@ -127,7 +134,7 @@ def _opened(
     out["dcerpc.association.id"] = number
     if creds is not None:
         out["process.pid"], out["user.id"], out["group.id"] = creds[0], str(creds[1]), str(creds[2])
-    return out
+    return nest(out)
 
 
 def _closed(
@@ -139,7 +146,7 @@ def _closed(
         "source.bytes": received, "destination.bytes": sent, "network.bytes": received + sent,
         "dcerpc.association.calls": calls,
     })  # fmt: skip
-    return out
+    return nest(out)
 
 
 def _bound(number: int, peer: Any, local: Any, transport: str, ev: BindAccepted) -> dict[str, Any]:
@@ -164,7 +171,7 @@ def _bound(number: int, peer: Any, local: Any, transport: str, ev: BindAccepted)
         "dcerpc.auth.type": auth_type_name(ev.auth_type), "dcerpc.auth.level": auth_level_name(ev.auth_level),
         "dcerpc.contexts": contexts, "dcerpc.max_fragment": ev.max_xmit_frag,
     })  # fmt: skip
-    return out
+    return nest(out)
 
 
 def _refused_bind(
@@ -175,7 +182,7 @@ def _refused_bind(
     out.update(
         {"dcerpc.association.id": number, "dcerpc.violation": ev.kind.value, "event.reason": ev.reason}
     )
-    return out
+    return nest(out)
 
 
 def _authenticated(number: int, peer: Any, local: Any, transport: str, ev: Authenticated) -> dict[str, Any]:
@@ -200,28 +207,40 @@ def _authenticated(number: int, peer: Any, local: Any, transport: str, ev: Authe
         out["user.name"], out["user.domain"] = ev.user, ev.domain or None
     if ev.principal is not None:
         out["dcerpc.auth.principal"] = ev.principal
-    return out
+    return nest(out)
 
 
 def _called(
-    number: int, peer: Any, ev: CallReceived, ifname: str | None, operation: str | None, status: int,
-    duration: int, out_octets: int,
+    number: int, peer: Any, call: tuple[Any, ...], ifname: str | None, operation: str | None, status: int,
+    duration: int, in_octets: int, out_octets: int,
 ) -> dict[str, Any]:  # fmt: skip
-    out = _base("call", "success" if not status else "failure", "network")
-    src_ip, src_port = address(peer)
-    out.update({
-        "event.duration": duration, "dcerpc.association.id": number, "dcerpc.call_id": ev.call_id,
-        "dcerpc.opnum": ev.opnum, "dcerpc.operation": operation, "dcerpc.octets.in": len(ev.stub),
-        "dcerpc.octets.out": out_octets, "dcerpc.auth.type": auth_type_name(ev.auth_type),
-        "dcerpc.auth.level": auth_level_name(ev.auth_level), "dcerpc.auth.principal": ev.principal,
-        "dcerpc.object": str(ev.object) if ev.object is not None else None,
-    })  # fmt: skip
-    if src_port is not None:
-        out["source.ip"], out["source.port"] = src_ip, src_port
-    out |= _interface(ev.interface, ifname)
+    """The call event, built nested at once (the one event made per call: nest() costs)."""
+    call_id, interface, opnum, obj, auth_type, auth_level, principal = call
+    auth = {"type": auth_type_name(auth_type), "level": auth_level_name(auth_level)}
+    if principal is not None:
+        auth["principal"] = principal
+    name = ifname or interface_name(interface.uuid).split(" (")[0]
+    iface = {"uuid": str(interface.uuid), "version": f"{interface.version[0]}.{interface.version[1]}"}
+    if name:
+        iface["name"] = name
+    dcerpc: dict[str, Any] = {
+        "association": {"id": number}, "call_id": call_id, "interface": iface, "opnum": opnum,
+        "octets": {"in": in_octets, "out": out_octets}, "auth": auth,
+    }  # fmt: skip
+    if operation is not None:
+        dcerpc["operation"] = operation
+    if obj is not None:
+        dcerpc["object"] = str(obj)
     if status:
-        out["dcerpc.fault.status"] = status_name(status)
-        out["dcerpc.fault.code"] = status
+        dcerpc["fault"] = {"status": status_name(status), "code": status}
+    out: dict[str, Any] = {
+        "event": {"kind": "event", "category": ["network"], "action": "call",
+                  "outcome": "failure" if status else "success", "duration": duration},
+        "dcerpc": dcerpc,
+    }  # fmt: skip
+    src_ip, src_port = address(peer)
+    if src_port is not None:
+        out["source"] = {"ip": src_ip, "port": src_port}
     return out
 
 
@@ -232,19 +251,19 @@ def _violated(number: int, peer: Any, local: Any, transport: str, ev: ProtocolVi
         "dcerpc.association.id": number, "dcerpc.violation": ev.kind.value, "event.reason": ev.reason,
         "dcerpc.call_id": ev.call_id or None, "dcerpc.fatal": ev.fatal,
     })  # fmt: skip
-    return out
+    return nest(out)
 
 
 def _refused(peer: Any, local: Any, transport: str, kind: str) -> dict[str, Any]:
     out = _base("connection-refused", "failure", "network") | _endpoints(peer, local, transport)
     out.update({"event.type": ["connection", "denied"], "dcerpc.refusal": kind})
-    return out
+    return nest(out)
 
 
 def _expired(number: int, peer: Any, local: Any, transport: str, kind: str) -> dict[str, Any]:
     out = _base("deadline-expired", "failure", "network") | _endpoints(peer, local, transport)
     out.update({"event.type": ["connection", "end"], "dcerpc.association.id": number, "dcerpc.refusal": kind})
-    return out
+    return nest(out)
 
 
 def _emitted(action: str, outcome: str, peer: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,7 +273,7 @@ def _emitted(action: str, outcome: str, peer: Any, fields: Mapping[str, Any]) ->
     if src_ip is not None:
         out["source.ip"], out["source.port"] = src_ip, src_port
     out.update(fields)
-    return out
+    return nest(out)
 
 
 # the loop's side ---------------------------------------------------------------------------------
@@ -278,8 +297,9 @@ class Audit:
         self.metrics = metrics
         self.debug = log.isEnabledFor(logging.DEBUG)  # read again at each connection
         # the counters (plain dicts, copied by a collector when scraped)
-        self.calls: dict[tuple[str, str, int], int] = {}  # (interface, operation, status) -> calls
-        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)  # calls by bucket, the last: beyond them all
+        self.calls: dict[tuple[str, str], int] = {}  # (interface, operation) -> calls answered
+        self.faults: dict[tuple[tuple[str, str], int], int] = {}  # ((interface, operation), status)
+        self.latency = [0] * 64  # calls by bucket ((ns >> LATENCY_SHIFT).bit_length())
         self.latency_sum = 0  # ns
         self.binds: dict[tuple[str, str], int] = {}  # (bind | alter_context, accepted | rejected | refused)
         self.auth: dict[tuple[str, str], int] = {}  # (auth type, success | failure) -> handshakes
@@ -389,29 +409,58 @@ class Audit:
 
     # calls ----------------------------------------------------------------------------------------
 
-    def call(
-        self, conn: Connection, ev: CallReceived, ifname: str | None, operation: str | None, status: int,
-        started: int, out_octets: int,
-    ) -> None:  # fmt: skip
-        """A call was answered (``status`` 0) or faulted; ``started``: perf_counter_ns() at its arrival."""
-        duration = time.perf_counter_ns() - started if started else 0
+    def answered(
+        self, conn: Connection, ev: CallReceived, target: Operation, started: int, out_octets: int
+    ) -> None:
+        """A call was answered; ``started``: perf_counter_ns() when its task was made."""
+        duration = _perf() - started
         conn.calls += 1
         if self.metrics:
-            key = (ifname or str(ev.interface.uuid), operation or str(ev.opnum), status)
             calls = self.calls
+            key = target.key
             calls[key] = calls.get(key, 0) + 1
-            self.latency[bisect.bisect_left(LATENCY_BUCKETS, duration)] += 1
+            self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            w.put((_called, time.time_ns(), conn.number, conn.peer, ev, ifname, operation, status, duration,
-                   out_octets))  # fmt: skip
+            # the event's scalars, not the event: its stub (a call's whole buffer) is not kept waiting
+            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
+            w.put((_called, time.time_ns(), conn.number, conn.peer, call, target.ifname, target.operation, 0,
+                   duration, len(ev.stub), out_octets))  # fmt: skip
         if self.debug:
-            log.debug(
-                "call %d from %s: %s.%s (opnum %d) %s in %.3f ms, %d octets in, %d out",
-                ev.call_id, peer_text(conn.peer), ifname or ev.interface.uuid, operation or "?", ev.opnum,
-                status_name(status) if status else "ok", duration / 1e6, len(ev.stub), out_octets,
-            )  # fmt: skip
+            self._debug_call(conn, ev, target.ifname, target.operation, 0, duration, out_octets)
+
+    def faulted(
+        self, conn: Connection, ev: CallReceived, target: Operation | None, status: int, started: int = 0
+    ) -> None:
+        """A call was answered with a fault: refused before it ran (``started`` 0: no duration), or
+        by its implementation; ``target`` None when no operation was resolved."""
+        duration = _perf() - started if started else 0
+        conn.calls += 1
+        ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
+        if self.metrics:
+            names = target.key if target is not None else (str(ev.interface.uuid), str(ev.opnum))
+            self.faults[names, status] = self.faults.get((names, status), 0) + 1
+            self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
+            self.latency_sum += duration
+        w = self.writer
+        if w is not None:
+            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
+            w.put((_called, time.time_ns(), conn.number, conn.peer, call, ifname, operation, status, duration,
+                   len(ev.stub), 0))  # fmt: skip
+        if self.debug:
+            self._debug_call(conn, ev, ifname, operation, status, duration, 0)
+
+    @staticmethod
+    def _debug_call(
+        conn: Connection, ev: CallReceived, ifname: str | None, operation: str | None, status: int,
+        duration: int, out_octets: int,
+    ) -> None:  # fmt: skip
+        log.debug(
+            "call %d from %s: %s.%s (opnum %d) %s in %.3f ms, %d octets in, %d out",
+            ev.call_id, peer_text(conn.peer), ifname or ev.interface.uuid, operation or "?", ev.opnum,
+            status_name(status) if status else "ok", duration / 1e6, len(ev.stub), out_octets,
+        )  # fmt: skip
 
     # refusals -------------------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@ The loop's share of an event is one tuple: a formatter, the time (``time.time_ns
 event names, as the loop already holds it (a peer's address tuple, a SyntaxId, a status number).
 :meth:`Writer.put` appends it to a deque, or counts it in :attr:`Writer.dropped` when
 ``capacity`` events wait already: writing never blocks the loop, a slow disk or a stuck syslog
-costs events, never a call's time. The thread wakes when the queue goes from empty to not
-(and every ``_POLL`` seconds whatever happens), calls each formatter for its flat ``{"a.b": v}``
-fields, nests them into ECS's objects, and writes one JSON line per event to every sink.
+costs events, never a call's time. The thread wakes every ``_POLL`` seconds, or as soon as
+``_WAKE`` events wait (the loop signals nothing for the others: waking a thread per event would
+cost more than the event), calls each formatter for the event's object (ECS's nesting), and writes
+the batch's JSON lines to every sink at once.
 
 A sink that fails to write counts the failure (:attr:`Writer.errors`) and the thread goes on.
 :meth:`Writer.reopen` asks the file sinks to reopen their files at the next batch (SIGHUP after
@@ -30,11 +31,12 @@ __all__ = ["ECS_VERSION", "Record", "Sink", "Writer", "nest"]
 log = logging.getLogger("dcerpc.audit")
 
 ECS_VERSION: Final = "8.11.0"
-_POLL: Final = 0.25  # the longest an event waits when the wake-up was missed (a race, by design)
+_POLL: Final = 0.05  # the longest an event waits to be written (when fewer than _WAKE wait)
+_WAKE: Final = 256  # events waiting that wake the writer at once
 _BATCH: Final = 512  # events formatted per write
 
 Record = tuple[Any, ...]
-"""(formatter, time_ns, *args): the formatter makes the event's flat fields from the args."""
+"""(formatter, time_ns, *args): the formatter makes the event's object from the args."""
 
 
 class Sink(Protocol):
@@ -61,20 +63,29 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text (one object: threads)
+
+
 def _timestamp(ns: int) -> str:
+    global _second  # noqa: PLW0603
     seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest // 1000:06d}Z"
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{rest // 1000:06d}Z"
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_ECS: Final = {"version": ECS_VERSION}
 
 
 def format_record(record: Record) -> str:
     """One event as its JSON line (with the newline)."""
     fmt: Callable[..., dict[str, Any]] = record[0]
-    flat = fmt(*record[2:])
-    event = nest(flat)
+    event = fmt(*record[2:])
     event["@timestamp"] = _timestamp(record[1])
-    event.setdefault("ecs", {})["version"] = ECS_VERSION
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
+    event["ecs"] = _ECS
+    return _encode(event) + "\n"
 
 
 class Writer:
@@ -108,7 +119,7 @@ class Writer:
             self.dropped += 1
             return
         queue.append(record)
-        if not n:
+        if n == _WAKE:
             self._wake.set()
 
     def reopen(self) -> None:

@@ -46,11 +46,12 @@ import inspect
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from .._errors import FaultError, NdrError
 from ..aio.server import ServerProtocol
+from ..aio.stream import Counted
 from ..audit import Audit, peer_text
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
@@ -92,6 +93,7 @@ class Target:
         "handle_params",
         "ifname",
         "is_async",
+        "key",
         "level",
         "method",
         "name",
@@ -105,6 +107,7 @@ class Target:
         self.name = f"{type(impl).__name__}.{op.name}"  # for log lines
         self.ifname: str = op.interface.__ifname__  # the audit trail's and the metrics' names
         self.operation = op.name
+        self.key = (self.ifname, op.name)  # the metrics' key: made once, not per call
         self.method: Callable[..., Any] = getattr(impl, op.name)
         self.is_async = inspect.iscoroutinefunction(self.method)
         self.level = level
@@ -195,7 +198,11 @@ class Dispatcher:
         self.calls = 0  # calls answered (counted when observed)
         self.opened = 0  # perf_counter_ns() when accepted (when observed)
         proto.attach(assoc, self.handle_events, self.connection_lost)
+        self._written: Counted | None = None
         if audit is not None:
+            # an observed call is timed from its task's making: the class's _run, given the time
+            self._run = self._timed_run  # type: ignore[method-assign, assignment]
+            self._written = proto.count_sent()
             audit.opened(self, proto.credentials)
         limits = host.limits
         proto.set_deadlines(
@@ -246,7 +253,7 @@ class Dispatcher:
         self.tasks.clear()
         self.host.release(self)
         if self._audit is not None:
-            self._audit.closed(self, self.proto.received, self.proto.sent)
+            self._audit.closed(self, self.proto.received, self._written.sent if self._written else 0)
 
     def _expired(self, kind: str) -> None:
         """A deadline passed (aio.deadlines): the connection closes, the server counts and logs it."""
@@ -287,7 +294,6 @@ class Dispatcher:
         """Check a call and decode its stub (a failure is answered at once), then start the task
         that runs it."""
         host = self.host
-        started = _clock() if self._audit is not None else 0
         # resolved per connection by context and opnum (a context's interface never changes),
         # valid while the host's operations are as they were
         key = ev.context_id << 16 | ev.opnum
@@ -300,7 +306,7 @@ class Dispatcher:
                 self._generation = generation
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
-            self._fault(ev, target, did_not_execute=True, started=started)
+            self._fault(ev, target, did_not_execute=True)
             return
         if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
             # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
@@ -338,15 +344,21 @@ class Dispatcher:
         # One Task per call, in a copy of the current context (the task's own: no other copy).
         # The loop's create_task: measured cheaper than asyncio.Task(..., name=...) on uvloop.
         if sys.version_info >= (3, 12):
-            task = _Task(self._run(ev, target, args, started), loop=self._loop, eager_start=True)
+            task = _Task(self._run(ev, target, args), loop=self._loop, eager_start=True)
             if not task.done():
                 self.tasks[ev.call_id] = task
         else:
-            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args, started))
+            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args))
 
-    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int) -> None:
-        """The call's task: run the implementation, then answer (``started``: when it arrived, if
-        observed)."""
+    def _timed_run(
+        self, ev: CallReceived, target: Target, args: tuple[Any, ...]
+    ) -> Coroutine[Any, Any, None]:
+        """An observed connection's ``_run``: the call's task, told when it was made."""
+        return Dispatcher._run(self, ev, target, args, _clock())
+
+    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int = 0) -> None:
+        """The call's task: run the implementation, then answer (``started``: when the task was
+        made, on an observed connection)."""
         self._unstarted -= 1
         _current.set((self, ev))  # in the task's own context: the call's alone
         try:
@@ -372,17 +384,14 @@ class Dispatcher:
             return
         if not self.assoc.respond(ev.call_id, stub, ev.context_id):
             self.handle_events()  # a fault went instead (no memory for the answer): it is reported
-            status = const.RPC_S_OUT_OF_RESOURCES
-        else:
-            status = 0
         proto = self.proto
         if not proto.reading:  # as _sent, inline: once per call
             if self._unstarted:
                 proto.flush_soon()
             else:
                 proto.flush()
-        if self._audit is not None:
-            self._audit.call(self, ev, target.ifname, target.operation, status, started, len(stub))
+        if self._audit is not None:  # the one test an unobserved call pays
+            self._audit.answered(self, ev, target, started, len(stub))
 
     def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False, started: int = 0) -> None:
         self.host.stats["faults"] += 1
@@ -392,10 +401,7 @@ class Dispatcher:
         if audit is not None:
             # the operation, when the call got as far as resolving it (cached per connection)
             target = self._targets.get(ev.context_id << 16 | ev.opnum)
-            if isinstance(target, Target):
-                audit.call(self, ev, target.ifname, target.operation, status, started, 0)
-            else:
-                audit.call(self, ev, None, None, status, started, 0)
+            audit.faulted(self, ev, target if isinstance(target, Target) else None, status, started)
 
     def _sent(self) -> None:
         """An answer is in the outbox: write it, unless more answers are about to join it."""
