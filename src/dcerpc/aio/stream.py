@@ -277,9 +277,7 @@ def _ignore_loss(exc: Exception | None) -> None:
 
 class Counted:
     """A transport that counts the octets written through it (``sent``); everything else is the
-    wrapped transport's."""
-
-    __slots__ = ("_transport", "sent")
+    wrapped transport's (its methods looked up once, then kept on this object)."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -295,7 +293,10 @@ class Counted:
         self._transport.writelines(pieces)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+        value = getattr(self._transport, name)
+        if callable(value):
+            self.__dict__[name] = value  # the next look-up finds it without coming here
+        return value
 
 
 def _kernel_queue(transport: asyncio.BaseTransport) -> int:

@@ -81,7 +81,9 @@ _ECS: Final = {"version": ECS_VERSION}
 
 def format_record(record: Record) -> str:
     """One event as its JSON line (with the newline)."""
-    fmt: Callable[..., dict[str, Any]] = record[0]
+    fmt: Callable[..., Any] = record[0]
+    if getattr(fmt, "whole", False):  # writes its line itself (the call event)
+        return str(fmt(_timestamp(record[1]), *record[2:]))
     event = fmt(*record[2:])
     event["@timestamp"] = _timestamp(record[1])
     event["ecs"] = _ECS

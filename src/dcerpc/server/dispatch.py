@@ -254,6 +254,7 @@ class Dispatcher:
         self.host.release(self)
         if self._audit is not None:
             self._audit.closed(self, self.proto.received, self._written.sent if self._written else 0)
+            vars(self).pop("_run", None)  # the timed _run is a bound method: a cycle through self
 
     def _expired(self, kind: str) -> None:
         """A deadline passed (aio.deadlines): the connection closes, the server counts and logs it."""
