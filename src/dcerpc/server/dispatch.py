@@ -32,6 +32,11 @@ refusals carry it as rules.ANSWERS says (docs/protocol-behaviours.md):
     orphaned by the client                the task is cancelled, nothing is sent (the association
                                           drops the answer of an orphaned call)
 
+An observed connection (the server has an ``audit.Audit``, or DEBUG logging was on when it was
+accepted) reports its association, binds, handshakes, violations and calls to it: its ``_run`` is
+an instance attribute that times the task (``_timed_run``), its transport counts octets written
+(``aio.stream.Counted``). An unobserved call pays one ``is not None`` test, at its answer.
+
 The task's cost: one Task per call, its first step one turn of the loop after the read (Python 3.11
 has no eager start; on 3.12 and later the task starts eagerly, inside the read, and a call that does
 not wait is answered before the read's one write). Answers made while a read is handled leave in
