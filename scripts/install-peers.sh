@@ -17,6 +17,8 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 # dcerpc firewall's rules are applied for real in a network namespace (tests/interop/test_firewall.py)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 command -v iptables-restore >/dev/null 2>&1 || [ -x /usr/sbin/iptables-restore ] || missing+=(iptables)
+# promtool checks the metrics exposition (tests/audit/test_metrics.py)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]} == 0)); then
   exit 0
 fi

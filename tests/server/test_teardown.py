@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import struct
 import tracemalloc
 import weakref
@@ -16,6 +17,7 @@ import pytest
 
 import dcerpc
 from dcerpc import FaultError
+from dcerpc.audit import Audit, FileSink
 from dcerpc.pdu import NDR20, Bind, BindAck, ContextElement, Fault, Request, parse
 from dcerpc.pdu import constants as const
 from dcerpc.protocol.budget import Budget
@@ -53,16 +55,18 @@ async def _bound_socket(port: int) -> tuple[asyncio.StreamReader, asyncio.Stream
     return reader, writer
 
 
+@pytest.mark.parametrize("observed", [False, True], ids=["plain", "observed"])
 @pytest.mark.parametrize("how", ["abort", "close"])
-def test_an_answer_never_read_goes_with_the_connection(how: str) -> None:
+def test_an_answer_never_read_goes_with_the_connection(how: str, observed: bool) -> None:
     """A client asks SourceData for 16 MiB, reads a little of it and goes (RST or FIN): the rest is
     dropped at once, the budget is back to 0, and the association, its dispatcher and protocol
     are freed without the cycle collector (on the old code they lived until a gc run, holding the
-    answer: 256 MiB per such client on a quiet server)."""
+    answer: 256 MiB per such client on a quiet server). Observed (audit events, metrics) too."""
 
     async def main() -> None:
         budget = Budget(total=256 * MiB)
-        server = Server(EchoServer(), budget=budget)
+        audit = Audit([FileSink(os.devnull)], metrics=True) if observed else None
+        server = Server(EchoServer(), budget=budget, audit=audit)
         _, port = await server.listen_tcp("127.0.0.1", 0)
         reader, writer = await _bound_socket(port)
         gc.collect()

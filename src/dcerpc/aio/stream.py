@@ -25,8 +25,8 @@ import asyncio
 import fcntl
 import sys
 import termios
-from collections.abc import Callable
-from typing import Protocol, cast
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, cast
 
 from ..protocol.framing import Inbox
 from ..protocol.outbox import FLUSH_BUDGET, Outbox
@@ -232,6 +232,14 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return None
         return t.get_write_buffer_size() + _kernel_queue(t)
 
+    def count_sent(self) -> Counted:
+        """Count the octets written from now on (an observed connection's; others pay nothing):
+        the transport is wrapped in a :class:`Counted`."""
+        assert self.transport is not None
+        counted = Counted(self.transport)
+        self.transport = counted  # type: ignore[assignment]
+        return counted
+
     def set_deadlines(
         self,
         *,
@@ -265,6 +273,30 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
 def _ignore_loss(exc: Exception | None) -> None:
     pass
+
+
+class Counted:
+    """A transport that counts the octets written through it (``sent``); everything else is the
+    wrapped transport's (its methods looked up once, then kept on this object)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.sent = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += len(data)
+        self._transport.write(data)
+
+    def writelines(self, pieces: Iterable[bytes | bytearray | memoryview]) -> None:
+        pieces = list(pieces)
+        self.sent += sum(map(len, pieces))
+        self._transport.writelines(pieces)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._transport, name)
+        if callable(value):
+            self.__dict__[name] = value  # the next look-up finds it without coming here
+        return value
 
 
 def _kernel_queue(transport: asyncio.BaseTransport) -> int:

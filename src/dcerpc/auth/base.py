@@ -40,6 +40,10 @@ class SecurityContext(abc.ABC):
     principal: str | None = None
     # the peer authenticated as nobody (anonymous NTLM, MS-NLMP 3.2.5.1.2): principal stays None
     anonymous: bool = False
+    # the name a refused peer gave, where the mechanism shows it (an NTLM AUTHENTICATE's user and
+    # domain); None when it does not (Kerberos: the client's name travels encrypted in the ticket)
+    attempted_user: str | None = None
+    attempted_domain: str | None = None
     # How a client sends the last leg when the handshake completes on its side with a token still
     # to deliver: "auth3" (NTLM, and Samba's Kerberos) or "alter_context" (MS-RPCE 3.3.1.5.2.1).
     third_leg: str = "auth3"

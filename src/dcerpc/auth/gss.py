@@ -151,8 +151,10 @@ class GssContext(SecurityContext):
             with self._guard:
                 out = self._ctx.step(token)
         except spnego.exceptions.SpnegoError as e:
+            self._attempted()
             raise AuthError(_reason(e)) from e
         except Exception as e:  # a malformed token can surface as anything from a parser
+            self._attempted()
             raise AuthError(f"malformed {auth_type_name(self.auth_type)} token: {e!r}") from e
         if normaliser is not None:
             normaliser.outbound(out)
@@ -166,6 +168,13 @@ class GssContext(SecurityContext):
             self._confidentiality = bool(attr & ContextReq.confidentiality)
             self._finish()
         return out or None
+
+    def _attempted(self) -> None:
+        """A refused handshake: the name its AUTHENTICATE gave, when NTLM carried one (for the
+        audit trail; pyspnego's errors do not say it)."""
+        if self._normaliser is not None and self._normaliser.user is not None:
+            self.attempted_user = self._normaliser.user
+            self.attempted_domain = self._normaliser.domain
 
     def _finish(self) -> None:
         self._done = True

@@ -78,6 +78,8 @@ class ResponseNormaliser:
         self._users = users
         self._negotiate: bytes | None = None
         self._challenge: bytes | None = None
+        self.user: str | None = None  # the AUTHENTICATE's user and domain (the audit trail's)
+        self.domain: str | None = None
 
     def inbound(self, token: bytes | None) -> bytes | None:
         """The client's token as pyspnego should see it."""
@@ -99,17 +101,19 @@ class ResponseNormaliser:
         kind = _kind(msg)
         if kind == _NEGOTIATE:
             self._negotiate = msg
-        elif kind == _AUTHENTICATE and self._negotiate is not None and self._challenge is not None:
+        elif kind == _AUTHENTICATE:
             try:
-                return self._canonical(msg) or msg
+                fields = {at: struct.unpack_from("<HHI", msg, at) for at in _FIELDS}
+                self.domain, self.user = _names(msg, fields)
+                if self._negotiate is not None and self._challenge is not None:
+                    return self._canonical(msg, fields) or msg
             except (struct.error, IndexError, ValueError):  # malformed: pyspnego reports it
                 return msg
         return msg
 
-    def _canonical(self, msg: bytes) -> bytes | None:
+    def _canonical(self, msg: bytes, fields: dict[int, tuple[int, int, int]]) -> bytes | None:
         """``msg`` with its NTLMv2 blob ending in Z(4), or None to pass it on as it is."""
         assert self._negotiate is not None and self._challenge is not None
-        fields = {at: struct.unpack_from("<HHI", msg, at) for at in _FIELDS}
         flags = struct.unpack_from("<I", msg, 60)[0]
         nt_len, _, nt_off = fields[_NT]
         if nt_len <= 24 or nt_off + nt_len > len(msg):  # NTLMv1, or no response: not ours to mend
@@ -118,9 +122,7 @@ class ResponseNormaliser:
         end, av_flags = _av_pairs(blob)
         if blob[end:] == _Z4:
             return None  # already what pyspnego computes
-        text = "utf-16-le" if flags & _UNICODE else "windows-1252"
-        domain = _payload(msg, fields[_DOMAIN]).decode(text, "replace")
-        user = _payload(msg, fields[_USER]).decode(text, "replace")
+        domain, user = _names(msg, fields)
         # pyspnego looks the user up as DOMAIN\user, or as the bare name (a UPN) without a domain
         look_domain, look_user = (domain, user) if domain or "\\" not in user else user.split("\\", 1)
         nt_hash = self._users.nt_hash(look_domain, look_user)
@@ -160,6 +162,15 @@ class ResponseNormaliser:
             session_key = exported if exchange else new_kek
             out[mic_at : mic_at + 16] = _hmac_md5(session_key, self._negotiate + self._challenge + bytes(out))
         return bytes(out)
+
+
+def _names(msg: bytes, fields: dict[int, tuple[int, int, int]]) -> tuple[str, str]:
+    """An AUTHENTICATE's domain and user name (MS-NLMP 2.2.1.3), in the charset its flags say."""
+    flags = struct.unpack_from("<I", msg, 60)[0]
+    text = "utf-16-le" if flags & _UNICODE else "windows-1252"
+    domain = _payload(msg, fields[_DOMAIN]).decode(text, "replace")
+    user = _payload(msg, fields[_USER]).decode(text, "replace")
+    return domain, user
 
 
 def _kind(msg: bytes) -> int:

@@ -97,6 +97,16 @@ class LimitsFile(_Strict):
     handshake_burst: int | None = None
 
 
+class AuditFile(_Strict):
+    """``[audit]``: where audit events go (read by cli/observe.py; docs/audit.md)."""
+
+    file: str | None = None
+    stdout: bool = False
+    syslog: str | None = None
+    syslog_facility: str = "authpriv"
+    queue: int = 65536
+
+
 class ConfigFile(_Strict):
     """Every key the file may hold, with its type and default (docs/configuration.md)."""
 
@@ -113,6 +123,8 @@ class ConfigFile(_Strict):
     services: dict[str, ServiceFile] = {}
     auth: AuthFile = msgspec.field(default_factory=AuthFile)
     limits: LimitsFile = msgspec.field(default_factory=LimitsFile)
+    metrics: str | None = None  # HOST:PORT of the Prometheus exposition (cli/observe.py)
+    audit: AuditFile = msgspec.field(default_factory=AuditFile)
 
 
 DEFAULTS = ConfigFile()
@@ -127,6 +139,8 @@ def keys() -> list[str]:
             out += [f"auth.{a}" for a in sorted(_AUTH_KEYS)]
         elif f.name == "limits":
             out += [f"limits.{x.name}" for x in msgspec.structs.fields(LimitsFile)]
+        elif f.name == "audit":
+            out += [f"audit.{x.name}" for x in msgspec.structs.fields(AuditFile)]
         elif f.name == "services":
             out += [f"services.NAME.{s.name}" for s in msgspec.structs.fields(ServiceFile)]
         else:
@@ -262,7 +276,7 @@ def load(path: str | None, **flags: Any) -> Settings:
     given = msgspec.structs.asdict(cfg) if path else {}
     auth_given = msgspec.structs.asdict(cfg.auth) if path else {}
     for f in msgspec.structs.fields(ConfigFile):
-        if f.name not in ("auth", "services", "limits"):
+        if f.name not in ("auth", "services", "limits", "audit"):
             sources[f.name] = path if path and given[f.name] != getattr(DEFAULTS, f.name) else "default"
     for a in _AUTH_KEYS:
         sources[f"auth.{a}"] = path if path and auth_given[a] != getattr(DEFAULTS.auth, a) else "default"

@@ -43,6 +43,7 @@ from ..server.registry import refusal
 from ..server.server import Server
 from ..tuning import keep_large_buffers
 from .config import Settings
+from .observe import hangup, observe_options, observing
 from .options import host_options, settings
 from .output import Failure, console, emit_json, table
 
@@ -77,6 +78,7 @@ async def _until_stopped(reload: Callable[[], None]) -> None:
         notify("RELOADING=1")
         try:
             reload()
+            hangup()  # the audit file reopens (logrotate)
         finally:
             notify("READY=1")
 
@@ -172,6 +174,7 @@ def _host_reloader(host: EpmHost, config: str | None, flags: dict[str, Any]) -> 
 
 
 def _hosting(with_demo: bool, config: str | None, as_json: bool, flags: dict[str, Any]) -> None:
+    observe = observing(config, flags)  # audit and metrics (cli/observe.py); their flags taken out
     s = settings(config, **flags)
     _setup(s.log_level)
 
@@ -182,6 +185,7 @@ def _hosting(with_demo: bool, config: str | None, as_json: bool, flags: dict[str
                 demo = EchoServer()
                 served = await host.add_service(demo, port=s.pinned.get("rpcecho"), annotation="rpcecho demo")
                 _restrict(served, s, [demo])
+            observe.attach([host.epm_server, *host.services], host.map)
             h, port = host.epm_address or (s.host.host, s.host.epm_port)
             rows = _map_rows(host)
             if as_json:
@@ -198,12 +202,14 @@ def _hosting(with_demo: bool, config: str | None, as_json: bool, flags: dict[str
             await _until_stopped(_host_reloader(host, config, flags))
         finally:
             await host.close(drain=s.drain_seconds)
+            observe.close()
 
     asyncio.run(go())
 
 
 @click.command()
 @host_options
+@observe_options
 def run(config: str | None, as_json: bool, **flags: Any) -> None:
     """The endpoint mapper with the demo services (rpcecho), each on a dynamic port."""
     _hosting(True, config, as_json, flags)
@@ -211,6 +217,7 @@ def run(config: str | None, as_json: bool, **flags: Any) -> None:
 
 @click.command()
 @host_options
+@observe_options
 def epm(config: str | None, as_json: bool, **flags: Any) -> None:
     """Only the endpoint mapper and its local registration socket."""
     _hosting(False, config, as_json, flags)
@@ -274,10 +281,12 @@ def _restrict(server: Server, s: Settings, impls: Iterable[Interface]) -> None:
     help="Pin a fixed TCP port (default: [services.NAME] port, else a dynamic one).",
 )
 @host_options
+@observe_options
 def serve(
     implementations: tuple[str, ...], port: int | None, config: str | None, as_json: bool, **flags: Any
 ) -> None:
     """Serve MODULE:CLASS implementations on one port, registered with the local endpoint mapper."""
+    observe = observing(config, flags)  # audit and metrics (cli/observe.py); their flags taken out
     s = settings(config, **flags)
     _setup(s.log_level)
     impls = [load_implementation(spec) for spec in implementations]
@@ -286,6 +295,7 @@ def serve(
     async def go() -> None:
         server = make_server(s.host, *impls)
         _restrict(server, s, impls)
+        observe.attach([server])
         ports = PortAllocator(s.host.ports)
         try:
             bound, _ = await ports.bind(lambda p: server.listen_tcp(s.host.host, p), pinned=pinned)
@@ -333,5 +343,6 @@ def serve(
                 await asyncio.wait_for(registration.close(), 5)
             log.info("deregistered from the endpoint mapper")
             await server.close(drain=s.drain_seconds)
+            observe.close()
 
     asyncio.run(go())

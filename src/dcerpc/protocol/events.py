@@ -14,6 +14,7 @@ Stub: TypeAlias = bytes | memoryview
 
 __all__ = [
     "AlterContextAccepted",
+    "Authenticated",
     "BindAccepted",
     "BindRejected",
     "CallCancelled",
@@ -50,6 +51,28 @@ class BindAccepted(Event):
     assoc_group_id: int
     max_xmit_frag: int
     max_recv_frag: int
+    # server side, for the audit trail: an alter_context (not a bind), and its security context
+    alter: bool = False
+    auth_type: int = 0
+    auth_level: int = 1
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authenticated(Event):
+    """Server side: a security context's handshake ended, for the audit trail. ``failure`` None:
+    it completed for ``principal`` (None with ``anonymous``: the anonymous logon); else why the
+    provider refused it, and the name the peer gave where the provider could read one (an NTLM
+    AUTHENTICATE's user and domain)."""
+
+    auth_type: int
+    auth_level: int
+    context_id: int
+    principal: str | None = None
+    anonymous: bool = False
+    failure: str | None = None
+    user: str | None = None
+    domain: str | None = None
 
 
 @final

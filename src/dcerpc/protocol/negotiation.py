@@ -26,7 +26,7 @@ from ..pdu.co import (
 from ..pdu.constants import PFC, ContextResult, ProviderReason, PType
 from ..pdu.header import Header
 from ..pdu.syntax import SyntaxId
-from .events import BindAccepted, Event
+from .events import Authenticated, BindAccepted, Event
 from .framing import P, Receiver
 from .groups import Group, GroupTable
 from .rules import State, Violation, negotiate_fragment
@@ -137,7 +137,7 @@ class Negotiation(Receiver[P]):
         if pdu.auth is None:
             state.finished = True
         else:
-            token, failed = sec.step(state, pdu.auth.value)
+            token, failed = self._step(state, pdu.auth.value)
             if failed is None and state.finished:
                 failed = sec.level_shortfall(state)
             if failed is not None:
@@ -165,8 +165,30 @@ class Negotiation(Receiver[P]):
                 assoc_group_id=group.id,
                 max_xmit_frag=size,
                 max_recv_frag=size,
+                auth_type=state.auth_type,
+                auth_level=state.auth_level,
             )
         )
+
+    def _step(self, state: AuthState, token: bytes) -> tuple[bytes | None, str | None]:
+        """One leg of a handshake (SecurityContexts.step); its end, completed or refused, is an
+        Authenticated event (the audit trail's)."""
+        out, failed = self.security.step(state, token)
+        ctx = state.context
+        if failed is not None or state.finished:
+            self._events.append(
+                Authenticated(
+                    auth_type=state.auth_type,
+                    auth_level=state.auth_level,
+                    context_id=state.context_id,
+                    principal=ctx.principal if failed is None else None,
+                    anonymous=ctx.anonymous,
+                    failure=failed,
+                    user=ctx.attempted_user,
+                    domain=ctx.attempted_domain,
+                )
+            )
+        return out, failed
 
     def _agree_header_signing(self) -> int:
         """A bind or alter_context offered PFC_SUPPORT_HEADER_SIGN: we always agree, the first time
@@ -256,7 +278,7 @@ class Negotiation(Receiver[P]):
         out_auth: AuthVerifier | None = None
         if pdu.auth is not None:
             state.header_sign = self._header_sign
-            token, failed = sec.step(state, pdu.auth.value)
+            token, failed = self._step(state, pdu.auth.value)
             if failed is not None:
                 state.invalid = True
                 # a refused token (wrong password, unknown user) is access denied, as Samba 4.18+
@@ -288,6 +310,9 @@ class Negotiation(Receiver[P]):
                 assoc_group_id=self.group.id,
                 max_xmit_frag=self.max_xmit_frag,
                 max_recv_frag=self.max_recv_frag,
+                alter=True,
+                auth_type=state.auth_type,
+                auth_level=state.auth_level,
             )
         )
 
@@ -408,7 +433,7 @@ class Negotiation(Receiver[P]):
             state.invalid = True
             self._refuse(Violation.AUTH3_REFUSED, cid, "auth3 names another security context")
             return
-        token, failed = self.security.step(state, verifier.value)
+        token, failed = self._step(state, verifier.value)
         if failed is None and state.finished:
             failed = self.security.level_shortfall(state)
         if failed is not None or not state.finished or token:

@@ -39,6 +39,11 @@ The log lines a peer can provoke (bad stubs, faults, results that do not encode)
     orphaned by the client                the task is cancelled, nothing is sent (the association
                                           drops the answer of an orphaned call)
 
+An observed connection (the server has an ``audit.Audit``, or DEBUG logging was on when it was
+accepted) reports its association, binds, handshakes, violations and calls to it: its ``_run`` is
+an instance attribute that times the task (``_timed_run``), its transport counts octets written
+(``aio.stream.Counted``). An unobserved call pays one ``is not None`` test, at its answer.
+
 The task's cost: one Task per call, its first step one turn of the loop after the read (Python 3.11
 has no eager start; on 3.12 and later the task starts eagerly, inside the read, and a call that does
 not wait is answered before the read's one write). Answers made while a read is handled leave in
@@ -52,11 +57,14 @@ import asyncio
 import inspect
 import logging
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from .._errors import FaultError, NdrError
 from ..aio.server import ServerProtocol
+from ..aio.stream import Counted
+from ..audit import Audit, peer_text
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
@@ -64,7 +72,15 @@ from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
 from ..policy.rate import Throttle
 from ..policy.rules import Action, Policy
-from ..protocol.events import CallCancelled, CallOrphaned, CallReceived, Closing, ProtocolViolation
+from ..protocol.events import (
+    Authenticated,
+    BindAccepted,
+    CallCancelled,
+    CallOrphaned,
+    CallReceived,
+    Closing,
+    ProtocolViolation,
+)
 from ..protocol.groups import Group
 from ..protocol.limits import Limits
 from ..protocol.server import ServerAssociation, State
@@ -74,6 +90,7 @@ from .flags import InterfaceFlags
 from .ratelimit import LogLimiter
 
 _Task = asyncio.Task  # once per call: a global rather than a module attribute
+_clock = time.perf_counter_ns  # a call's arrival, when observed (audit, metrics)
 
 __all__ = ["Dispatcher", "Host", "Target", "foreign_handle", "status_of"]
 
@@ -91,11 +108,14 @@ class Target:
         "encode_response",
         "flags",
         "handle_params",
+        "ifname",
         "is_async",
+        "key",
         "level",
         "method",
         "name",
         "op",
+        "operation",
         "shared_context",
     )
 
@@ -105,6 +125,9 @@ class Target:
         self.op = op
         self.flags = flags  # registration flags (None: none set; the common case costs one test)
         self.name = f"{type(impl).__name__}.{op.name}"  # for log lines
+        self.ifname: str = op.interface.__ifname__  # the audit trail's and the metrics' names
+        self.operation = op.name
+        self.key = (self.ifname, op.name)  # the metrics' key: made once, not per call
         self.method: Callable[..., Any] = getattr(impl, op.name)
         self.is_async = inspect.iscoroutinefunction(self.method)
         self.level = level
@@ -191,6 +214,10 @@ class Host(Protocol):
         """Count and log a connection closed by a deadline (aio.deadlines names the kind)."""
         ...
 
+    def observer(self) -> Audit | None:
+        """What observes a new connection (audit events, metrics, debug lines), if anything."""
+        ...
+
 
 class Dispatcher:
     """One server connection's calls (see the module docstring).
@@ -215,7 +242,18 @@ class Dispatcher:
         self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
         self._unstarted = 0  # tasks made whose first step has not run yet
+        # observed (audit events, metrics, debug lines): one test of this per call when not
+        self._audit = audit = host.observer()
+        self.number = 0  # the association's number in the audit trail
+        self.calls = 0  # calls answered (counted when observed)
+        self.opened = 0  # perf_counter_ns() when accepted (when observed)
         proto.attach(assoc, self.handle_events, self.connection_lost)
+        self._written: Counted | None = None
+        if audit is not None:
+            # an observed call is timed from its task's making: the class's _run, given the time
+            self._run = self._timed_run  # type: ignore[method-assign, assignment]
+            self._written = proto.count_sent()
+            audit.opened(self, proto.credentials)
         limits = host.limits
         proto.set_deadlines(
             bind=limits.bind_timeout,
@@ -226,6 +264,18 @@ class Dispatcher:
             busy=self.busy,
             on_expired=self._expired,
         )
+
+    @property
+    def peer(self) -> Any:
+        return self.proto.peer
+
+    @property
+    def local(self) -> Any:
+        return self.proto.local
+
+    @property
+    def transport(self) -> str:
+        return self.proto.transport_name
 
     def busy(self) -> bool:
         """Calls are in progress (an idle connection is one without)."""
@@ -258,10 +308,15 @@ class Dispatcher:
             task.cancel()
         self.tasks.clear()
         self.host.release(self)
+        if self._audit is not None:
+            self._audit.closed(self, self.proto.received, self._written.sent if self._written else 0)
+            vars(self).pop("_run", None)  # the timed _run is a bound method: a cycle through self
 
     def _expired(self, kind: str) -> None:
         """A deadline passed (aio.deadlines): the connection closes, the server counts and logs it."""
         self.host.record_expiry(self.proto.peer, kind)
+        if self._audit is not None:
+            self._audit.expired(self, kind)
 
     # events ---------------------------------------------------------------------------------------
 
@@ -278,9 +333,17 @@ class Dispatcher:
                     self._loop.call_soon(task.cancel)
             elif isinstance(ev, ProtocolViolation):
                 self.host.record_violation(self.proto.peer, ev)
+                if self._audit is not None:
+                    self._audit.violation(self, ev)
             elif isinstance(ev, Closing):
-                _limited.info("closing", "closing connection from %s: %s", self.proto.peer, ev.reason)
+                peer = peer_text(self.proto.peer)
+                _limited.info("closing", "closing connection from %s: %s", peer, ev.reason)
                 self.proto.close_gracefully()
+            elif self._audit is not None:
+                if type(ev) is BindAccepted:
+                    self._audit.bound(self, ev)
+                elif type(ev) is Authenticated:
+                    self._audit.authenticated(self, ev)
 
     # calls ----------------------------------------------------------------------------------------
 
@@ -321,7 +384,7 @@ class Dispatcher:
                 "refused %s opnum %d from %s: auth level %d%s, %d required",
                 ev.interface,
                 ev.opnum,
-                self.proto.peer,
+                peer_text(self.proto.peer),
                 ev.auth_level,
                 "" if ev.principal is not None else " (no principal)",
                 target.level,
@@ -333,7 +396,12 @@ class Dispatcher:
             args = decode(ev.stub, 0, target.shared_context or DecodeContext(host.limits.ndr))[0]
         except NdrError as e:
             _limited.info(
-                "bad_stub", "bad stub from %s for %s opnum %d: %s", self.proto.peer, ev.interface, ev.opnum, e
+                "bad_stub",
+                "bad stub from %s for %s opnum %d: %s",
+                peer_text(self.proto.peer),
+                ev.interface,
+                ev.opnum,
+                e,
             )
             self._fault(ev, const.RPC_X_BAD_STUB_DATA)
             return
@@ -425,8 +493,15 @@ class Dispatcher:
             self._decided[cached] = True
         return not decision.denied
 
-    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...]) -> None:
-        """The call's task: run the implementation, then answer."""
+    def _timed_run(
+        self, ev: CallReceived, target: Target, args: tuple[Any, ...]
+    ) -> Coroutine[Any, Any, None]:
+        """An observed connection's ``_run``: the call's task, told when it was made."""
+        return Dispatcher._run(self, ev, target, args, _clock())
+
+    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int = 0) -> None:
+        """The call's task: run the implementation, then answer (``started``: when the task was
+        made, on an observed connection)."""
         self._unstarted -= 1
         if target.flags is not None and not target.flags.enter():  # max_calls running already
             self.tasks.pop(ev.call_id, None)
@@ -442,13 +517,14 @@ class Dispatcher:
             self.tasks.pop(ev.call_id, None)
             if target.flags is not None:
                 target.flags.leave()
-            self._fault(ev, const.NCA_S_FAULT_CANCEL)  # dropped by the association when orphaned
+            # dropped by the association when orphaned
+            self._fault(ev, const.NCA_S_FAULT_CANCEL, started=started)
             return
         except Exception as e:
             self.tasks.pop(ev.call_id, None)
             if target.flags is not None:
                 target.flags.leave()
-            self._fault(ev, status_of(e, target.label(), self.proto.peer))
+            self._fault(ev, status_of(e, target.label(), self.proto.peer), started=started)
             return
         self.tasks.pop(ev.call_id, None)
         if target.flags is not None:
@@ -464,7 +540,7 @@ class Dispatcher:
                 target.label(),
                 target.op.result_error(result, args, e),
             )
-            self._fault(ev, const.RPC_X_BAD_STUB_DATA)
+            self._fault(ev, const.RPC_X_BAD_STUB_DATA, started=started)
             return
         if not self.assoc.respond(ev.call_id, stub, ev.context_id):
             self.handle_events()  # a fault went instead (no memory for the answer): it is reported
@@ -474,11 +550,18 @@ class Dispatcher:
                 proto.flush_soon()
             else:
                 proto.flush()
+        if self._audit is not None:  # the one test an unobserved call pays
+            self._audit.answered(self, ev, target, started, len(stub))
 
-    def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False) -> None:
+    def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False, started: int = 0) -> None:
         self.host.stats["faults"] += 1
         self.assoc.fault(ev.call_id, status, ev.context_id, did_not_execute)
         self._sent()
+        audit = self._audit
+        if audit is not None:
+            # the operation, when the call got as far as resolving it (cached per connection)
+            target = self._targets.get(ev.context_id << 16 | ev.opnum)
+            audit.faulted(self, ev, target if isinstance(target, Target) else None, status, started)
 
     def _sent(self) -> None:
         """An answer is in the outbox: write it, unless more answers are about to join it."""

@@ -5,6 +5,10 @@ The server holds what its connections share: the served operations (resolved onc
 connection is an ``aio.server.ServerProtocol`` (octets) that the server's :meth:`Server.accept`
 gives an association and a ``dispatch.Dispatcher`` (calls); the dispatcher reports back through
 :meth:`Server.release` and :meth:`Server.record_violation`.
+
+What happens is observed when the server is given an :class:`~dcerpc.audit.Audit` (audit events,
+metrics counters; ``dcerpc.metrics`` serves them), or when the ``dcerpc.server`` logger is at
+DEBUG as a connection is accepted (one line per connection, bind and call).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..aio.server import ServerProtocol
+from ..audit import Audit, peer_text
 from ..auth.base import SecurityProvider
 from ..interface import Interface
 from ..mgmt.idl import Mgmt
@@ -26,7 +31,7 @@ from ..mgmt.service import MgmtService
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
 from ..policy.rate import Bucket, RateLimits, Throttle
-from ..policy.rules import Policy
+from ..policy.rules import Decision, Policy, Subject
 from ..protocol.budget import Budget, process_budget
 from ..protocol.events import ProtocolViolation
 from ..protocol.groups import GroupTable
@@ -108,6 +113,10 @@ class Server:
         budget: the memory budget its connections draw on (``protocol.budget``; default the one
             every server of the process shares).
         policy: who may call what (``dcerpc.policy``; :attr:`policy` replaces it while serving).
+        audit: where its audit events go and the counters its metrics read (``dcerpc.audit``);
+            several servers may share one. None: no events.
+        metrics: keep the per-call metrics counters (an ``Audit`` without sinks is made when
+            ``audit`` is None); ``dcerpc.metrics.start_metrics`` serves them over HTTP.
     """
 
     use_uvloop = staticmethod(_event_loop_policy)
@@ -121,6 +130,8 @@ class Server:
         min_auth_level: int = 1,
         budget: Budget | None = None,
         policy: Policy | None = None,
+        audit: Audit | None = None,
+        metrics: bool = False,
     ) -> None:
         self.security = {p.auth_type: p for p in security or []}
         self._targets: dict[tuple[SyntaxId, int], Target | int] = {}
@@ -137,6 +148,7 @@ class Server:
         self.limits = limits or Limits()
         self.budget = budget if budget is not None else process_budget()
         self.enforcer = Enforcer(policy, on_change=self._forget_targets)
+        self.enforcer.on_decision = self._policy_event  # denials and audits: the audit trail
         self.draining = False  # close() has begun: new calls are refused (nca_s_server_too_busy)
         # security contexts started per source (Limits.handshake_rate): bounded like any bucket table
         self._handshakes = (
@@ -158,6 +170,33 @@ class Server:
         # source_limit, bind_timeout, pdu_timeout, idle_timeout
         self.refusals: Counter[str] = Counter()
         self._per_source: Counter[str] = Counter()  # connections held, by peer address (IP only)
+        if metrics:
+            if audit is None:
+                audit = Audit(metrics=True)
+            audit.metrics = True
+        self.audit = audit
+        self._debug = Audit()  # observes connections accepted while DEBUG is on, when audit is None
+
+    def _policy_event(self, moment: str, decision: Decision, subject: Subject, peer: Any) -> None:
+        """A policy decision that denied or audited, as an audit event (when audit is on)."""
+        audit = self.audit
+        if audit is None:
+            return
+        rule = decision.rule
+        name = None if rule is None else (rule.name or f"rule at line {rule.line}")
+        interface = subject.interface if isinstance(subject.interface, SyntaxId) else None
+        opnum = subject.opnum if isinstance(subject.opnum, int) else None
+        principal = subject.principal if isinstance(subject.principal, str) else None
+        audit.emit_policy(
+            decision.action.value,
+            moment,
+            peer,
+            rule=name or "default",
+            reason=None if rule is not None else "no rule matched: the policy's default",
+            interface=interface,
+            opnum=opnum,
+            principal=principal,
+        )
 
     @property
     def policy(self) -> Policy | None:
@@ -178,6 +217,17 @@ class Server:
     def min_auth_level(self, level: int) -> None:
         self._min_auth_level = int(level)
         self._forget_targets()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served."""
+        return len(self._connections)
+
+    def observer(self) -> Audit | None:
+        """What observes a connection accepted now: the server's audit, or debug lines only."""
+        if self.audit is not None:
+            return self.audit
+        return self._debug if log.isEnabledFor(logging.DEBUG) else None
 
     def _forget_targets(self) -> None:
         self._targets.clear()
@@ -256,7 +306,7 @@ class Server:
     async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on TCP (``port`` 0: a free port); returns the bound address."""
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: ServerProtocol(self.accept, "ncacn_ip_tcp"), host, port)
+        srv = await loop.create_server(lambda: ServerProtocol(self._accept, "ncacn_ip_tcp"), host, port)
         self._listeners.append(srv)
         addr = srv.sockets[0].getsockname()
         self.addresses.append(("ncacn_ip_tcp", addr))
@@ -267,7 +317,7 @@ class Server:
         if os.path.exists(path):
             os.unlink(path)
         loop = asyncio.get_running_loop()
-        srv = await loop.create_unix_server(lambda: ServerProtocol(self.accept, "ncalrpc"), path)
+        srv = await loop.create_unix_server(lambda: ServerProtocol(self._accept, "ncalrpc"), path)
         self._listeners.append(srv)
         self.addresses.append(("ncalrpc", path))
         return path
@@ -320,6 +370,19 @@ class Server:
 
     # connections ----------------------------------------------------------------------------------
 
+    def _accept(self, proto: ServerProtocol) -> bool:
+        """:meth:`accept`, and an audit event for each refusal it counted."""
+        audit = self.audit
+        if audit is None:
+            return self.accept(proto)
+        before = dict(self.refusals)
+        if self.accept(proto):
+            return True
+        for kind, n in self.refusals.items():
+            if n != before.get(kind, 0):
+                audit.refused(proto.peer, proto.local, proto.transport_name, kind)
+        return False
+
     def accept(self, proto: ServerProtocol) -> bool:
         """Take a new connection (its protocol calls this once connected): give it an association
         and a dispatcher. False: refused (and closed before a PDU is read), over the
@@ -331,7 +394,7 @@ class Server:
             _limited.warning(
                 "source_limit",
                 "refusing %s: %d connections from one address is the limit",
-                proto.peer,
+                peer_text(proto.peer),
                 limits.max_connections_per_source,
             )
             return False
@@ -340,7 +403,7 @@ class Server:
             _limited.warning(
                 "connection_limit",
                 "refusing %s: %d connections is the limit",
-                proto.peer,
+                peer_text(proto.peer),
                 limits.max_connections,
             )
             return False
@@ -412,7 +475,7 @@ class Server:
         """Count and log a connection closed by a deadline (``aio.deadlines``: bind_timeout,
         pdu_timeout, idle_timeout, write_timeout)."""
         self.refusals[kind] += 1
-        _limited.info(kind, "closing connection from %s: %s", peer, _EXPIRED.get(kind, kind))
+        _limited.info(kind, "closing connection from %s: %s", peer_text(peer), _EXPIRED.get(kind, kind))
 
     def record_violation(self, peer: Any, event: ProtocolViolation) -> None:
         """Count a protocol violation by its kind and log it (the kind, then the reason's words);
@@ -422,5 +485,10 @@ class Server:
         if event.kind in _AUTH_FAILURES and self.enforcer.throttle is not None:
             self.enforcer.rate_ok("auth_failures", peer, asyncio.get_running_loop().time())
         _limited.warning(
-            kind, "protocol violation %s from %s (call %d): %s", kind, peer, event.call_id, event.reason
+            kind,
+            "protocol violation %s from %s (call %d): %s",
+            kind,
+            peer_text(peer),
+            event.call_id,
+            event.reason,
         )

@@ -12,6 +12,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from ..audit import Audit
 from ..auth.base import SecurityProvider
 from ..interface import Interface
 from ..protocol.limits import Limits
@@ -35,8 +36,10 @@ class ServerThread:
         limits: Limits | None = None,
         unix_path: str | None = None,
         security: list[SecurityProvider] | None = None,
+        audit: Audit | None = None,
+        metrics: bool = False,
     ) -> None:
-        self.server = Server(*implementations, limits=limits, security=security)
+        self.server = Server(*implementations, limits=limits, security=security, audit=audit, metrics=metrics)
         self.host = host
         self.port = port
         self.unix_path = unix_path

@@ -1,0 +1,556 @@
+"""The server's one observer: audit events, the counters metrics read, and the debug log lines.
+
+A server with an :class:`Audit` hands each of its connections the same instance; the connection
+calls it once per association opened and closed, bind and alter_context, end of a security
+handshake, call, protocol violation and deadline, and the server once per connection refused. A
+policy engine reports its decisions through :meth:`Audit.emit_policy` (or any event through
+:meth:`Audit.emit`). A server without one pays a single ``is not None`` test per call.
+
+What each call costs when the observer is on: with metrics, two dict increments and a histogram
+bucket (a shift and ``bit_length``); with audit events, one tuple appended to the
+writer's queue (writer.py): the JSON is made on the writer's thread, from the objects the loop
+already holds. The counters are plain dicts that a Prometheus collector copies when scraped
+(``dcerpc.metrics``); nothing here imports prometheus_client.
+
+Events are JSON with ECS field names where ECS has them and ``dcerpc.*`` for the rest;
+docs/audit.md lists every event and field, docs/audit-event.schema.json is the schema. No event
+carries stub octets or a credential.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from json.encoder import encode_basestring
+from typing import Any, Final, Protocol
+
+from .._errors import status_name
+from ..known import interface_name
+from ..pdu.constants import ProviderReason
+from ..pdu.syntax import SyntaxId
+from ..protocol.events import Authenticated, BindAccepted, CallReceived, ProtocolViolation
+from ..protocol.rules import Violation
+from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
+from .sinks import FileSink, StdoutSink, SyslogSink
+from .writer import ECS_VERSION, Sink, Writer, nest
+
+__all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Operation"]
+
+log = logging.getLogger("dcerpc.server")
+
+LATENCY_SHIFT: Final = 15
+LATENCY_BUCKETS: Final = tuple(1 << (LATENCY_SHIFT + i) for i in range(20))
+"""Upper bounds (ns, exclusive) of the call-latency histogram's buckets: powers of two from 32.8 µs
+to 17.2 s. A call of ``d`` ns counts in bucket ``(d >> LATENCY_SHIFT).bit_length()`` (no search);
+``Audit.latency`` has room for any 64-bit duration, the collector folds the rest into +Inf."""
+
+_BIND_VIOLATIONS: Final = {
+    Violation.SECOND_BIND, Violation.UNKNOWN_GROUP, Violation.BAD_CONTEXT_LIST, Violation.BAD_AUTH_TRAILER,
+    Violation.BAD_AUTH_LEVEL, Violation.UNKNOWN_AUTH_TYPE, Violation.AUTH_TYPE_UNAVAILABLE,
+    Violation.AUTH_REFUSED, Violation.MALFORMED_BIND,
+}  # fmt: skip
+_ALTER_VIOLATIONS: Final = {
+    Violation.ALTER_BAD_CONTEXT_LIST, Violation.ALTER_AUTH_REFUSED, Violation.ALTER_AUTH_CHANGED,
+    Violation.ALTER_LEVEL_UNAVAILABLE, Violation.ALTER_BAD_AUTH_TRAILER, Violation.CONTEXT_CHANGED,
+}  # fmt: skip
+"""The violations that refuse a whole bind (bind_nak) or alter_context (a fault): each is also a
+failed bind or alter-context event."""
+
+_REASONS: Final = {r.value: r.name.lower() for r in ProviderReason}
+_numbers = itertools.count(1)
+_perf = time.perf_counter_ns
+
+
+class Operation(Protocol):
+    """What the observer reads of a served operation (``server.dispatch.Target`` is one)."""
+
+    ifname: str  # the interface's declared name
+    operation: str
+    key: tuple[str, str]  # (ifname, operation), made once
+
+
+class Connection(Protocol):
+    """What the observer reads of a connection (``server.dispatch.Dispatcher`` is one)."""
+
+    number: int  # the association's number in the trail (``dcerpc.association.id``)
+    calls: int  # calls answered so far
+    opened: int  # time.perf_counter_ns() when it was accepted
+
+    @property
+    def peer(self) -> Any: ...
+
+    @property
+    def local(self) -> Any: ...
+
+    @property
+    def transport(self) -> str: ...
+
+
+# the writer thread's side: flat fields from what the loop queued --------------------------------
+
+
+def _endpoints(peer: Any, local: Any, transport: str) -> dict[str, Any]:
+    src_ip, src_port = address(peer)
+    dst_ip, dst_port = address(local)
+    out: dict[str, Any] = {
+        "network.transport": TRANSPORTS.get(transport, transport),
+        "network.protocol": "dcerpc",
+        "dcerpc.transport": transport,
+    }
+    if src_port is None:  # a Unix socket: its path is where we listen
+        out["destination.address"] = dst_ip
+    else:
+        out.update({"source.ip": src_ip, "source.port": src_port, "destination.ip": dst_ip,
+                    "destination.port": dst_port})  # fmt: skip
+    return out
+
+
+def _base(action: str, outcome: str, category: str, kind: str = "event") -> dict[str, Any]:
+    return {
+        "event.kind": kind,
+        "event.category": [category],
+        "event.action": action,
+        "event.outcome": outcome,
+    }
+
+
+def _interface(syntax: SyntaxId | None, name: str | None) -> dict[str, Any]:
+    if syntax is None:
+        return {}
+    return {
+        "dcerpc.interface.uuid": str(syntax.uuid),
+        "dcerpc.interface.version": f"{syntax.version[0]}.{syntax.version[1]}",
+        # the declared name (Interface's name=); in a bind's contexts, the well-known one if any
+        "dcerpc.interface.name": name or (interface_name(syntax.uuid) or "").split(" (")[0] or None,
+    }
+
+
+def _opened(
+    number: int, peer: Any, local: Any, transport: str, creds: tuple[int, int, int] | None
+) -> dict[str, Any]:
+    out = _base("association-open", "success", "network") | _endpoints(peer, local, transport)
+    out["event.type"] = ["connection", "start"]
+    out["dcerpc.association.id"] = number
+    if creds is not None:
+        out["process.pid"], out["user.id"], out["group.id"] = creds[0], str(creds[1]), str(creds[2])
+    return nest(out)
+
+
+def _closed(
+    number: int, peer: Any, local: Any, transport: str, received: int, sent: int, duration: int, calls: int
+) -> dict[str, Any]:
+    out = _base("association-close", "success", "network") | _endpoints(peer, local, transport)
+    out.update({
+        "event.type": ["connection", "end"], "event.duration": duration, "dcerpc.association.id": number,
+        "source.bytes": received, "destination.bytes": sent, "network.bytes": received + sent,
+        "dcerpc.association.calls": calls,
+    })  # fmt: skip
+    return nest(out)
+
+
+def _bound(number: int, peer: Any, local: Any, transport: str, ev: BindAccepted) -> dict[str, Any]:
+    action = "alter-context" if ev.alter else "bind"
+    out = _base(action, "success" if ev.accepted else "failure", "network") | _endpoints(
+        peer, local, transport
+    )
+    contexts: list[dict[str, Any]] = [
+        {
+            "id": cid,
+            "result": "accepted",
+            "interface": {k.split(".")[-1]: v for k, v in _interface(s, None).items()},
+        }
+        for cid, s in ev.accepted.items()
+    ]
+    contexts += [
+        {"id": cid, "result": "rejected", "reason": _REASONS.get(reason, str(reason))}
+        for cid, reason in ev.rejected.items()
+    ]
+    out.update({
+        "dcerpc.association.id": number, "dcerpc.association.group": ev.assoc_group_id,
+        "dcerpc.auth.type": auth_type_name(ev.auth_type), "dcerpc.auth.level": auth_level_name(ev.auth_level),
+        "dcerpc.contexts": contexts, "dcerpc.max_fragment": ev.max_xmit_frag,
+    })  # fmt: skip
+    return nest(out)
+
+
+def _refused_bind(
+    number: int, peer: Any, local: Any, transport: str, ev: ProtocolViolation
+) -> dict[str, Any]:
+    action = "alter-context" if ev.kind in _ALTER_VIOLATIONS else "bind"
+    out = _base(action, "failure", "network") | _endpoints(peer, local, transport)
+    out.update(
+        {"dcerpc.association.id": number, "dcerpc.violation": ev.kind.value, "event.reason": ev.reason}
+    )
+    return nest(out)
+
+
+def _authenticated(number: int, peer: Any, local: Any, transport: str, ev: Authenticated) -> dict[str, Any]:
+    ok = ev.failure is None
+    out = _base("authentication", "success" if ok else "failure", "authentication")
+    out |= _endpoints(peer, local, transport)
+    out.update({
+        "event.type": ["start" if ok else "denied"], "dcerpc.association.id": number,
+        "dcerpc.auth.type": auth_type_name(ev.auth_type), "dcerpc.auth.level": auth_level_name(ev.auth_level),
+        "dcerpc.auth.context_id": ev.context_id, "dcerpc.auth.anonymous": ev.anonymous,
+        "event.reason": ev.failure,
+    })  # fmt: skip
+    if ok:
+        name = ev.principal
+        if name is not None and "\\" in name:
+            out["user.domain"], out["user.name"] = name.split("\\", 1)
+        elif name is not None and "@" in name:
+            out["user.name"], out["user.domain"] = name.rsplit("@", 1)
+        else:
+            out["user.name"] = name
+    else:
+        out["user.name"], out["user.domain"] = ev.user, ev.domain or None
+    if ev.principal is not None:
+        out["dcerpc.auth.principal"] = ev.principal
+    return nest(out)
+
+
+_quote = encode_basestring  # a JSON string (C), for text a peer may have chosen
+_fragments: dict[tuple[Any, ...], str] = {}  # JSON pieces made once: interfaces, auth (bounded)
+
+
+def _fragment(key: tuple[Any, ...], make: Callable[[], str]) -> str:
+    found = _fragments.get(key)
+    if found is None:
+        if len(_fragments) >= 1024:
+            _fragments.clear()
+        found = _fragments[key] = make()
+    return found
+
+
+def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
+    name = ifname or interface_name(interface.uuid).split(" (")[0]
+    named = f',"name":{_quote(name)}' if name else ""
+    version = f"{interface.version[0]}.{interface.version[1]}"
+    return f'"interface":{{"uuid":"{interface.uuid}","version":"{version}"{named}}}'
+
+
+def _called(
+    stamp: str, number: int, peer: Any, call: tuple[Any, ...], ifname: str | None, operation: str | None,
+    status: int, duration: int, in_octets: int, out_octets: int,
+) -> str:  # fmt: skip
+    """The call event's JSON line, written out directly (the one event made per call: the general
+    path through dicts and json costs several times more). Same fields and order as the others."""
+    call_id, interface, opnum, obj, auth_type, auth_level, principal = call
+    iface = _fragment((interface, ifname), lambda: _interface_json(interface, ifname))
+    auth = _fragment(
+        ("auth", auth_type, auth_level),
+        lambda: f'"type":"{auth_type_name(auth_type)}","level":"{auth_level_name(auth_level)}"',
+    )
+    if principal is not None:
+        auth += f',"principal":{_quote(principal)}'
+    extra = ""
+    if operation is not None:
+        extra += f',"operation":{_quote(operation)}'
+    if obj is not None:
+        extra += f',"object":"{obj}"'
+    if status:
+        extra += f',"fault":{{"status":{_quote(status_name(status))},"code":{status}}}'
+    src_ip, src_port = address(peer)
+    source = f',"source":{{"ip":{_quote(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
+    return (
+        f'{{"event":{{"kind":"event","category":["network"],"action":"call",'
+        f'"outcome":"{"failure" if status else "success"}","duration":{duration}}},'
+        f'"dcerpc":{{"association":{{"id":{number}}},"call_id":{call_id},{iface},"opnum":{opnum},'
+        f'"octets":{{"in":{in_octets},"out":{out_octets}}},"auth":{{{auth}}}{extra}}}{source},'
+        f'"@timestamp":"{stamp}","ecs":{{"version":"{ECS_VERSION}"}}}}\n'
+    )
+
+
+_called.whole = True  # type: ignore[attr-defined]  # returns the line, given the timestamp's text
+
+
+def _violated(number: int, peer: Any, local: Any, transport: str, ev: ProtocolViolation) -> dict[str, Any]:
+    out = _base("protocol-violation", "failure", "intrusion_detection", "alert")
+    out |= _endpoints(peer, local, transport)
+    out.update({
+        "dcerpc.association.id": number, "dcerpc.violation": ev.kind.value, "event.reason": ev.reason,
+        "dcerpc.call_id": ev.call_id or None, "dcerpc.fatal": ev.fatal,
+    })  # fmt: skip
+    return nest(out)
+
+
+def _refused(peer: Any, local: Any, transport: str, kind: str) -> dict[str, Any]:
+    out = _base("connection-refused", "failure", "network") | _endpoints(peer, local, transport)
+    out.update({"event.type": ["connection", "denied"], "dcerpc.refusal": kind})
+    return nest(out)
+
+
+def _expired(number: int, peer: Any, local: Any, transport: str, kind: str) -> dict[str, Any]:
+    out = _base("deadline-expired", "failure", "network") | _endpoints(peer, local, transport)
+    out.update({"event.type": ["connection", "end"], "dcerpc.association.id": number, "dcerpc.refusal": kind})
+    return nest(out)
+
+
+def _emitted(action: str, outcome: str, peer: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
+    category = "iam" if action == "policy" else "network"
+    out = _base(action, outcome, category)
+    src_ip, src_port = address(peer)
+    if src_ip is not None:
+        out["source.ip"], out["source.port"] = src_ip, src_port
+    out.update(fields)
+    return nest(out)
+
+
+# the loop's side ---------------------------------------------------------------------------------
+
+
+class Audit:
+    """Audit events and metrics counters of one or more servers (see the module docstring).
+
+        audit = Audit([FileSink("/var/log/dcerpc/audit.json"), SyslogSink("/dev/log")], metrics=True)
+        server = Server(EchoServer(), audit=audit)
+
+    Args:
+        sinks: where events are written (none: no events, only counters and debug lines).
+        metrics: keep the per-call counters a metrics collector reads (``dcerpc.metrics``).
+        capacity: events that may wait for the writer; beyond it they are dropped and counted.
+    """
+
+    def __init__(self, sinks: Iterable[Sink] = (), *, metrics: bool = False, capacity: int = 65536) -> None:
+        sinks = list(sinks)
+        self.writer: Writer | None = Writer(sinks, capacity) if sinks else None
+        self.metrics = metrics
+        self.debug = log.isEnabledFor(logging.DEBUG)  # read again at each connection
+        # the counters (plain dicts, copied by a collector when scraped)
+        self.calls: dict[tuple[str, str], int] = {}  # (interface, operation) -> calls answered
+        self.faults: dict[tuple[tuple[str, str], int], int] = {}  # ((interface, operation), status)
+        self.latency = [0] * 64  # calls by bucket ((ns >> LATENCY_SHIFT).bit_length())
+        self.latency_sum = 0  # ns
+        self.binds: dict[tuple[str, str], int] = {}  # (bind | alter_context, accepted | rejected | refused)
+        self.auth: dict[tuple[str, str], int] = {}  # (auth type, success | failure) -> handshakes
+        self.policy: dict[tuple[str, str], int] = {}  # (decision, stage) -> decisions
+
+    @classmethod
+    def configure(
+        cls,
+        file: str | None = None,
+        stdout: bool = False,
+        syslog: str | None = None,
+        *,
+        metrics: bool = False,
+    ) -> Audit:
+        """An observer writing to the sinks named as the config file and CLI name them."""
+        sinks: list[Sink] = []
+        if file:
+            sinks.append(FileSink(file))
+        if stdout:
+            sinks.append(StdoutSink())
+        if syslog:
+            sinks.append(SyslogSink(syslog))
+        return cls(sinks, metrics=metrics)
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the writer's queue was full."""
+        return self.writer.dropped if self.writer is not None else 0
+
+    def reopen(self) -> None:
+        """Reopen the audit files (the CLI's SIGHUP handler calls this after logrotate)."""
+        if self.writer is not None:
+            self.writer.reopen()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued event is written."""
+        return self.writer.flush(timeout) if self.writer is not None else True
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer."""
+        if self.writer is not None:
+            self.writer.close()
+
+    # associations ---------------------------------------------------------------------------------
+
+    def opened(self, conn: Connection, credentials: tuple[int, int, int] | None = None) -> None:
+        """A connection was accepted: numbers it (``conn.number``) and records it."""
+        conn.number = next(_numbers)
+        conn.opened = time.perf_counter_ns()
+        self.debug = debug = log.isEnabledFor(logging.DEBUG)
+        w = self.writer
+        if w is not None:
+            w.put((_opened, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, credentials))
+        if debug:
+            log.debug("connection %d from %s (%s)", conn.number, peer_text(conn.peer), conn.transport)
+
+    def closed(self, conn: Connection, received: int, sent: int) -> None:
+        duration = time.perf_counter_ns() - conn.opened
+        w = self.writer
+        if w is not None:
+            w.put((_closed, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport,
+                   received, sent, duration, conn.calls))  # fmt: skip
+        if self.debug:
+            log.debug(
+                "connection %d from %s closed: %d calls, %d octets in, %d out, %.3f s",
+                conn.number, peer_text(conn.peer), conn.calls, received, sent, duration / 1e9,
+            )  # fmt: skip
+
+    def bound(self, conn: Connection, ev: BindAccepted) -> None:
+        """A bind or alter_context was answered (its contexts accepted or rejected one by one)."""
+        action = "alter_context" if ev.alter else "bind"
+        if self.metrics:
+            key = (action, "accepted" if ev.accepted else "rejected")
+            self.binds[key] = self.binds.get(key, 0) + 1
+        w = self.writer
+        if w is not None:
+            w.put((_bound, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.debug:
+            log.debug(
+                "%s from %s: accepted %s, rejected %s, auth %s level %s",
+                action, peer_text(conn.peer),
+                ", ".join(f"{c}={interface_name(s.uuid) or s.uuid}" for c, s in ev.accepted.items()) or "-",
+                ", ".join(f"{c}={_REASONS.get(r, r)}" for c, r in ev.rejected.items()) or "-",
+                auth_type_name(ev.auth_type), auth_level_name(ev.auth_level),
+            )  # fmt: skip
+
+    def authenticated(self, conn: Connection, ev: Authenticated) -> None:
+        """A security context's handshake completed or was refused."""
+        if self.metrics:
+            key = (auth_type_name(ev.auth_type), "success" if ev.failure is None else "failure")
+            self.auth[key] = self.auth.get(key, 0) + 1
+        w = self.writer
+        if w is not None:
+            w.put((_authenticated, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.debug:
+            if ev.failure is None:
+                who = ev.principal or ("anonymous" if ev.anonymous else "?")
+                log.debug(
+                    "%s authenticated %s from %s", auth_type_name(ev.auth_type), who, peer_text(conn.peer)
+                )
+            else:
+                who = f"{ev.domain}\\{ev.user}" if ev.domain else ev.user or "?"
+                log.debug(
+                    "%s authentication of %s from %s refused: %s",
+                    auth_type_name(ev.auth_type), who, peer_text(conn.peer), ev.failure,
+                )  # fmt: skip
+
+    # calls ----------------------------------------------------------------------------------------
+
+    def answered(
+        self, conn: Connection, ev: CallReceived, target: Operation, started: int, out_octets: int
+    ) -> None:
+        """A call was answered; ``started``: perf_counter_ns() when its task was made."""
+        duration = _perf() - started
+        conn.calls += 1
+        if self.metrics:
+            calls = self.calls
+            key = target.key
+            calls[key] = calls.get(key, 0) + 1
+            self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
+            self.latency_sum += duration
+        w = self.writer
+        if w is not None:
+            # the event's scalars, not the event: its stub (a call's whole buffer) is not kept waiting
+            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
+            w.put((_called, time.time_ns(), conn.number, conn.peer, call, target.ifname, target.operation, 0,
+                   duration, len(ev.stub), out_octets))  # fmt: skip
+        if self.debug:
+            self._debug_call(conn, ev, target.ifname, target.operation, 0, duration, out_octets)
+
+    def faulted(
+        self, conn: Connection, ev: CallReceived, target: Operation | None, status: int, started: int = 0
+    ) -> None:
+        """A call was answered with a fault: refused before it ran (``started`` 0: no duration), or
+        by its implementation; ``target`` None when no operation was resolved."""
+        duration = _perf() - started if started else 0
+        conn.calls += 1
+        ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
+        if self.metrics:
+            names = target.key if target is not None else (str(ev.interface.uuid), str(ev.opnum))
+            self.faults[names, status] = self.faults.get((names, status), 0) + 1
+            self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
+            self.latency_sum += duration
+        w = self.writer
+        if w is not None:
+            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
+            w.put((_called, time.time_ns(), conn.number, conn.peer, call, ifname, operation, status, duration,
+                   len(ev.stub), 0))  # fmt: skip
+        if self.debug:
+            self._debug_call(conn, ev, ifname, operation, status, duration, 0)
+
+    @staticmethod
+    def _debug_call(
+        conn: Connection, ev: CallReceived, ifname: str | None, operation: str | None, status: int,
+        duration: int, out_octets: int,
+    ) -> None:  # fmt: skip
+        log.debug(
+            "call %d from %s: %s.%s (opnum %d) %s in %.3f ms, %d octets in, %d out",
+            ev.call_id, peer_text(conn.peer), ifname or ev.interface.uuid, operation or "?", ev.opnum,
+            status_name(status) if status else "ok", duration / 1e6, len(ev.stub), out_octets,
+        )  # fmt: skip
+
+    # refusals -------------------------------------------------------------------------------------
+
+    def violation(self, conn: Connection, ev: ProtocolViolation) -> None:
+        """A protocol violation (counted by the server); a refused bind or alter_context is also a
+        failed bind or alter-context event."""
+        w = self.writer
+        t = time.time_ns()
+        refuses = ev.kind in _BIND_VIOLATIONS or ev.kind in _ALTER_VIOLATIONS
+        if refuses and self.metrics:
+            key = ("alter_context" if ev.kind in _ALTER_VIOLATIONS else "bind", "refused")
+            self.binds[key] = self.binds.get(key, 0) + 1
+        if w is not None:
+            w.put((_violated, t, conn.number, conn.peer, conn.local, conn.transport, ev))
+            if refuses:
+                w.put((_refused_bind, t, conn.number, conn.peer, conn.local, conn.transport, ev))
+
+    def refused(self, peer: Any, local: Any, transport: str, kind: str) -> None:
+        """A connection refused at accept (``Server.refusals`` counts it)."""
+        w = self.writer
+        if w is not None:
+            w.put((_refused, time.time_ns(), peer, local, transport, kind))
+
+    def expired(self, conn: Connection, kind: str) -> None:
+        """A deadline closed a connection (``Server.refusals`` counts it)."""
+        w = self.writer
+        if w is not None:
+            w.put((_expired, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, kind))
+
+    # policy and the rest --------------------------------------------------------------------------
+
+    def emit(
+        self, action: str, outcome: str, peer: Any = None, fields: Mapping[str, Any] | None = None
+    ) -> None:
+        """Any other event: ECS ``event.action`` and ``event.outcome`` ("success", "failure",
+        "unknown"), the peer's address tuple if there is one, and flat fields by their dotted
+        names (``{"dcerpc.policy.rule": "deny-lsa"}``): ECS names where ECS has one, else ``dcerpc.*``."""
+        w = self.writer
+        if w is not None:
+            w.put((_emitted, time.time_ns(), action, outcome, peer, dict(fields or {})))
+
+    def emit_policy(
+        self,
+        decision: str,
+        stage: str,
+        peer: Any = None,
+        *,
+        rule: str | None = None,
+        reason: str | None = None,
+        interface: SyntaxId | None = None,
+        opnum: int | None = None,
+        principal: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A policy decision: ``decision`` allow, deny or audit; ``stage`` accept, bind or call;
+        the rule that matched (its name or number), why, and what it was asked about. Counted
+        for metrics (``dcerpc_policy_decisions_total``) and written as a ``policy`` event."""
+        key = (decision, stage)
+        self.policy[key] = self.policy.get(key, 0) + 1
+        if self.writer is None:
+            return
+        flat: dict[str, Any] = {
+            "event.type": ["denied" if decision == "deny" else "allowed"],
+            "dcerpc.policy.decision": decision, "dcerpc.policy.stage": stage, "dcerpc.policy.rule": rule,
+            "event.reason": reason, "dcerpc.opnum": opnum, "dcerpc.auth.principal": principal,
+        }  # fmt: skip
+        if interface is not None:
+            flat |= _interface(interface, None)
+        if fields:
+            flat.update(fields)
+        self.emit("policy", "failure" if decision == "deny" else "success", peer, flat)

@@ -1,0 +1,127 @@
+"""Where audit events go: a file (reopened on SIGHUP for logrotate), standard output, syslog.
+
+Each sink is written by the writer thread only (writer.py), a batch of JSON lines at a time.
+
+Syslog messages are RFC 5424 (``<PRI>1 TIMESTAMP HOST APP PROCID MSGID - MSG``), one datagram per
+event, to a Unix datagram socket (``/dev/log``, the default) or to UDP ``host:port`` (RFC 5426).
+The facility is ``authpriv`` (10) unless told otherwise, the severity ``info`` (6), ``warning`` (4)
+for an event whose outcome is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from typing import IO, Final
+
+__all__ = ["FACILITIES", "FileSink", "StdoutSink", "SyslogSink"]
+
+FACILITIES: Final = {
+    "kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+    "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
+_INFO: Final = 6
+_WARNING: Final = 4
+_MAX_DATAGRAM: Final = 8192  # RFC 5426 asks receivers for at least 2048; rsyslog takes 8 KiB
+
+
+class FileSink:
+    """Appends JSON lines to ``path``; :meth:`reopen` opens the path anew (after logrotate)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file: IO[str] = self._open()
+
+    def _open(self) -> IO[str]:
+        # 0o640: the trail names users and addresses
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return open(fd, "a", encoding="utf-8")
+
+    def write(self, lines: str) -> None:
+        self._file.write(lines)
+        self._file.flush()
+
+    def reopen(self) -> None:
+        new = self._open()
+        old, self._file = self._file, new
+        old.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __repr__(self) -> str:
+        return f"FileSink({self.path!r})"
+
+
+class StdoutSink:
+    """JSON lines on standard output (a container's log collector reads them there)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+
+    def write(self, lines: str) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(lines)
+        stream.flush()
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "StdoutSink()"
+
+
+class SyslogSink:
+    """RFC 5424 messages over a datagram socket.
+
+    Args:
+        address: a Unix socket path (``/dev/log``) or ``host:port`` (UDP; ``[v6]:port`` for IPv6).
+        facility: a name of :data:`FACILITIES`.
+        app: the APP-NAME field.
+    """
+
+    def __init__(self, address: str = "/dev/log", facility: str = "authpriv", app: str = "dcerpc") -> None:
+        if facility not in FACILITIES:
+            raise ValueError(f"unknown syslog facility {facility!r}; one of {', '.join(FACILITIES)}")
+        self.address = address
+        self._facility = FACILITIES[facility]
+        self._app = app
+        self._host = socket.gethostname() or "-"
+        self._target: str | tuple[str, int]
+        if address.startswith("/"):
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._target = address
+        else:
+            host, sep, port = address.rpartition(":")
+            if not sep or not port.isdigit():
+                raise ValueError(f"syslog address {address!r}: a path (/dev/log) or HOST:PORT")
+            host = host.strip("[]")
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._sock = socket.socket(family, socket.SOCK_DGRAM)
+            self._target = (host, int(port))
+
+    def write(self, lines: str) -> None:
+        for line in lines.splitlines():
+            self._sock.sendto(self._message(line), self._target)
+
+    def _message(self, line: str) -> bytes:
+        severity = _WARNING if '"outcome":"failure"' in line else _INFO
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        head = f"<{self._facility * 8 + severity}>1 {stamp} {self._host} {self._app} {os.getpid()} audit - "
+        data = head.encode() + b"\xef\xbb\xbf" + line.encode()  # RFC 5424 6.4: BOM, then UTF-8
+        return data[:_MAX_DATAGRAM]
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __repr__(self) -> str:
+        return f"SyslogSink({self.address!r})"

@@ -1,0 +1,191 @@
+"""The audit trail's writer: a bounded queue the event loop appends to, and a thread that formats
+and writes.
+
+The loop's share of an event is one tuple: a formatter, the time (``time.time_ns()``) and what the
+event names, as the loop already holds it (a peer's address tuple, a SyntaxId, a status number).
+:meth:`Writer.put` appends it to a deque, or counts it in :attr:`Writer.dropped` when
+``capacity`` events wait already: writing never blocks the loop, a slow disk or a stuck syslog
+costs events, never a call's time. The thread wakes every ``_POLL`` seconds, or as soon as
+``_WAKE`` events wait (the loop signals nothing for the others: waking a thread per event would
+cost more than the event), calls each formatter for the event's object (ECS's nesting), and writes
+the batch's JSON lines to every sink at once.
+
+A sink that fails to write counts the failure (:attr:`Writer.errors`) and the thread goes on.
+:meth:`Writer.reopen` asks the file sinks to reopen their files at the next batch (SIGHUP after
+logrotate moved them).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+__all__ = ["ECS_VERSION", "Record", "Sink", "Writer", "nest"]
+
+log = logging.getLogger("dcerpc.audit")
+
+ECS_VERSION: Final = "8.11.0"
+_POLL: Final = 0.05  # the longest an event waits to be written (when fewer than _WAKE wait)
+_WAKE: Final = 256  # events waiting that wake the writer at once
+_BATCH: Final = 512  # events formatted per write
+
+Record = tuple[Any, ...]
+"""(formatter, time_ns, *args): the formatter makes the event's object from the args."""
+
+
+class Sink(Protocol):
+    """Where formatted events go: one call per batch of JSON lines (each ending in a newline)."""
+
+    def write(self, lines: str) -> None: ...
+
+    def reopen(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"event.action": "bind"}`` -> ``{"event": {"action": "bind"}}``; None values left out."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        *path, last = key.split(".")
+        where = out
+        for part in path:
+            where = where.setdefault(part, {})
+        where[last] = value
+    return out
+
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text (one object: threads)
+
+
+def _timestamp(ns: int) -> str:
+    global _second  # noqa: PLW0603
+    seconds, rest = divmod(ns, 1_000_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{rest // 1000:06d}Z"
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_ECS: Final = {"version": ECS_VERSION}
+
+
+def format_record(record: Record) -> str:
+    """One event as its JSON line (with the newline)."""
+    fmt: Callable[..., Any] = record[0]
+    if getattr(fmt, "whole", False):  # writes its line itself (the call event)
+        return str(fmt(_timestamp(record[1]), *record[2:]))
+    event = fmt(*record[2:])
+    event["@timestamp"] = _timestamp(record[1])
+    event["ecs"] = _ECS
+    return _encode(event) + "\n"
+
+
+class Writer:
+    """Formats and writes queued events on a thread of its own (see the module docstring).
+
+    Args:
+        sinks: where every event goes.
+        capacity: events that may wait; more are dropped and counted.
+    """
+
+    def __init__(self, sinks: Sequence[Sink], capacity: int = 65536) -> None:
+        self.sinks = list(sinks)
+        self.capacity = capacity
+        self.dropped = 0  # events not queued: the queue was full
+        self.written = 0  # events written (to every sink that took them)
+        self.errors = 0  # batches a sink failed to write
+        self._queue: collections.deque[Record] = collections.deque()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._reopen = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._main, name="dcerpc-audit", daemon=True)
+        self._thread.start()
+
+    def put(self, record: Record) -> None:
+        """Queue one event (the loop's call: never blocks; dropped and counted when full)."""
+        queue = self._queue
+        n = len(queue)
+        if n >= self.capacity:
+            self.dropped += 1
+            return
+        queue.append(record)
+        if n == _WAKE:
+            self._wake.set()
+
+    def reopen(self) -> None:
+        """Reopen the sinks' files before the next batch (logrotate moved them)."""
+        self._reopen = True
+        self._wake.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued event is written (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue or not self._idle.is_set():
+            self._wake.set()
+            if time.monotonic() > deadline:
+                return False
+            self._idle.wait(0.01)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, stop the thread, close the sinks."""
+        self.flush(timeout)
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout)
+        for sink in self.sinks:
+            sink.close()
+
+    def _main(self) -> None:
+        queue = self._queue
+        while not self._stop:
+            self._wake.wait(_POLL)
+            self._wake.clear()
+            if self._reopen:
+                self._reopen = False
+                self._each(lambda s: s.reopen())
+            while queue:
+                self._idle.clear()
+                lines = []
+                for _ in range(min(len(queue), _BATCH)):
+                    record = queue.popleft()
+                    try:
+                        lines.append(format_record(record))
+                    except Exception:  # a formatter's bug loses its event, not the trail
+                        log.exception("audit event %r does not format", record[0])
+                self._write("".join(lines))
+                self.written += len(lines)
+            self._idle.set()
+
+    def _write(self, text: str) -> None:
+        for sink in self.sinks:
+            try:
+                sink.write(text)
+            except Exception:
+                self.errors += 1
+                log.exception("audit sink %r failed", sink)
+
+    def _each(self, do: Callable[[Sink], None]) -> None:
+        for sink in self.sinks:
+            try:
+                do(sink)
+            except Exception:
+                self.errors += 1
+                log.exception("audit sink %r failed", sink)
+
+
+def drain(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """The events ``records`` make, as objects (what the writer would write; for tests)."""
+    return [json.loads(format_record(r)) for r in records]

@@ -1,0 +1,151 @@
+"""``dcerpc run`` / ``serve``: audit events and metrics, from the flags and the config file.
+
+    # /etc/dcerpc.toml
+    metrics = "127.0.0.1:9464"      # Prometheus exposition (HOST:PORT; off unless given)
+
+    [audit]
+    file = "/var/log/dcerpc/audit.json"   # JSON lines; reopened on SIGHUP (logrotate)
+    stdout = false
+    syslog = "/dev/log"                   # or HOST:PORT (UDP), RFC 5424
+    syslog_facility = "authpriv"
+
+Flags override the file: ``--metrics HOST:PORT``, ``--audit-file PATH``, ``--audit-stdout``,
+``--audit-syslog ADDRESS``. One :class:`~dcerpc.audit.Audit` serves every server of the process.
+SIGHUP reopens the audit file; :func:`on_sighup` lets other parts of the command (a policy reload)
+add theirs to the same signal.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..audit import Audit, FileSink, StdoutSink, SyslogSink
+from ..audit.writer import Sink
+from ..epm.map import EndpointMap
+from ..metrics import MetricsListener, start_metrics
+from ..server import Server
+
+__all__ = ["KEYS", "Observing", "hangup", "observe_options", "observing", "on_sighup"]
+
+KEYS = frozenset({"audit", "metrics"})
+"""The config file's top-level keys this module reads."""
+_AUDIT_KEYS = frozenset({"file", "stdout", "syslog", "syslog_facility", "queue"})
+_FLAGS = ("metrics", "audit_file", "audit_stdout", "audit_syslog")
+
+_sighup: list[Callable[[], None]] = []
+
+
+def on_sighup(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on SIGHUP, after the settings are read again (the serving commands' one
+    SIGHUP handler, ``hosting._until_stopped``, calls :func:`hangup`)."""
+    if callback not in _sighup:
+        _sighup.append(callback)
+
+
+def hangup() -> None:
+    """What SIGHUP does here: every callback :func:`on_sighup` registered (the audit file reopens)."""
+    for callback in list(_sighup):
+        callback()
+
+
+def observe_options(f: Any) -> Any:
+    """The flags: ``--metrics``, ``--audit-file``, ``--audit-stdout``, ``--audit-syslog``."""
+    options = [
+        click.option("--metrics", default=None, metavar="HOST:PORT", help="Serve Prometheus metrics here."),
+        click.option(
+            "--audit-file", default=None, metavar="PATH", help="Audit events as JSON lines (SIGHUP reopens)."
+        ),
+        click.option("--audit-stdout", is_flag=True, default=None, help="Audit events on standard output."),
+        click.option(
+            "--audit-syslog",
+            default=None,
+            metavar="ADDRESS",
+            help="Audit events to syslog (/dev/log, HOST:PORT).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.UsageError(f"metrics address {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass
+class Observing:
+    """What the command observes with: the shared audit, and the metrics listener once started."""
+
+    audit: Audit | None
+    metrics: tuple[str, int] | None
+    listener: MetricsListener | None = None
+    _servers: list[Server] = field(default_factory=list)
+    _hangup: bool = False  # the SIGHUP handler is installed
+
+    def attach(self, servers: Iterable[Server], endpoint_map: EndpointMap | None = None) -> None:
+        """Observe ``servers`` (call again with servers added later); starts the metrics listener
+        the first time, and the SIGHUP handler that reopens the audit file."""
+        for s in servers:
+            if s not in self._servers:
+                self._servers.append(s)
+                if self.audit is not None:
+                    s.audit = self.audit
+        if self.metrics is not None and self.listener is None:
+            self.listener = start_metrics(
+                lambda: list(self._servers), *self.metrics, endpoint_map=endpoint_map
+            )
+            click.echo(f"metrics on http://{self.listener.host}:{self.listener.port}/metrics", err=True)
+        if self.audit is not None and self.audit.writer is not None and not self._hangup:
+            self._hangup = True
+            on_sighup(self.audit.reopen)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        if self.audit is not None:
+            self.audit.close()
+
+
+def observing(config: str | None, flags: dict[str, Any]) -> Observing:
+    """The audit and metrics settings of the file and the flags (removed from ``flags``).
+
+    Raises:
+        click.UsageError: a bad key or value, named.
+    """
+    given = {k: flags.pop(k, None) for k in _FLAGS}
+    data: dict[str, Any] = {}
+    if config:
+        with Path(config).open("rb") as f:
+            data = tomllib.load(f)
+    section = data.get("audit", {})
+    if not isinstance(section, dict) or set(section) - _AUDIT_KEYS:
+        extra = sorted(set(section) - _AUDIT_KEYS) if isinstance(section, dict) else ["(not a table)"]
+        raise click.UsageError(f"{config}: unknown [audit] settings {', '.join(extra)}")
+    file = given["audit_file"] or section.get("file")
+    stdout = bool(given["audit_stdout"] or section.get("stdout", False))
+    syslog = given["audit_syslog"] or section.get("syslog")
+    metrics_at = given["metrics"] or data.get("metrics")
+    sinks: list[Sink] = []
+    try:
+        if file:
+            sinks.append(FileSink(str(file)))
+        if stdout:
+            sinks.append(StdoutSink())
+        if syslog:
+            sinks.append(SyslogSink(str(syslog), facility=str(section.get("syslog_facility", "authpriv"))))
+    except (OSError, ValueError) as e:
+        raise click.UsageError(f"audit: {e}") from None
+    metrics = _address(metrics_at) if metrics_at else None
+    audit = None
+    if sinks or metrics:
+        audit = Audit(sinks, metrics=metrics is not None, capacity=int(section.get("queue", 65536)))
+    return Observing(audit, metrics)

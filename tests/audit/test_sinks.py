@@ -1,0 +1,103 @@
+"""The sinks and the writer: syslog over a real Unix datagram socket and over UDP, RFC 5424
+framing; a full queue drops and counts without blocking the caller."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import dcerpc
+from dcerpc.audit import Audit, SyslogSink, Writer
+from dcerpc.rpcecho import Echo
+from dcerpc.rpcecho.server import EchoServer
+from dcerpc.testing import ServerThread
+
+from .helpers import valid, wait_until
+
+# RFC 5424 6: <PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD SP BOM MSG
+_HEADER = re.compile(rb"^<(\d{1,3})>1 (\S+) (\S+) dcerpc (\d+) audit - \xef\xbb\xbf")
+
+
+def _events(sock: socket.socket, until: str) -> list[tuple[int, dict]]:  # type: ignore[type-arg]
+    out = []
+    sock.settimeout(5)
+    while True:
+        data = sock.recv(65536)
+        m = _HEADER.match(data)
+        assert m, data[:80]
+        event = valid(json.loads(data[m.end() :]))
+        out.append((int(m.group(1)), event))
+        if event["event"]["action"] == until:
+            return out
+
+
+def test_syslog_to_a_unix_datagram_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.sock")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    audit = Audit([SyslogSink(path)])
+    with ServerThread(EchoServer(), audit=audit) as srv:
+        with dcerpc.connect_sync(f"ncacn_ip_tcp:127.0.0.1[{srv.port}]") as conn:
+            conn.bind(Echo).AddOne(1)
+        wait_until(lambda: srv.server.open_connections == 0)
+        got = _events(receiver, until="association-close")
+    audit.close()
+    receiver.close()
+    actions = [e["event"]["action"] for _, e in got]
+    assert actions == ["association-open", "bind", "call", "association-close"]
+    assert {pri for pri, _ in got} == {10 * 8 + 6}  # authpriv.info
+
+
+def test_syslog_over_udp_failure_is_a_warning() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    host, port = receiver.getsockname()
+    audit = Audit([SyslogSink(f"{host}:{port}", facility="local3")])
+    audit.refused(("127.0.0.1", 40000), ("127.0.0.1", 135), "ncacn_ip_tcp", "connection_limit")
+    ((pri, event),) = _events(receiver, until="connection-refused")
+    audit.close()
+    receiver.close()
+    assert pri == 19 * 8 + 4  # local3.warning: the outcome is a failure
+    assert event["dcerpc"]["refusal"] == "connection_limit"
+
+
+class _StuckSink:
+    """A sink whose disk hangs until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lines: list[str] = []
+
+    def write(self, lines: str) -> None:
+        self.release.wait(10)
+        self.lines += lines.splitlines()
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_full_queue_drops_and_counts_never_blocks() -> None:
+    sink = _StuckSink()
+    audit = Audit([sink], capacity=8)
+    writer = audit.writer
+    assert isinstance(writer, Writer)
+    peer, local = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    audit.refused(peer, local, "ncacn_ip_tcp", "source_limit")  # the writer takes it, then hangs
+    wait_until(lambda: not writer._queue)
+    started = time.perf_counter()
+    for _ in range(1000):
+        audit.refused(peer, local, "ncacn_ip_tcp", "source_limit")
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5  # a thousand events against a stuck sink: the caller never waited on it
+    assert audit.dropped == 1000 - 8
+    sink.release.set()
+    assert audit.flush()
+    assert len(sink.lines) == 9 and writer.written == 9
+    audit.close()
