@@ -66,9 +66,11 @@ def _set_level(level: str) -> None:
     logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
-async def _until_stopped(reload: Callable[[], None]) -> None:
-    """Tell systemd we are ready (``Type=notify``), then wait for SIGINT or SIGTERM; run ``reload``
-    on each SIGHUP meanwhile."""
+async def _until_stopped(reload: Callable[[], None], announce: Callable[[], None]) -> None:
+    """With the signal handlers in place, ``announce`` that we are ready (the ready line) and tell
+    systemd (``Type=notify``); then wait for SIGINT or SIGTERM, running ``reload`` on each SIGHUP.
+    (Announced before the handlers, a SIGHUP sent on seeing the ready line would find the default
+    action, and end the process.)"""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,6 +85,8 @@ async def _until_stopped(reload: Callable[[], None]) -> None:
             notify("READY=1")
 
     loop.add_signal_handler(signal.SIGHUP, reloading)
+    announce()
+    sys.stdout.flush()
     notify("READY=1", f"MAINPID={os.getpid()}")
     try:
         await stop.wait()
@@ -186,11 +190,15 @@ def _hosting(with_demo: bool, config: str | None, as_json: bool, flags: dict[str
                 served = await host.add_service(demo, port=s.pinned.get("rpcecho"), annotation="rpcecho demo")
                 _restrict(served, s, [demo])
             observe.attach([host.epm_server, *host.services], host.map)
-            h, port = host.epm_address or (s.host.host, s.host.epm_port)
-            rows = _map_rows(host)
-            if as_json:
-                emit_json({"ok": True, "epm": f"{h}:{port}", "socket": host.socket_path, "endpoints": rows})
-            else:
+
+            def announce() -> None:
+                h, port = host.epm_address or (s.host.host, s.host.epm_port)
+                rows = _map_rows(host)
+                if as_json:
+                    emit_json(
+                        {"ok": True, "epm": f"{h}:{port}", "socket": host.socket_path, "endpoints": rows}
+                    )
+                    return
                 out = console()
                 cols = ("interface", "version", "name", "binding", "annotation")
                 out.print(table("Endpoints", [c.title() for c in cols], [[r[c] for c in cols] for r in rows]))
@@ -198,8 +206,8 @@ def _hosting(with_demo: bool, config: str | None, as_json: bool, flags: dict[str
                     f"[green]ready[/]: endpoint mapper on {h}:{port}, registrations on"
                     f" {escape(host.socket_path)}; list the endpoints with  dcerpc dump {h} --epm-port {port}"
                 )
-            sys.stdout.flush()
-            await _until_stopped(_host_reloader(host, config, flags))
+
+            await _until_stopped(_host_reloader(host, config, flags), announce)
         finally:
             await host.close(drain=s.drain_seconds)
             observe.close()
@@ -317,11 +325,14 @@ def serve(
                 "  Start one with `dcerpc epm` (or `dcerpc run`), or pass --socket.",
                 "no_endpoint_mapper",
             ) from None
-        if as_json:
-            emit_json({"ok": True, "serving": note, "address": f"{s.host.host}:{bound}", "registered": True})
-        else:
-            console().print(f"[green]serving[/] {escape(note)} on {s.host.host}:{bound}, registered")
-        sys.stdout.flush()
+
+        def announce() -> None:
+            if as_json:
+                emit_json(
+                    {"ok": True, "serving": note, "address": f"{s.host.host}:{bound}", "registered": True}
+                )
+            else:
+                console().print(f"[green]serving[/] {escape(note)} on {s.host.host}:{bound}, registered")
 
         def reload() -> None:
             new = _reread(config, flags)
@@ -337,7 +348,7 @@ def serve(
                 log.info("SIGHUP: settings reloaded from %s", config)
 
         try:
-            await _until_stopped(reload)
+            await _until_stopped(reload, announce)
         finally:
             with contextlib.suppress(RpcError, OSError):
                 await asyncio.wait_for(registration.close(), 5)
