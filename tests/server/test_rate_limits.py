@@ -22,6 +22,7 @@ from dcerpc.pdu import (
     Bind,
     BindAck,
     BindNak,
+    CoCancel,
     ContextElement,
     ContextResult,
     Fault,
@@ -187,3 +188,27 @@ def test_handshakes_over_the_sources_rate_are_turned_away(tmp_path: Path) -> Non
         assert isinstance(other.recv(), BindAck)
         assert srv.server.violations["handshake_rate"] == 1
         assert srv.server.violations["alter_handshake_rate"] == 1
+
+
+def test_a_flood_of_control_pdus_holds_its_connection_back() -> None:
+    """Limits.control_rate (on by default): 200 co_cancels at once from one source overdraw its
+    bucket; that connection is not read again until the bucket refills (its next call waits),
+    while another source is served at once."""
+    limits = Limits(control_rate=400, control_burst=10)
+    with ServerThread(EchoServer(), limits=limits) as srv:
+        flood = bound_from(srv, "127.0.0.2")  # the bind: one token
+        flood.sock.sendall(b"".join(CoCancel(call_id=1000 + i).encode() for i in range(200)))
+        deadline = time.monotonic() + WAIT
+        while not srv.server.refusals["control_rate"]:  # taken, and overdrawn (polled)
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        start = time.monotonic()
+        flood.send(Request(call_id=2, opnum=0, stub=ADD_ONE(1)))  # a read it will have to wait for
+        other = bound_from(srv, "127.0.0.3")
+        other.send(Request(call_id=2, opnum=0, stub=ADD_ONE(5)))
+        assert isinstance(other.recv(), Response)
+        assert time.monotonic() - start < 0.3  # the other source: at once
+        late = flood.recv()
+        assert isinstance(late, Response) and struct.unpack("<I", late.stub[:4]) == (2,)
+        assert time.monotonic() - start >= 0.35  # about (200 - 10) / 400 s: held back, not refused
+        assert srv.server.refusals["control_rate"] == 1

@@ -76,6 +76,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._paused = False  # the transport's buffer is full: make no more fragments yet
         self._more = False  # a flush is scheduled for the next turn of the loop
         self._draining = False  # closing: whatever still arrives is discarded
+        self._held = False  # reads held back for a while (hold): the owner paces the peer
         self.received = 0  # octets read so far (what the deadlines look at, when their timer fires)
         self.resumed = 0  # times writing resumed after pause_writing (the write deadline's progress)
         self.deadlines: Deadlines | None = None
@@ -144,7 +145,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self.resumed += 1
         t = self.transport
         if t is not None and not t.is_closing():
-            if self.pause_reading_when_full:
+            if self.pause_reading_when_full and not self._held:
                 t.resume_reading()
             self.flush()
 
@@ -211,6 +212,22 @@ class StreamProtocol(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def hold(self, seconds: float) -> None:
+        """Read nothing more for ``seconds`` (pacing a peer that sends faster than it may): the
+        peer's own window fills and it waits. Holding again while held extends nothing."""
+        t = self.transport
+        if self._held or t is None or t.is_closing():
+            return
+        self._held = True
+        t.pause_reading()
+        self.loop.call_later(seconds, self._release)
+
+    def _release(self) -> None:
+        self._held = False
+        t = self.transport
+        if t is not None and not t.is_closing() and not (self._paused and self.pause_reading_when_full):
+            t.resume_reading()
+
     # deadlines ------------------------------------------------------------------------------------
 
     @property
@@ -218,7 +235,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         """Reads are paused (backpressure) or the connection is closing: octets that do not arrive
         now are not the peer's doing."""
         t = self.transport
-        if t is None or t.is_closing() or self._draining:
+        if t is None or t.is_closing() or self._draining or self._held:
             return True
         return self._paused and self.pause_reading_when_full
 

@@ -95,6 +95,8 @@ class LimitsFile(_Strict):
     max_context_handles: int | None = None
     handshake_rate: float | None = None
     handshake_burst: int | None = None
+    control_rate: float | None = None
+    control_burst: int | None = None
 
 
 class AuditFile(_Strict):

@@ -5,6 +5,8 @@ calls and failed authentications, in bounded memory however many sources there a
     handshakes     one per security context started (a bind    over: bind_nak temporary_congestion,
                    or alter_context with a first auth token)   or fault nca_s_server_too_busy DNE
                                                                (the server's Limits set a default)
+    control        one per PDU other than a request (bind,     over: the connection is not read
+                   alter_context, auth3, co_cancel, orphaned)  until the bucket refills (Limits)
     contexts       one per presentation context proposed in a  over: the context is rejected as
                    bind or alter_context (interface scans)     not served
     calls          one per call                                over: fault nca_s_server_too_busy,
@@ -32,7 +34,7 @@ from typing import Final
 
 __all__ = ["KINDS", "Bucket", "RateLimits", "Throttle"]
 
-KINDS: Final = ("connections", "contexts", "calls", "auth_failures", "handshakes")
+KINDS: Final = ("connections", "contexts", "calls", "auth_failures", "handshakes", "control")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class RateLimits:
     calls: Bucket | None = None
     auth_failures: Bucket | None = None
     handshakes: Bucket | None = None
+    control: Bucket | None = None
     action: str = "refuse"  # or "tarpit"
     tarpit_seconds: float = 2.0
     exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -146,6 +149,22 @@ class Throttle:
             return False
         state.tokens[kind] = tokens - 1
         return True
+
+    def spend(self, kind: str, key: str | None, now: float, n: int) -> float:
+        """Spend ``n`` tokens of ``kind`` at once, into debt if need be: the seconds until the
+        bucket is back above nothing (0: it was not overdrawn). For what has already happened,
+        to pace what comes next."""
+        bucket = self.limits.bucket(kind)
+        if bucket is None or key is None or n <= 0:
+            return 0.0
+        state = self._state(key)
+        tokens = self._level(state, kind, bucket, now) - n
+        state.at[kind] = now
+        state.tokens[kind] = max(tokens, -bucket.burst * 64)  # bounded debt: a pause is bounded too
+        if tokens >= 0:
+            return 0.0
+        self.limited[kind] += 1
+        return -tokens / bucket.rate
 
     def exhausted(self, kind: str, source: str | None, now: float) -> bool:
         """``source`` has no token of ``kind`` left now (nothing is taken)."""

@@ -58,6 +58,13 @@ class Limits:
             messages cost the client nothing: stops one address from spending the server's CPU on
             alter_contexts that each start one. Over it: bind_nak temporary_congestion, or for an
             alter_context fault nca_s_server_too_busy (did not execute; the connection stays).
+        control_rate: PDUs other than requests (bind, alter_context, auth3, co_cancel,
+            orphaned) one source address may send per second, ``control_burst`` saved up (0: no
+            limit; local peers are not counted). An honest client sends a few per connection;
+            each costs the server more than it costs the sender (a context list to negotiate, a
+            security context to look up). Over it, the connection that overdrew is not read until
+            the source's bucket refills (at most 10 s at a time): one address's flood of them
+            cannot take the event loop from every other client.
         max_context_handles: context handles one association group may hold open (its calls
             that would open more fail with rpc_s_out_of_resources). Stops handle tables growing
             without end; groups themselves are bounded by connections (one bind makes at most one).
@@ -81,6 +88,8 @@ class Limits:
     max_context_handles: int = 4096
     handshake_rate: float = 200.0
     handshake_burst: int = 1000
+    control_rate: float = 200.0
+    control_burst: int = 2000
     ndr: NdrLimits = field(default_factory=NdrLimits)
 
     def __post_init__(self) -> None:

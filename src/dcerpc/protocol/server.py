@@ -128,6 +128,7 @@ class ServerAssociation(Negotiation[_Partial]):
         "_sec_addr",
         "admit_handshake",
         "auth",
+        "control",
         "contexts",
         "outbox",
         "outstanding",
@@ -149,6 +150,7 @@ class ServerAssociation(Negotiation[_Partial]):
     ) -> None:
         self._match = match
         self.admit_handshake: Callable[[], bool] | None = None  # negotiation asks it (Server sets it)
+        self.control = 0  # PDUs other than requests taken (an adapter paces them: Limits.control_rate)
         self.security = SecurityContexts(security or {})
         self.auth: dict[int, AuthState] = self.security.by_id  # the authenticated ones, by auth_context_id
         self._call_auth: dict[int, AuthState] = {}  # call_id -> the context that protects it
@@ -449,6 +451,8 @@ class ServerAssociation(Negotiation[_Partial]):
             kind = rule if isinstance(rule, Violation) else Violation.SERVER_PDU
             self._refuse(kind, pdu.call_id, f"{pdu.ptype.name.lower()} PDU in state {self.state.value}")
             return
+        if rule != "request":
+            self.control += 1
         _HANDLERS[rule](self, pdu)
 
     # calls ------------------------------------------------------------------------------------

@@ -193,6 +193,14 @@ class Host(Protocol):
         """The policy and its counters."""
         ...
 
+    def control_wait(self, peer: Any, now: float, n: int) -> float:
+        """Seconds ``peer``'s source must wait after ``n`` more control PDUs (0: within its rate)."""
+        ...
+
+    def record_paced(self, peer: Any, seconds: float) -> None:
+        """Count and log a connection held back for sending control PDUs too fast."""
+        ...
+
     @property
     def draining(self) -> bool:
         """The server is stopping: calls in progress finish, new ones are refused."""
@@ -240,6 +248,7 @@ class Dispatcher:
         self._throttle: Throttle | None = None  # and its rate limits
         self._gated = False  # any of them, or the host draining: calls are looked at first
         self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
+        self._control = 0  # the association's control PDUs already paced (Limits.control_rate)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
         self._unstarted = 0  # tasks made whose first step has not run yet
         # observed (audit events, metrics, debug lines): one test of this per call when not
@@ -344,6 +353,18 @@ class Dispatcher:
                     self._audit.bound(self, ev)
                 elif type(ev) is Authenticated:
                     self._audit.authenticated(self, ev)
+        if self.assoc.control != self._control:  # a bind, alter_context, co_cancel, ...: paced
+            self._pace()
+
+    def _pace(self) -> None:
+        """The source's control PDUs against Limits.control_rate: an overdrawn source's
+        connection is not read until its bucket refills (at most 10 s at a time)."""
+        n = self.assoc.control - self._control
+        self._control = self.assoc.control
+        wait = self.host.control_wait(self.proto.peer, self._loop.time(), n)
+        if wait > 0:
+            self.host.record_paced(self.proto.peer, wait)
+            self.proto.hold(min(wait, 10.0))
 
     # calls ----------------------------------------------------------------------------------------
 

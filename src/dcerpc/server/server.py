@@ -150,6 +150,12 @@ class Server:
         self.enforcer = Enforcer(policy, on_change=self._forget_targets)
         self.enforcer.on_decision = self._policy_event  # denials and audits: the audit trail
         self.draining = False  # close() has begun: new calls are refused (nca_s_server_too_busy)
+        # control PDUs per source (Limits.control_rate): bounded like any bucket table
+        self._control = (
+            Throttle(RateLimits(control=Bucket(self.limits.control_rate, max(1, self.limits.control_burst))))
+            if self.limits.control_rate > 0
+            else None
+        )
         # security contexts started per source (Limits.handshake_rate): bounded like any bucket table
         self._handshakes = (
             Throttle(
@@ -440,6 +446,25 @@ class Server:
             proto.transport.pause_reading()
             proto.loop.call_later(enforcer.throttle.limits.tarpit_seconds, _resume, proto)
         return True
+
+    def control_wait(self, peer: Any, now: float, n: int) -> float:
+        """Seconds ``peer``'s source must wait after ``n`` more control PDUs (Limits.control_rate;
+        0: within it, or not counted)."""
+        throttle = self._control
+        if throttle is None:
+            return 0.0
+        return throttle.spend("control", throttle.counted_as(_source(peer)), now, n)
+
+    def record_paced(self, peer: Any, seconds: float) -> None:
+        """A connection held back for its source's control PDUs (counted as refusals["control_rate"])."""
+        self.refusals["control_rate"] += 1
+        _limited.info(
+            "control_rate",
+            "holding %s for %.1f s: control PDUs (bind, alter_context, co_cancel, ...) faster than %s/s",
+            peer_text(peer),
+            min(seconds, 10.0),
+            self.limits.control_rate,
+        )
 
     def _handshake_gate(self, proto: ServerProtocol) -> Callable[[], bool] | None:
         """What the association asks before it starts a security context: a token of the source's
