@@ -10,7 +10,7 @@ the server's implementation gives, alter_contexts, cancels, partial writes, the 
 
 Nothing may raise out of the sans-IO core, and after every action (invariants.py, and here): the
 output parses and fits the agreed fragment size; buffered octets stay within Limits.max_buffered;
-no more than MAX_AUTH_CONTEXTS security contexts, max_contexts presentation contexts,
+no more than MAX_AUTH_CONTEXTS security contexts (scaled down to 4 here), max_contexts presentation contexts,
 max_outstanding_calls calls; every call reported names an accepted context; after close nothing
 more comes out; after the connection is lost nothing is buffered and its association group is gone.
 
@@ -35,11 +35,11 @@ with engine.instrumented("spnego"):
     from dcerpc.epm.idl import Epm
     from dcerpc.mgmt.idl import Mgmt
     from dcerpc.pdu import SyntaxId
+    from dcerpc.protocol import server_auth
     from dcerpc.protocol.client import ClientAssociation
     from dcerpc.protocol.events import CallReceived, Event
     from dcerpc.protocol.groups import GroupTable
     from dcerpc.protocol.limits import Limits
-    from dcerpc.protocol.rules import MAX_AUTH_CONTEXTS
     from dcerpc.protocol.security import AuthState
     from dcerpc.protocol.server import ServerAssociation
     from dcerpc.rpcecho import Echo
@@ -55,6 +55,9 @@ _USERS_DIR = tempfile.mkdtemp(prefix="dcerpc-fuzz-")
 atexit.register(shutil.rmtree, _USERS_DIR, True)
 USERS = Path(_USERS_DIR) / "ntlm-users"
 USERS.write_text("FUZZ:alice:wonderland\n")
+# The cap on security contexts (rules.MAX_AUTH_CONTEXTS, 2049) scaled down, as the Limits are, so
+# that inputs reach it: server_auth reads it from its own namespace.
+MAX_AUTH_CONTEXTS = server_auth.MAX_AUTH_CONTEXTS = 4
 PROVIDERS: dict[int, SecurityProvider] = {10: NtlmProvider(USERS), 9: NegotiateProvider(USERS)}
 
 # (name, credentials, auth level): None credentials, no client; the server alone.
@@ -99,8 +102,7 @@ class Session:
         out = sa.data_to_send(limit) if limit is not None else sa.data_to_send()
         self.closure.step(sa.alive, sa.has_output, out, events)
         self._check(events)
-        if limit is None:
-            invariants.check_output(out, sa.max_xmit_frag)
+        invariants.check_output(out, sa.max_xmit_frag)  # whole fragments, even when limited
         if self.client is not None and out:
             self.client.receive_data(out)
             self.client.events()

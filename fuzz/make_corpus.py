@@ -7,8 +7,9 @@ mgmt) and Samba's ``smbtorture rpc.echo`` (anonymous, sign, seal), then our own 
 The capture's TCP payloads, segment by segment, become the seeds:
 
 - ``server``: each connection's client-side segments, in order, as feed records (mode 0), with the
-  server's captured answer stubs as respond records; plus the captured calls replayed through our
-  client in every paired mode (unauthenticated, NTLM, SPNEGO);
+  server's captured answer stubs as respond records; plus the captured Echo and Mgmt calls (and a
+  script of calls, alter_contexts, cancels, orphans) made by our client in every paired mode
+  (unauthenticated, NTLM, SPNEGO);
 - ``client``: each connection's server-side PDUs, call_ids renumbered to the harness client's,
   each answer preceded by the call it answers;
 - ``pdu``: every distinct PDU, both directions;
@@ -54,6 +55,7 @@ EPM_PORT = 42135
 PORTS = (42136, 42159)
 USER = ("FUZZ", "alice", "wonderland")
 INTERFACES: dict[uuid.UUID, type[Interface]] = {i.__syntax__.uuid: i for i in (Echo, Epm, Mgmt)}
+SERVED = (Echo.__syntax__, Epm.__syntax__, Mgmt.__syntax__)
 NDR_INDEX = {name: i for i, (name, _, _, _) in enumerate(TARGETS)}
 MAX_SEED = 65536
 
@@ -220,6 +222,8 @@ class Seeds:
     def __init__(self) -> None:
         self.by_target: dict[str, dict[str, bytes]] = defaultdict(dict)
         self.shapes: set[tuple[int, ...]] = set()
+        # captured Echo / Mgmt calls, by (context in the harness's bind, opnum): request and answer
+        self.calls: dict[tuple[int, int], tuple[bytes, bytes]] = {}
 
     def add(self, target: str, data: bytes) -> None:
         if 0 < len(data) <= MAX_SEED:
@@ -288,6 +292,10 @@ def from_connection(segments: list[Segment], seeds: Seeds) -> None:
             towers(iface, op.name, side, stub, seeds)
             if side == "request" and pdu is not None and pdu.auth is not None and pdu.auth.auth_level == 5:
                 seeds.add("verification", b"\0" + stub)
+        answer = plain_stub(answers.get(cid))
+        request = plain_stub(req)
+        if iface in (Echo, Mgmt) and request is not None and answer is not None:
+            seeds.calls.setdefault((0 if iface is Echo else 1, req.opnum), (request, answer))
     from_answers(sent, [(f, parsed(f)) for f in pdus(server)], requests, seeds)
 
 
@@ -351,12 +359,18 @@ def from_answers(
 def synthetic(seeds: Seeds) -> None:
     """The paired modes' scripts (calls, answers, alter_context, cancel, orphan, a corrupted call,
     partial writes), and PDUs real peers seldom send: co_cancel, orphaned, object UUIDs, fragments."""
-    from dcerpc.pdu import NDR20, PFC, CoCancel, ContextElement, Orphaned  # noqa: PLC0415
+    from dcerpc.auth import NTLM  # noqa: PLC0415
+    from dcerpc.pdu import NDR20, PFC, AuthVerifier, CoCancel, ContextElement, Orphaned  # noqa: PLC0415
 
     echo = Echo.__syntax__
     calls = [("AddOne", (41,), 42), ("EchoData", (3000, bytes(range(250)) * 12), bytes(range(250)) * 12),
              ("TestCall", ("seed",), "seed")]  # fmt: skip
+    captured = [(bytes(k) + q, a) for k, (q, a) in sorted(seeds.calls.items())]
     for mode in range(1, 6):
+        replayed: list[tuple[int, bytes]] = []
+        for request, answer in captured:  # the captured calls, made by our client
+            replayed += [(1, request), (3, answer)]
+        seeds.add("server", bytes([mode]) + records.encode([*replayed, (8, b"")]))
         script: list[tuple[int, bytes]] = []
         for name, ins, result in calls:
             op = Echo.operation_named(name)
@@ -395,10 +409,38 @@ def synthetic(seeds: Seeds) -> None:
             Orphaned(call_id=5).encode(),
         ],
     ]
+    # the caps: security contexts (each alter_context starts NTLM on a new auth_context_id) and
+    # presentation contexts (an alter_context proposing more than max_contexts)
+    negotiate = NTLM(*USER).client_context("fuzz", 6).step(None) or b""
+    streams.append(
+        [bind.encode()]
+        + [
+            AlterContext(
+                call_id=10 + i,
+                contexts=(ContextElement(0, echo, (NDR20,)),),
+                auth=AuthVerifier(auth_type=10, auth_level=6, context_id=i, value=negotiate),
+            ).encode()
+            for i in range(6)
+        ]
+    )
+    many = tuple(ContextElement(i, SERVED[i % 3], (NDR20,)) for i in range(2, 14))
+    streams.append([bind.encode(), AlterContext(call_id=2, contexts=many).encode()])
     for stream in streams:
         seeds.add("server", b"\0" + records.encode((0, p) for p in stream))
         for p in stream:
             seeds.add_pdu(p)
+    from dcerpc.epm.towers import Tower  # noqa: PLC0415
+
+    for protseq, endpoint, host in (
+        ("ncacn_ip_tcp", "135", "::1"),
+        ("ncadg_ip_udp", "135", "127.0.0.1"),
+        ("ncacn_http", "593", "127.0.0.1"),
+        ("ncacn_np", r"\pipe\epmapper", "HOST"),
+        ("ncalrpc", "epmapper", ""),
+    ):
+        seeds.add("towers", Tower(echo, NDR20, protseq, endpoint, host).encode())
+    tcp = Tower(echo, NDR20, "ncacn_ip_tcp", "135", "127.0.0.1").encode()
+    seeds.add("towers", tcp[: tcp.rindex(b"\x01\x00\x09")] + b"\x01\x00\x11\x02\x00\x02\x00")  # NetBIOS host
     for header_sign in (False, True):
         tail = verification.build(
             header_sign=header_sign, interface=echo, transfer=NDR20, ptype=0, drep=b"\x10\0\0\0",

@@ -257,9 +257,8 @@ class EpmService(Epm):
         if tower is None:
             return EPT_S_NOT_REGISTERED
         try:
-            t = Tower.decode(tower.tower_octet_string)
+            octets = Tower.decode(tower.tower_octet_string).encode()  # either may refuse it
         except TowerError:
             return EPT_S_INVALID_ENTRY
-        octets = t.encode()
         victims = [e for e in self.map if e.octets == octets and (not object_speced or e.object == object)]
         return 0 if self.map.delete(victims) else EPT_S_NOT_REGISTERED
