@@ -70,10 +70,11 @@ def main(test_one: Callable[[bytes], None], name: str) -> None:
     for flag, value in defaults.items():
         if not any(a.split("=", 1)[0] == flag for a in flags):
             flags.append(f"{flag}={value}")
+            if flag == "-artifact_prefix":
+                CRASHES.mkdir(exist_ok=True)
     if not paths:
         work = WORK / name
         work.mkdir(parents=True, exist_ok=True)
         paths = [str(work), str(CORPUS / name)]
-    CRASHES.mkdir(exist_ok=True)
     atheris.Setup([sys.argv[0], *flags, *paths], test_one)
     atheris.Fuzz()

@@ -15,8 +15,8 @@ The capture's TCP payloads, segment by segment, become the seeds:
 - ``pdu``: every distinct PDU, both directions;
 - ``ndr``: every plaintext request and response stub, tagged with its operation's sub-target;
 - ``towers``: the towers of ept_map requests and answers and of ept_lookup answers;
-- ``verification``: the stubs of signed (not sealed) requests: smbtorture ends them with a real
-  verification trailer (MS-RPCE 2.2.2.13); plus trailers our client builds.
+- ``verification``: the stubs of signed (not sealed) requests (smbtorture ends its first request on
+  a context with a real verification trailer, MS-RPCE 2.2.2.13); plus trailers our client builds.
 
 Needs root (capture on lo), tshark, smbtorture (Debian samba-testsuite) and impacket (dev extras):
 
