@@ -17,6 +17,7 @@ inputs go to ``fuzz/work/<target>/`` (not committed) and the seeds come from
 from __future__ import annotations
 
 import gc
+import shlex
 import sys
 import types
 from collections.abc import Callable
@@ -56,6 +57,17 @@ def instrument_generated(prefix: str = "<ndr ") -> int:
     return n
 
 
+def _launcher(name: str) -> str:
+    """An executable that runs this target with this interpreter: libFuzzer runs its argv[0] again
+    for -merge, -jobs, -fork and -minimize_crash, and a script run as ``python x.py`` is not one."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"run-{name}"
+    script = shlex.quote(str(Path(sys.argv[0]).resolve()))
+    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {script} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
 def main(test_one: Callable[[bytes], None], name: str) -> None:
     """libFuzzer's command line, with this project's defaults; never returns."""
     args = sys.argv[1:]
@@ -76,5 +88,5 @@ def main(test_one: Callable[[bytes], None], name: str) -> None:
         work = WORK / name
         work.mkdir(parents=True, exist_ok=True)
         paths = [str(work), str(CORPUS / name)]
-    atheris.Setup([sys.argv[0], *flags, *paths], test_one)
+    atheris.Setup([_launcher(name), *flags, *paths], test_one)
     atheris.Fuzz()
