@@ -11,8 +11,9 @@ the server's implementation gives, alter_contexts, cancels, partial writes, the 
 Nothing may raise out of the sans-IO core, and after every action (invariants.py, and here): the
 output parses and fits the agreed fragment size; buffered octets stay within Limits.max_buffered;
 no more than MAX_AUTH_CONTEXTS security contexts (scaled down to 4 here), max_contexts
-presentation contexts, max_outstanding_calls calls; every call reported names an accepted context; after close nothing
-more comes out; after the connection is lost nothing is buffered and its association group is gone.
+presentation contexts, max_outstanding_calls calls; every call reported names an accepted context;
+after close nothing more comes out; after the connection is lost nothing is buffered and its
+association group is gone.
 
     python fuzz/fuzz_server.py -max_total_time=300
 """
