@@ -14,7 +14,7 @@ import pytest
 import dcerpc
 from dcerpc import FaultError
 from dcerpc.epm.host import EpmHost, HostConfig
-from dcerpc.epm.idl import EPT_S_NOT_REGISTERED, Epm, ept_entry_t, twr_t
+from dcerpc.epm.idl import EPT_S_INVALID_ENTRY, EPT_S_NOT_REGISTERED, Epm, ept_entry_t, twr_t
 from dcerpc.epm.map import Entry
 from dcerpc.epm.register import register, towers_for
 from dcerpc.epm.towers import Tower, tcp_tower
@@ -128,6 +128,56 @@ def test_remote_insert_is_refused_unless_opened() -> None:
             assert len(host.map) == 3
         await asyncio.sleep(0.2)
         assert len(host.map) == 2  # the inserting association went, and its entries with it
+
+
+def test_a_tower_that_decodes_but_cannot_be_encoded_is_an_invalid_entry() -> None:
+    """An ncacn_ip_tcp tower naming its host in a NetBIOS floor: ept_insert and ept_mgmt_delete
+    answer ept_s_invalid_entry, not a generic fault (found by fuzz_towers)."""
+    octets = bytearray(tcp_tower(SERVICES[0].__syntax__, 1234, "127.0.0.1").encode())
+    octets[octets.rindex(b"\x01\x00\x09\x04\x00") :] = b"\x01\x00\x11\x02\x00\x02\x00"
+    tower = twr_t.of(bytes(octets))
+
+    @hosted(epm_allow_insert=["127.0.0.0/8"])
+    async def _(host: EpmHost) -> None:
+        async with await dcerpc.connect(epm_binding(host)) as conn:
+            epm = await conn.bind(Epm)
+            assert await epm.ept_insert(1, [ept_entry_t(NIL, tower, "x")], False) == EPT_S_INVALID_ENTRY
+            assert await epm.ept_mgmt_delete(False, None, tower) == EPT_S_INVALID_ENTRY
+        assert len(host.map) == 2  # only the mapper's own entries
+
+
+def test_an_unterminated_annotation_cannot_break_ept_lookup() -> None:
+    """``char annotation[64]`` is 63 characters and a NUL; our decoder takes 64 octets without the
+    NUL, and an entry inserted with such an annotation made every ept_lookup that reached it fault
+    (its answer could not be encoded). The service keeps 63 (found by fuzz_ndr). Our client will not
+    encode such a stub, so impacket sends it."""
+    pytest.importorskip("impacket", reason="impacket is a dev dependency")
+    from impacket.dcerpc.v5 import transport
+    from impacket.uuid import uuidtup_to_bin
+
+    op = Epm.operation_named("ept_insert")
+    tower = twr_t.of(tcp_tower(SERVICES[0].__syntax__, 1234, "127.0.0.1").encode())
+    stub = bytearray(op.encode_request(1, [ept_entry_t(NIL, tower, "x" * 63)], False))
+    at = stub.index(b"x" * 63)
+    stub[at - 4 : at] = (64).to_bytes(4, "little")  # actual_count 64
+    stub[at + 63] = ord("y")  # where the NUL was: 64 characters, unterminated
+
+    @hosted(epm_allow_insert=["127.0.0.0/8"])
+    async def _(host: EpmHost) -> None:
+        assert host.epm_address is not None
+        dce = transport.DCERPCTransportFactory(f"ncacn_ip_tcp:127.0.0.1[{host.epm_address[1]}]").get_dce_rpc()
+        await asyncio.to_thread(dce.connect)
+        try:
+            await asyncio.to_thread(dce.bind, uuidtup_to_bin((str(Epm.__syntax__.uuid), "3.0")))
+            await asyncio.to_thread(dce.call, op.opnum, bytes(stub))
+            assert await asyncio.to_thread(dce.recv) == bytes(4)  # inserted
+            async with await dcerpc.connect(epm_binding(host)) as conn:
+                epm = await conn.bind(Epm)
+                found = await epm.ept_lookup(0, None, None, 1, ContextHandle(), 10)  # faulted
+                assert found.num_ents == 3
+                assert "x" * 63 in [e.annotation for e in found.entries]
+        finally:
+            await asyncio.to_thread(dce.disconnect)
 
 
 def test_local_registration_lives_as_long_as_its_connection() -> None:

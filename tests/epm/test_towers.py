@@ -82,3 +82,16 @@ def test_unknown_protocol_floors_are_named() -> None:
     bad = octets.replace(b"\x01\x00\x0b", b"\x01\x00\x42", 1)
     with pytest.raises(TowerError, match="0x42"):
         Tower.decode(bad)
+
+
+def test_a_decoded_tower_that_cannot_be_encoded_says_so() -> None:
+    """An ncacn_ip_tcp tower whose address floor is NetBIOS (a name, not an IP address) decodes;
+    encoding it again raised ValueError out of towers.py, and ept_insert / ept_mgmt_delete, which
+    encode what they decode, answered a generic fault (found by fuzz_towers)."""
+    octets = bytearray(tcp_tower(ECHO, 135).encode())
+    ip_floor = octets.rindex(b"\x01\x00\x09\x04\x00")
+    octets[ip_floor:] = b"\x01\x00\x11\x02\x00\x02\x00"  # NetBIOS floor: the name "\x02"
+    tower = Tower.decode(bytes(octets))
+    assert (tower.protseq, tower.endpoint, tower.host) == ("ncacn_ip_tcp", "135", "\x02")
+    with pytest.raises(TowerError, match="not an IP address"):
+        tower.encode()

@@ -38,6 +38,7 @@ from ..pdu.syntax import SyntaxId
 from ..rpctypes import rpc_if_id_t
 from ..server.context import CallContext, current_call
 from .idl import (
+    EPT_MAX_ANNOTATION_SIZE,
     EPT_S_CANT_PERFORM_OP,
     EPT_S_INVALID_ENTRY,
     EPT_S_NOT_REGISTERED,
@@ -158,7 +159,11 @@ class EpmService(Epm):
         for e in raw:
             if e.tower is None:
                 raise TowerError("an entry without a tower")
-            out.append(Entry.make(e.object, Tower.decode(e.tower.tower_octet_string), e.annotation, owner))
+            # char annotation[64] holds 63 characters and the NUL; the decoder takes 64 without one,
+            # which no ept_lookup answer could then encode (one such entry made every lookup that
+            # reached it fault; found by fuzz_ndr)
+            annotation = e.annotation[: EPT_MAX_ANNOTATION_SIZE - 1]
+            out.append(Entry.make(e.object, Tower.decode(e.tower.tower_octet_string), annotation, owner))
         return out
 
     # operations -----------------------------------------------------------------------------------
@@ -279,9 +284,8 @@ class EpmService(Epm):
         if tower is None:
             return EPT_S_NOT_REGISTERED
         try:
-            t = Tower.decode(tower.tower_octet_string)
+            octets = Tower.decode(tower.tower_octet_string).encode()  # either may refuse it
         except TowerError:
             return EPT_S_INVALID_ENTRY
-        octets = t.encode()
         victims = [e for e in self.map if e.octets == octets and (not object_speced or e.object == object)]
         return 0 if self.map.delete(victims) else EPT_S_NOT_REGISTERED

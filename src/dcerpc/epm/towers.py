@@ -115,7 +115,11 @@ class Tower:
         else:
             floors.append(_floor(bytes([ep_floor]), _cstring(self.endpoint)))
         if addr_floor == IP:
-            addr = ipaddress.ip_address(self.host or "0.0.0.0")
+            try:
+                addr = ipaddress.ip_address(self.host or "0.0.0.0")
+            except ValueError:
+                # a decoded tower may name its host in a NetBIOS floor (found by fuzzing)
+                raise TowerError(f"host {self.host!r} is not an IP address") from None
             floors.append(_floor(bytes([IP]), addr.packed))
         elif addr_floor == NETBIOS:
             floors.append(_floor(bytes([NETBIOS]), _cstring(self.host)))

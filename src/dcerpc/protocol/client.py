@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from ..auth.base import AuthError
+from ..auth.base import AuthError, Protection
 from ..ndr.pieces import EncodedStub, extended
 from ..pdu import constants as const
 from ..pdu.co import (
@@ -34,7 +34,7 @@ from ..pdu.co import (
     Response,
     parse,
 )
-from ..pdu.constants import PFC, ContextResult, PType
+from ..pdu.constants import PFC, AuthLevel, ContextResult, PType
 from ..pdu.header import DREP_LE, HEADER_SIZE, PduError, frame_length
 from ..pdu.syntax import SyntaxId
 from . import verification
@@ -499,6 +499,18 @@ class ClientAssociation(Receiver[_Reply]):
                 return
         if not ctx.complete:
             self._fail("the security context did not complete")
+            return
+        level = self.auth.auth_level
+        need = Protection.NONE
+        if level >= AuthLevel.PACKET:
+            need |= Protection.INTEGRITY
+        if level >= AuthLevel.PRIVACY:
+            need |= Protection.CONFIDENTIALITY
+        if need & ctx.protections != need:
+            # A server (or anyone in the path of its unprotected challenge) that takes away signing
+            # or sealing gets no call: what we send at this level would go out unprotected, or not
+            # at all (MS-RPCE 3.3.1.5.2.1: the level is the client's to choose). Found by fuzzing.
+            self._fail(f"the security context negotiated {ctx.protections}, auth level {level} needs {need}")
             return
         if self._bound_event is not None:
             self._events.append(self._bound_event)
