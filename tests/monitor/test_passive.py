@@ -47,7 +47,7 @@ def test_calls_are_named_paired_and_timed() -> None:
     assert cs[4].opnum == 200 and to_event(cs[4])["dcerpc"]["fault"]["status"] == "nca_s_op_rng_error"
     assert (cs[0].client_ip, cs[0].server_port) == (CLIENT.ip, SERVER.port)
     binds = [r for r in recs if isinstance(r, BindRecord)]
-    assert [b.result for b in binds][0] == "accepted" and binds[0].interface == ECHO.uuid
+    assert binds[0].result == "accepted" and binds[0].interface == ECHO.uuid
     assert not [r for r in recs if isinstance(r, ViolationRecord)]
 
 
@@ -60,15 +60,24 @@ def test_ntlm_user_and_domain_come_from_the_authenticate_message(users: Path) ->
     assert ev["dcerpc"]["auth"] == {"type": "ntlm", "level": "integrity"}
 
 
-def test_mid_stream_start_names_opnums_and_later_binds() -> None:
-    ex = session(calls=4)
-    segs = [s for s in segments(ex, syn=False)]
-    # drop the bind and its answer (the first exchange each way): the capture starts after them
+def test_mid_stream_start_reports_opnums() -> None:
+    segs = segments(session(calls=4), syn=False)
+    # the capture starts after the bind and its answer, at the first request
     first_call = next(i for i, s in enumerate(segs) if s.payload and s.payload[2] == 0)
     cs = calls(run(segs[first_call:]))
     assert [c.opnum for c in cs] == [0, 0, 0, 0, 200]
     assert all(c.interface is None for c in cs)  # no bind seen: the opnum, not a name
     assert [c.outcome for c in cs] == ["success"] * 4 + ["failure"]
+
+
+def test_mid_pdu_start_hunts_for_the_next_header() -> None:
+    segs = segments(session(calls=4), (7,), syn=False)
+    # the capture starts 2 segments (14 octets) into the first request: its header is lost
+    first_call = next(i for i, s in enumerate(segs) if s.payload and s.payload[2:3] == b"\x00")
+    recs = run(segs[first_call + 2 :])
+    cs = calls(recs)
+    assert [c.opnum for c in cs][-4:] == [0, 0, 0, 200]  # the later calls, whole
+    assert not [r for r in recs if isinstance(r, ViolationRecord)]  # a start is not a violation
 
 
 def test_any_port_and_server_pdu_from_the_client_is_a_violation() -> None:
