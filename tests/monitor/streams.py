@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from dcerpc.auth import NTLM, NtlmProvider
+from dcerpc.auth import NTLM, Negotiate, NegotiateProvider, NtlmProvider
 from dcerpc.monitor.tcp import ACK, FIN, SYN, Endpoint, Segment
 from dcerpc.pdu import SyntaxId
 from dcerpc.protocol.client import ClientAssociation
@@ -25,12 +25,17 @@ DOMAIN, USER, PASSWORD = "MONDOM", "alice", "Secret-1"
 Exchange = list[tuple[bool, bytes]]  # (from the client?, octets) in the order they were sent
 
 
-def session(users: Path | None = None, calls: int = 3, big: int = 0) -> Exchange:
-    """A bind (NTLM at integrity when ``users`` is given), ``calls`` AddOne calls, one EchoData call
-    of ``big`` octets (fragmented both ways when large), and a call to opnum 200 (a fault)."""
+def session(users: Path | None = None, calls: int = 3, big: int = 0, spnego: bool = False) -> Exchange:
+    """A bind (NTLM at integrity when ``users`` is given, inside SPNEGO with ``spnego``), ``calls``
+    AddOne calls, one EchoData call of ``big`` octets (fragmented both ways when large), and a call
+    to opnum 200 (a fault)."""
     auth = None
-    providers = {}
-    if users is not None:
+    providers: dict[int, NtlmProvider | NegotiateProvider] = {}
+    if users is not None and spnego:
+        ctx = Negotiate(DOMAIN, USER, PASSWORD, kerberos=False).client_context("mon", 5)
+        auth = AuthState(ctx, 9, 5, 0, header_sign=True)
+        providers = {9: NegotiateProvider(users)}
+    elif users is not None:
         ctx = NTLM(DOMAIN, USER, PASSWORD).client_context("mon", 5)
         auth = AuthState(ctx, 10, 5, 0, header_sign=True)
         providers = {10: NtlmProvider(users)}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dcerpc.monitor import BindRecord, CallRecord, Monitor, ViolationRecord, to_event
+from dcerpc.monitor.ntlm import find_authenticate
 from dcerpc.monitor.records import Record
 from dcerpc.monitor.tcp import ACK, Segment
 from dcerpc.pdu import NDR20, Bind, ContextElement, Request
@@ -51,13 +55,17 @@ def test_calls_are_named_paired_and_timed() -> None:
     assert not [r for r in recs if isinstance(r, ViolationRecord)]
 
 
-def test_ntlm_user_and_domain_come_from_the_authenticate_message(users: Path) -> None:
-    cs = calls(run(segments(session(users))))
-    assert cs and all((c.auth.user, c.auth.domain) == (USER, DOMAIN) for c in cs)
-    assert {(c.auth.type, c.auth.level) for c in cs} == {(10, 5)}
+@pytest.mark.parametrize(("spnego", "auth_type", "name"), [(False, 10, "ntlm"), (True, 9, "spnego")])
+def test_ntlm_user_and_domain_come_from_the_authenticate_message(
+    users: Path, spnego: bool, auth_type: int, name: str
+) -> None:
+    cs = calls(run(segments(session(users, spnego=spnego))))
+    assert len(cs) == 4 and all((c.auth.user, c.auth.domain) == (USER, DOMAIN) for c in cs)
+    assert {(c.auth.type, c.auth.level) for c in cs} == {(auth_type, 5)}
+    assert [c.outcome for c in cs] == ["success"] * 3 + ["failure"]
     ev = to_event(cs[0])
     assert ev["user"] == {"name": USER, "domain": DOMAIN}
-    assert ev["dcerpc"]["auth"] == {"type": "ntlm", "level": "integrity"}
+    assert ev["dcerpc"]["auth"] == {"type": name, "level": "integrity"}
 
 
 def test_mid_stream_start_reports_opnums() -> None:
@@ -107,3 +115,26 @@ def test_non_rpc_streams_are_given_up() -> None:
     (assoc,) = mon.associations.values()
     assert assoc.given_up and not assoc.is_dcerpc
     assert mon.finish() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=120))
+def test_authenticate_parser_takes_anything(before: bytes, after: bytes) -> None:
+    """Offsets and lengths that point anywhere, messages cut anywhere: names or None, no exception."""
+    logon = find_authenticate(before + b"NTLMSSP\x00\x03\x00\x00\x00" + after)
+    assert logon is None or isinstance(logon.user, str)
+
+
+def test_authenticate_names_in_oem_and_unicode() -> None:
+    def message(flags: int, domain: bytes, user: bytes) -> bytes:
+        head = bytearray(b"NTLMSSP\x00" + struct.pack("<I", 3) + bytes(48) + struct.pack("<I", flags))
+        struct.pack_into("<HHI", head, 28, len(domain), len(domain), 64)
+        struct.pack_into("<HHI", head, 36, len(user), len(user), 64 + len(domain))
+        return bytes(head) + domain + user
+
+    uni = find_authenticate(message(1, "DOM".encode("utf-16-le"), "bob".encode("utf-16-le")))
+    oem = find_authenticate(message(0, b"DOM", b"bob"))
+    assert uni is not None and oem is not None
+    assert (uni.domain, uni.user) == (oem.domain, oem.user) == ("DOM", "bob")
+    anonymous = find_authenticate(message(1, b"", b""))
+    assert anonymous is not None and anonymous.anonymous

@@ -316,24 +316,23 @@ class Reassembler:
         d.tail = (d.tail + data)[-_KEEP_TAIL:]
         out.append(Data(conn, src, ts, data))
 
-    def _drain(
-        self, conn: Connection, src: Endpoint, d: Direction, ts: float, out: list[StreamEvent]
-    ) -> None:
-        """Deliver held segments that now start at or before the delivered position."""
-        while d.held:
-            first = min(d.held)
-            if first > d.delivered:
-                break
-            data = d.held.pop(first)
-            d.held_octets -= len(data)
-            self.held_total -= len(data)
-            if first + len(data) <= d.delivered:
-                self._compare(d, first, data)
-                continue
-            if first < d.delivered:
-                self._compare(d, first, data[: d.delivered - first])
-                data = data[d.delivered - first :]
-            self._deliver(conn, src, d, data, ts, out)
+    def _drain(self, conn: Connection, src: Endpoint, d: Direction, ts: float, out: list[StreamEvent]) -> None:
+        """Deliver held segments that now start at or before the delivered position (sorted once:
+        a hole filled under thousands of held segments costs n log n, not n squared)."""
+        if d.held and min(d.held) <= d.delivered:
+            for first in sorted(d.held):
+                if first > d.delivered:
+                    break
+                data = d.held.pop(first)
+                d.held_octets -= len(data)
+                self.held_total -= len(data)
+                if first + len(data) <= d.delivered:
+                    self._compare(d, first, data)
+                    continue
+                if first < d.delivered:
+                    self._compare(d, first, data[: d.delivered - first])
+                    data = data[d.delivered - first :]
+                self._deliver(conn, src, d, data, ts, out)
         self._check_fin(conn, src, d, ts, out)
 
     def _skip(self, conn: Connection, src: Endpoint, d: Direction, ts: float, out: list[StreamEvent]) -> None:
