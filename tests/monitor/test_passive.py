@@ -13,7 +13,7 @@ from dcerpc.monitor import BindRecord, CallRecord, Monitor, ViolationRecord, to_
 from dcerpc.monitor.ntlm import find_authenticate
 from dcerpc.monitor.records import Record
 from dcerpc.monitor.tcp import ACK, Segment
-from dcerpc.pdu import NDR20, Bind, ContextElement, Request
+from dcerpc.pdu import NDR20, Bind, ContextElement, Fault, Request
 from dcerpc.protocol.rules import Violation
 from tests.monitor.streams import CLIENT, DOMAIN, ECHO, PASSWORD, SERVER, USER, segments, session
 
@@ -138,3 +138,26 @@ def test_authenticate_names_in_oem_and_unicode() -> None:
     assert (uni.domain, uni.user) == (oem.domain, oem.user) == ("DOM", "bob")
     anonymous = find_authenticate(message(1, b"", b""))
     assert anonymous is not None and anonymous.anonymous
+
+
+def test_a_fault_answering_a_bind_is_the_binds_answer() -> None:
+    bind = Bind(call_id=1, contexts=(ContextElement(0, ECHO, (NDR20,)),)).encode()
+    fault = Fault(call_id=1, status=0x1C01000B).encode()
+    recs = run([Segment(1.0, CLIENT, SERVER, 1, ACK, bind), Segment(1.1, SERVER, CLIENT, 1, ACK, fault)])
+    assert [(r.result, r.reason) for r in recs if isinstance(r, BindRecord)] == [("fault", 0x1C01000B)]
+    assert not calls(recs)
+
+
+def test_half_cut_fragments_are_bounded_over_all_connections() -> None:
+    """Many connections each open a 60000-octet fragment and never finish it."""
+    mon = Monitor()
+    mon.max_framed = 200_000
+    head = bytes.fromhex("05000b0310000000") + struct.pack("<HHI", 60000, 0, 1)
+    for port in range(20):
+        src = CLIENT.__class__(CLIENT.ip, 30000 + port)
+        mon.feed(Segment(1.0, src, SERVER, 1, ACK, head + bytes(50000)))
+        assert mon.framed <= 200_000
+        assert mon.framed == sum(a.buffered for a in mon.associations.values())
+    assert mon.dropped_buffers > 0
+    mon.finish()
+    assert mon.framed == 0

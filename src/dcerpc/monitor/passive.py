@@ -227,6 +227,17 @@ class PassiveAssociation:
                 f.buf.clear()
         return out
 
+    @property
+    def buffered(self) -> int:
+        """Octets the framers hold (at most one fragment per direction)."""
+        return sum(len(f.buf) for f in self.framers.values())
+
+    def drop_buffers(self) -> None:
+        """Memory is short (the monitor's total bound): forget the half-cut fragments, as a gap."""
+        self.had_gap = True
+        for f in self.framers.values():
+            f.lost()
+
     def gap(self, src: Endpoint, ts: float, missing: int) -> list[Record]:
         """``missing`` octets from ``src`` were never captured."""
         self.had_gap = True
@@ -464,6 +475,11 @@ class PassiveAssociation:
 
     def _answer(self, src: Endpoint, ts: float, pdu: Response | Fault, out: list[Record]) -> None:
         call = self.calls.get(pdu.call_id)
+        if call is None and isinstance(pdu, Fault) and pdu.call_id in self.pending_binds:
+            # a fault answering a bind (C706 12.6.4.7 allows it before the association exists)
+            pending = self.pending_binds.pop(pdu.call_id)
+            out.extend(self._bind_records(pdu.call_id, pending, None, "fault", pdu.status))
+            return
         if call is None:  # the request was before the capture began (or in a gap)
             syntax = self.contexts.get(pdu.context_id)
             record = CallRecord(
@@ -482,6 +498,8 @@ class PassiveAssociation:
         rec = call.record
         rec.response_fragments += 1
         rec.response_octets += len(pdu.stub)
+        if len(rec.response_stub) < MAX_STUB_KEPT:
+            rec.response_stub += pdu.stub[: MAX_STUB_KEPT - len(rec.response_stub)]
         if isinstance(pdu, Fault):
             rec.outcome, rec.fault_status = "failure", pdu.status
         done = isinstance(pdu, Fault) or bool(pdu.flags & PFC.LAST_FRAG)

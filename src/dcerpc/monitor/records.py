@@ -84,6 +84,7 @@ class CallRecord(_Common):
     response_fragments: int = 0
     auth: AuthInfo = field(default_factory=AuthInfo)
     stub: bytes = b""  # the request stub's first octets (bounded: passive.MAX_STUB_KEPT) for detectors
+    response_stub: bytes = b""  # the same of the response (an ept_map answer's towers, for one)
 
     @property
     def interface_name(self) -> str:
@@ -105,7 +106,7 @@ class BindRecord(_Common):
     interface: uuid.UUID
     version: tuple[int, int]
     alter: bool
-    result: str  # accepted, rejected (user or provider), nak (the whole bind refused), unanswered
+    result: str  # accepted, rejected, negotiate_ack, nak (the whole bind refused), fault, unanswered
     reason: int | None = None
     auth: AuthInfo = field(default_factory=AuthInfo)
 

@@ -18,7 +18,13 @@ from .passive import PassiveAssociation
 from .records import BindRecord, CallRecord, Record, ViolationRecord
 from .tcp import Closed, Data, Gap, Reassembler, Segment
 
-__all__ = ["Monitor", "Summary", "monitor_file"]
+__all__ = ["MAX_FRAMED_TOTAL", "Monitor", "Summary", "monitor_file"]
+
+MAX_FRAMED_TOTAL = 128 << 20
+"""Octets all passive associations' framers may hold together (128 MiB). Each holds at most one
+fragment per direction (64 KiB), but a hostile capture of many connections, each opening a 64 KiB
+fragment it never finishes, would hold that many times over: past the bound, the associations
+holding the most forget their half-cut fragments (as after a gap) until a quarter is free."""
 
 
 @dataclass(slots=True)
@@ -64,6 +70,9 @@ class Monitor:
         self.associations: dict[str, PassiveAssociation] = {}
         self.summary = Summary()
         self.last_ts = 0.0
+        self.framed = 0  # octets the associations' framers hold, all together
+        self.max_framed = MAX_FRAMED_TOTAL
+        self.dropped_buffers = 0
 
     def feed(self, seg: Segment) -> list[Record]:
         """Take one segment; returns the records it completed."""
@@ -88,10 +97,17 @@ class Monitor:
             if isinstance(ev, Data):
                 if assoc.client is None and conn.client is not None:
                     assoc.client = conn.client
+                before = assoc.buffered
                 out += assoc.data(ev.src, ev.ts, ev.data)
+                self.framed += assoc.buffered - before
+                if self.framed > self.max_framed:
+                    self._relieve()
             elif isinstance(ev, Gap):
+                before = assoc.buffered
                 out += assoc.gap(ev.src, ev.ts, ev.missing)
+                self.framed += assoc.buffered - before
             else:
+                self.framed -= assoc.buffered
                 out += assoc.close(ev.ts)
                 if assoc.is_dcerpc:
                     self.summary.dcerpc_connections += 1
@@ -99,6 +115,15 @@ class Monitor:
         for rec in out:
             self.summary.add(rec)
         return out
+
+    def _relieve(self) -> None:
+        """Over the framers' bound: the biggest holders forget their fragments until 3/4 remain."""
+        for assoc in sorted(self.associations.values(), key=lambda a: a.buffered, reverse=True):
+            if self.framed <= self.max_framed * 3 // 4:
+                break
+            self.framed -= assoc.buffered
+            assoc.drop_buffers()
+            self.dropped_buffers += 1
 
 
 def monitor_file(

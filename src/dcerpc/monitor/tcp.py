@@ -316,7 +316,9 @@ class Reassembler:
         d.tail = (d.tail + data)[-_KEEP_TAIL:]
         out.append(Data(conn, src, ts, data))
 
-    def _drain(self, conn: Connection, src: Endpoint, d: Direction, ts: float, out: list[StreamEvent]) -> None:
+    def _drain(
+        self, conn: Connection, src: Endpoint, d: Direction, ts: float, out: list[StreamEvent]
+    ) -> None:
         """Deliver held segments that now start at or before the delivered position (sorted once:
         a hole filled under thousands of held segments costs n log n, not n squared)."""
         if d.held and min(d.held) <= d.delivered:
