@@ -12,8 +12,10 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dcerpc.monitor import CallRecord, CaptureError, monitor_file
+from dcerpc.monitor import CallRecord, CaptureError, capture, monitor_file
 from dcerpc.monitor.tcp import Segment
 from tests.monitor.streams import CLIENT, segments, session
 
@@ -112,3 +114,36 @@ def test_not_a_capture_is_a_clear_error(tmp_path: Path) -> None:
         [sys.executable, "-m", "dcerpc", "monitor", str(path)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 1 and "not a pcap or pcapng capture" in proc.stderr
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.integers(0, len(SEGS) - 1),
+    st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=3),
+    st.integers(0, 120),
+    st.sampled_from([1, 113, 101]),
+)
+def test_fast_path_reads_what_dpkt_reads(
+    index: int, flips: list[tuple[int, int]], cut: int, link: int
+) -> None:
+    """The struct fast path for IPv4 + TCP gives dpkt's segment, or leaves the packet to dpkt."""
+    raw = bytearray(frame(SEGS[index]))
+    if link != 1:
+        raw = bytearray(
+            raw[14:] if link == 101 else bytes(dpkt.sll.SLL(ethtype=0x0800, data=bytes(raw[14:])))
+        )
+    for at, value in flips:
+        if at < len(raw):
+            raw[at] = value
+    data = bytes(raw[: len(raw) - cut]) if cut < len(raw) else bytes(raw)
+    fast_stats: Counter[str] = Counter()
+    fast = capture._fast(1.0, data, link, fast_stats)
+    if isinstance(fast, capture._Slow):
+        return
+    slow_stats: Counter[str] = Counter()
+    try:
+        slow = capture._segment(1.0, capture._link(link)(data), slow_stats)
+    except Exception:  # dpkt refuses a packet the fast path read: the fast path took only sane ones
+        assert fast is None or fast.payload == b""
+        return
+    assert fast == slow

@@ -201,6 +201,7 @@ class PassiveAssociation:
         self.given_up = False
         self.pdus = 0
         self.violations = 0
+        self.buffered = 0  # octets the framers hold (at most one fragment per direction)
 
     @property
     def is_dcerpc(self) -> bool:
@@ -215,7 +216,9 @@ class PassiveAssociation:
         if framer is None or self.given_up:
             return out
         bad: list[tuple[Violation, str]] = []
+        before = len(framer.buf)
         frags = framer.cut(data, bad)
+        self.buffered += len(framer.buf) - before
         for kind, reason in bad:
             if self.is_dcerpc:
                 out.append(self._violation(ts, kind, reason, None, src))
@@ -225,24 +228,22 @@ class PassiveAssociation:
             self.given_up = True
             for f in self.framers.values():
                 f.buf.clear()
+            self.buffered = 0
         return out
-
-    @property
-    def buffered(self) -> int:
-        """Octets the framers hold (at most one fragment per direction)."""
-        return sum(len(f.buf) for f in self.framers.values())
 
     def drop_buffers(self) -> None:
         """Memory is short (the monitor's total bound): forget the half-cut fragments, as a gap."""
         self.had_gap = True
         for f in self.framers.values():
             f.lost()
+        self.buffered = 0
 
     def gap(self, src: Endpoint, ts: float, missing: int) -> list[Record]:
         """``missing`` octets from ``src`` were never captured."""
         self.had_gap = True
         framer = self.framers.get(src)
         if framer is not None:
+            self.buffered -= len(framer.buf)
             framer.lost()
         return []
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -70,9 +70,9 @@ _KEEP_TAIL: Final = 4096
 conflicts further back are counted as retransmissions only."""
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """An IP address (text, IPv4 or IPv6) and a port."""
+class Endpoint(NamedTuple):
+    """An IP address (text, IPv4 or IPv6) and a port (a tuple: hashed and compared in C, as the
+    reassembler does per segment)."""
 
     ip: str
     port: int
