@@ -4,6 +4,7 @@ snaplen cuts, truncated and garbage files. The monitor never raises on what a fi
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import subprocess
 import sys
@@ -147,3 +148,15 @@ def test_fast_path_reads_what_dpkt_reads(
         assert fast is None or fast.payload == b""
         return
     assert fast == slow
+
+
+def test_the_command_prints_the_summary_and_json_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.pcapng", [frame(s) for s in SEGS], ng=True)
+    command = [sys.executable, "-m", "dcerpc", "monitor"]
+    table = subprocess.run([*command, str(path)], capture_output=True, text=True, check=True).stdout
+    for words in ("1 DCE/RPC, 4 calls", "Talkers", "rpcecho", "EchoData", "nca_s_op_rng_error", "violations"):
+        assert words in table, table
+    lines = subprocess.run([*command, "--json", str(path)], capture_output=True, text=True, check=True).stdout
+    events = [json.loads(line) for line in lines.splitlines()]
+    assert [e["event"]["action"] for e in events].count("call") == 4
+    assert {e["source"]["ip"] for e in events} == {CLIENT.ip}

@@ -49,6 +49,7 @@ def test_calls_are_named_paired_and_timed() -> None:
     assert echo.request_fragments > 1 and echo.response_fragments > 1  # fragmented both ways
     assert echo.request_octets == 4 + 20000 - 20000 % 256
     assert cs[4].opnum == 200 and to_event(cs[4])["dcerpc"]["fault"]["status"] == "nca_s_op_rng_error"
+    assert to_event(cs[0])["dcerpc"]["connection"] == {"uid": "C1"}  # whole: no gap, not partial
     assert (cs[0].client_ip, cs[0].server_port) == (CLIENT.ip, SERVER.port)
     binds = [r for r in recs if isinstance(r, BindRecord)]
     assert binds[0].result == "accepted" and binds[0].interface == ECHO.uuid
@@ -76,6 +77,7 @@ def test_mid_stream_start_reports_opnums() -> None:
     assert [c.opnum for c in cs] == [0, 0, 0, 0, 200]
     assert all(c.interface is None for c in cs)  # no bind seen: the opnum, not a name
     assert [c.outcome for c in cs] == ["success"] * 4 + ["failure"]
+    assert all(to_event(c)["dcerpc"]["connection"] == {"uid": "C1", "partial": True} for c in cs)
 
 
 def test_mid_pdu_start_hunts_for_the_next_header() -> None:

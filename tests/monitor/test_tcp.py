@@ -109,6 +109,7 @@ def test_a_gap_is_skipped_and_the_stream_resyncs_on_the_next_pdu() -> None:
     lost = next(i for i, s in enumerate(segs) if s.payload and s.payload[:1] == b"\x05" and s.payload[2] == 0)
     recs, mon = run(segs[:lost] + segs[lost + 1 :])
     assert mon.tcp.stats["gaps"] == 1
+    assert [c.gap for c in recs if isinstance(c, CallRecord)][-1]  # the records after it say so
     names = [c[2] for c in shape(recs)]
     assert names.count("AddOne") >= 2 and "EchoData" in names  # later calls still named
 

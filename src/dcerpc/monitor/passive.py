@@ -166,6 +166,8 @@ class _Ends(TypedDict):
     client_port: int
     server_ip: str
     server_port: int
+    gap: bool
+    partial: bool
 
 
 @dataclass(slots=True)
@@ -185,10 +187,13 @@ class _PendingBind:
 class PassiveAssociation:
     """One TCP connection seen from the side (see the module). Feed it each direction's octets."""
 
-    def __init__(self, uid: str, a: Endpoint, b: Endpoint, client: Endpoint | None = None) -> None:
+    def __init__(
+        self, uid: str, a: Endpoint, b: Endpoint, client: Endpoint | None = None, saw_syn: bool = False
+    ) -> None:
         self.uid = uid
         self.a, self.b = a, b
         self.client = client
+        self.saw_syn = saw_syn
         self.framers = {a: _Framer(), b: _Framer()}
         self.contexts: dict[int, SyntaxId] = {}  # accepted
         self.proposed: dict[int, SyntaxId] = {}  # proposed, answer not seen (yet)
@@ -524,6 +529,8 @@ class PassiveAssociation:
             "client_port": client.port,
             "server_ip": server.ip,
             "server_port": server.port,
+            "gap": self.had_gap,
+            "partial": not self.saw_syn and not self.saw_bind,
         }
 
     def _auth_copy(self) -> AuthInfo:

@@ -63,6 +63,8 @@ class _Common:
     server_ip: str
     server_port: int
     named_pipe: str | None = None  # SMB2 transports (a later slice); None over TCP
+    gap: bool = False  # octets of this connection were lost before this record (a capture gap)
+    partial: bool = False  # the capture began after the connection did (no SYN, no bind seen)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -154,7 +156,12 @@ def _auth(auth: AuthInfo, event: dict[str, Any], dcerpc: dict[str, Any]) -> None
 
 def to_event(rec: Record) -> dict[str, Any]:
     """The record as a nested ECS-shaped dict (docs/monitor.md), ready for ``json.dumps``."""
-    dcerpc: dict[str, Any] = {"connection": {"uid": rec.uid}, "transport": "ncacn_ip_tcp"}
+    connection: dict[str, Any] = {"uid": rec.uid}
+    if rec.gap:
+        connection["gap"] = True
+    if rec.partial:
+        connection["partial"] = True
+    dcerpc: dict[str, Any] = {"connection": connection, "transport": "ncacn_ip_tcp"}
     if rec.named_pipe is not None:
         dcerpc["named_pipe"] = rec.named_pipe
     out: dict[str, Any] = {

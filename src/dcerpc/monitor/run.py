@@ -91,7 +91,7 @@ class Monitor:
             if assoc is None:
                 if isinstance(ev, Closed):
                     continue
-                assoc = PassiveAssociation(conn.uid, conn.a, conn.b, conn.client)
+                assoc = PassiveAssociation(conn.uid, conn.a, conn.b, conn.client, conn.saw_syn)
                 self.associations[conn.uid] = assoc
                 self.summary.connections += 1
             if isinstance(ev, Data):
