@@ -137,8 +137,11 @@ class _Framer:
                 del buf[:n]
                 self.hunting = False
                 continue
-            at = next((i for i in range(1, len(buf) - 15) if buf[i] == 5 and plausible(buf, i)), -1)
-            if at < 0:
+            last = len(buf) - 16  # the last place a whole header could start
+            at = buf.find(5, 1)  # rpc_vers: only where it is 5 is a header worth a look
+            while 0 <= at <= last and not plausible(buf, at):
+                at = buf.find(5, at + 1)
+            if not 0 <= at <= last:
                 drop = len(buf) - 15
                 self.scanned += drop
                 del buf[:drop]
