@@ -160,3 +160,11 @@ def test_fin_both_ways_closes_and_later_acks_open_nothing() -> None:
     tcp.feed(Segment(9, CLIENT, SERVER, 5, ACK))
     tcp.feed(Segment(9, CLIENT, SERVER, 5, FIN | ACK))
     assert not tcp.connections
+
+
+def test_a_new_syn_on_a_used_four_tuple_starts_a_new_connection() -> None:
+    segs = segments(EXCHANGE)[:-2]  # no FINs captured
+    again = segments(EXCHANGE, isn=(77777, 88888))
+    recs, _ = run(segs + again)
+    assert shape(recs) == BASELINE + BASELINE
+    assert len({r.uid for r in recs}) == 2

@@ -166,7 +166,7 @@ class Closed:
 
     conn: Connection
     ts: float
-    reason: str  # "fin", "rst", "evicted", "end"
+    reason: str  # "fin", "rst", "evicted", "reused" (a new SYN on its 4-tuple), "end"
 
 
 StreamEvent = Data | Gap | Closed
@@ -205,6 +205,10 @@ class Reassembler:
         if conn is None:
             if seg.flags & RST or not (seg.payload or seg.flags & SYN):
                 return out  # a closed connection's last ACKs, or a reset of one we never saw
+            conn = self._open(key, seg, out)
+        elif seg.flags & SYN and not seg.flags & ACK and self._new_syn(conn, seg):
+            # the 4-tuple is used again (the old connection's end was not captured)
+            self._close(conn, seg.ts, "reused", out)
             conn = self._open(key, seg, out)
         else:
             self.connections.move_to_end(key)
@@ -251,6 +255,11 @@ class Reassembler:
         conn = Connection(f"C{self._count}", seg.src, seg.dst, seg.ts, seg.ts)
         self.connections[key] = conn
         return conn
+
+    @staticmethod
+    def _new_syn(conn: Connection, seg: Segment) -> bool:
+        d = conn.dirs.get(seg.src)
+        return d is not None and d.next_seq is not None and (seg.seq + 1) % _MOD != d.origin
 
     def _take(
         self, conn: Connection, src: Endpoint, d: Direction, start: int, data: bytes, ts: float,
