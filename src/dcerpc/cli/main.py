@@ -17,6 +17,7 @@ from .call import call
 from .config_cmd import config
 from .firewall_cmd import firewall
 from .hosting import epm, run, serve
+from .monitor_cmd import monitor
 from .output import Cli
 from .policy_cmd import policy
 from .query import dump, ping
@@ -30,5 +31,5 @@ def main() -> None:
     """DCE/RPC tools: endpoint mapper, servers, clients. docs/cli.md describes every command."""
 
 
-for command in (run, epm, serve, dump, ping, call, config, policy, firewall):
+for command in (run, epm, serve, dump, ping, call, config, policy, firewall, monitor):
     main.add_command(command)

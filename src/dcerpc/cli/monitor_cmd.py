@@ -1,0 +1,81 @@
+"""``dcerpc monitor FILE``: the DCE/RPC calls in a pcap / pcapng capture (docs/monitor.md).
+
+A summary table by default (talkers, interfaces, operations, outcomes, binds, violations, users);
+``--json``: one ECS-shaped JSON object per record on its own line, then nothing else. A progress
+bar on standard error while a long file is read, only when standard error is a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from ..monitor import CaptureError, Monitor, monitor_file, to_event
+from ..monitor.run import Summary
+from .output import Failure, console, err_console, table
+
+__all__ = ["monitor"]
+
+_TOP = 20  # rows per table
+
+
+@click.command()
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per line (docs/monitor.md).")
+@click.option("--top", type=int, default=_TOP, show_default=True, help="Rows in each summary table.")
+def monitor(capture: Path, as_json: bool, top: int) -> None:
+    """Name every DCE/RPC call in a pcap or pcapng capture, on any port."""
+    stats: Counter[str] = Counter()
+    mon = Monitor()
+    size = capture.stat().st_size
+    show = sys.stderr.isatty() and size > 8 << 20
+    progress = Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=err_console(), transient=True, disable=not show,
+    )  # fmt: skip
+    task = progress.add_task(capture.name, total=size)
+    out = sys.stdout
+    try:
+        with progress:
+            for rec in monitor_file(capture, stats, lambda pos: progress.update(task, completed=pos), mon):
+                if as_json:
+                    out.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
+    except CaptureError as e:
+        raise Failure(f"{capture}: {e}", "capture") from None
+    if not as_json:
+        _summary(mon, stats, top)
+
+
+def _summary(mon: Monitor, stats: Counter[str], top: int) -> None:
+    s: Summary = mon.summary
+    c = console()
+    t = mon.tcp.stats
+    c.print(
+        f"{stats['packets']} packets, {t['segments']} TCP segments, {s.connections} connections, "
+        f"{s.dcerpc_connections} DCE/RPC, {s.calls} calls; {t['retransmitted']} retransmitted, "
+        f"{t['conflicts']} conflicting, {t['gaps']} gaps, {stats['undecodable']} undecodable, "
+        f"{stats['truncated']} truncated"
+    )
+    c.print(
+        table(
+            "Talkers", ["client", "server", "calls"], [(a, b, n) for (a, b), n in s.talkers.most_common(top)]
+        )
+    )
+    c.print(table("Interfaces", ["interface", "calls"], s.interfaces.most_common(top)))
+    c.print(table("Operations", ["interface", "operation", "calls"],
+                  [(i, o, n) for (i, o), n in s.operations.most_common(top)]))  # fmt: skip
+    c.print(table("Outcomes", ["outcome", "calls"], s.outcomes.most_common()))
+    if s.faults:
+        c.print(table("Faults", ["status", "calls"], s.faults.most_common(top)))
+    if s.binds:
+        c.print(table("Presentation contexts", ["result", "count"], s.binds.most_common()))
+    if s.users:
+        c.print(table("NTLM users", ["user", "calls"], s.users.most_common(top)))
+    c.print(
+        table("Malformed / violations", ["violation", "count"], s.violations.most_common() or [("none", 0)])
+    )

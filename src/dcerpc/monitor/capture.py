@@ -1,0 +1,198 @@
+"""Reading capture files (pcap and pcapng, through dpkt) into TCP :class:`~.tcp.Segment` values.
+
+The only module of the monitor that touches a file. dpkt reads the container and decodes link,
+IP and TCP headers; we choose the link decoder from the capture's link type (Ethernet with or
+without VLAN tags, Linux cooked v1/v2, BSD loopback, raw IPv4/IPv6) and take TCP over IPv4 and
+IPv6. A packet dpkt cannot decode, an IP fragment, or a segment the capture cut short (snaplen) is
+counted and its payload dropped (the reassembler then sees a gap), never raised: a capture is data
+from the wire, and the wire may be hostile. Connectionless RPC over UDP (C706 chapter 12) is the
+next slice: :func:`segments` is where UDP datagrams would be handed out beside the TCP segments.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+import dpkt
+
+from .tcp import Endpoint, Segment
+
+__all__ = ["CaptureError", "segments"]
+
+_PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
+_ETHERNET, _NULL, _LOOP, _RAW, _RAW_OPENBSD, _SLL, _SLL2, _IPV4, _IPV6 = (
+    1,
+    0,
+    108,
+    101,
+    12,
+    113,
+    276,
+    228,
+    229,
+)
+
+
+class CaptureError(Exception):
+    """The file is not a capture we can read (not pcap or pcapng, or an unknown link type)."""
+
+
+def _link(datalink: int) -> Callable[[bytes], Any]:
+    if datalink == _ETHERNET:
+        return lambda b: dpkt.ethernet.Ethernet(b).data
+    if datalink == _SLL:
+        return lambda b: dpkt.sll.SLL(b).data
+    if datalink == _SLL2:
+        return lambda b: dpkt.sll2.SLL2(b).data
+    if datalink in (_NULL, _LOOP):
+        return lambda b: dpkt.loopback.Loopback(b).data
+    if datalink in (_RAW, _RAW_OPENBSD, _IPV4, _IPV6):
+        return lambda b: dpkt.ip.IP(b) if b and b[0] >> 4 == 4 else dpkt.ip6.IP6(b)
+    raise CaptureError(f"link type {datalink} is not one we read (Ethernet, Linux cooked, loopback, raw IP)")
+
+
+# The common case, Ethernet (or Linux cooked, or raw) + IPv4 + TCP, is read here with struct: it
+# is most of any capture, and dpkt's general decoders cost twice the rest of the monitor. Anything
+# else (VLAN tags, IPv6, odd headers, short packets) goes to dpkt.
+class _Slow(enum.Enum):
+    SLOW = "slow"  # for dpkt to decode
+
+
+_SLOW: Final = _Slow.SLOW
+_IP_AT: Final = {_ETHERNET: 14, _SLL: 16, _RAW: 0, _RAW_OPENBSD: 0, _IPV4: 0}
+_TYPE_AT: Final = {_ETHERNET: 12, _SLL: 14}
+_IPV4_TYPE: Final = b"\x08\x00"
+_IPV4_HEAD: Final = struct.Struct("!BxHxxHxB2x4s4s")  # version/ihl, total, flags/offset, proto, addresses
+_TCP_HEAD: Final = struct.Struct("!HHI4xBB")  # ports, seq, data offset (+NS), flags
+_ADDRESSES_MAX: Final = 65536  # address texts cached (bounded: addresses are peer data)
+_addresses: dict[bytes, str] = {}
+
+
+def _address(raw: bytes) -> str:
+    text = _addresses.get(raw)
+    if text is None:
+        if len(_addresses) >= _ADDRESSES_MAX:
+            _addresses.clear()
+        text = _addresses[raw] = str(ipaddress.IPv4Address(raw))
+    return text
+
+
+def _fast(ts: float, buf: bytes, datalink: int, stats: Counter[str]) -> Segment | _Slow | None:
+    """The segment in ``buf`` when it is plain IPv4 + TCP; None when it is IPv4 but not TCP (or a
+    fragment); ``_SLOW`` for dpkt to decode."""
+    o = _IP_AT.get(datalink)
+    if o is None:
+        return _SLOW
+    t = _TYPE_AT.get(datalink)
+    if (t is not None and buf[t : t + 2] != _IPV4_TYPE) or len(buf) < o + 40:
+        return _SLOW
+    vihl, total, frag, proto, src, dst = _IPV4_HEAD.unpack_from(buf, o)
+    ihl = (vihl & 0x0F) * 4
+    tcp = o + ihl
+    if vihl >> 4 != 4 or ihl < 20 or total < ihl + 20 or len(buf) < tcp + 20:
+        return _SLOW
+    if proto != 6:
+        return None
+    if frag & 0x3FFF:  # more fragments, or a fragment offset
+        stats["ip_fragments"] += 1
+        return None
+    sport, dport, seq, off, low = _TCP_HEAD.unpack_from(buf, tcp)
+    doff = (off >> 4) * 4
+    if doff < 20 or ihl + doff > total:
+        return _SLOW
+    end = o + total
+    if end > len(buf):  # cut by the capture's snaplen: a hole, not data
+        stats["truncated"] += 1
+        payload = b""
+    else:
+        payload = buf[tcp + doff : end]
+    # flags as dpkt reads them: NS, then CWR..FIN
+    return Segment(
+        ts, Endpoint(_address(src), sport), Endpoint(_address(dst), dport), seq, (off & 1) << 8 | low, payload
+    )
+
+
+def _segment(ts: float, ip: Any, stats: Counter[str]) -> Segment | None:
+    if isinstance(ip, dpkt.ip.IP):
+        if ip.p != dpkt.ip.IP_PROTO_TCP:
+            return None
+        if ip.mf or ip.offset:
+            stats["ip_fragments"] += 1
+            return None
+        expected = ip.len - ip.hl * 4
+        src, dst = str(ipaddress.IPv4Address(ip.src)), str(ipaddress.IPv4Address(ip.dst))
+    elif isinstance(ip, dpkt.ip6.IP6):
+        if ip.p != dpkt.ip.IP_PROTO_TCP:
+            return None
+        expected = ip.plen - (len(ip) - len(ip.data) - 40)  # minus extension headers
+        src, dst = str(ipaddress.IPv6Address(ip.src)), str(ipaddress.IPv6Address(ip.dst))
+    else:
+        return None
+    tcp = ip.data
+    if not isinstance(tcp, dpkt.tcp.TCP):
+        stats["undecodable"] += 1
+        return None
+    payload = bytes(tcp.data)
+    if len(payload) < expected - tcp.off * 4:  # cut by the capture's snaplen: a hole, not data
+        stats["truncated"] += 1
+        payload = b""
+    return Segment(
+        ts, Endpoint(str(src), tcp.sport), Endpoint(str(dst), tcp.dport), tcp.seq, tcp.flags, payload
+    )
+
+
+def _reader(f: BinaryIO) -> Any:
+    magic = f.read(4)
+    f.seek(0)
+    try:
+        return dpkt.pcapng.Reader(f) if magic == _PCAPNG_MAGIC else dpkt.pcap.Reader(f)
+    except (ValueError, dpkt.Error) as e:
+        raise CaptureError(f"not a pcap or pcapng capture: {e}") from None
+
+
+def segments(
+    path: Path, stats: Counter[str], progress: Callable[[int], None] | None = None
+) -> Iterator[Segment]:
+    """Every TCP segment of the capture at ``path``, in file order.
+
+    ``stats`` counts packets, non-TCP packets, undecodable, truncated and IP fragments;
+    ``progress`` is told the file offset now and then (for a progress bar).
+
+    Raises:
+        CaptureError: not a capture, or a link type we do not read.
+    """
+    with path.open("rb") as f:
+        reader = _reader(f)
+        datalink = reader.datalink()
+        decode = _link(datalink)
+        it = iter(reader)
+        while True:
+            try:
+                ts, buf = next(it)
+            except StopIteration:
+                break
+            except (dpkt.Error, ValueError, EOFError):  # a record cut short at the file's end
+                stats["truncated_file"] += 1
+                break
+            stats["packets"] += 1
+            if progress is not None and stats["packets"] % 1024 == 0:
+                progress(f.tell())
+            try:
+                raw = bytes(buf)
+                fast = _fast(float(ts), raw, datalink, stats)
+                seg = _segment(float(ts), decode(raw), stats) if isinstance(fast, _Slow) else fast
+            except Exception:  # dpkt raises many kinds on garbage; none may stop the monitor
+                stats["undecodable"] += 1
+                continue
+            if seg is None:
+                stats["not_tcp"] += 1
+                continue
+            yield seg
+        if progress is not None:
+            progress(f.tell())

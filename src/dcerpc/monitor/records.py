@@ -1,0 +1,220 @@
+"""What the monitor reports: one record per call, per bind answer and per violation.
+
+A :class:`CallRecord` has the fields of Zeek's dce_rpc.log (ts, uid, the endpoints, named_pipe,
+endpoint = interface name, operation, rtt) plus outcome, fault status and authentication.
+:func:`to_event` writes any record as an ECS-shaped nested dict with the names the server's audit
+events use (docs/audit.md: ``source.ip``, ``event.outcome``, ``user.name``, ``dcerpc.*``), so
+detectors read one shape whether the event came from a live server or a capture. docs/monitor.md
+documents every field.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._errors import status_name
+from ..known import KNOWN
+from ..pdu.constants import AuthLevel, AuthType
+from ..protocol.rules import Violation
+
+__all__ = ["AuthInfo", "BindRecord", "CallRecord", "Record", "ViolationRecord", "to_event"]
+
+AUTH_TYPE_NAMES: dict[int, str] = {
+    AuthType.NONE: "none",
+    AuthType.GSS_NEGOTIATE: "spnego",
+    AuthType.WINNT: "ntlm",
+    AuthType.GSS_SCHANNEL: "schannel",
+    AuthType.GSS_KERBEROS: "kerberos",
+    AuthType.NETLOGON: "netlogon",
+    AuthType.DEFAULT: "default",
+}
+AUTH_LEVEL_NAMES: dict[int, str] = {
+    AuthLevel.DEFAULT: "default",
+    AuthLevel.NONE: "none",
+    AuthLevel.CONNECT: "connect",
+    AuthLevel.CALL: "call",
+    AuthLevel.PACKET: "packet",
+    AuthLevel.INTEGRITY: "integrity",
+    AuthLevel.PRIVACY: "privacy",
+}
+
+
+@dataclass(slots=True)
+class AuthInfo:
+    """A security context as seen on the wire: provider, level, and the NTLM logon names if read."""
+
+    type: int = AuthType.NONE
+    level: int = AuthLevel.NONE
+    user: str | None = None
+    domain: str | None = None
+    workstation: str | None = None
+    anonymous: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class _Common:
+    ts: float
+    uid: str
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    named_pipe: str | None = None  # SMB2 transports (a later slice); None over TCP
+    gap: bool = False  # octets of this connection were lost before this record (a capture gap)
+    partial: bool = False  # the capture began after the connection did (no SYN, no bind seen)
+
+
+@dataclass(slots=True, kw_only=True)
+class CallRecord(_Common):
+    """One call: request (if seen) and its response or fault (if seen)."""
+
+    call_id: int
+    context_id: int
+    opnum: int | None
+    interface: uuid.UUID | None = None
+    version: tuple[int, int] | None = None
+    object: uuid.UUID | None = None
+    rtt: float | None = None  # seconds from the request's first fragment to the answer's last
+    outcome: str = "unknown"  # success, failure (a fault), unknown (no answer / no request seen)
+    fault_status: int | None = None
+    request_octets: int = 0  # stub octets (after reassembly)
+    response_octets: int = 0
+    request_fragments: int = 0
+    response_fragments: int = 0
+    auth: AuthInfo = field(default_factory=AuthInfo)
+    stub: bytes = b""  # the request stub's first octets (bounded: passive.MAX_STUB_KEPT) for detectors
+    response_stub: bytes = b""  # the same of the response (an ept_map answer's towers, for one)
+
+    @property
+    def interface_name(self) -> str:
+        known = KNOWN.get(self.interface) if self.interface is not None else None
+        return known.name if known is not None else ""
+
+    @property
+    def operation(self) -> str:
+        known = KNOWN.get(self.interface) if self.interface is not None else None
+        return known.operation(self.opnum) if known is not None and self.opnum is not None else ""
+
+
+@dataclass(slots=True, kw_only=True)
+class BindRecord(_Common):
+    """One presentation context proposed in a bind or alter_context, and its answer."""
+
+    call_id: int
+    context_id: int
+    interface: uuid.UUID
+    version: tuple[int, int]
+    alter: bool
+    result: str  # accepted, rejected, negotiate_ack, nak (the whole bind refused), fault, unanswered
+    reason: int | None = None
+    auth: AuthInfo = field(default_factory=AuthInfo)
+
+
+@dataclass(slots=True, kw_only=True)
+class ViolationRecord(_Common):
+    """A PDU that broke a rule: the violation kind the server would report, and our words."""
+
+    kind: Violation
+    reason: str
+    call_id: int | None = None
+    from_client: bool = True
+
+
+Record = CallRecord | BindRecord | ViolationRecord
+
+
+def _timestamp(ts: float) -> str:
+    when = datetime.datetime.fromtimestamp(ts, datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _iface(u: uuid.UUID, version: tuple[int, int] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"uuid": str(u)}
+    if version is not None:
+        out["version"] = f"{version[0]}.{version[1]}"
+    known = KNOWN.get(u)
+    if known is not None:
+        out["name"] = known.name
+    return out
+
+
+def _auth(auth: AuthInfo, event: dict[str, Any], dcerpc: dict[str, Any]) -> None:
+    dcerpc["auth"] = {
+        "type": AUTH_TYPE_NAMES.get(auth.type, str(auth.type)),
+        "level": AUTH_LEVEL_NAMES.get(auth.level, str(auth.level)),
+    }
+    if auth.anonymous:
+        dcerpc["auth"]["anonymous"] = True
+    if auth.user or auth.domain:
+        event["user"] = {"name": auth.user or None, "domain": auth.domain or None}
+    if auth.workstation:
+        event["source"]["domain"] = auth.workstation
+
+
+def to_event(rec: Record) -> dict[str, Any]:
+    """The record as a nested ECS-shaped dict (docs/monitor.md), ready for ``json.dumps``."""
+    connection: dict[str, Any] = {"uid": rec.uid}
+    if rec.gap:
+        connection["gap"] = True
+    if rec.partial:
+        connection["partial"] = True
+    dcerpc: dict[str, Any] = {"connection": connection, "transport": "ncacn_ip_tcp"}
+    if rec.named_pipe is not None:
+        dcerpc["named_pipe"] = rec.named_pipe
+    out: dict[str, Any] = {
+        "@timestamp": _timestamp(rec.ts),
+        "source": {"ip": rec.client_ip, "port": rec.client_port},
+        "destination": {"ip": rec.server_ip, "port": rec.server_port},
+        "network": {"transport": "tcp", "protocol": "dcerpc"},
+    }
+    if isinstance(rec, CallRecord):
+        ev: dict[str, Any] = {
+            "kind": "event",
+            "category": ["network"],
+            "action": "call",
+            "outcome": rec.outcome,
+        }
+        if rec.rtt is not None:
+            ev["duration"] = round(rec.rtt * 1e9)
+            dcerpc["rtt"] = rec.rtt
+        dcerpc.update(call_id=rec.call_id, context_id=rec.context_id)
+        if rec.interface is not None:
+            dcerpc["interface"] = _iface(rec.interface, rec.version)
+        if rec.opnum is not None:
+            dcerpc["opnum"] = rec.opnum
+            if rec.operation:
+                dcerpc["operation"] = rec.operation
+        if rec.object is not None:
+            dcerpc["object"] = str(rec.object)
+        if rec.fault_status is not None:
+            dcerpc["fault"] = {"status": status_name(rec.fault_status), "code": rec.fault_status}
+        dcerpc["octets"] = {"in": rec.request_octets, "out": rec.response_octets}
+        dcerpc["fragments"] = {"in": rec.request_fragments, "out": rec.response_fragments}
+        _auth(rec.auth, out, dcerpc)
+    elif isinstance(rec, BindRecord):
+        outcome = (
+            "success" if rec.result == "accepted" else "unknown" if rec.result == "unanswered" else "failure"
+        )
+        ev = {"kind": "event", "category": ["network"], "action": "alter-context" if rec.alter else "bind",
+              "outcome": outcome}  # fmt: skip
+        context: dict[str, Any] = {
+            "id": rec.context_id,
+            "result": rec.result,
+            **_iface(rec.interface, rec.version),
+        }
+        if rec.reason is not None:
+            context["reason"] = rec.reason
+        dcerpc.update(call_id=rec.call_id, contexts=[context])
+        _auth(rec.auth, out, dcerpc)
+    else:
+        ev = {"kind": "alert", "category": ["intrusion_detection"], "action": "protocol-violation",
+              "outcome": "failure", "reason": rec.reason}  # fmt: skip
+        dcerpc.update(
+            violation=rec.kind.value, call_id=rec.call_id, sender="client" if rec.from_client else "server"
+        )
+    out["event"] = ev
+    out["dcerpc"] = dcerpc
+    return out

@@ -1,0 +1,143 @@
+"""The monitor's pipeline: segments -> TCP reassembly -> passive associations -> records -> summary.
+
+:class:`Monitor` is sans-IO (segments in, records out); :func:`monitor_file` feeds it a capture.
+Detectors (a later slice of issue 16) consume the records :meth:`Monitor.feed` returns, the same
+shape the server's audit events have (:func:`~.records.to_event`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._errors import status_name
+from .capture import segments
+from .passive import PassiveAssociation
+from .records import BindRecord, CallRecord, Record, ViolationRecord
+from .tcp import Closed, Data, Gap, Reassembler, Segment
+
+__all__ = ["MAX_FRAMED_TOTAL", "Monitor", "Summary", "monitor_file"]
+
+MAX_FRAMED_TOTAL = 128 << 20
+"""Octets all passive associations' framers may hold together (128 MiB). Each holds at most one
+fragment per direction (64 KiB), but a hostile capture of many connections, each opening a 64 KiB
+fragment it never finishes, would hold that many times over: past the bound, the associations
+holding the most forget their half-cut fragments (as after a gap) until a quarter is free."""
+
+
+@dataclass(slots=True)
+class Summary:
+    """Counts for the summary table."""
+
+    talkers: Counter[tuple[str, str]] = field(default_factory=Counter)  # (client ip, server ip:port) -> calls
+    interfaces: Counter[str] = field(default_factory=Counter)
+    operations: Counter[tuple[str, str]] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    binds: Counter[str] = field(default_factory=Counter)  # result -> count
+    violations: Counter[str] = field(default_factory=Counter)
+    users: Counter[str] = field(default_factory=Counter)
+    connections: int = 0
+    dcerpc_connections: int = 0
+    calls: int = 0
+
+    def add(self, rec: Record) -> None:
+        if isinstance(rec, CallRecord):
+            self.calls += 1
+            iface = rec.interface_name or (str(rec.interface) if rec.interface else "(unknown)")
+            op = rec.operation or (f"opnum {rec.opnum}" if rec.opnum is not None else "(unknown)")
+            self.talkers[(rec.client_ip, f"{rec.server_ip}:{rec.server_port}")] += 1
+            self.interfaces[iface] += 1
+            self.operations[(iface, op)] += 1
+            self.outcomes[rec.outcome] += 1
+            if rec.fault_status is not None:
+                self.faults[status_name(rec.fault_status)] += 1
+            if rec.auth.user or rec.auth.domain:
+                self.users[f"{rec.auth.domain}\\{rec.auth.user}"] += 1
+        elif isinstance(rec, BindRecord):
+            self.binds[rec.result] += 1
+        elif isinstance(rec, ViolationRecord):
+            self.violations[rec.kind.value] += 1
+
+
+class Monitor:
+    """Segments in, records out; ``summary`` and ``tcp.stats`` count as it goes."""
+
+    def __init__(self, reassembler: Reassembler | None = None) -> None:
+        self.tcp = reassembler or Reassembler()
+        self.associations: dict[str, PassiveAssociation] = {}
+        self.summary = Summary()
+        self.last_ts = 0.0
+        self.framed = 0  # octets the associations' framers hold, all together
+        self.max_framed = MAX_FRAMED_TOTAL
+        self.dropped_buffers = 0
+
+    def feed(self, seg: Segment) -> list[Record]:
+        """Take one segment; returns the records it completed."""
+        self.last_ts = max(self.last_ts, seg.ts)
+        return self._events(self.tcp.feed(seg))
+
+    def finish(self) -> list[Record]:
+        """The capture ended: every connection closes, unanswered calls are reported."""
+        return self._events(self.tcp.finish(self.last_ts))
+
+    def _events(self, events: list[Data | Gap | Closed]) -> list[Record]:
+        out: list[Record] = []
+        for ev in events:
+            conn = ev.conn
+            assoc = self.associations.get(conn.uid)
+            if assoc is None:
+                if isinstance(ev, Closed):
+                    continue
+                assoc = PassiveAssociation(conn.uid, conn.a, conn.b, conn.client, conn.saw_syn)
+                self.associations[conn.uid] = assoc
+                self.summary.connections += 1
+            if isinstance(ev, Data):
+                if assoc.client is None and conn.client is not None:
+                    assoc.client = conn.client
+                before = assoc.buffered
+                out += assoc.data(ev.src, ev.ts, ev.data)
+                self.framed += assoc.buffered - before
+                if self.framed > self.max_framed:
+                    self._relieve()
+            elif isinstance(ev, Gap):
+                before = assoc.buffered
+                out += assoc.gap(ev.src, ev.ts, ev.missing)
+                self.framed += assoc.buffered - before
+            else:
+                self.framed -= assoc.buffered
+                out += assoc.close(ev.ts)
+                if assoc.is_dcerpc:
+                    self.summary.dcerpc_connections += 1
+                del self.associations[conn.uid]
+        for rec in out:
+            self.summary.add(rec)
+        return out
+
+    def _relieve(self) -> None:
+        """Over the framers' bound: the biggest holders forget their fragments until 3/4 remain."""
+        for assoc in sorted(self.associations.values(), key=lambda a: a.buffered, reverse=True):
+            if self.framed <= self.max_framed * 3 // 4:
+                break
+            self.framed -= assoc.buffered
+            assoc.drop_buffers()
+            self.dropped_buffers += 1
+
+
+def monitor_file(
+    path: Path,
+    stats: Counter[str],
+    progress: Callable[[int], None] | None = None,
+    monitor: Monitor | None = None,
+) -> Iterator[Record]:
+    """Every record of the capture at ``path``, in the order calls completed.
+
+    Raises:
+        CaptureError: not a capture we read.
+    """
+    mon = monitor or Monitor()
+    for seg in segments(path, stats, progress):
+        yield from mon.feed(seg)
+    yield from mon.finish()
