@@ -192,12 +192,12 @@ class _Member:
             if ptr_at:  # the markers besides the pointer's apply to what it points to
                 k = ptr_at[-1]
                 rest = meta[:k] + meta[k + 1 :]
-                inner = _strip_none(base) if _is_optional(base) else base
+                inner = strip_none(base) if is_optional(base) else base
                 self.visit(Annotated[(inner, *rest)] if rest else inner, switched)
                 return
             self._annotated(base, meta, switched)
-        elif _is_optional(tp):
-            self.visit(_strip_none(tp), switched)
+        elif is_optional(tp):
+            self.visit(strip_none(tp), switched)
         elif get_origin(tp) is list:
             self.visit(get_args(tp)[0], None)
         elif isinstance(tp, type) and issubclass(tp, NdrUnion):
@@ -285,11 +285,11 @@ def _meta(tp: Any) -> list[Any]:
     return list(get_args(tp)[1:]) if get_origin(tp) is Annotated else []
 
 
-def _is_optional(tp: Any) -> bool:
+def is_optional(tp: Any) -> bool:
     return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
 
 
-def _strip_none(tp: Any) -> Any:
+def strip_none(tp: Any) -> Any:
     rest = tuple(a for a in get_args(tp) if a is not type(None))
     if len(rest) != 1:
         raise declaration_error(f"{tp!r} points to {len(rest)} types", POINTER_TARGET)
@@ -299,11 +299,11 @@ def _strip_none(tp: Any) -> Any:
 def _strip_pointers(tp: Any) -> Any:
     """What a (possibly pointer-typed) annotation finally holds."""
     while True:
-        if _is_optional(tp):
-            tp = _strip_none(tp)
+        if is_optional(tp):
+            tp = strip_none(tp)
         elif get_origin(tp) is Annotated and any(isinstance(m, Pointer) for m in _meta(tp)):
             base = get_args(tp)[0]
-            tp = _strip_none(base) if _is_optional(base) else base
+            tp = strip_none(base) if is_optional(base) else base
         else:
             return tp
 

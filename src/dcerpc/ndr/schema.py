@@ -19,10 +19,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
-import types
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from .._errors import DeclarationError
 from .declarations import (
@@ -51,12 +50,13 @@ from .rules import (
     ARRAY_KIND,
     CONFORMANT_LAST,
     NDR_TYPE,
-    POINTER_TARGET,
     SWITCH_TYPE,
     UNION_ARM_CONFORMANT,
     check_members,
     check_union,
     declaration_error,
+    is_optional,
+    strip_none,
 )
 from .status import _Status
 
@@ -239,8 +239,8 @@ class _Resolver:
         if get_origin(tp) is Annotated:
             base, *meta = get_args(tp)
             return self._annotated(base, meta)
-        if _is_optional(tp):
-            return self._pointer(PointerKind.UNIQUE, _strip_none(tp))
+        if is_optional(tp):
+            return self._pointer(PointerKind.UNIQUE, strip_none(tp))
         if isinstance(tp, type):
             return self._class(tp)
         raise declaration_error(f"{tp!r} is not an NDR type", NDR_TYPE)
@@ -250,7 +250,7 @@ class _Resolver:
         if ptr_at:
             k = ptr_at[-1]
             rest = meta[:k] + meta[k + 1 :]
-            inner = _strip_none(base) if _is_optional(base) else base
+            inner = strip_none(base) if is_optional(base) else base
             target_tp = Annotated[(inner, *rest)] if rest else inner
             return self._pointer(meta[k].kind, target_tp)
         prims = [m for m in meta if isinstance(m, Prim)]
@@ -373,17 +373,6 @@ def _localns(cls: type) -> dict[str, Any]:
     """Names visible where ``cls`` was declared: its scope's locals and the class itself."""
     scope = getattr(cls, "__ndr_localns__", None) or {}
     return {**scope, cls.__name__: cls}
-
-
-def _is_optional(tp: Any) -> bool:
-    return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
-
-
-def _strip_none(tp: Any) -> Any:
-    rest = tuple(a for a in get_args(tp) if a is not type(None))
-    if len(rest) != 1:
-        raise declaration_error(f"{tp!r} points to {len(rest)} types", POINTER_TARGET)
-    return rest[0]
 
 
 def resolve(tp: Any) -> Node:

@@ -80,6 +80,23 @@ def _resume(proto: ServerProtocol) -> None:
         t.resume_reading()
 
 
+def _throttle(kind: str, rate: float, burst: int) -> Throttle | None:
+    """One kind's per-source buckets from a Limits rate (0: none)."""
+    if rate <= 0:
+        return None
+    bucket = Bucket(rate, max(1, burst))
+    return Throttle(RateLimits(control=bucket) if kind == "control" else RateLimits(handshakes=bucket))
+
+
+def _interface_uuid(interface: type[Interface] | SyntaxId | uuid.UUID | str) -> uuid.UUID:
+    """The UUID an interface is named by: its class, its syntax, the UUID, or its text."""
+    if isinstance(interface, type):
+        return interface.__syntax__.uuid
+    if isinstance(interface, SyntaxId):
+        return interface.uuid
+    return uuid.UUID(str(interface))
+
+
 def _caller_may_see(interface: uuid.UUID) -> bool:
     """mgmt's inq_if_ids asks the policy, through the call being served, what its caller sees."""
     return current_call().may_see(interface)
@@ -150,20 +167,11 @@ class Server:
         self.enforcer = Enforcer(policy, on_change=self._forget_targets)
         self.enforcer.on_decision = self._policy_event  # denials and audits: the audit trail
         self.draining = False  # close() has begun: new calls are refused (nca_s_server_too_busy)
-        # control PDUs per source (Limits.control_rate): bounded like any bucket table
-        self._control = (
-            Throttle(RateLimits(control=Bucket(self.limits.control_rate, max(1, self.limits.control_burst))))
-            if self.limits.control_rate > 0
-            else None
-        )
-        # security contexts started per source (Limits.handshake_rate): bounded like any bucket table
-        self._handshakes = (
-            Throttle(
-                RateLimits(handshakes=Bucket(self.limits.handshake_rate, max(1, self.limits.handshake_burst)))
-            )
-            if self.limits.handshake_rate > 0
-            else None
-        )
+        # per source, bounded like any bucket table: control PDUs (Limits.control_rate) and
+        # security contexts started (Limits.handshake_rate)
+        limits = self.limits
+        self._control = _throttle("control", limits.control_rate, limits.control_burst)
+        self._handshakes = _throttle("handshakes", limits.handshake_rate, limits.handshake_burst)
         self.groups = GroupTable(
             on_rundown_error=lambda e: log.error("context handle rundown failed: %r", e),
             max_handles=self.limits.max_context_handles,
@@ -264,12 +272,7 @@ class Server:
     def require_auth(self, interface: type[Interface] | SyntaxId | uuid.UUID | str, level: int) -> None:
         """The lowest authentication level for calls to one interface (overrides ``min_auth_level``,
         in either direction: the endpoint mapper stays anonymous under a global minimum this way)."""
-        if isinstance(interface, type):
-            key = interface.__syntax__.uuid
-        elif isinstance(interface, SyntaxId):
-            key = interface.uuid
-        else:
-            key = uuid.UUID(str(interface))
+        key = _interface_uuid(interface)
         self._interface_levels[key] = int(level)
         self._forget_targets()
 
@@ -285,12 +288,7 @@ class Server:
         """Registration flags for one interface, as Windows' RpcServerRegisterIf3 takes them
         (``server.flags``): authenticated calls only, ncalrpc only, the largest request, the most
         calls running at once. Replaces what was set before for it."""
-        if isinstance(interface, type):
-            key = interface.__syntax__.uuid
-        elif isinstance(interface, SyntaxId):
-            key = interface.uuid
-        else:
-            key = uuid.UUID(str(interface))
+        key = _interface_uuid(interface)
         new = InterfaceFlags(secure_only, local_only, max_call_size, max_calls)
         old = self._flags.get(key)
         if old is None:
