@@ -73,7 +73,7 @@ dce.disconnect()
 MARKER = PORT + 1  # the source port of one last connection attempt: when it is in the file, all is
 
 
-def _captured_to_the_end(netns: NetNs, pcap: Path, seconds: float = 20.0) -> None:
+def _captured_to_the_end(ns: NetNs, pcap: Path, seconds: float = 20.0) -> None:
     """Wait until dumpcap has written everything before now to the file: a last SYN to the
     (closed) port from a known source port, then poll the file until tshark reads it there.
     Interrupted earlier, dumpcap may drop what its ring buffer still holds (seen: the smbtorture
@@ -84,11 +84,12 @@ def _captured_to_the_end(netns: NetNs, pcap: Path, seconds: float = 20.0) -> Non
         f"try: s.connect(('127.0.0.1', {PORT}))\n"
         "except OSError: pass\n"
     )
-    netns.python("-c", probe)
+    ns.python("-c", probe)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         seen = subprocess.run(
-            ["tshark", "-r", str(pcap), "-Y", f"tcp.srcport == {MARKER}", "-T", "fields", "-e", "frame.number"],
+            ["tshark", "-r", str(pcap), "-Y", f"tcp.srcport == {MARKER}", "-T", "fields",
+             "-e", "frame.number"],
             capture_output=True, text=True, check=False, timeout=60,
         ).stdout  # fmt: skip
         if seen.strip():
