@@ -12,7 +12,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_twenty_thousand_audited_calls_keep_memory_flat(tmp_path: Path) -> None:
+def test_forty_thousand_audited_calls_lose_nothing_and_keep_memory_flat(tmp_path: Path) -> None:
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import audit_soak
@@ -20,8 +20,11 @@ def test_twenty_thousand_audited_calls_keep_memory_flat(tmp_path: Path) -> None:
         sys.path.remove(str(BENCHMARKS))
     tracemalloc.start()
     try:
-        r = asyncio.run(audit_soak.soak(20_000, tmp_path))
+        # a queue of 4,096, read every 20,000 calls: at this pace it fills unless the writer is let
+        # in (Writer.put hands it the interpreter when half full; without that, 2,400 to 31,000
+        # of the 40,000 were dropped in standalone runs, though not in every run)
+        r = asyncio.run(audit_soak.soak(40_000, tmp_path, samples=2, capacity=4096))
     finally:
         tracemalloc.stop()
-    assert r["call_events_in_file"] == 20_000 and r["dropped"] == 0
+    assert r["call_events_in_file"] == 40_000 and r["dropped"] == 0
     assert abs(r["python_drift_pct"]) < 5.0, r["readings"]

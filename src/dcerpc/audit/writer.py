@@ -101,6 +101,7 @@ class Writer:
     def __init__(self, sinks: Sequence[Sink], capacity: int = 65536) -> None:
         self.sinks = list(sinks)
         self.capacity = capacity
+        self._handoff = capacity // 2  # queue length from which put() hands the GIL to the writer
         self.dropped = 0  # events not queued: the queue was full
         self.written = 0  # events written (to every sink that took them)
         self.errors = 0  # batches a sink failed to write
@@ -123,6 +124,12 @@ class Writer:
         queue.append(record)
         if n == _WAKE:
             self._wake.set()
+        elif n >= self._handoff and not n & 255:
+            # half full: the writer thread is not getting the interpreter (a loop that never waits
+            # on a socket keeps the GIL). Let it have it now, a switch interval's worth: not a wait
+            # on the disk (a writer blocked in write() does not hold the GIL), so no call waits on I/O
+            self._wake.set()
+            time.sleep(0)
 
     def reopen(self) -> None:
         """Reopen the sinks' files before the next batch (logrotate moved them)."""
