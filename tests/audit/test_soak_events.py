@@ -27,4 +27,6 @@ def test_forty_thousand_audited_calls_lose_nothing_and_keep_memory_flat(tmp_path
     finally:
         tracemalloc.stop()
     assert r["call_events_in_file"] == 40_000 and r["dropped"] == 0
-    assert abs(r["python_drift_pct"]) < 5.0, r["readings"]
+    # flat: 20,000 more calls add less than 1 MiB to what Python holds (a leak of 50 octets a call
+    # would show; tracemalloc starts here, after the imports, so the base is small: no percent)
+    assert r["python_last"] - r["python_first"] < 1 << 20, r["readings"]
