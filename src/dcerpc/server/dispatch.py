@@ -141,8 +141,7 @@ class Target:
 
     def label(self) -> str:
         """For log lines: ``rpcecho.AddOne (EchoServer)``, the interface's name and the class."""
-        impl = self.name.partition(".")[0]
-        return f"{self.op.interface.__ifname__}.{self.op.name} ({impl})"
+        return f"{self.ifname}.{self.operation} ({self.name.partition('.')[0]})"
 
 
 def foreign_handle(target: Target, args: tuple[Any, ...], group: Group) -> bool:
@@ -454,7 +453,7 @@ class Dispatcher:
             "refused %s opnum %d from %s: %s",
             ev.interface,
             ev.opnum,
-            self.proto.peer,
+            peer_text(self.proto.peer),
             refused,
         )
         self._fault(ev, const.RPC_S_ACCESS_DENIED)

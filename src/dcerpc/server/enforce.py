@@ -23,12 +23,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..audit import peer_text
 from ..pdu.syntax import SyntaxId
 from ..policy.rate import Throttle
 from ..policy.rules import UNKNOWN, Action, Address, Decision, Policy, Subject, _Unknown
 from .ratelimit import LogLimiter
 
-__all__ = ["Enforcer", "source_address"]
+__all__ = ["Enforcer", "source_address", "source_text"]
 
 _ALLOWED = Decision(Action.ALLOW)
 
@@ -38,6 +39,15 @@ _limited = LogLimiter(log)
 DecisionHook = Callable[[str, Decision, Subject, Any], None]
 """Told every decision that denies or audits: the moment (accept, bind, call, view), the decision,
 what was known, and the peer."""
+
+
+def source_text(peer: Any) -> str | None:
+    """The address a peer is counted by (connection slots, the memory budget, rate limits): a TCP
+    peer's IP address as text (an IPv4 address mapped into IPv6 as itself), None for a local peer."""
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return None
+    host = peer[0]
+    return host[7:] if host.startswith("::ffff:") else host
 
 
 def source_address(peer: Any) -> Address | None:
@@ -86,7 +96,7 @@ class Enforcer:
         """At accept: "auth_failures" (the source failed to authenticate too often: refused until
         its bucket refills), "connections" (over its connection rate), or None."""
         throttle = self.throttle
-        source = _host(peer)
+        source = source_text(peer)
         if throttle is None or source is None:
             return None
         if throttle.exhausted("auth_failures", source, now):
@@ -95,7 +105,9 @@ class Enforcer:
             kind = "connections"
         else:
             return None
-        _limited.info(f"rate_{kind}", "rate limit: %s from %s (%s)", kind, _who(peer), throttle.limits.action)
+        _limited.info(
+            f"rate_{kind}", "rate limit: %s from %s (%s)", kind, peer_text(peer), throttle.limits.action
+        )
         return kind
 
     def rate_ok(self, kind: str, peer: Any, now: float, key: str | _Unknown | None = UNKNOWN) -> bool:
@@ -104,17 +116,19 @@ class Enforcer:
         throttle = self.throttle
         if throttle is None:
             return True
-        counted = throttle.counted_as(_host(peer)) if key is UNKNOWN else key
+        counted = throttle.counted_as(source_text(peer)) if key is UNKNOWN else key
         assert not isinstance(counted, _Unknown)
         if throttle.take_counted(kind, counted, now):
             return True
-        _limited.info(f"rate_{kind}", "rate limit: %s from %s (%s)", kind, _who(peer), throttle.limits.action)
+        _limited.info(
+            f"rate_{kind}", "rate limit: %s from %s (%s)", kind, peer_text(peer), throttle.limits.action
+        )
         return False
 
     def counted_as(self, peer: Any) -> str | None:
         """The rate limits' key for ``peer`` (None: never limited), worked out once per connection."""
         throttle = self.throttle
-        return None if throttle is None else throttle.counted_as(_host(peer))
+        return None if throttle is None else throttle.counted_as(source_text(peer))
 
     def _record(self, moment: str, decision: Decision, subject: Subject, peer: Any) -> None:
         self.decisions[f"{moment}:{decision.action.value}"] += 1
@@ -161,7 +175,6 @@ class Enforcer:
         """The association's interface matcher for one connection: what ``match`` serves, less
         what the policy denies this peer at bind (an interface denied is answered as not served),
         and nothing once the peer proposes contexts faster than its rate (interface scans)."""
-        source = source_address(peer)
 
         def admitted(proposed: SyntaxId) -> SyntaxId | None:
             if self.throttle is not None and not self.rate_ok("contexts", peer, clock()):
@@ -170,7 +183,7 @@ class Enforcer:
             policy = self.policy
             if served is None or policy is None:
                 return served
-            subject = Subject(source, transport, served)
+            subject = Subject(source_address(peer), transport, served)  # binds are few: not kept
             decision = policy.decide(subject)
             if decision.final:
                 self._record("bind", decision, subject, peer)
@@ -217,23 +230,9 @@ class Enforcer:
         return not decision.denied
 
 
-def _host(peer: Any) -> str | None:
-    """A TCP peer's address as text (what rate limits count by); None for a local peer."""
-    address = source_address(peer)
-    return None if address is None else str(address)
-
-
-def _who(peer: Any) -> str:
-    """A peer as log lines print it: ip:port ([ip]:port for IPv6), or "local peer"."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = peer[0]
-        return f"[{host}]:{peer[1]}" if ":" in str(host) else f"{host}:{peer[1]}"
-    return "local peer"
-
-
 def _describe(subject: Subject, peer: Any) -> str:
     """A decision's log words: who, and what of it was known."""
-    parts = [f"from {_who(peer)} over {subject.transport}"]
+    parts = [f"from {peer_text(peer)} over {subject.transport}"]
     if isinstance(subject.interface, SyntaxId):
         major, minor = subject.interface.version
         parts.append(f"interface {subject.interface.uuid} v{major}.{minor}")

@@ -40,7 +40,7 @@ from ..protocol.rules import Violation
 from ..protocol.server import ServerAssociation, new_stats
 from .context import current_call
 from .dispatch import Dispatcher, Target
-from .enforce import Enforcer
+from .enforce import Enforcer, source_text
 from .flags import InterfaceFlags
 from .ratelimit import LogLimiter
 from .registry import Registry
@@ -59,15 +59,6 @@ _EXPIRED = {  # what each deadline's log line says (aio.deadlines names them)
     "idle_timeout": "idle",
     "write_timeout": "the peer read none of our answers within the write deadline",
 }
-
-
-def _source(peer: Any) -> str | None:
-    """The address a connection's slots are counted by: a TCP peer's IP address (an IPv4 address
-    mapped into IPv6 counts as itself), None for a Unix-socket peer."""
-    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
-        return None
-    host = peer[0]
-    return host[7:] if host.startswith("::ffff:") else host
 
 
 _AUTH_FAILURES = frozenset({Violation.AUTH_REFUSED, Violation.ALTER_AUTH_REFUSED, Violation.AUTH3_REFUSED})
@@ -392,7 +383,7 @@ class Server:
         and a dispatcher. False: refused (and closed before a PDU is read), over the
         ``max_connections`` limit or its address's ``max_connections_per_source``."""
         limits = self.limits
-        source = _source(proto.peer)
+        source = source_text(proto.peer)
         if source is not None and self._per_source[source] >= limits.max_connections_per_source:
             self.refusals["source_limit"] += 1
             _limited.warning(
@@ -435,7 +426,7 @@ class Server:
             proto.inbox,
         )
         assoc.account = self.budget.account(source)
-        assoc.admit_handshake = self._handshake_gate(proto)
+        assoc.admit_handshake = self._handshake_gate(proto, source)
         if source is not None:
             self._per_source[source] += 1
         self._connections.add(Dispatcher(self, proto, assoc))
@@ -451,7 +442,7 @@ class Server:
         throttle = self._control
         if throttle is None:
             return 0.0
-        return throttle.spend("control", throttle.counted_as(_source(peer)), now, n)
+        return throttle.spend("control", throttle.counted_as(source_text(peer)), now, n)
 
     def record_paced(self, peer: Any, seconds: float) -> None:
         """A connection held back for its source's control PDUs (counted as refusals["control_rate"])."""
@@ -464,18 +455,19 @@ class Server:
             self.limits.control_rate,
         )
 
-    def _handshake_gate(self, proto: ServerProtocol) -> Callable[[], bool] | None:
+    def _handshake_gate(self, proto: ServerProtocol, source: str | None) -> Callable[[], bool] | None:
         """What the association asks before it starts a security context: a token of the source's
-        handshake rate (Limits.handshake_rate, and the policy's [rate_limit] handshakes if any)."""
+        handshake rate (Limits.handshake_rate, and the policy's [rate_limit] handshakes if any).
+        The source's bucket is looked up when a handshake starts, not at accept: most
+        connections never start one."""
         throttle = self._handshakes
-        key = throttle.counted_as(_source(proto.peer)) if throttle is not None else None
-        if key is None and self.enforcer.throttle is None:
+        if (throttle is None or source is None) and self.enforcer.throttle is None:
             return None  # a local peer, or no limit
         loop, enforcer, peer = proto.loop, self.enforcer, proto.peer
 
         def admit() -> bool:
             now = loop.time()
-            if throttle is not None and not throttle.take_counted("handshakes", key, now):
+            if throttle is not None and not throttle.take("handshakes", source, now):
                 return False
             return enforcer.throttle is None or enforcer.rate_ok("handshakes", peer, now)
 
@@ -486,7 +478,7 @@ class Server:
         if dispatcher not in self._connections:
             return
         self._connections.discard(dispatcher)
-        source = _source(dispatcher.proto.peer)
+        source = source_text(dispatcher.proto.peer)
         if source is not None:
             left = self._per_source[source] - 1
             if left > 0:
