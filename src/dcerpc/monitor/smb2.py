@@ -511,8 +511,8 @@ class Smb2Connection:
             if ok or pend.logon is not None:
                 anonymous = len(body) >= 4 and bool(_u16(body, 2) & _SESSION_NULL)
                 logon = pend.logon
-                if anonymous and logon is None:
-                    logon = NtlmLogon("", "", "", True)
+                if anonymous:  # SMB2_SESSION_FLAG_IS_NULL: whatever the message said, a null session
+                    logon = NtlmLogon("", "", logon.workstation if logon else "", True)
                 if ok:
                     self._remember(self.sessions, session, logon)
         elif command == TREE_CONNECT and ok and len(body) >= 4:
