@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +42,18 @@ def test_recognised_by_content() -> None:
     assert looks_like_smb(b"\0\0\0\x20\xffSMB" + bytes(28))  # SMB1 too (counted)
     assert not looks_like_smb(EX[0][1])  # a DCE/RPC bind
     assert not looks_like_smb(b"GET / HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("first", [1, 3, 4, 6, 7])
+def test_recognised_when_tcp_cuts_the_frame_header(first: int) -> None:
+    assert shape(calls(run(b.over_pipe(EX, "rw"), (first, 1460)))) == TCP_SHAPE
+
+
+def test_netbios_session_request_on_139_is_skipped() -> None:
+    ex = b.over_pipe(EX, "rw")
+    request = b"\x81\x00\x00\x44" + bytes(0x44)  # RFC 1002 4.3.2: called and calling names
+    ex = [(True, request), (False, b"\x82\x00\x00\x00"), *ex]
+    assert shape(calls(run(ex))) == TCP_SHAPE
 
 
 def test_write_read_pipe_calls_are_the_tcp_calls_with_the_pipe_and_smb_user() -> None:
@@ -300,7 +313,7 @@ def test_malformed_smb2_is_counted() -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(st.integers(1, 3000), min_size=1, max_size=6),
+    st.lists(st.integers(1, 3000), min_size=1, max_size=6),  # the first may cut the frame header
     st.sampled_from(["rw", "ioctl"]),
 )
 def test_any_tcp_segmentation_gives_the_same_calls(sizes: list[int], mode: str) -> None:

@@ -111,8 +111,18 @@ def _plausible(buf: bytes | bytearray, at: int = 0) -> bool:
 
 
 def looks_like_smb(data: bytes) -> bool:
-    """True when ``data`` (a direction's first octets) starts with an SMB frame (any version)."""
-    return _plausible(data)
+    """True when ``data`` (a direction's first octets) starts with an SMB frame (any version), a
+    NetBIOS session request (port 139), or, shorter than a frame header, could be the start of one
+    (a DCE/RPC header starts with 5, never 0)."""
+    if len(data) >= 8:
+        return _plausible(data) or data[0] == 0x81
+    if not data or data[0] not in (0, 0x81):
+        return False
+    return (
+        data[0] == 0x81
+        or len(data) < 5
+        or (data[4] in (0xFE, 0xFD, 0xFC, 0xFF) and b"SMB".startswith(data[5:]))
+    )
 
 
 @dataclass(slots=True)
