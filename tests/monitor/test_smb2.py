@@ -351,3 +351,17 @@ def test_random_octets_after_a_valid_start_never_raise(junk: bytes) -> None:
 
 def test_segments_helper_keeps_flags() -> None:
     assert all(isinstance(s, Segment) for s in segments(b.over_pipe(EX[:2])))
+
+
+def test_the_monitors_total_bound_counts_smb2_framers() -> None:
+    """A message announced but never finished is held by the SMB2 framer: the monitor counts it in
+    its total for half-cut buffers and, past the bound, makes the connection forget it."""
+    mon = Monitor()
+    mon.max_framed = 20_000
+    head = b.frame(b.write_request(1, bytes(16), bytes(60_000)))[:30_000]  # cut: never completed
+    ex: Exchange = [(True, b.frame(b.negotiate_request())), (True, head)]
+    out: list[Record] = []
+    for s in segments(ex)[:-2]:  # no FIN: the connection stays open
+        out += mon.feed(s)
+    assert mon.dropped_buffers >= 1 and mon.framed <= mon.max_framed
+    assert sum(a.buffered for a in mon.associations.values()) == mon.framed

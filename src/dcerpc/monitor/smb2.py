@@ -394,7 +394,7 @@ class Smb2Connection:
         elif command == CREATE and len(body) >= 56:
             raw = _slice(m, _u16(body, 44), _u16(body, 46))
             pend.name = _utf16(raw) if raw else ""
-            self._expect(mid, pend, out)
+            self._expect(mid, pend)
             return session, tree, mid
         elif command in (WRITE, READ, IOCTL, CLOSE):
             fid_at = {WRITE: 16, READ: 16, IOCTL: 8, CLOSE: 8}[command]
@@ -418,10 +418,10 @@ class Smb2Connection:
                 pend.key = pend.via = None
             if data is None or data:
                 self._to_pipe(pend, src, ts, data, out)
-            self._expect(mid, pend, out)
+            self._expect(mid, pend)
             return session, tree, target
         if command != CANCEL:  # a CANCEL has no answer and bears the MessageId of what it cancels
-            self._expect(mid, pend, out)
+            self._expect(mid, pend)
         return session, tree, None
 
     def _payload(self, m: bytes, full: int, offset: int, length: int) -> bytes | None:
@@ -434,7 +434,7 @@ class Smb2Connection:
             return b""
         return data
 
-    def _expect(self, mid: int, pend: _Pending, out: list[Record]) -> None:
+    def _expect(self, mid: int, pend: _Pending) -> None:
         while len(self.pending) >= MAX_PENDING:
             self.pending.popitem(last=False)
             self.stats["smb2_unanswered"] += 1
