@@ -215,7 +215,8 @@ def test_encrypted_smb3_is_counted_not_read(capture: Path) -> None:
 @pytest.mark.interop
 def test_monitor_agrees_with_tshark_call_by_call(capture: Path) -> None:
     """Every request tshark dissects inside an SMB2 pipe is one of our calls: the same client port,
-    pipe, call_id and opnum (tshark pairs CREATE request and response by MessageId for the name)."""
+    pipe, call_id, opnum and interface (the names: CREATE requests paired with their responses by
+    MessageId; the interface: the bind's context, in the same pipe, that the request names)."""
     names: dict[tuple[str, str], str] = {}
     fields = ("-T", "fields", "-e", "tcp.stream", "-e", "smb2.msg_id")
     for stream, mid, name in _tshark(
@@ -226,20 +227,31 @@ def test_monitor_agrees_with_tshark_call_by_call(capture: Path) -> None:
     answered = "smb2.cmd == 5 && smb2.flags.response == 1 && smb2.nt_status == 0"
     for stream, mid, fid in _tshark(capture, "-Y", answered, *fields, "-e", "smb2.fid"):
         pipes[(stream, fid)] = names[(stream, mid)]
-    theirs: Counter[tuple[int, str, int, int]] = Counter()
-    wanted = ("tcp.stream", "tcp.srcport", "smb2.fid", "dcerpc.cn_call_id", "dcerpc.opnum", "dcerpc.cn_flags")
+    # the interface of each presentation context, from the binds and alter_contexts tshark read
+    bound: dict[tuple[str, str, str], str] = {}
+    for stream, fids, ctx_ids, uuids in _tshark(
+        capture, "-Y", "dcerpc.pkt_type == 11 || dcerpc.pkt_type == 14", "-T", "fields",
+        "-e", "tcp.stream", "-e", "smb2.fid", "-e", "dcerpc.cn_ctx_id", "-e", "dcerpc.cn_bind_to_uuid",
+    ):  # fmt: skip
+        for ctx, uuid in zip(ctx_ids.split(","), uuids.split(","), strict=False):
+            bound[(stream, fids.split(",")[-1], ctx)] = uuid
+    theirs: Counter[tuple[int, str, int, int, str]] = Counter()
+    wanted = ("tcp.stream", "tcp.srcport", "smb2.fid", "dcerpc.cn_call_id", "dcerpc.opnum",
+              "dcerpc.cn_flags", "dcerpc.cn_ctx_id")  # fmt: skip
     rows = _tshark(
         capture, "-Y", "dcerpc.pkt_type == 0", "-T", "fields", *(x for w in wanted for x in ("-e", w))
     )
-    for stream, port, fids, call_ids, opnums, flags in rows:
+    for stream, port, fids, call_ids, opnums, flags, ctx_ids in rows:
         fid = fids.split(",")[-1]
-        each = zip(call_ids.split(","), opnums.split(","), flags.split(","), strict=True)
-        for call_id, opnum, flag in each:
+        each = zip(call_ids.split(","), opnums.split(","), flags.split(","), ctx_ids.split(","), strict=True)
+        for call_id, opnum, flag, ctx in each:
             if int(flag, 16) & 1:  # the first fragment: one call
-                theirs[(int(port), "\\pipe\\" + pipes[(stream, fid)], int(call_id), int(opnum))] += 1
-    ours: Counter[tuple[int, str, int, int]] = Counter(
-        (c["source"]["port"], c["dcerpc"]["named_pipe"], c["dcerpc"]["call_id"], c["dcerpc"]["opnum"])
+                pipe = "\\pipe\\" + pipes[(stream, fid)]
+                theirs[(int(port), pipe, int(call_id), int(opnum), bound[(stream, fid, ctx)])] += 1
+    ours: Counter[tuple[int, str, int, int, str]] = Counter(
+        (c["source"]["port"], c["dcerpc"]["named_pipe"], c["dcerpc"]["call_id"], c["dcerpc"]["opnum"],
+         c["dcerpc"]["interface"]["uuid"])
         for c in _calls(monitor_json(capture))
-    )
+    )  # fmt: skip
     assert sum(theirs.values()) > 100
     assert ours == theirs, (ours - theirs, theirs - ours)
