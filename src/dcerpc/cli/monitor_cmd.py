@@ -61,6 +61,14 @@ def _summary(mon: Monitor, stats: Counter[str], top: int) -> None:
         f"{t['conflicts']} conflicting, {t['gaps']} gaps, {stats['undecodable']} undecodable, "
         f"{stats['truncated']} truncated"
     )
+    if mon.smb2:  # named pipes (docs/monitor.md, SMB2)
+        b = mon.smb2
+        c.print(
+            f"SMB2: {b['smb2_messages']} messages, {b['smb2_pipes']} pipes opened; {b['smb2_encrypted']} "
+            f"encrypted (unreadable), {b['smb2_compressed']} compressed, {b['smb1']} SMB1, "
+            f"{b['smb2_malformed']} malformed, {b['smb2_bad_frames']} bad frames, "
+            f"{b['smb2_oversize']} oversize"
+        )
     c.print(
         table(
             "Talkers", ["client", "server", "calls"], [(a, b, n) for (a, b), n in s.talkers.most_common(top)]

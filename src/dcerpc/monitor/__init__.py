@@ -3,6 +3,7 @@
 capture.py  pcap / pcapng through dpkt -> TCP segments (the only file access)
 tcp.py      TCP reassembly per connection, both directions, sans-IO
 passive.py  one association observed: fragments, binds, auth, calls -> records, sans-IO
+smb2.py     SMB2 named pipes: one TCP connection's SMB2 messages -> one passive association per pipe
 ntlm.py     user and domain from an NTLM AUTHENTICATE message
 records.py  the records and their ECS-shaped JSON form
 run.py      the pipeline and the summary counts

@@ -171,6 +171,7 @@ class _Ends(TypedDict):
     server_port: int
     gap: bool
     partial: bool
+    named_pipe: str | None
 
 
 @dataclass(slots=True)
@@ -210,6 +211,7 @@ class PassiveAssociation:
         self.pdus = 0
         self.violations = 0
         self.buffered = 0  # octets the framers hold (at most one fragment per direction)
+        self.named_pipe: str | None = None  # set by the SMB2 reader (smb2.py) for a pipe's association
 
     @property
     def is_dcerpc(self) -> bool:
@@ -534,6 +536,7 @@ class PassiveAssociation:
             "server_port": server.port,
             "gap": self.had_gap,
             "partial": not self.saw_syn and not self.saw_bind,
+            "named_pipe": self.named_pipe,
         }
 
     def _auth_copy(self) -> AuthInfo:

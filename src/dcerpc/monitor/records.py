@@ -62,7 +62,7 @@ class _Common:
     client_port: int
     server_ip: str
     server_port: int
-    named_pipe: str | None = None  # SMB2 transports (a later slice); None over TCP
+    named_pipe: str | None = None  # over SMB2 (ncacn_np): the pipe ("" if its name was not seen); TCP: None
     gap: bool = False  # octets of this connection were lost before this record (a capture gap)
     partial: bool = False  # the capture began after the connection did (no SYN, no bind seen)
 
@@ -161,8 +161,11 @@ def to_event(rec: Record) -> dict[str, Any]:
         connection["gap"] = True
     if rec.partial:
         connection["partial"] = True
-    dcerpc: dict[str, Any] = {"connection": connection, "transport": "ncacn_ip_tcp"}
-    if rec.named_pipe is not None:
+    dcerpc: dict[str, Any] = {
+        "connection": connection,
+        "transport": "ncacn_ip_tcp" if rec.named_pipe is None else "ncacn_np",
+    }
+    if rec.named_pipe:
         dcerpc["named_pipe"] = rec.named_pipe
     out: dict[str, Any] = {
         "@timestamp": _timestamp(rec.ts),

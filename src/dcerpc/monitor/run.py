@@ -16,6 +16,7 @@ from .._errors import status_name
 from .capture import segments
 from .passive import PassiveAssociation
 from .records import BindRecord, CallRecord, Record, ViolationRecord
+from .smb2 import Smb2Connection, looks_like_smb
 from .tcp import Closed, Data, Gap, Reassembler, Segment
 
 __all__ = ["MAX_FRAMED_TOTAL", "Monitor", "Summary", "monitor_file"]
@@ -67,7 +68,8 @@ class Monitor:
 
     def __init__(self, reassembler: Reassembler | None = None) -> None:
         self.tcp = reassembler or Reassembler()
-        self.associations: dict[str, PassiveAssociation] = {}
+        self.associations: dict[str, PassiveAssociation | Smb2Connection] = {}
+        self.smb2: Counter[str] = Counter()  # what the SMB2 readers counted (smb2.py)
         self.summary = Summary()
         self.last_ts = 0.0
         self.framed = 0  # octets the associations' framers hold, all together
@@ -91,7 +93,10 @@ class Monitor:
             if assoc is None:
                 if isinstance(ev, Closed):
                     continue
-                assoc = PassiveAssociation(conn.uid, conn.a, conn.b, conn.client, conn.saw_syn)
+                if isinstance(ev, Data) and looks_like_smb(ev.data):  # named pipes (smb2.py)
+                    assoc = Smb2Connection(conn.uid, conn.a, conn.b, conn.client, conn.saw_syn, self.smb2)
+                else:
+                    assoc = PassiveAssociation(conn.uid, conn.a, conn.b, conn.client, conn.saw_syn)
                 self.associations[conn.uid] = assoc
                 self.summary.connections += 1
             if isinstance(ev, Data):
