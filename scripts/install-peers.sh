@@ -11,6 +11,8 @@ command -v krb5kdc >/dev/null 2>&1 || [ -x /usr/sbin/krb5kdc ] || missing+=(krb5
 command -v kadmin.local >/dev/null 2>&1 || [ -x /usr/sbin/kadmin.local ] || missing+=(krb5-admin-server)
 command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
 [ -x /usr/libexec/samba/samba-dcerpcd ] || missing+=(samba)
+# rpcclient drives Samba's named pipes for the SMB2 monitor tests (tests/interop/test_smb2_monitor.py)
+command -v rpcclient >/dev/null 2>&1 || missing+=(smbclient)
 # python-gssapi (Kerberos for pyspnego) builds against MIT's headers
 command -v krb5-config.mit >/dev/null 2>&1 || [ -e /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
