@@ -114,6 +114,7 @@ def test_refusals_and_their_kinds() -> None:
     assert kind_of(good[:1] + b"\x0b" + good[2:]) is Violation.MALFORMED  # packet type 11
     assert kind_of(good + b"xx") is Violation.MALFORMED  # trailing octets, auth_proto 0
     assert kind_of(request(fragment=1).encode()) is Violation.MALFORMED  # fragnum without frag
+    assert parse_cl(request(ptype=ClPType.FACK, body=b"", fragment=1).encode()).fragment == 1  # acknowledged
     assert kind_of(request(ptype=ClPType.PING, body=b"x").encode()) is Violation.MALFORMED
     assert kind_of(request(ptype=ClPType.FAULT, body=b"abc").encode()) is Violation.MALFORMED
     assert kind_of(request(ptype=ClPType.FACK, body=bytes(15)).encode()) is Violation.MALFORMED
@@ -166,7 +167,8 @@ def datagrams(draw: st.DrawFn) -> Datagram:
         drep=draw(st.sampled_from([LE, BE, b"\x10\x00\x07", b"\x00\x00\xff"])),
         serial=draw(u16), object=draw(uuids), interface=draw(uuids), activity=draw(uuids),
         server_boot=draw(u32), interface_version=draw(u32), sequence=draw(u32), opnum=draw(u16),
-        interface_hint=draw(u16), activity_hint=draw(u16), fragment=draw(u16) if frag else 0,
+        interface_hint=draw(u16), activity_hint=draw(u16),
+        fragment=draw(u16) if frag or ptype not in (ClPType.REQUEST, ClPType.RESPONSE) else 0,
         auth_proto=proto, body=draw(bodies[ptype]),  # type: ignore[arg-type]
         auth=draw(st.binary(max_size=40)) if proto else b"",
     )  # fmt: skip

@@ -35,9 +35,11 @@ from typing import Final
 from .header import PduError
 
 __all__ = [
+    "CLIENT_PTYPES",
     "CL_HEADER_SIZE",
     "CL_VERSION",
     "NIL",
+    "SERVER_PTYPES",
     "CancelAckBody",
     "CancelBody",
     "ClError",
@@ -77,6 +79,7 @@ class ClPType(enum.IntEnum):
     CANCEL_ACK = 10
 
 
+_FRAGMENTED: Final = frozenset({ClPType.REQUEST, ClPType.RESPONSE})
 CLIENT_PTYPES: Final = frozenset({ClPType.REQUEST, ClPType.PING, ClPType.ACK, ClPType.CL_CANCEL})
 """What a client sends (C706 12.5.1); fack goes both ways (it acknowledges fragments)."""
 SERVER_PTYPES: Final = frozenset(
@@ -275,7 +278,9 @@ def parse_cl(data: bytes) -> Datagram:
     auth = bytes(data[CL_HEADER_SIZE + n :])
     if auth and not proto:
         raise ClError(f"{len(auth)} octets after the body and no auth_proto", MALFORMED, ptype)
-    if fragnum and not f1 & Flags1.FRAG:  # C706 12.5.3.1: fragnum counts the fragments of one PDU
+    if fragnum and not f1 & Flags1.FRAG and kind in _FRAGMENTED:
+        # C706 12.5.3.1: in a request or response, fragnum numbers the fragments of one PDU (in a
+        # fack or nocall it is the fragment acknowledged, and the flag is not set)
         raise ClError(f"fragment number {fragnum} without the frag flag", MALFORMED, ptype)
     u = uuid.UUID
     return Datagram(
