@@ -3,18 +3,18 @@ records out, sans-IO.
 
 Connectionless RPC has no connection and no bind: each datagram is one PDU (pdu/cl.py) whose
 80-octet header names the call by (activity UUID, sequence number), the interface by UUID and
-version, and the operation by opnum (C706 12.5.3.1). The reader therefore keys everything by
+version, and the operation by opnum (C706 12.5, the header). The reader therefore keys everything by
 (activity, sequence):
 
-- a request's fragments (C706 12.5.3.2, ``frag``/``lastfrag``, ``fragnum``) are gathered by
-  fragment number, each number once: a second copy is a retransmission, counted and not added;
+- a request's fragments (C706 12.5: ``frag``, ``lastfrag``, ``fragnum``) are gathered by fragment
+  number, each number once: a second copy is a retransmission, counted and not added;
 - the answer is a response (its fragments gathered the same way), a fault or a reject (one
   datagram each, with a status); the call's record is emitted when the answer is whole;
-- ping, working, nocall, fack, cl_cancel and cancel_ack (C706 12.5.3, 12.5.4) are noted on the
+- ping, working, nocall, fack, cl_cancel and cancel_ack (C706 12.5 and chapter 10) are noted on the
   call they name; an ack, or anything for a call already reported, is counted in :attr:`ClReader.stats`;
-- a new sequence number on an activity ends the previous call of that activity (C706 12.5.4.2: a
-  client starts its next call only when it is done with the last one): a call still unanswered is
-  reported so.
+- a new sequence number on an activity ends the previous call of that activity (C706 chapter 10:
+  a client starts its next call only when it is done with the last one): a call still unanswered
+  is reported so.
 
 Records are the TCP path's :class:`~.records.CallRecord` with ``udp`` set, ``dcerpc.activity`` and
 ``dcerpc.sequence`` in place of a call_id and context_id, interface and operation names from
@@ -209,7 +209,7 @@ class ClReader:
             if high is not None and d.sequence <= high:
                 self.stats["late"] += 1  # a call already reported (or given up): its retransmission
                 return
-            if high is not None:  # a new call ends the activity's previous one (C706 12.5.4.2)
+            if high is not None:  # a new call ends the activity's previous one (C706 chapter 10)
                 prev = self.calls.pop((d.activity, high), None)
                 if prev is not None:
                     out.append(self._close(prev))
@@ -237,7 +237,7 @@ class ClReader:
                 )
                 return
         self._fragment(dg, uid, call, call.request, d, out)
-        if call.request.whole and d.flags1 & Flags1.MAYBE:  # no answer is coming (C706 12.5.3.1)
+        if call.request.whole and d.flags1 & Flags1.MAYBE:  # no answer is coming (C706 12.5, the header)
             del self.calls[key]
             out.append(self._close(call))
 

@@ -1,8 +1,9 @@
-"""Connectionless PDUs (C706 chapter 12.5, ncadg_ip_udp; MS-RPCE 2.2.3): parse and build, no I/O.
+"""Connectionless PDUs (C706 12.5, ncadg_ip_udp; MS-RPCE 2.2.3): parse and build, no I/O.
 
 A connectionless PDU is one datagram: an 80-octet header, then ``len`` octets of body, then (when
 ``auth_proto`` is not 0) the authentication verifier, whose length no field gives: it is the rest
-of the datagram, kept here as opaque octets (C706 12.5.2.14; checking it is a provider's job).
+of the datagram, kept here as opaque octets (C706 12.5, the authentication verifier; checking it is
+a provider's job).
 
     u8 rpc_vers (4)  u8 ptype  u8 flags1  u8 flags2  u8 drep[3]  u8 serial_hi
     uuid object  uuid if_id  uuid act_id                           (in the sender's integer order)
@@ -11,9 +12,10 @@ of the datagram, kept here as opaque octets (C706 12.5.2.14; checking it is a pr
 
 Calls are named by (activity, sequence number), not by a call_id; a request names its interface
 (UUID and version) and operation itself: there is no bind. Fragments of one PDU share the header
-but their ``fragnum`` (C706 12.5.3.2) and are whole when the one with ``lastfrag`` has arrived.
+but their ``fragnum`` (C706 12.5, the fragment fields) and are whole when the one with ``lastfrag``
+and every number below it have arrived.
 
-Bodies with structure (C706 12.5.3): fault and reject carry a status (u32; Windows may add extended
+Bodies with structure (C706 12.5): fault and reject carry a status (u32; Windows may add extended
 error information after it, kept as octets); fack, and optionally nocall, the fack body (version,
 window size, max TSDU, max fragment size, serial number, selective acknowledgement bitmasks);
 cl_cancel a version and a cancel id; cancel_ack those and whether the server accepts cancels.
@@ -64,7 +66,7 @@ _LEN_AT: Final = 74  # the body length's offset
 
 
 class ClPType(enum.IntEnum):
-    """Connectionless packet types (C706 12.5.1)."""
+    """Connectionless packet types (C706 12.1, the PDU type table)."""
 
     REQUEST = 0
     PING = 1
@@ -81,14 +83,15 @@ class ClPType(enum.IntEnum):
 
 _FRAGMENTED: Final = frozenset({ClPType.REQUEST, ClPType.RESPONSE})
 CLIENT_PTYPES: Final = frozenset({ClPType.REQUEST, ClPType.PING, ClPType.ACK, ClPType.CL_CANCEL})
-"""What a client sends (C706 12.5.1); fack goes both ways (it acknowledges fragments)."""
+"""What a client sends (C706 12.1, the PDU type table); fack goes both ways (it acknowledges
+fragments)."""
 SERVER_PTYPES: Final = frozenset(
     {ClPType.RESPONSE, ClPType.FAULT, ClPType.WORKING, ClPType.NOCALL, ClPType.REJECT, ClPType.CANCEL_ACK}
 )
 
 
 class Flags1(enum.IntFlag):
-    """flags1 (C706 12.5.3.1); 0x01 and 0x80 are reserved for implementations."""
+    """flags1 (C706 12.5, the header); 0x01 and 0x80 are reserved for implementations."""
 
     LASTFRAG = 0x02
     FRAG = 0x04
@@ -99,7 +102,8 @@ class Flags1(enum.IntFlag):
 
 
 class Flags2(enum.IntFlag):
-    """flags2 (C706 12.5.3.1); the other bits are reserved (must be zero, not checked on receipt)."""
+    """flags2 (C706 12.5, the header); the other bits are reserved (must be zero; not checked on
+    receipt)."""
 
     CANCEL_PENDING = 0x02
 
@@ -120,8 +124,8 @@ MALFORMED: Final = "malformed"
 
 @dataclass(frozen=True, slots=True)
 class StatusBody:
-    """The body of fault and reject (C706 12.5.3.5, 12.5.3.9): a status, and whatever follows it
-    (Windows may add extended error information) as octets."""
+    """The body of fault and reject (C706 12.5, the fault and reject PDUs): a status, and whatever
+    follows it (Windows may add extended error information) as octets."""
 
     status: int
     detail: bytes = b""
@@ -132,7 +136,7 @@ class StatusBody:
 
 @dataclass(frozen=True, slots=True)
 class FackBody:
-    """The fack body (C706 12.5.3.4), also a nocall's when it has one."""
+    """The fack body (C706 12.5, the fack PDU), also a nocall's when it has one."""
 
     version: int = 0
     window_size: int = 0
@@ -150,7 +154,7 @@ class FackBody:
 
 @dataclass(frozen=True, slots=True)
 class CancelBody:
-    """The cl_cancel body (C706 12.5.3.2 "quit"): version 0 and the cancel's id."""
+    """The cl_cancel body (C706 12.5, the cl_cancel PDU, once "quit"): version 0 and the cancel's id."""
 
     cancel_id: int
     version: int = 0
@@ -161,8 +165,8 @@ class CancelBody:
 
 @dataclass(frozen=True, slots=True)
 class CancelAckBody:
-    """The cancel_ack body (C706 12.5.3.3 "quack"): version, the cancel's id, and whether the
-    server accepts cancels (a boolean32)."""
+    """The cancel_ack body (C706 12.5, the cancel_ack PDU, once "quack"): version, the cancel's id,
+    and whether the server accepts cancels (a boolean32)."""
 
     cancel_id: int
     accepting: bool = True
@@ -279,7 +283,7 @@ def parse_cl(data: bytes) -> Datagram:
     if auth and not proto:
         raise ClError(f"{len(auth)} octets after the body and no auth_proto", MALFORMED, ptype)
     if fragnum and not f1 & Flags1.FRAG and kind in _FRAGMENTED:
-        # C706 12.5.3.1: in a request or response, fragnum numbers the fragments of one PDU (in a
+        # C706 12.5, the header: in a request or response, fragnum numbers the fragments of one PDU (in a
         # fack or nocall it is the fragment acknowledged, and the flag is not set)
         raise ClError(f"fragment number {fragnum} without the frag flag", MALFORMED, ptype)
     u = uuid.UUID
@@ -297,7 +301,7 @@ def _body(ptype: ClPType, raw: bytes, little: bool) -> Body:
     e = "<" if little else ">"
     if ptype in (ClPType.REQUEST, ClPType.RESPONSE):
         return raw
-    if ptype in (ClPType.PING, ClPType.WORKING, ClPType.ACK):  # C706 12.5.3: no body
+    if ptype in (ClPType.PING, ClPType.WORKING, ClPType.ACK):  # C706 12.5: no body
         if raw:
             raise ClError(
                 f"a {ptype.name.lower()} has no body, this one has {len(raw)} octets", MALFORMED, ptype
@@ -310,7 +314,7 @@ def _body(ptype: ClPType, raw: bytes, little: bool) -> Body:
             )
         return StatusBody(_U32[little].unpack_from(raw)[0], raw[4:])
     if ptype in (ClPType.FACK, ClPType.NOCALL):
-        if not raw:  # a nocall without one; a fack of an older sender (C706 12.5.3.4)
+        if not raw:  # a nocall without one; a fack of an older sender (C706 12.5, the fack PDU)
             return raw
         if len(raw) < 16:
             raise ClError(f"a fack body is 16 octets and more, got {len(raw)}", MALFORMED, ptype)
