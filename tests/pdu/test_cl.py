@@ -121,8 +121,17 @@ def test_refusals_and_their_kinds() -> None:
     fack = FackBody(selack=(1, 2)).pack(True)
     assert kind_of(request(ptype=ClPType.FACK, body=fack[:-4]).encode()) is Violation.MALFORMED
     assert kind_of(request(ptype=ClPType.CL_CANCEL, body=bytes(12)).encode()) is Violation.MALFORMED
-    bad_bool = struct.pack("<III", 0, 1, 2)
-    assert kind_of(request(ptype=ClPType.CANCEL_ACK, body=bad_bool).encode()) is Violation.MALFORMED
+    assert kind_of(request(ptype=ClPType.CANCEL_ACK, body=bytes(12)).encode()) is Violation.MALFORMED
+
+
+def test_bodies_as_the_reference_implementation_sends_them() -> None:
+    """cancel_ack is 9 octets (its boolean is one NDR octet, nonzero true); a fack body may be
+    longer than its masks need (the DCE reference sizes it for one mask, 20 octets)."""
+    quack = request(ptype=ClPType.CANCEL_ACK, body=struct.pack("<IIB", 0, 7, 2), drep=LE).encode()
+    assert len(quack) == CL_HEADER_SIZE + 9 and parse_cl(quack).body == CancelAckBody(7, True)
+    assert len(CancelAckBody(7, False).pack(False)) == 9
+    fack = FackBody(1, 8, 4096, 1464, 5).pack(True) + bytes(4)
+    assert parse_cl(request(ptype=ClPType.FACK, body=fack).encode()).body == FackBody(1, 8, 4096, 1464, 5)
 
 
 def test_plausible() -> None:

@@ -136,9 +136,10 @@ class StatusBody:
 
 @dataclass(frozen=True, slots=True)
 class FackBody:
-    """The fack body (C706 12.5, the fack PDU), also a nocall's when it has one."""
+    """The fack body (C706 12.5, the fack PDU), also a nocall's when it has one. The DCE reference
+    implementation sends version 1."""
 
-    version: int = 0
+    version: int = 1
     window_size: int = 0
     max_tsdu: int = 0
     max_frag_size: int = 0
@@ -165,15 +166,17 @@ class CancelBody:
 
 @dataclass(frozen=True, slots=True)
 class CancelAckBody:
-    """The cancel_ack body (C706 12.5, the cancel_ack PDU, once "quack"): version, the cancel's id,
-    and whether the server accepts cancels (a boolean32)."""
+    """The cancel_ack body (C706 12.5, the cancel_ack PDU, once "quack"): version (u32), the cancel's
+    id (u32), and whether the server accepts cancels: an NDR boolean, one octet (C706 14.2.2: zero is
+    false, anything else true), so the body is 9 octets (the DCE reference implementation's
+    on-the-wire size; Wireshark reads it so too)."""
 
     cancel_id: int
     accepting: bool = True
     version: int = 0
 
     def pack(self, little: bool) -> bytes:
-        return struct.pack("<III" if little else ">III", self.version, self.cancel_id, int(self.accepting))
+        return struct.pack("<IIB" if little else ">IIB", self.version, self.cancel_id, int(self.accepting))
 
 
 Body = bytes | StatusBody | FackBody | CancelBody | CancelAckBody
@@ -319,19 +322,17 @@ def _body(ptype: ClPType, raw: bytes, little: bool) -> Body:
         if len(raw) < 16:
             raise ClError(f"a fack body is 16 octets and more, got {len(raw)}", MALFORMED, ptype)
         vers, window, tsdu, frag, serial, count = struct.unpack_from(e + "BxHIIHH", raw)
-        if len(raw) != 16 + 4 * count:
+        if len(raw) < 16 + 4 * count:  # more is allowed: the DCE reference sizes its body for one mask
             raise ClError(
-                f"a fack body with {count} selective acks is not {len(raw)} octets", MALFORMED, ptype
+                f"a fack body of {len(raw)} octets cannot hold {count} selective acks", MALFORMED, ptype
             )
         selack = struct.unpack_from(f"{e}{count}I", raw, 16)
         return FackBody(vers, window, tsdu, frag, serial, selack)
-    size = 8 if ptype is ClPType.CL_CANCEL else 12
+    size = 8 if ptype is ClPType.CL_CANCEL else 9
     if len(raw) != size:
         raise ClError(f"a {ptype.name.lower()} body is {size} octets, got {len(raw)}", MALFORMED, ptype)
     if ptype is ClPType.CL_CANCEL:
         vers, cid = struct.unpack(e + "II", raw)
         return CancelBody(cid, vers)
-    vers, cid, accepting = struct.unpack(e + "III", raw)
-    if accepting > 1:
-        raise ClError(f"server_is_accepting is a boolean, got {accepting}", MALFORMED, ptype)
-    return CancelAckBody(cid, bool(accepting), vers)
+    vers, cid, accepting = struct.unpack(e + "IIB", raw)
+    return CancelAckBody(cid, accepting != 0, vers)
