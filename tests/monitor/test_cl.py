@@ -186,6 +186,11 @@ def test_malformed_datagrams_are_violations_and_the_reader_goes_on() -> None:
     assert rec.outcome == "success" and reader.stats["not_rpc"] == 1 and reader.stats["late"] == 1
     ev = to_event(next(r for r in recs if isinstance(r, ViolationRecord)))
     assert ev["event"]["action"] == "protocol-violation" and ev["network"]["transport"] == "udp"
+    assert ev["source"]["port"] == CLIENT.port and ev["dcerpc"]["sender"] == "client"
+    # a malformed datagram from the server of a flow: the flow's client is still the client
+    recs, _ = run(up(pdu(ClPType.REQUEST, 1)), UdpDatagram(1.1, SERVER, CLIENT, good[:60]))
+    [bad] = [r for r in recs if isinstance(r, ViolationRecord)]
+    assert (bad.client_port, bad.server_port, bad.from_client) == (CLIENT.port, SERVER.port, False)
 
 
 def test_answers_from_the_client_and_changed_fragments() -> None:

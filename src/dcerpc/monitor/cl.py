@@ -162,7 +162,8 @@ class ClReader:
     def __init__(self) -> None:
         self.calls: OrderedDict[tuple[uuid.UUID, int], _Call] = OrderedDict()
         self.activities: OrderedDict[uuid.UUID, int] = OrderedDict()  # activity -> highest sequence
-        self.flows: OrderedDict[tuple[Endpoint, Endpoint], str] = OrderedDict()
+        self.flows: OrderedDict[tuple[Endpoint, Endpoint], str] = OrderedDict()  # -> uid
+        self.clients: dict[str, Endpoint] = {}  # flow uid -> the sender of its first request
         self.stats: Counter[str] = Counter()
         self._count = 0
 
@@ -337,6 +338,7 @@ class ClReader:
             auth=AuthInfo(d.auth_proto, AuthLevel.DEFAULT if d.auth_proto else AuthLevel.NONE),
         )  # fmt: skip
         call = _Call((d.activity, d.sequence), rec, client, server)
+        self.clients.setdefault(uid, client)
         while len(self.calls) >= MAX_CL_CALLS:
             _, old = self.calls.popitem(last=False)
             out.append(self._close(old))
@@ -367,7 +369,7 @@ class ClReader:
             self._count += 1
             uid = self.flows[key] = f"U{self._count}"
             if len(self.flows) > MAX_CL_FLOWS:
-                self.flows.popitem(last=False)
+                self.clients.pop(self.flows.popitem(last=False)[1], None)
         else:
             self.flows.move_to_end(key)
         return uid
@@ -376,8 +378,11 @@ class ClReader:
         self, dg: UdpDatagram, uid: str, kind: Violation, reason: str, d: Datagram | None, call: _Call | None
     ) -> ViolationRecord:
         self.stats["violations"] += 1
-        client = call.client if call is not None else dg.src
-        server = call.server if call is not None else dg.dst
+        if call is not None:
+            client, server = call.client, call.server
+        else:
+            client = self.clients.get(uid, dg.src)
+            server = dg.dst if client == dg.src else dg.src
         return ViolationRecord(
             ts=dg.ts, uid=uid, client_ip=client.ip, client_port=client.port, server_ip=server.ip,
             server_port=server.port, udp=True, kind=kind, reason=reason,
