@@ -89,10 +89,11 @@ _NOTES: Final[dict[ClPType, str]] = {
     ClPType.CANCEL_ACK: "cancel_ack",
     ClPType.ACK: "ack",
 }
+_MAYBE: Final = int(Flags1.MAYBE)
 _FLAG_NAMES: Final = (
-    (Flags1.IDEMPOTENT, "idempotent"),
-    (Flags1.MAYBE, "maybe"),
-    (Flags1.BROADCAST, "broadcast"),
+    (int(Flags1.IDEMPOTENT), "idempotent"),
+    (int(Flags1.MAYBE), "maybe"),
+    (int(Flags1.BROADCAST), "broadcast"),
 )
 
 
@@ -238,7 +239,7 @@ class ClReader:
                 )
                 return
         self._fragment(dg, uid, call, call.request, d, out)
-        if call.request.whole and d.flags1 & Flags1.MAYBE:  # no answer is coming (C706 12.5, the header)
+        if call.request.whole and d.flags1 & _MAYBE:  # no answer is coming (C706 12.5, the header)
             del self.calls[key]
             out.append(self._close(call))
 

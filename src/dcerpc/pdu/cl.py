@@ -101,6 +101,10 @@ class Flags1(enum.IntFlag):
     BROADCAST = 0x40
 
 
+_FRAG: Final = int(Flags1.FRAG)  # plain ints: IntFlag's operators cost a call each, per datagram
+_LASTFRAG: Final = int(Flags1.LASTFRAG)
+
+
 class Flags2(enum.IntFlag):
     """flags2 (C706 12.5, the header); the other bits are reserved (must be zero; not checked on
     receipt)."""
@@ -218,7 +222,7 @@ class Datagram:
     @property
     def last_fragment(self) -> bool:
         """True when nothing of this PDU follows: an unfragmented PDU, or the last fragment."""
-        return not self.flags1 & Flags1.FRAG or bool(self.flags1 & Flags1.LASTFRAG)
+        return not self.flags1 & _FRAG or bool(self.flags1 & _LASTFRAG)
 
     def encode(self) -> bytes:
         """The datagram, in the integer order ``drep`` names."""
@@ -235,6 +239,24 @@ class Datagram:
             self.activity_hint, len(body), self.fragment, self.auth_proto, self.serial & 0xFF,
         )  # fmt: skip
         return head + body + self.auth
+
+
+_UUIDS_MAX: Final = 4096  # UUIDs cached by their octets (bounded: the octets are peer data)
+_uuids: dict[bytes, uuid.UUID] = {}
+
+
+def _uuid_le(raw: bytes) -> uuid.UUID:
+    """The UUID of 16 octets in little-endian NDR (cached: interfaces and activities repeat)."""
+    u = _uuids.get(raw)
+    if u is None:
+        if len(_uuids) >= _UUIDS_MAX:
+            _uuids.clear()
+        u = _uuids[raw] = uuid.UUID(bytes_le=raw)
+    return u
+
+
+def _uuid_be(raw: bytes) -> uuid.UUID:
+    return uuid.UUID(bytes=raw)
 
 
 def cl_plausible(data: bytes | bytearray) -> bool:
@@ -285,16 +307,14 @@ def parse_cl(data: bytes) -> Datagram:
     auth = bytes(data[CL_HEADER_SIZE + n :])
     if auth and not proto:
         raise ClError(f"{len(auth)} octets after the body and no auth_proto", MALFORMED, ptype)
-    if fragnum and not f1 & Flags1.FRAG and kind in _FRAGMENTED:
+    if fragnum and not f1 & _FRAG and kind in _FRAGMENTED:
         # C706 12.5, the header: in a request or response, fragnum numbers the fragments of one PDU (in a
         # fack or nocall it is the fragment acknowledged, and the flag is not set)
         raise ClError(f"fragment number {fragnum} without the frag flag", MALFORMED, ptype)
-    u = uuid.UUID
+    u = _uuid_le if little else _uuid_be
     return Datagram(
         ptype=kind, flags1=f1, flags2=f2, drep=drep, serial=shi << 8 | slo,
-        object=u(bytes_le=obj) if little else u(bytes=obj),
-        interface=u(bytes_le=iface) if little else u(bytes=iface),
-        activity=u(bytes_le=act) if little else u(bytes=act),
+        object=u(obj), interface=u(iface), activity=u(act),
         server_boot=boot, interface_version=ifv, sequence=seq, opnum=opnum, interface_hint=ihint,
         activity_hint=ahint, fragment=fragnum, auth_proto=proto, body=_body(kind, raw, little), auth=auth,
     )  # fmt: skip
