@@ -387,7 +387,7 @@ class ClReader:
         return ViolationRecord(
             ts=dg.ts, uid=uid, client_ip=client.ip, client_port=client.port, server_ip=server.ip,
             server_port=server.port, udp=True, kind=kind, reason=reason,
-            call_id=d.sequence if d is not None else None,
+            call_id=None,  # connectionless: dcerpc.activity and dcerpc.sequence name the call
             activity=d.activity if d is not None else None,
             sequence=d.sequence if d is not None else None, from_client=dg.src == client,
         )  # fmt: skip
