@@ -15,7 +15,7 @@ from dcerpc.mgmt.idl import Mgmt
 from dcerpc.rpcecho import Echo
 
 FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
-TARGETS = ("pdu", "server", "client", "ndr", "towers", "verification", "monitor", "smb2")
+TARGETS = ("pdu", "server", "client", "ndr", "towers", "verification", "monitor", "smb2", "cl")
 SECONDS = 3  # per target: about 35 s for all six, instrumentation and the corpus's first pass included
 
 pytest.importorskip("atheris", reason="atheris is a dev dependency (pip install -e '.[dev]')")

@@ -69,6 +69,9 @@ def _summary(mon: Monitor, stats: Counter[str], top: int) -> None:
             f"{b['smb2_malformed']} malformed, {b['smb2_bad_frames']} bad frames, "
             f"{b['smb2_oversize']} oversize"
         )
+    u = mon.cl.stats
+    if stats["udp"]:
+        c.print(f"{stats['udp']} UDP datagrams, {u['pdus']} connectionless PDUs, {len(mon.cl.flows)} flows")
     c.print(
         table(
             "Talkers", ["client", "server", "calls"], [(a, b, n) for (a, b), n in s.talkers.most_common(top)]
@@ -84,6 +87,10 @@ def _summary(mon: Monitor, stats: Counter[str], top: int) -> None:
         c.print(table("Presentation contexts", ["result", "count"], s.binds.most_common()))
     if s.users:
         c.print(table("NTLM users", ["user", "calls"], s.users.most_common(top)))
+    notes = [(k, u[k]) for k in ("retransmitted", "late", "ping", "working", "nocall", "fack", "ack",
+                                 "cancel", "cancel_ack") if u[k]]  # fmt: skip
+    if notes:
+        c.print(table("Connectionless datagrams", ["kind", "count"], notes))
     c.print(
         table("Malformed / violations", ["violation", "count"], s.violations.most_common() or [("none", 0)])
     )

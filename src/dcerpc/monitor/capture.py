@@ -1,12 +1,15 @@
-"""Reading capture files (pcap and pcapng, through dpkt) into TCP :class:`~.tcp.Segment` values.
+"""Reading capture files (pcap and pcapng, through dpkt) into TCP :class:`~.tcp.Segment` and UDP
+:class:`~.cl.UdpDatagram` values.
 
 The only module of the monitor that touches a file. dpkt reads the container and decodes link,
-IP and TCP headers; we choose the link decoder from the capture's link type (Ethernet with or
-without VLAN tags, Linux cooked v1/v2, BSD loopback, raw IPv4/IPv6) and take TCP over IPv4 and
-IPv6. A packet dpkt cannot decode, an IP fragment, or a segment the capture cut short (snaplen) is
-counted and its payload dropped (the reassembler then sees a gap), never raised: a capture is data
-from the wire, and the wire may be hostile. Connectionless RPC over UDP (C706 chapter 12) is the
-next slice: :func:`segments` is where UDP datagrams would be handed out beside the TCP segments.
+IP, TCP and UDP headers; we choose the link decoder from the capture's link type (Ethernet with
+or without VLAN tags, Linux cooked v1/v2, BSD loopback, raw IPv4/IPv6) and take TCP and UDP over
+IPv4 and IPv6. A packet dpkt cannot decode, an IP fragment, or a segment the capture cut short
+(snaplen) is counted and its payload dropped (the reassembler then sees a gap), never raised: a
+capture is data from the wire, and the wire may be hostile. A UDP datagram cut short is counted
+and dropped (a connectionless PDU is one datagram: half of one is nothing). :func:`packets` hands
+out both kinds (for connectionless RPC, C706 chapter 12, beside the TCP path); :func:`segments` the
+TCP segments alone.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import Any, BinaryIO, Final
 
 import dpkt
 
+from .cl import UdpDatagram
 from .tcp import Endpoint, Segment
 
-__all__ = ["CaptureError", "segments"]
+__all__ = ["CaptureError", "packets", "segments"]
 
 _PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
 _ETHERNET, _NULL, _LOOP, _RAW, _RAW_OPENBSD, _SLL, _SLL2, _IPV4, _IPV6 = (
@@ -70,6 +74,7 @@ _TYPE_AT: Final = {_ETHERNET: 12, _SLL: 14}
 _IPV4_TYPE: Final = b"\x08\x00"
 _IPV4_HEAD: Final = struct.Struct("!BxHxxHxB2x4s4s")  # version/ihl, total, flags/offset, proto, addresses
 _TCP_HEAD: Final = struct.Struct("!HHI4xBB")  # ports, seq, data offset (+NS), flags
+_UDP_HEAD: Final = struct.Struct("!HHH")  # ports, length
 _ADDRESSES_MAX: Final = 65536  # address texts cached (bounded: addresses are peer data)
 _addresses: dict[bytes, str] = {}
 
@@ -83,9 +88,9 @@ def _address(raw: bytes) -> str:
     return text
 
 
-def _fast(ts: float, buf: bytes, datalink: int, stats: Counter[str]) -> Segment | _Slow | None:
-    """The segment in ``buf`` when it is plain IPv4 + TCP; None when it is IPv4 but not TCP (or a
-    fragment); ``_SLOW`` for dpkt to decode."""
+def _fast(ts: float, buf: bytes, datalink: int, stats: Counter[str]) -> Segment | UdpDatagram | _Slow | None:
+    """The segment in ``buf`` when it is plain IPv4 + TCP (or the datagram, + UDP); None when it is
+    IPv4 but neither (or a fragment); ``_SLOW`` for dpkt to decode."""
     o = _IP_AT.get(datalink)
     if o is None:
         return _SLOW
@@ -97,11 +102,20 @@ def _fast(ts: float, buf: bytes, datalink: int, stats: Counter[str]) -> Segment 
     tcp = o + ihl
     if vihl >> 4 != 4 or ihl < 20 or total < ihl + 20 or len(buf) < tcp + 20:
         return _SLOW
-    if proto != 6:
+    if proto not in (6, 17):
         return None
     if frag & 0x3FFF:  # more fragments, or a fragment offset
         stats["ip_fragments"] += 1
         return None
+    if proto == 17:
+        sport, dport, length = _UDP_HEAD.unpack_from(buf, tcp)
+        if length < 8 or ihl + length > total:
+            return _SLOW
+        if o + ihl + length > len(buf):  # cut by the snaplen: half a datagram is nothing
+            stats["truncated"] += 1
+            return None
+        return UdpDatagram(ts, Endpoint(_address(src), sport), Endpoint(_address(dst), dport),
+                           buf[tcp + 8 : tcp + length])  # fmt: skip
     sport, dport, seq, off, low = _TCP_HEAD.unpack_from(buf, tcp)
     doff = (off >> 4) * 4
     if doff < 20 or ihl + doff > total:
@@ -118,9 +132,9 @@ def _fast(ts: float, buf: bytes, datalink: int, stats: Counter[str]) -> Segment 
     )
 
 
-def _segment(ts: float, ip: Any, stats: Counter[str]) -> Segment | None:
+def _segment(ts: float, ip: Any, stats: Counter[str]) -> Segment | UdpDatagram | None:
     if isinstance(ip, dpkt.ip.IP):
-        if ip.p != dpkt.ip.IP_PROTO_TCP:
+        if ip.p not in (dpkt.ip.IP_PROTO_TCP, dpkt.ip.IP_PROTO_UDP):
             return None
         if ip.mf or ip.offset:
             stats["ip_fragments"] += 1
@@ -128,13 +142,19 @@ def _segment(ts: float, ip: Any, stats: Counter[str]) -> Segment | None:
         expected = ip.len - ip.hl * 4
         src, dst = str(ipaddress.IPv4Address(ip.src)), str(ipaddress.IPv4Address(ip.dst))
     elif isinstance(ip, dpkt.ip6.IP6):
-        if ip.p != dpkt.ip.IP_PROTO_TCP:
+        if ip.p not in (dpkt.ip.IP_PROTO_TCP, dpkt.ip.IP_PROTO_UDP):
             return None
         expected = ip.plen - (len(ip) - len(ip.data) - 40)  # minus extension headers
         src, dst = str(ipaddress.IPv6Address(ip.src)), str(ipaddress.IPv6Address(ip.dst))
     else:
         return None
     tcp = ip.data
+    if isinstance(tcp, dpkt.udp.UDP):
+        payload = bytes(tcp.data)
+        if len(payload) != tcp.ulen - 8 or len(payload) < expected - 8:  # cut by the snaplen
+            stats["truncated"] += 1
+            return None
+        return UdpDatagram(ts, Endpoint(src, tcp.sport), Endpoint(dst, tcp.dport), payload)
     if not isinstance(tcp, dpkt.tcp.TCP):
         stats["undecodable"] += 1
         return None
@@ -159,10 +179,24 @@ def _reader(f: BinaryIO) -> Any:
 def segments(
     path: Path, stats: Counter[str], progress: Callable[[int], None] | None = None
 ) -> Iterator[Segment]:
-    """Every TCP segment of the capture at ``path``, in file order.
+    """Every TCP segment of the capture at ``path``, in file order (:func:`packets` less the UDP
+    datagrams).
 
-    ``stats`` counts packets, non-TCP packets, undecodable, truncated and IP fragments;
-    ``progress`` is told the file offset now and then (for a progress bar).
+    Raises:
+        CaptureError: not a capture, or a link type we do not read.
+    """
+    for p in packets(path, stats, progress):
+        if isinstance(p, Segment):
+            yield p
+
+
+def packets(
+    path: Path, stats: Counter[str], progress: Callable[[int], None] | None = None
+) -> Iterator[Segment | UdpDatagram]:
+    """Every TCP segment and UDP datagram of the capture at ``path``, in file order.
+
+    ``stats`` counts packets, UDP datagrams, packets neither TCP nor UDP, undecodable, truncated
+    and IP fragments; ``progress`` is told the file offset now and then (for a progress bar).
 
     Raises:
         CaptureError: not a capture, or a link type we do not read.
@@ -193,6 +227,8 @@ def segments(
             if seg is None:
                 stats["not_tcp"] += 1
                 continue
+            if isinstance(seg, UdpDatagram):
+                stats["udp"] += 1
             yield seg
         if progress is not None:
             progress(f.tell())

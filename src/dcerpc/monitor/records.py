@@ -65,6 +65,9 @@ class _Common:
     named_pipe: str | None = None  # over SMB2 (ncacn_np): the pipe ("" if its name was not seen); TCP: None
     gap: bool = False  # octets of this connection were lost before this record (a capture gap)
     partial: bool = False  # the capture began after the connection did (no SYN, no bind seen)
+    udp: bool = False  # connectionless (ncadg_ip_udp, monitor/cl.py): no connection, no bind
+    activity: uuid.UUID | None = None  # connectionless: the call's activity and sequence number
+    sequence: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -87,6 +90,9 @@ class CallRecord(_Common):
     auth: AuthInfo = field(default_factory=AuthInfo)
     stub: bytes = b""  # the request stub's first octets (bounded: passive.MAX_STUB_KEPT) for detectors
     response_stub: bytes = b""  # the same of the response (an ept_map answer's towers, for one)
+    rejected: bool = False  # connectionless: the failure was a reject, not a fault
+    call_flags: tuple[str, ...] = ()  # connectionless: idempotent, maybe, broadcast
+    notes: dict[str, int] = field(default_factory=dict)  # connectionless: retransmitted, ping, ... counts
 
     @property
     def interface_name(self) -> str:
@@ -163,7 +169,7 @@ def to_event(rec: Record) -> dict[str, Any]:
         connection["partial"] = True
     dcerpc: dict[str, Any] = {
         "connection": connection,
-        "transport": "ncacn_ip_tcp" if rec.named_pipe is None else "ncacn_np",
+        "transport": "ncadg_ip_udp" if rec.udp else "ncacn_ip_tcp" if rec.named_pipe is None else "ncacn_np",
     }
     if rec.named_pipe:
         dcerpc["named_pipe"] = rec.named_pipe
@@ -171,8 +177,12 @@ def to_event(rec: Record) -> dict[str, Any]:
         "@timestamp": _timestamp(rec.ts),
         "source": {"ip": rec.client_ip, "port": rec.client_port},
         "destination": {"ip": rec.server_ip, "port": rec.server_port},
-        "network": {"transport": "tcp", "protocol": "dcerpc"},
+        "network": {"transport": "udp" if rec.udp else "tcp", "protocol": "dcerpc"},
     }
+    if rec.activity is not None:
+        dcerpc["activity"] = str(rec.activity)
+    if rec.sequence is not None:
+        dcerpc["sequence"] = rec.sequence
     if isinstance(rec, CallRecord):
         ev: dict[str, Any] = {
             "kind": "event",
@@ -183,7 +193,8 @@ def to_event(rec: Record) -> dict[str, Any]:
         if rec.rtt is not None:
             ev["duration"] = round(rec.rtt * 1e9)
             dcerpc["rtt"] = rec.rtt
-        dcerpc.update(call_id=rec.call_id, context_id=rec.context_id)
+        if not rec.udp:  # connectionless calls are named by activity and sequence
+            dcerpc.update(call_id=rec.call_id, context_id=rec.context_id)
         if rec.interface is not None:
             dcerpc["interface"] = _iface(rec.interface, rec.version)
         if rec.opnum is not None:
@@ -194,6 +205,12 @@ def to_event(rec: Record) -> dict[str, Any]:
             dcerpc["object"] = str(rec.object)
         if rec.fault_status is not None:
             dcerpc["fault"] = {"status": status_name(rec.fault_status), "code": rec.fault_status}
+            if rec.rejected:
+                dcerpc["fault"]["reject"] = True
+        if rec.call_flags:
+            dcerpc["flags"] = list(rec.call_flags)
+        if rec.notes:
+            dcerpc["datagrams"] = dict(rec.notes)
         dcerpc["octets"] = {"in": rec.request_octets, "out": rec.response_octets}
         dcerpc["fragments"] = {"in": rec.request_fragments, "out": rec.response_fragments}
         _auth(rec.auth, out, dcerpc)

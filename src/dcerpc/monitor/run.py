@@ -1,4 +1,5 @@
-"""The monitor's pipeline: segments -> TCP reassembly -> passive associations -> records -> summary.
+"""The monitor's pipeline: segments -> TCP reassembly -> passive associations -> records -> summary;
+UDP datagrams -> the connectionless reader (cl.py) -> records -> the same summary.
 
 :class:`Monitor` is sans-IO (segments in, records out); :func:`monitor_file` feeds it a capture.
 Detectors (a later slice of issue 16) consume the records :meth:`Monitor.feed` returns, the same
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import status_name
-from .capture import segments
+from .capture import packets
+from .cl import ClReader, UdpDatagram
 from .passive import PassiveAssociation
 from .records import BindRecord, CallRecord, Record, ViolationRecord
 from .smb2 import Smb2Connection, looks_like_smb
@@ -75,15 +77,23 @@ class Monitor:
         self.framed = 0  # octets the associations' framers hold, all together
         self.max_framed = MAX_FRAMED_TOTAL
         self.dropped_buffers = 0
+        self.cl = ClReader()
 
-    def feed(self, seg: Segment) -> list[Record]:
-        """Take one segment; returns the records it completed."""
+    def feed(self, seg: Segment | UdpDatagram) -> list[Record]:
+        """Take one segment (or UDP datagram); returns the records it completed."""
         self.last_ts = max(self.last_ts, seg.ts)
+        if isinstance(seg, UdpDatagram):
+            return self._add(self.cl.feed(seg))
         return self._events(self.tcp.feed(seg))
 
     def finish(self) -> list[Record]:
         """The capture ended: every connection closes, unanswered calls are reported."""
-        return self._events(self.tcp.finish(self.last_ts))
+        return self._events(self.tcp.finish(self.last_ts)) + self._add(self.cl.finish())
+
+    def _add(self, out: list[Record]) -> list[Record]:
+        for rec in out:
+            self.summary.add(rec)
+        return out
 
     def _events(self, events: list[Data | Gap | Closed]) -> list[Record]:
         out: list[Record] = []
@@ -143,6 +153,6 @@ def monitor_file(
         CaptureError: not a capture we read.
     """
     mon = monitor or Monitor()
-    for seg in segments(path, stats, progress):
+    for seg in packets(path, stats, progress):
         yield from mon.feed(seg)
     yield from mon.finish()
