@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .._errors import status_name
 from ..known import interface_name
@@ -35,6 +35,9 @@ from ..protocol.rules import Violation
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import ECS_VERSION, Sink, Writer, nest
+
+if TYPE_CHECKING:
+    from ..detect.inline import Inline
 
 __all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Operation"]
 
@@ -326,6 +329,9 @@ class Audit:
         self.binds: dict[tuple[str, str], int] = {}  # (bind | alter_context, accepted | rejected | refused)
         self.auth: dict[tuple[str, str], int] = {}  # (auth type, success | failure) -> handshakes
         self.policy: dict[tuple[str, str], int] = {}  # (decision, stage) -> decisions
+        # the detectors, when on (detect/inline.py): fed from the hooks below, alerts counted here
+        self.detect: Inline | None = None
+        self.alerts: dict[tuple[str], int] = {}  # (detector,) -> alerts
 
     @classmethod
     def configure(
@@ -384,6 +390,8 @@ class Audit:
         if w is not None:
             w.put((_closed, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport,
                    received, sent, duration, conn.calls))  # fmt: skip
+        if self.detect is not None:
+            self.detect.closed(self, conn)
         if self.debug:
             log.debug(
                 "connection %d from %s closed: %d calls, %d octets in, %d out, %.3f s",
@@ -399,6 +407,8 @@ class Audit:
         w = self.writer
         if w is not None:
             w.put((_bound, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.detect is not None:
+            self.detect.bound(self, conn, ev)
         if self.debug:
             log.debug(
                 "%s from %s: accepted %s, rejected %s, auth %s level %s",
@@ -416,6 +426,8 @@ class Audit:
         w = self.writer
         if w is not None:
             w.put((_authenticated, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.detect is not None:
+            self.detect.authenticated(self, conn, ev)
         if self.debug:
             if ev.failure is None:
                 who = ev.principal or ("anonymous" if ev.anonymous else "?")
@@ -449,6 +461,8 @@ class Audit:
             call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
             w.put((_called, time.time_ns(), conn.number, conn.peer, call, target.ifname, target.operation, 0,
                    duration, len(ev.stub), out_octets))  # fmt: skip
+        if self.detect is not None:
+            self.detect.called(self, conn, ev, 0)
         if self.debug:
             self._debug_call(conn, ev, target.ifname, target.operation, 0, duration, out_octets)
 
@@ -470,6 +484,8 @@ class Audit:
             call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
             w.put((_called, time.time_ns(), conn.number, conn.peer, call, ifname, operation, status, duration,
                    len(ev.stub), 0))  # fmt: skip
+        if self.detect is not None:
+            self.detect.called(self, conn, ev, status)
         if self.debug:
             self._debug_call(conn, ev, ifname, operation, status, duration, 0)
 
@@ -499,6 +515,8 @@ class Audit:
             w.put((_violated, t, conn.number, conn.peer, conn.local, conn.transport, ev))
             if refuses:
                 w.put((_refused_bind, t, conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.detect is not None:
+            self.detect.violation(self, conn, ev)
 
     def refused(self, peer: Any, local: Any, transport: str, kind: str) -> None:
         """A connection refused at accept (``Server.refusals`` counts it)."""
