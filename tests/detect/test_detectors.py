@@ -140,6 +140,8 @@ def test_fragment_overflow() -> None:
     assert names(run([small])) == ["fragment_overflow"]
     big = call(ECHO, 1, fragments={"in": 600, "out": 1}, octets=600 * 5840, alloc_hint=600 * 5840)
     assert not run([big])  # a long call in full-size fragments
+    huge = call(ECHO, 1, fragments={"in": 1 << 20, "out": 1}, octets=(1 << 20) * 4096)  # 4 GiB: a 32-bit wrap
+    assert names(run([huge])) == ["fragment_overflow"]
     assert names(run([violation("call_too_large")])) == ["fragment_overflow"]
 
 

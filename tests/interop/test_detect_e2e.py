@@ -2,7 +2,8 @@
 namespace, benign clients first (our client, impacket with NTLM at every auth level, smbtorture
 rpc.echo, all finding the service through the endpoint mapper), then impacket attacks (an
 rpcdump-style enumeration of the endpoint map, binds to a dozen interfaces nobody serves, an opnum
-sweep of the endpoint mapper, connections that never bind). The benign clients make no alert; each
+sweep of the endpoint mapper, connections that never bind, NTLM logons of six users with one
+password). The benign clients make no alert; each
 attack makes its alert inline (the audit file, the metrics) and, from dumpcap's capture of the
 same traffic, the same alert from ``dcerpc monitor --json``."""
 
@@ -27,7 +28,7 @@ from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 DOMAIN, USER, PASSWORD = "SAMBADOM", "alice", "Secret-1"
 METRICS = 9464
 MARKER = 10136  # the source port of one last connection attempt: when it is in the file, all is
-ATTACKS = {"epm_enumeration", "interface_brute_force", "opnum_sweep", "port_scan"}
+ATTACKS = {"epm_enumeration", "interface_brute_force", "opnum_sweep", "port_scan", "auth_spraying"}
 
 OUR_CLIENT = """
 import asyncio
@@ -92,6 +93,21 @@ for opnum in range(10, 25):                           # opnums the endpoint mapp
 dce.disconnect()
 for _ in range(25):                                   # connections that never bind
     socket.create_connection((host, 135)).close()
+ECHO = uuidtup_to_bin(("60a15ec5-4de8-11d7-a637-005056a20182", "1.0"))
+binding = epm.hept_map(host, ECHO, protocol="ncacn_ip_tcp")
+for i in range(6):                                    # six users, one wrong password each
+    rpc = transport.DCERPCTransportFactory(binding)
+    rpc.set_credentials(f"user{i}", "Summer2026!", "SAMBADOM")
+    dce = rpc.get_dce_rpc()
+    dce.set_auth_level(5)
+    dce.connect()
+    try:
+        dce.bind(ECHO)
+        dce.call(0, bytes(4))
+        dce.recv()
+    except DCERPCException:
+        pass
+    dce.disconnect()
 """
 
 

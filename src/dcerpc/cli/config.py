@@ -133,6 +133,7 @@ class DetectFile(_Strict):
     max_fragments: int | None = None
     small_fragment: int | None = None
     max_alloc_hint: int | None = None
+    max_call_octets: int | None = None
     epm_enumeration: DetectorFile | None = None
     mgmt_probe: DetectorFile | None = None
     interface_brute_force: DetectorFile | None = None
@@ -467,7 +468,8 @@ def detect_settings(cfg: DetectFile, source: str) -> DetectSettings:
             raise ConfigError(source, "detect.dynamic_ports", str(e)) from None
         extra["dynamic_ports"] = (r.low, r.high)
     numbers = (
-        "map_threshold", "huge_max_ents", "max_name", "max_fragments", "small_fragment", "max_alloc_hint"
+        "map_threshold", "huge_max_ents", "max_name", "max_fragments", "small_fragment", "max_alloc_hint",
+        "max_call_octets",
     )  # fmt: skip
     for key in numbers:
         value = getattr(cfg, key)

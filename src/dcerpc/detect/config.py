@@ -62,6 +62,7 @@ class Settings:
     max_fragments: int = 512  # fragment_overflow: fragments of one call ...
     small_fragment: int = 512  # ... of at most this many stub octets on average
     max_alloc_hint: int = 0x7FFFFFFF  # fragment_overflow: an alloc_hint beyond this (signed overflow)
+    max_call_octets: int = 1 << 30  # fragment_overflow: a call's stub reassembled beyond this (1 GiB)
 
     @classmethod
     def of(cls, rules: Mapping[str, Rule] | None = None, **given: object) -> Settings:

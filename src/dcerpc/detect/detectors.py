@@ -45,8 +45,13 @@ _ABSTRACT_REJECTED: Final = (1, "abstract_syntax_not_supported")  # provider rea
 _NOT_MALFORMED: Final = frozenset({
     "handshake_rate", "alter_handshake_rate", "out_of_resources", "response_out_of_resources",
     "too_many_calls",
+    "auth_refused", "alter_auth_refused", "auth3_refused", "auth_invalid", "auth_not_finished",
+    "verify_invalid", "verify_not_finished", "signature", "auth_type_unavailable", "unsupported_level",
+    "alter_level_unavailable",
 })  # fmt: skip
-"""Violations that are the server's limits speaking, not a malformed PDU."""
+"""Violations that are not a malformed PDU: the server's limits speaking, and authentication that
+failed or asked for what is not served (a wrong password's auth3 and the request after it: the
+evidence of auth_spraying, not of malformed_pdus)."""
 _FRAGMENT_VIOLATIONS: Final = frozenset({"call_too_large", "request_too_long"})
 """Server-side violations of a call's size (inline: the server reassembles, so these are what it
 sees of an oversized or overflowing fragment run)."""
@@ -191,6 +196,8 @@ class Detectors:
             why = f"alloc_hint {hint:#x} beyond 2^31"
         elif d.get("alloc_hint_grew"):
             why = "a continuation's alloc_hint above its first fragment's"
+        elif octets > s.max_call_octets:
+            why = f"{octets} stub octets in {frags} fragments"
         elif frags >= s.max_fragments and octets <= frags * s.small_fragment:
             why = f"{frags} fragments of {octets} stub octets"
         if why is not None:
