@@ -100,7 +100,9 @@ def test_port_scan() -> None:
     assert not run(scan[:19])
     assert not run([closed(port=135, bound=True)] * 40)
     assert not run([closed(port=8080)] * 40)  # not an RPC port, nothing DCE/RPC on it
-    assert names(run([closed(port=8080, rpc=True)] * 20)) == ["port_scan"]  # DCE/RPC seen there
+    assert not run([closed(port=50000)] * 40)  # nor a dynamic one nothing DCE/RPC was seen on
+    assert names(run([closed(port=8080, rpc=True)] * 20)) == ["port_scan"]  # DCE/RPC on that connection
+    assert names(run([call(port=50000), *[closed(port=50000)] * 20])) == ["port_scan"]  # a server seen
 
 
 def test_auth_spraying() -> None:
@@ -170,6 +172,8 @@ def test_unmapped_dynamic_port() -> None:
     assert not run([mapped, on_mapped])
     assert names(run([mapped, on_other])) == ["unmapped_dynamic_port"]
     assert not run([bind([context(ECHO)], port=4999, uid="C4")])  # not in the dynamic range
+    oxid = (call("99fcfec4-5260-101b-bbcb-00aa0021347a", 5), {"epm.ports": [("", 49800)]})
+    assert not run([oxid, on_other])  # DCOM's OXID resolution named the port
 
 
 @pytest.mark.parametrize("name", ["port_scan", "opnum_sweep"])

@@ -3,6 +3,7 @@ the same operations), and never raises on anything else."""
 
 from __future__ import annotations
 
+import struct
 import uuid
 
 import pytest
@@ -94,3 +95,18 @@ def test_impacket_encodings() -> None:
 def test_never_raises(stub: bytes, op: tuple[uuid.UUID, int]) -> None:
     out = inspect(op[0], op[1], stub, stub)
     assert isinstance(out, dict)
+
+
+def test_dcom_string_bindings_name_ports() -> None:
+    from dcerpc.detect.stubs import OXID_RESOLVER
+
+    # a DUALSTRINGARRAY (MS-DCOM 2.2.19): wNumEntries, wSecurityOffset, then tower id + "host[port]"
+    strings = (
+        b"\x07\x00"
+        + "10.0.0.2[49801]\0".encode("utf-16-le")
+        + b"\x07\x00"
+        + "WS1[49802]\0".encode("utf-16-le")
+    )
+    answer = b"\x00" * 3 + struct.pack("<HH", len(strings) // 2, 0) + strings  # misaligned on purpose
+    assert inspect(OXID_RESOLVER, 5, b"", answer) == {"epm.ports": [("", 49801), ("", 49802)]}
+    assert inspect(OXID_RESOLVER, 5, b"", b"\0" * 64) == {}

@@ -55,7 +55,7 @@ class Settings:
     max_sources: int = 10_000  # windows per detector (engine.py says what this bounds)
     local_networks: tuple[str, ...] = LOCAL_NETWORKS  # mgmt_probe: inq_if_ids from these is not a probe
     rpc_ports: frozenset[int] = frozenset({135, 593})  # port_scan, offline: ports counted as RPC's
-    dynamic_ports: tuple[int, int] = (49152, 65535)  # unmapped_dynamic_port, port_scan offline
+    dynamic_ports: tuple[int, int] = (49152, 65535)  # unmapped_dynamic_port
     map_threshold: int = 10  # epm_enumeration: distinct interfaces ept_map'ed
     huge_max_ents: int = 4096  # epm_enumeration: a lookup asking for this many entries or more
     max_name: int = 256  # blaster_activation: characters of a name that is overlong

@@ -9,9 +9,10 @@ detector is a few lines that turn an event into :meth:`Engine.hit` calls; the en
 windows and bounds the memory.
 
 Besides the engine's windows, two detectors remember a little, bounded the same way (least
-recently used first): ``unmapped_dynamic_port`` the (address, port) pairs ept_map answers named
-and the connections already judged, both :data:`MAX_REMEMBERED`: a capture of a million ept_map
-answers, or a million connections, costs that many entries.
+recently used first), :data:`MAX_REMEMBERED` entries each: ``unmapped_dynamic_port`` the
+(address, port) pairs ept_map answers (and DCOM's string bindings) named and the connections
+already judged, ``port_scan`` the server endpoints seen carrying DCE/RPC: a capture of a million
+answers, connections or servers costs that many entries.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Detectors:
         self._seq = itertools.count()  # keys of detectors that count events, not distinct things
         self._mapped: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._judged: OrderedDict[Hashable, None] = OrderedDict()
+        self._rpc: OrderedDict[tuple[str, int], None] = OrderedDict()  # server endpoints seen with DCE/RPC
 
     @property
     def counts(self) -> dict[str, int]:
@@ -89,6 +91,8 @@ class Detectors:
         action = ev.get("event", {}).get("action")
         src = ev.get("source", {}).get("ip") or "local"
         dcerpc = ev.get("dcerpc", {})
+        if action in ("call", "bind", "alter-context"):
+            self._carries_rpc(ev)
         if action == "call":
             self._call(ev, src, ts, dcerpc, features or {})
         elif action in ("bind", "alter-context"):
@@ -116,6 +120,8 @@ class Detectors:
         dst = ev.get("destination", {})
         where = (dst["ip"], dst.get("port")) if dst.get("ip") else None
         status = d.get("fault", {}).get("status")
+        if f.get("epm.ports") and u != EPM:  # DCOM's string bindings: ports learned as from the map
+            self._learn(f["epm.ports"], where)
         if u == EPM:
             self._epm(src, ts, opnum, f, where)
         elif u == MGMT and opnum in (0, 3):
@@ -178,13 +184,29 @@ class Detectors:
                 hit("epm_enumeration", src, ts, mapped, f"ept_map {mapped}",
                     reason + " (ept_map of many interfaces)", group="map", destination=where,
                     threshold=s.map_threshold)  # fmt: skip
-            server = where[0] if where else ""
-            for host, port in f.get("epm.ports", ()):
-                key = (host if host not in ("", "0.0.0.0", "::") else server, port)
-                self._mapped.pop(key, None)
-                self._mapped[key] = None
-                if len(self._mapped) > MAX_REMEMBERED:
-                    self._mapped.popitem(last=False)
+            self._learn(f.get("epm.ports", ()), where)
+
+    def _learn(self, ports: Any, where: Any) -> None:
+        """Ports an answer named (an ept_map's towers, DCOM's string bindings): not unmapped."""
+        server = where[0] if where else ""
+        for host, port in ports:
+            key = (host if host not in ("", "0.0.0.0", "::") else server, port)
+            self._mapped.pop(key, None)
+            self._mapped[key] = None
+            if len(self._mapped) > MAX_REMEMBERED:
+                self._mapped.popitem(last=False)
+
+    def _carries_rpc(self, ev: Mapping[str, Any]) -> None:
+        """The event's server endpoint carries DCE/RPC (port_scan's ports, offline)."""
+        dst = ev.get("destination", {})
+        if dst.get("ip") and dst.get("port") is not None:
+            key = (dst["ip"], dst["port"])
+            if key in self._rpc:
+                self._rpc.move_to_end(key)
+            else:
+                self._rpc[key] = None
+                if len(self._rpc) > MAX_REMEMBERED:
+                    self._rpc.popitem(last=False)
 
     def _fragments(self, src: str, ts: float, d: Mapping[str, Any], where: Any) -> None:
         s = self.settings
@@ -278,9 +300,8 @@ class Detectors:
             return
         dst = ev.get("destination", {})
         port = dst.get("port")
-        lo, hi = self.settings.dynamic_ports
-        rpc = ev.get("network", {}).get("protocol") == "dcerpc"
-        if not rpc and port not in self.settings.rpc_ports and not (port is not None and lo <= port <= hi):
+        rpc = ev.get("network", {}).get("protocol") == "dcerpc" or (dst.get("ip"), port) in self._rpc
+        if not rpc and port not in self.settings.rpc_ports:
             return
         where = (dst["ip"], None) if dst.get("ip") else None
         self.engine.hit("port_scan", src, ts, next(self._seq), f"port {port}",

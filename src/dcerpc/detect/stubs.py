@@ -26,11 +26,15 @@ pointer, conformant varying strings are max_count, offset, actual_count, then th
   15 and 26): PrimaryName; AccountName [string]; SecureChannelType (enum: u16); ComputerName
   [string]; ClientCredential (8 octets).
 - ``RCreateServiceW`` (MS-SCMR 3.1.4.12, opnum 12): hSCManager (20 octets); lpServiceName [string].
+- The answers of DCOM's OXID resolution (IObjectExporter ResolveOxid, ResolveOxid2, ServerAlive2)
+  and activations hold string bindings (``host[port]``, UTF-16: MS-DCOM 2.2.19): their ports, as
+  ``ept_map``'s towers, are where a client may connect next.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 import uuid
 from typing import Any, Final
@@ -52,6 +56,8 @@ REMOTE_ACTIVATION: Final = uuid.UUID("4d9f4ab8-7d1c-11cf-861e-0020af6e7c57")  # 
 ACTIVATION: Final = uuid.UUID("000001a0-0000-0000-c000-000000000046")  # ISystemActivator
 NETLOGON: Final = uuid.UUID("12345678-1234-abcd-ef00-01234567cffb")
 SVCCTL: Final = uuid.UUID("367abb81-9844-35f1-ad32-98f038001003")
+OXID_RESOLVER: Final = uuid.UUID("99fcfec4-5260-101b-bbcb-00aa0021347a")  # IObjectExporter
+_BINDING_PORT = re.compile(r"\[(\d{1,5})\]")  # a DUALSTRINGARRAY string binding's "host[port]"
 
 _U32 = struct.Struct("<I")
 _MAX_STRING: Final = 32768  # characters: an NDR string longer than this is not read as one
@@ -181,6 +187,17 @@ def _activation(b: bytes) -> dict[str, Any]:
     return {"activation.names": names} if names else {}
 
 
+def _binding_ports(response: bytes) -> dict[str, Any]:
+    """The ports of the string bindings (``host[port]``, UTF-16) in a DCOM answer: OXID resolution
+    and activation name where an object's exporter listens (MS-DCOM 2.2.19 DUALSTRINGARRAY), the
+    way DCOM clients learn a dynamic port without the endpoint mapper."""
+    ports: set[int] = set()
+    for start in (0, 1):
+        text = response[start : start + (len(response) - start) // 2 * 2].decode("utf-16-le", "replace")
+        ports.update(int(p) for p in _BINDING_PORT.findall(text) if 0 < int(p) <= 65535)
+    return {"epm.ports": [("", p) for p in sorted(ports)[:_MAX_TOWERS]]} if ports else {}
+
+
 def _netlogon(b: bytes, opnum: int) -> dict[str, Any]:
     _, _, at = _unique_string(b, 0)
     if opnum == 4:
@@ -217,9 +234,11 @@ def inspect(
                     with contextlib.suppress(_ShortError):
                         out |= _map_response(response)
         elif interface == REMOTE_ACTIVATION and opnum == 0:
-            out = _remote_activation(stub)
+            out = _remote_activation(stub) | _binding_ports(response)
         elif interface == ACTIVATION and opnum in (3, 4):
-            out = _activation(stub)
+            out = _activation(stub) | _binding_ports(response)
+        elif interface == OXID_RESOLVER and opnum in (0, 4, 5):  # ResolveOxid, ResolveOxid2, ServerAlive2
+            out = _binding_ports(response)
         elif interface == NETLOGON and opnum in (4, 15, 26):
             out = _netlogon(stub, opnum)
         elif interface == SVCCTL and opnum == 12:

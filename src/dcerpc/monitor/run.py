@@ -140,7 +140,7 @@ class Monitor:
             if isinstance(rec, AlertRecord):
                 continue
             features = None
-            if isinstance(rec, CallRecord) and rec.stub:
+            if isinstance(rec, CallRecord) and (rec.stub or rec.response_stub):
                 features = inspect(rec.interface, rec.opnum, rec.stub, rec.response_stub)
             out += [AlertRecord(a) for a in feed(to_event(rec), rec.ts, features)]
         return out
