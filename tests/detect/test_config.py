@@ -67,3 +67,9 @@ def test_keys_name_the_section() -> None:
     assert {"detect.enabled", "detect.NAME.threshold", "detect.NAME.window", "detect.NAME.enabled"} <= set(
         keys()
     )
+
+
+def test_config_check_shows_the_rules(tmp_path: Path) -> None:
+    flat = _load(tmp_path, "[detect]\nenabled = true\n[detect.port_scan]\nthreshold = 7\n").flat()
+    assert flat["detect.enabled"] is True and flat["detect.port_scan.threshold"] == 7
+    assert _load(tmp_path, "").flat()["detect.enabled"] is False

@@ -6,6 +6,10 @@ handshake, call, protocol violation and deadline, and the server once per connec
 policy engine reports its decisions through :meth:`Audit.emit_policy` (or any event through
 :meth:`Audit.emit`). A server without one pays a single ``is not None`` test per call.
 
+With ``detect`` set (``detect.Inline``: ``[detect] enabled``), the hooks also hand what they saw to
+the detectors (docs/detection.md), whose alerts are events here and counts in ``alerts``; without
+it, each hook pays one more ``is not None`` test.
+
 What each call costs when the observer is on: with metrics, two dict increments and a histogram
 bucket (a shift and ``bit_length``); with audit events, one tuple appended to the
 writer's queue (writer.py): the JSON is made on the writer's thread, from the objects the loop

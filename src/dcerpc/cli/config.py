@@ -243,6 +243,11 @@ class Settings:
         }
         out |= {f"services.{k}.port": v for k, v in self.pinned.items()}
         out |= {f"services.{k}.{f}": v for k, flags in self.restricted.items() for f, v in flags.items()}
+        out["detect.enabled"] = self.detect is not None
+        if self.detect is not None:
+            for name, rule in self.detect.rules.items():
+                out |= {f"detect.{name}.threshold": rule.threshold, f"detect.{name}.window": rule.window,
+                        f"detect.{name}.enabled": rule.enabled}  # fmt: skip
         return out
 
 
