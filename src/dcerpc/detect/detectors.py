@@ -58,13 +58,22 @@ _FRAGMENT_VIOLATIONS: Final = frozenset({"call_too_large", "request_too_long"})
 sees of an oversized or overflowing fragment run)."""
 
 
+_UUIDS: dict[str, uuid.UUID | None] = {}  # interface UUIDs as events spell them, read once (bounded)
+
+
 def _uuid(text: Any) -> uuid.UUID | None:
     if not isinstance(text, str):
         return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
+    found = _UUIDS.get(text, False)
+    if found is False:
+        try:
+            found = uuid.UUID(text)
+        except ValueError:
+            found = None
+        if len(_UUIDS) >= 4096:
+            _UUIDS.clear()
+        _UUIDS[text] = found
+    return found  # type: ignore[return-value]
 
 
 class Detectors:
