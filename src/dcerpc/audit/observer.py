@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from .._errors import status_name
 from ..known import interface_name
@@ -40,10 +40,7 @@ from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_t
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import ECS_VERSION, Sink, Writer, nest
 
-if TYPE_CHECKING:
-    from ..detect.inline import Inline
-
-__all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Operation"]
+__all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Detection", "Operation"]
 
 log = logging.getLogger("dcerpc.server")
 
@@ -93,6 +90,21 @@ class Connection(Protocol):
 
     @property
     def transport(self) -> str: ...
+
+
+class Detection(Protocol):
+    """What the hooks hand their events to when detection is on (``detect.inline.Inline`` is one:
+    it sits above this layer, so it is known here only by this shape)."""
+
+    def closed(self, audit: Audit, conn: Connection) -> None: ...
+
+    def bound(self, audit: Audit, conn: Connection, ev: BindAccepted) -> None: ...
+
+    def authenticated(self, audit: Audit, conn: Connection, ev: Authenticated) -> None: ...
+
+    def violation(self, audit: Audit, conn: Connection, ev: ProtocolViolation) -> None: ...
+
+    def called(self, audit: Audit, conn: Connection, ev: CallReceived, status: int) -> None: ...
 
 
 # the writer thread's side: flat fields from what the loop queued --------------------------------
@@ -334,7 +346,7 @@ class Audit:
         self.auth: dict[tuple[str, str], int] = {}  # (auth type, success | failure) -> handshakes
         self.policy: dict[tuple[str, str], int] = {}  # (decision, stage) -> decisions
         # the detectors, when on (detect/inline.py): fed from the hooks below, alerts counted here
-        self.detect: Inline | None = None
+        self.detect: Detection | None = None
         self.alerts: dict[tuple[str], int] = {}  # (detector,) -> alerts
 
     @classmethod
