@@ -42,6 +42,11 @@ _TASKS: Final = {
     (TASK_SCHEDULER, 1): "SchRpcRegisterTask",
     (SASEC, 0): "SASetAccountInformation",
 }
+_TAGS: Final = {
+    EPM: "epm", MGMT: "mgmt", SVCCTL: "svcctl", ATSVC: "task", TASK_SCHEDULER: "task", SASEC: "task",
+    NETLOGON: "netlogon", REMOTE_ACTIVATION: "activation", ACTIVATION: "activation",
+}  # fmt: skip
+"""The interfaces a detector reads calls of: one dict lookup per call finds whether it is one."""
 _ABSTRACT_REJECTED: Final = (1, "abstract_syntax_not_supported")  # provider reason (C706 12.6.3.1)
 _NOT_MALFORMED: Final = frozenset({
     "handshake_rate", "alter_handshake_rate", "out_of_resources", "response_out_of_resources",
@@ -129,11 +134,14 @@ class Detectors:
         dst = ev.get("destination", {})
         where = (dst["ip"], dst.get("port")) if dst.get("ip") else None
         status = d.get("fault", {}).get("status")
-        if f.get("epm.ports") and u != EPM:  # DCOM's string bindings: ports learned as from the map
+        tag = _TAGS.get(u) if u is not None else None
+        if f.get("epm.ports") and tag != "epm":  # DCOM's string bindings: ports learned as from the map
             self._learn(f["epm.ports"], where)
-        if u == EPM:
+        if tag is None:
+            pass
+        elif tag == "epm":
             self._epm(src, ts, opnum, f, where)
-        elif u == MGMT and opnum in (0, 3):
+        elif tag == "mgmt" and opnum in (0, 3):
             if opnum == 3:
                 hit("mgmt_probe", src, ts, next(self._seq), "stop_server_listening",
                     "mgmt stop_server_listening: a request to stop the server",
@@ -142,15 +150,15 @@ class Detectors:
                 hit("mgmt_probe", src, ts, next(self._seq), "inq_if_ids",
                     "mgmt inq_if_ids from outside the local networks: the interfaces served, listed",
                     destination=where)  # fmt: skip
-        elif u == SVCCTL and opnum in _CREATE_SERVICE and d.get("transport") != "ncalrpc":
+        elif tag == "svcctl" and opnum in _CREATE_SERVICE and d.get("transport") != "ncalrpc":
             service = f.get("svcctl.service")
             sample = f"{_CREATE_SERVICE[opnum]} {service}" if service else _CREATE_SERVICE[opnum]
             hit("service_creation", src, ts, next(self._seq), sample,
                 "a service created over the network (svcctl)", destination=where)  # fmt: skip
-        elif u is not None and (u, opnum) in _TASKS and d.get("transport") != "ncalrpc":
+        elif tag == "task" and (u, opnum) in _TASKS and d.get("transport") != "ncalrpc":
             hit("task_registration", src, ts, next(self._seq), _TASKS[u, opnum],  # type: ignore[index]
                 "a task registered over the network", destination=where)  # fmt: skip
-        elif u == NETLOGON and f.get("netlogon.zero_credential"):
+        elif tag == "netlogon" and f.get("netlogon.zero_credential"):
             op: dict[Any, str] = {
                 4: "NetrServerReqChallenge", 15: "NetrServerAuthenticate2", 26: "NetrServerAuthenticate3"
             }  # fmt: skip
@@ -158,7 +166,7 @@ class Detectors:
             hit("zerologon", src, ts, next(self._seq), sample,
                 "Netlogon challenges and authentications with an all-zero credential (CVE-2020-1472)",
                 destination=where)  # fmt: skip
-        elif (u == REMOTE_ACTIVATION and opnum == 0) or (u == ACTIVATION and opnum in (3, 4)):
+        elif tag == "activation" and opnum in ((0,) if u == REMOTE_ACTIVATION else (3, 4)):
             for text, count in f.get("activation.names", ()):
                 if text.startswith("\\\\") or count > s.max_name:
                     shape = "UNC-shaped" if text.startswith("\\\\") else f"overlong ({count} characters)"
