@@ -42,7 +42,7 @@ from ..known import interface_name
 from ..pdu.constants import ProviderReason
 from ..protocol.events import Authenticated, BindAccepted, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
-from .detectors import MGMT, Detectors
+from .detectors import ATSVC, MGMT, SASEC, TASK_SCHEDULER, Detectors
 from .engine import Alert
 from .stubs import ACTIVATION, EPM, NETLOGON, REMOTE_ACTIVATION, SVCCTL, inspect
 
@@ -55,7 +55,12 @@ log = logging.getLogger("dcerpc.detect")
 
 STUB_KEPT: Final = 4096
 """Octets of a call's stub inspected (the monitor's MAX_STUB_KEPT: the same evidence both ways)."""
-INSPECTED: Final = frozenset({EPM, REMOTE_ACTIVATION, ACTIVATION, NETLOGON, SVCCTL, MGMT})
+INSPECTED: Final = frozenset({EPM, REMOTE_ACTIVATION, ACTIVATION, NETLOGON, SVCCTL})
+"""Interfaces whose calls' stubs the detectors read."""
+READ: Final = INSPECTED | {MGMT, ATSVC, TASK_SCHEDULER, SASEC}
+"""Interfaces whose calls are evidence even when they succeed; a successful call of any other is
+evidence of nothing (inline the server's calls carry no fragment sizes) and is not fed: the common
+call costs the detectors one set lookup."""
 _REASONS: Final = {r.value: r.name.lower() for r in ProviderReason}
 _BIND_REFUSALS: Final = frozenset({
     Violation.SECOND_BIND, Violation.UNKNOWN_GROUP, Violation.BAD_CONTEXT_LIST, Violation.BAD_AUTH_TRAILER,
@@ -123,6 +128,8 @@ class Inline:
 
     def called(self, audit: Audit, conn: Connection, ev: CallReceived, status: int) -> None:
         """A call was answered (``status`` 0) or faulted."""
+        if not status and ev.interface.uuid not in READ:
+            return
         out = self._base(conn, "call", "failure" if status else "success")
         d = out["dcerpc"]
         d["interface"] = self._interface(ev.interface)
