@@ -11,7 +11,7 @@ one call in flight (or ``--in-flight N``). What it prints:
   a fraction of a percent, it shows a change of 1% that timings cannot; it takes about a minute.
 
     .venv/bin/python benchmarks/inproc.py [--calls N] [--in-flight N] [--callgrind] [--no-uvloop]
-                                          [--audit FILE] [--metrics]
+                                          [--audit FILE] [--metrics] [--detect]
 
 ``--audit FILE`` writes every event to FILE (the writer thread's formatting is counted too, under
 callgrind: it counts every thread); ``--metrics`` keeps the per-call metrics counters.
@@ -36,14 +36,19 @@ import time
 from common import use_uvloop
 
 
-async def _run(calls: int, in_flight: int, audit_file: str | None = None, metrics: bool = False) -> float:
+async def _run(
+    calls: int, in_flight: int, audit_file: str | None = None, metrics: bool = False, detect: bool = False
+) -> float:
     from dcerpc.audit import Audit, FileSink
+    from dcerpc.detect import Inline
     from dcerpc.rpcecho import Echo
     from dcerpc.rpcecho.server import EchoServer
     from dcerpc.server.server import Server
     from dcerpc.testing import connect_in_memory
 
-    audit = Audit([FileSink(audit_file)]) if audit_file else None
+    audit = Audit([FileSink(audit_file)]) if audit_file else Audit() if detect else None
+    if audit is not None and detect:
+        audit.detect = Inline()  # the detectors inline (docs/detection.md)
     async with connect_in_memory(Server(EchoServer(), audit=audit, metrics=metrics)) as conn:
         echo = await conn.bind(Echo)
         assert await echo.AddOne(41) == 42
@@ -91,9 +96,11 @@ def main() -> int:
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--audit", metavar="FILE", default=None, help="audit every event to FILE")
     parser.add_argument("--metrics", action="store_true", help="keep the metrics counters")
+    parser.add_argument("--detect", action="store_true", help="run the detectors inline")
     args = parser.parse_args()
     inner = ["--in-flight", str(args.in_flight)] + (["--no-uvloop"] if args.no_uvloop else [])
     inner += (["--audit", args.audit] if args.audit else []) + (["--metrics"] if args.metrics else [])
+    inner += ["--detect"] if args.detect else []
     if args.callgrind:
         if shutil.which("valgrind") is None:
             print("valgrind is not installed (apt install valgrind)")
@@ -103,7 +110,7 @@ def main() -> int:
         print(f"{per_call:,.0f} instructions per call ({args.in_flight} in flight, client and server)")
         return 0
     loop = use_uvloop(not args.no_uvloop)
-    per_call = asyncio.run(_run(args.calls, args.in_flight, args.audit, args.metrics))
+    per_call = asyncio.run(_run(args.calls, args.in_flight, args.audit, args.metrics, args.detect))
     print(f"{per_call * 1e6:.2f} us per call on {loop} ({args.in_flight} in flight, client and server CPU)")
     return 0
 

@@ -5,7 +5,8 @@ Each record is one segment of one TCP connection between two fixed endpoints: th
 says the direction, the next bits its flags (SYN, FIN, RST, none) and how its sequence number
 relates to what that direction sent before (in order, a little back to overlap or retransmit, a
 jump ahead to leave a gap, a wild one); the payload is the segment's octets. The monitor may raise
-nothing: every input ends in records (calls, binds, violations) that make audit-shaped events.
+nothing: every input ends in records (calls, binds, violations, the detectors' alerts) that make
+audit-shaped events.
 
     python fuzz/fuzz_monitor.py -max_total_time=300
 """
@@ -16,6 +17,7 @@ import engine
 import records
 
 with engine.instrumented():
+    from dcerpc.detect import Detectors
     from dcerpc.monitor import Monitor, Reassembler, to_event
     from dcerpc.monitor.tcp import ACK, FIN, RST, SYN, Endpoint, Segment
 
@@ -25,7 +27,7 @@ _FLAGS = (ACK, SYN | ACK, FIN | ACK, RST)
 
 
 def test_one(data: bytes) -> None:
-    mon = Monitor(Reassembler(max_held=64, max_connections=4))
+    mon = Monitor(Reassembler(max_held=64, max_connections=4), Detectors())  # the detectors too
     sent = [0x10000, 0xFFFFF000]  # the second wraps within a few KiB: sequence arithmetic
     out = []
     for i, (tag, payload) in enumerate(records.decode(data)):

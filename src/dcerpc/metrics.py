@@ -77,6 +77,8 @@ class DcerpcCollector(Collector):
              ["auth_type", "outcome"], "auth"),
             ("dcerpc_policy_decisions", "Policy decisions, by decision and stage.", ["decision", "stage"],
              "policy"),
+            ("dcerpc_alerts", "Alerts of the detectors (docs/detection.md), by detector.", ["detector"],
+             "alerts"),
         ):  # fmt: skip
             family = CounterMetricFamily(name, doc, labels=labels)
             total: dict[tuple[str, str], int] = {}

@@ -180,6 +180,7 @@ def test_monitor_names_every_call_of_every_client(capture: Path) -> None:
     assert any(names <= set(o) for o in ops), [sorted(set(o)) for o in ops]
     assert all(c["event"]["outcome"] in ("success", "failure") for c in calls)  # every call answered
     assert not [e for e in events if e["event"]["action"] == "protocol-violation"]
+    assert not [e for e in events if e["event"]["action"] == "detection"]  # benign: no alert
 
 
 @pytest.mark.interop

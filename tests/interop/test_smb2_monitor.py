@@ -74,6 +74,16 @@ def _tshark(pcap: Path, *args: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines()]
 
 
+def _written(pcap: Path) -> bool:
+    """Whether the marker connection is in the file dumpcap is still writing (tshark reads a file cut
+    in the middle of a block as an error, exit status 2: not yet)."""
+    out = subprocess.run(
+        ["tshark", "-r", str(pcap), "-Y", f"tcp.srcport == {MARKER}", "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return bool(out.stdout.strip())
+
+
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_peer(have("dumpcap") and have("tshark"), "dumpcap / tshark are not installed (Debian tshark)")
@@ -124,7 +134,7 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             )
             samba.python("-c", probe)
             deadline = time.monotonic() + 20
-            while not _tshark(pcap, "-Y", f"tcp.srcport == {MARKER}", "-T", "fields", "-e", "frame.number"):
+            while not _written(pcap):
                 assert time.monotonic() < deadline, "dumpcap did not write the last packet"
                 time.sleep(0.1)
         finally:

@@ -13,9 +13,11 @@ from typing import Any
 import dpkt
 import pytest
 
+from dcerpc.detect import Detectors
 from dcerpc.monitor import CallRecord, Monitor, ViolationRecord, monitor_file, to_event
 from dcerpc.monitor import cl as clmod
 from dcerpc.monitor.cl import ClReader, UdpDatagram
+from dcerpc.monitor.records import AlertRecord
 from dcerpc.monitor.tcp import Endpoint
 from dcerpc.pdu.cl import CancelAckBody, ClPType, Datagram, FackBody, Flags1, StatusBody
 from dcerpc.protocol.rules import Violation
@@ -253,3 +255,21 @@ def test_capture_files_hand_out_udp_datagrams(tmp_path: Path, v6: bool) -> None:
     assert isinstance(rec, CallRecord) and rec.operation == "ept_lookup" and rec.stub == b"abcd"
     assert rec.udp and rec.client_port == CLIENT.port and rec.server_ip == ("fd00::2" if v6 else SERVER.ip)
     assert stats["udp"] == 3 and stats["truncated"] == 1
+
+
+def test_connectionless_calls_reach_the_detectors() -> None:
+    """An opnum sweep over UDP (each opnum refused with nca_s_op_rng_error) alerts as over TCP: the
+    connectionless records go through the same detectors; a few refusals do not."""
+
+    def sweep(n: int) -> list[str]:
+        mon = Monitor(detectors=Detectors())
+        out: list[Any] = []
+        for seq in range(1, n + 1):
+            out += mon.feed(up(pdu(ClPType.REQUEST, seq, opnum=100 + seq), ts=float(seq)))
+            refused = pdu(ClPType.FAULT, seq, opnum=100 + seq, body=StatusBody(0x1C010002))
+            out += mon.feed(down(refused, ts=seq + 0.5))
+        out += mon.finish()
+        return [r.alert.detector for r in out if isinstance(r, AlertRecord)]
+
+    assert sweep(30) == ["opnum_sweep"]
+    assert sweep(3) == []

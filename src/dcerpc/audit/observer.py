@@ -6,6 +6,10 @@ handshake, call, protocol violation and deadline, and the server once per connec
 policy engine reports its decisions through :meth:`Audit.emit_policy` (or any event through
 :meth:`Audit.emit`). A server without one pays a single ``is not None`` test per call.
 
+With ``detect`` set (``detect.Inline``: ``[detect] enabled``), the hooks also hand what they saw to
+the detectors (docs/detection.md), whose alerts are events here and counts in ``alerts``; without
+it, each hook pays one more ``is not None`` test.
+
 What each call costs when the observer is on: with metrics, two dict increments and a histogram
 bucket (a shift and ``bit_length``); with audit events, one tuple appended to the
 writer's queue (writer.py): the JSON is made on the writer's thread, from the objects the loop
@@ -36,7 +40,7 @@ from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_t
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import ECS_VERSION, Sink, Writer, nest
 
-__all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Operation"]
+__all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Detection", "Operation"]
 
 log = logging.getLogger("dcerpc.server")
 
@@ -86,6 +90,21 @@ class Connection(Protocol):
 
     @property
     def transport(self) -> str: ...
+
+
+class Detection(Protocol):
+    """What the hooks hand their events to when detection is on (``detect.inline.Inline`` is one:
+    it sits above this layer, so it is known here only by this shape)."""
+
+    def closed(self, audit: Audit, conn: Connection) -> None: ...
+
+    def bound(self, audit: Audit, conn: Connection, ev: BindAccepted) -> None: ...
+
+    def authenticated(self, audit: Audit, conn: Connection, ev: Authenticated) -> None: ...
+
+    def violation(self, audit: Audit, conn: Connection, ev: ProtocolViolation) -> None: ...
+
+    def called(self, audit: Audit, conn: Connection, ev: CallReceived, status: int) -> None: ...
 
 
 # the writer thread's side: flat fields from what the loop queued --------------------------------
@@ -326,6 +345,9 @@ class Audit:
         self.binds: dict[tuple[str, str], int] = {}  # (bind | alter_context, accepted | rejected | refused)
         self.auth: dict[tuple[str, str], int] = {}  # (auth type, success | failure) -> handshakes
         self.policy: dict[tuple[str, str], int] = {}  # (decision, stage) -> decisions
+        # the detectors, when on (detect/inline.py): fed from the hooks below, alerts counted here
+        self.detect: Detection | None = None
+        self.alerts: dict[tuple[str], int] = {}  # (detector,) -> alerts
 
     @classmethod
     def configure(
@@ -384,6 +406,8 @@ class Audit:
         if w is not None:
             w.put((_closed, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport,
                    received, sent, duration, conn.calls))  # fmt: skip
+        if self.detect is not None:
+            self.detect.closed(self, conn)
         if self.debug:
             log.debug(
                 "connection %d from %s closed: %d calls, %d octets in, %d out, %.3f s",
@@ -399,6 +423,8 @@ class Audit:
         w = self.writer
         if w is not None:
             w.put((_bound, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.detect is not None:
+            self.detect.bound(self, conn, ev)
         if self.debug:
             log.debug(
                 "%s from %s: accepted %s, rejected %s, auth %s level %s",
@@ -416,6 +442,8 @@ class Audit:
         w = self.writer
         if w is not None:
             w.put((_authenticated, time.time_ns(), conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.detect is not None:
+            self.detect.authenticated(self, conn, ev)
         if self.debug:
             if ev.failure is None:
                 who = ev.principal or ("anonymous" if ev.anonymous else "?")
@@ -449,6 +477,8 @@ class Audit:
             call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
             w.put((_called, time.time_ns(), conn.number, conn.peer, call, target.ifname, target.operation, 0,
                    duration, len(ev.stub), out_octets))  # fmt: skip
+        if self.detect is not None:
+            self.detect.called(self, conn, ev, 0)
         if self.debug:
             self._debug_call(conn, ev, target.ifname, target.operation, 0, duration, out_octets)
 
@@ -470,6 +500,8 @@ class Audit:
             call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
             w.put((_called, time.time_ns(), conn.number, conn.peer, call, ifname, operation, status, duration,
                    len(ev.stub), 0))  # fmt: skip
+        if self.detect is not None:
+            self.detect.called(self, conn, ev, status)
         if self.debug:
             self._debug_call(conn, ev, ifname, operation, status, duration, 0)
 
@@ -499,6 +531,8 @@ class Audit:
             w.put((_violated, t, conn.number, conn.peer, conn.local, conn.transport, ev))
             if refuses:
                 w.put((_refused_bind, t, conn.number, conn.peer, conn.local, conn.transport, ev))
+        if self.detect is not None:
+            self.detect.violation(self, conn, ev)
 
     def refused(self, peer: Any, local: Any, transport: str, kind: str) -> None:
         """A connection refused at accept (``Server.refusals`` counts it)."""

@@ -45,13 +45,15 @@ from typing import Any, Literal
 import msgspec
 
 from ..auth.config import LEVELS, AuthConfig, parse_level
+from ..detect import DETECTORS, Rule
+from ..detect import Settings as DetectSettings
 from ..epm.host import HostConfig, default_socket_path
 from ..policy import PolicyError
 from ..policy import load as load_policy
 from ..protocol.limits import Limits
 from ..server.ports import DEFAULT_RANGE, parse_range
 
-__all__ = ["DEFAULTS", "ConfigError", "ConfigFile", "Settings", "keys", "load"]
+__all__ = ["DEFAULTS", "ConfigError", "ConfigFile", "Settings", "detect_settings", "keys", "load"]
 
 Level = Literal["none", "connect", "call", "packet", "integrity", "privacy"] | int
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -109,6 +111,45 @@ class AuditFile(_Strict):
     queue: int = 65536
 
 
+class DetectorFile(_Strict):
+    """``[detect.NAME]``: one detector's rule (docs/detection.md); left out: its default."""
+
+    threshold: int | None = None
+    window: float | None = None
+    enabled: bool | None = None
+
+
+class DetectFile(_Strict):
+    """``[detect]``: the detectors (detect/config.py's Settings; docs/detection.md)."""
+
+    enabled: bool = False  # inline, in dcerpc run / serve (dcerpc monitor runs them unless --no-detect)
+    max_sources: int = 10_000
+    local_networks: list[str] | None = None
+    rpc_ports: list[int] | None = None
+    dynamic_ports: str | None = None
+    map_threshold: int | None = None
+    huge_max_ents: int | None = None
+    max_name: int | None = None
+    max_fragments: int | None = None
+    small_fragment: int | None = None
+    max_alloc_hint: int | None = None
+    max_call_octets: int | None = None
+    epm_enumeration: DetectorFile | None = None
+    mgmt_probe: DetectorFile | None = None
+    interface_brute_force: DetectorFile | None = None
+    opnum_sweep: DetectorFile | None = None
+    version_sweep: DetectorFile | None = None
+    unmapped_dynamic_port: DetectorFile | None = None
+    port_scan: DetectorFile | None = None
+    auth_spraying: DetectorFile | None = None
+    malformed_pdus: DetectorFile | None = None
+    blaster_activation: DetectorFile | None = None
+    fragment_overflow: DetectorFile | None = None
+    service_creation: DetectorFile | None = None
+    task_registration: DetectorFile | None = None
+    zerologon: DetectorFile | None = None
+
+
 class ConfigFile(_Strict):
     """Every key the file may hold, with its type and default (docs/configuration.md)."""
 
@@ -127,6 +168,7 @@ class ConfigFile(_Strict):
     limits: LimitsFile = msgspec.field(default_factory=LimitsFile)
     metrics: str | None = None  # HOST:PORT of the Prometheus exposition (cli/observe.py)
     audit: AuditFile = msgspec.field(default_factory=AuditFile)
+    detect: DetectFile = msgspec.field(default_factory=DetectFile)
 
 
 DEFAULTS = ConfigFile()
@@ -143,6 +185,9 @@ def keys() -> list[str]:
             out += [f"limits.{x.name}" for x in msgspec.structs.fields(LimitsFile)]
         elif f.name == "audit":
             out += [f"audit.{x.name}" for x in msgspec.structs.fields(AuditFile)]
+        elif f.name == "detect":
+            out += [f"detect.{x.name}" for x in msgspec.structs.fields(DetectFile) if x.name not in DETECTORS]
+            out += [f"detect.NAME.{r.name}" for r in msgspec.structs.fields(DetectorFile)]
         elif f.name == "services":
             out += [f"services.NAME.{s.name}" for s in msgspec.structs.fields(ServiceFile)]
         else:
@@ -168,6 +213,7 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict)  # key -> "default" / the file / "flag"
     # service name -> its registration flags (Server.restrict's keywords), where any is set
     restricted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    detect: DetectSettings | None = None  # [detect], when enabled (inline detection in run / serve)
 
     def flat(self) -> dict[str, Any]:
         """The effective settings, keyed as in the file (``config check`` prints them)."""
@@ -197,6 +243,11 @@ class Settings:
         }
         out |= {f"services.{k}.port": v for k, v in self.pinned.items()}
         out |= {f"services.{k}.{f}": v for k, flags in self.restricted.items() for f, v in flags.items()}
+        out["detect.enabled"] = self.detect is not None
+        if self.detect is not None:
+            for name, rule in self.detect.rules.items():
+                out |= {f"detect.{name}.threshold": rule.threshold, f"detect.{name}.window": rule.window,
+                        f"detect.{name}.enabled": rule.enabled}  # fmt: skip
         return out
 
 
@@ -278,7 +329,7 @@ def load(path: str | None, **flags: Any) -> Settings:
     given = msgspec.structs.asdict(cfg) if path else {}
     auth_given = msgspec.structs.asdict(cfg.auth) if path else {}
     for f in msgspec.structs.fields(ConfigFile):
-        if f.name not in ("auth", "services", "limits", "audit"):
+        if f.name not in ("auth", "services", "limits", "audit", "detect"):
             sources[f.name] = path if path and given[f.name] != getattr(DEFAULTS, f.name) else "default"
     for a in _AUTH_KEYS:
         sources[f"auth.{a}"] = path if path and auth_given[a] != getattr(DEFAULTS.auth, a) else "default"
@@ -372,4 +423,63 @@ def _settings(cfg: ConfigFile, source: str, path: str | None, sources: dict[str,
                 )
         if any(v not in (None, False) for v in flags.values()):
             restricted[name] = flags
-    return Settings(host, cfg.log_level, pinned, cfg.drain_seconds, path, sources, restricted)
+    detect = detect_settings(cfg.detect, source)  # checked even when off: config check names a bad key
+    return Settings(
+        host, cfg.log_level, pinned, cfg.drain_seconds, path, sources, restricted,
+        detect if cfg.detect.enabled else None,
+    )  # fmt: skip
+
+
+def detect_settings(cfg: DetectFile, source: str) -> DetectSettings:
+    """The detectors' settings of a ``[detect]`` section (each value checked, naming its key).
+
+    Raises:
+        ConfigError: a threshold below 1, a window not above 0, a network or port range unread.
+    """
+    rules: dict[str, Rule] = {}
+    for name, (default, _) in DETECTORS.items():
+        given: DetectorFile | None = getattr(cfg, name)
+        if given is None:
+            continue
+        rule = Rule(
+            given.threshold if given.threshold is not None else default.threshold,
+            given.window if given.window is not None else default.window,
+            given.enabled if given.enabled is not None else default.enabled,
+        )
+        if not 1 <= rule.threshold <= 100_000:
+            raise ConfigError(source, f"detect.{name}.threshold", "must be 1 to 100000")
+        if not rule.window > 0:
+            raise ConfigError(source, f"detect.{name}.window", "must be above 0 (seconds)")
+        rules[name] = rule
+    extra: dict[str, Any] = {}
+    if not 1 <= cfg.max_sources <= 10_000_000:
+        raise ConfigError(source, "detect.max_sources", "must be 1 to 10000000")
+    extra["max_sources"] = cfg.max_sources
+    if cfg.local_networks is not None:
+        for net in cfg.local_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as e:
+                raise ConfigError(source, "detect.local_networks", str(e)) from None
+        extra["local_networks"] = tuple(cfg.local_networks)
+    if cfg.rpc_ports is not None:
+        if any(not 0 < p <= 65535 for p in cfg.rpc_ports):
+            raise ConfigError(source, "detect.rpc_ports", "ports are 1-65535")
+        extra["rpc_ports"] = frozenset(cfg.rpc_ports)
+    if cfg.dynamic_ports is not None:
+        try:
+            r = parse_range(cfg.dynamic_ports)
+        except ValueError as e:
+            raise ConfigError(source, "detect.dynamic_ports", str(e)) from None
+        extra["dynamic_ports"] = (r.low, r.high)
+    numbers = (
+        "map_threshold", "huge_max_ents", "max_name", "max_fragments", "small_fragment", "max_alloc_hint",
+        "max_call_octets",
+    )  # fmt: skip
+    for key in numbers:
+        value = getattr(cfg, key)
+        if value is not None:
+            if value < 1:
+                raise ConfigError(source, f"detect.{key}", "must be at least 1")
+            extra[key] = value
+    return DetectSettings.of(rules, **extra)

@@ -1,7 +1,10 @@
 """``dcerpc monitor FILE``: the DCE/RPC calls in a pcap / pcapng capture (docs/monitor.md).
 
 A summary table by default (talkers, interfaces, operations, outcomes, binds, violations, users);
-``--json``: one ECS-shaped JSON object per record on its own line, then nothing else. A progress
+``--json``: one ECS-shaped JSON object per record on its own line, then nothing else. The
+detectors (docs/detection.md) run over the records unless ``--no-detect``: their alerts are lines
+of their own (``event.kind`` alert, ``event.action`` detection) and a table of the summary; a
+config file's ``[detect]`` section (``--config``) sets their thresholds. A progress
 bar on standard error while a long file is read, only when standard error is a terminal.
 """
 
@@ -15,8 +18,10 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from ..detect import Detectors
 from ..monitor import CaptureError, Monitor, monitor_file, to_event
 from ..monitor.run import Summary
+from .config import ConfigError, detect_settings, read
 from .output import Failure, console, err_console, table
 
 __all__ = ["monitor"]
@@ -28,10 +33,21 @@ _TOP = 20  # rows per table
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line (docs/monitor.md).")
 @click.option("--top", type=int, default=_TOP, show_default=True, help="Rows in each summary table.")
-def monitor(capture: Path, as_json: bool, top: int) -> None:
-    """Name every DCE/RPC call in a pcap or pcapng capture, on any port."""
+@click.option("--no-detect", is_flag=True, help="Do not run the detectors (docs/detection.md).")
+@click.option(
+    "--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="The detectors' thresholds from this file's [detect] section.",
+)  # fmt: skip
+def monitor(capture: Path, as_json: bool, top: int, no_detect: bool, config: str | None) -> None:
+    """Name every DCE/RPC call in a pcap or pcapng capture, on any port; run the detectors."""
     stats: Counter[str] = Counter()
-    mon = Monitor()
+    detectors = None
+    if not no_detect:
+        try:
+            detectors = Detectors(detect_settings(read(config).detect, config) if config else None)
+        except ConfigError as e:
+            raise Failure(str(e), "config") from None
+    mon = Monitor(detectors=detectors)
     size = capture.stat().st_size
     show = sys.stderr.isatty() and size > 8 << 20
     progress = Progress(
@@ -94,3 +110,6 @@ def _summary(mon: Monitor, stats: Counter[str], top: int) -> None:
     c.print(
         table("Malformed / violations", ["violation", "count"], s.violations.most_common() or [("none", 0)])
     )
+    if mon.detectors is not None:
+        rows = [(d, src, n) for (d, src), n in s.alerts.most_common(top)] or [("none", "", 0)]
+        c.print(table("Alerts", ["detector", "source", "alerts"], rows))

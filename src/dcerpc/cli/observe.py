@@ -9,6 +9,9 @@
     syslog = "/dev/log"                   # or HOST:PORT (UDP), RFC 5424
     syslog_facility = "authpriv"
 
+    [detect]                              # the detectors, inline (docs/detection.md)
+    enabled = true                        # alerts: audit events, dcerpc_alerts_total, a log line
+
 Flags override the file: ``--metrics HOST:PORT``, ``--audit-file PATH``, ``--audit-stdout``,
 ``--audit-syslog ADDRESS``. One :class:`~dcerpc.audit.Audit` serves every server of the process.
 SIGHUP reopens the audit file; :func:`on_sighup` lets other parts of the command (a policy reload)
@@ -27,13 +30,15 @@ import click
 
 from ..audit import Audit, FileSink, StdoutSink, SyslogSink
 from ..audit.writer import Sink
+from ..detect import Detectors, Inline
 from ..epm.map import EndpointMap
 from ..metrics import MetricsListener, start_metrics
 from ..server import Server
+from .config import ConfigError, detect_settings, read
 
 __all__ = ["KEYS", "Observing", "hangup", "observe_options", "observing", "on_sighup"]
 
-KEYS = frozenset({"audit", "metrics"})
+KEYS = frozenset({"audit", "metrics", "detect"})
 """The config file's top-level keys this module reads."""
 _AUDIT_KEYS = frozenset({"file", "stdout", "syslog", "syslog_facility", "queue"})
 _FLAGS = ("metrics", "audit_file", "audit_stdout", "audit_syslog")
@@ -145,7 +150,15 @@ def observing(config: str | None, flags: dict[str, Any]) -> Observing:
     except (OSError, ValueError) as e:
         raise click.UsageError(f"audit: {e}") from None
     metrics = _address(metrics_at) if metrics_at else None
+    detect = None
+    if config and isinstance(data.get("detect"), dict) and data["detect"].get("enabled"):
+        try:
+            detect = detect_settings(read(config).detect, config)
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from None
     audit = None
-    if sinks or metrics:
+    if sinks or metrics or detect:
         audit = Audit(sinks, metrics=metrics is not None, capacity=int(section.get("queue", 65536)))
+        if detect is not None:
+            audit.detect = Inline(Detectors(detect))
     return Observing(audit, metrics)

@@ -179,6 +179,7 @@ class _Call:
     record: CallRecord
     request_done: bool = False
     last_ts: float = 0.0
+    last_hint: int = 0  # the alloc_hint of the request's last fragment (detect: fragment_overflow)
 
 
 @dataclass(slots=True)
@@ -476,6 +477,11 @@ class PassiveAssociation:
                 )
             )
         rec = call.record
+        if first:
+            rec.alloc_hint = pdu.alloc_hint
+        elif call.last_hint and pdu.alloc_hint > call.last_hint:
+            rec.alloc_hint_grew = True  # the stub left to come grew: what no sender means
+        call.last_hint = pdu.alloc_hint
         rec.request_fragments += 1
         rec.request_octets += len(pdu.stub)
         if len(rec.stub) < MAX_STUB_KEPT:

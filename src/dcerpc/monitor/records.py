@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import status_name
+from ..detect.engine import Alert
 from ..known import KNOWN
 from ..pdu.constants import AuthLevel, AuthType
 from ..protocol.rules import Violation
 
-__all__ = ["AuthInfo", "BindRecord", "CallRecord", "Record", "ViolationRecord", "to_event"]
+__all__ = ["AlertRecord", "AuthInfo", "BindRecord", "CallRecord", "Record", "ViolationRecord", "to_event"]
 
 AUTH_TYPE_NAMES: dict[int, str] = {
     AuthType.NONE: "none",
@@ -93,6 +94,8 @@ class CallRecord(_Common):
     rejected: bool = False  # connectionless: the failure was a reject, not a fault
     call_flags: tuple[str, ...] = ()  # connectionless: idempotent, maybe, broadcast
     notes: dict[str, int] = field(default_factory=dict)  # connectionless: retransmitted, ping, ... counts
+    alloc_hint: int | None = None  # the request's first fragment's (None: not seen)
+    alloc_hint_grew: bool = False  # a continuation's alloc_hint was above the fragment's before it
 
     @property
     def interface_name(self) -> str:
@@ -129,7 +132,18 @@ class ViolationRecord(_Common):
     from_client: bool = True
 
 
-Record = CallRecord | BindRecord | ViolationRecord
+@dataclass(slots=True)
+class AlertRecord:
+    """An alert of the detectors (``detect``), among the records it was made of."""
+
+    alert: Alert
+
+    @property
+    def ts(self) -> float:
+        return self.alert.last
+
+
+Record = CallRecord | BindRecord | ViolationRecord | AlertRecord
 
 
 def _timestamp(ts: float) -> str:
@@ -162,6 +176,8 @@ def _auth(auth: AuthInfo, event: dict[str, Any], dcerpc: dict[str, Any]) -> None
 
 def to_event(rec: Record) -> dict[str, Any]:
     """The record as a nested ECS-shaped dict (docs/monitor.md), ready for ``json.dumps``."""
+    if isinstance(rec, AlertRecord):
+        return rec.alert.event()
     connection: dict[str, Any] = {"uid": rec.uid}
     if rec.gap:
         connection["gap"] = True
@@ -203,6 +219,10 @@ def to_event(rec: Record) -> dict[str, Any]:
                 dcerpc["operation"] = rec.operation
         if rec.object is not None:
             dcerpc["object"] = str(rec.object)
+        if rec.alloc_hint is not None:
+            dcerpc["alloc_hint"] = rec.alloc_hint
+        if rec.alloc_hint_grew:
+            dcerpc["alloc_hint_grew"] = True
         if rec.fault_status is not None:
             dcerpc["fault"] = {"status": status_name(rec.fault_status), "code": rec.fault_status}
             if rec.rejected:

@@ -2,8 +2,11 @@
 UDP datagrams -> the connectionless reader (cl.py) -> records -> the same summary.
 
 :class:`Monitor` is sans-IO (segments in, records out); :func:`monitor_file` feeds it a capture.
-Detectors (a later slice of issue 16) consume the records :meth:`Monitor.feed` returns, the same
-shape the server's audit events have (:func:`~.records.to_event`).
+Given detectors (``detect.Detectors``), the monitor feeds them each record as an event
+(:func:`~.records.to_event`: the shape the server's audit events have) with the features of its
+stubs (``detect.stubs.inspect``), and each TCP connection's end (an ``association-close`` event,
+``dcerpc.association.bound`` false when no bind was seen: a port scan's evidence; not a record);
+their alerts are records too (:class:`~.records.AlertRecord`), after the record that completed them.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import status_name
+from ..detect import Detectors, inspect
 from .capture import packets
 from .cl import ClReader, UdpDatagram
 from .passive import PassiveAssociation
-from .records import BindRecord, CallRecord, Record, ViolationRecord
+from .records import AlertRecord, BindRecord, CallRecord, Record, ViolationRecord, to_event
 from .smb2 import Smb2Connection, looks_like_smb
-from .tcp import Closed, Data, Gap, Reassembler, Segment
+from .tcp import Closed, Connection, Data, Gap, Reassembler, Segment
 
 __all__ = ["MAX_FRAMED_TOTAL", "Monitor", "Summary", "monitor_file"]
 
@@ -42,6 +46,7 @@ class Summary:
     binds: Counter[str] = field(default_factory=Counter)  # result -> count
     violations: Counter[str] = field(default_factory=Counter)
     users: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (detector, source) -> alerts
     connections: int = 0
     dcerpc_connections: int = 0
     calls: int = 0
@@ -63,13 +68,16 @@ class Summary:
             self.binds[rec.result] += 1
         elif isinstance(rec, ViolationRecord):
             self.violations[rec.kind.value] += 1
+        elif isinstance(rec, AlertRecord):
+            self.alerts[(rec.alert.detector, rec.alert.source)] += 1
 
 
 class Monitor:
     """Segments in, records out; ``summary`` and ``tcp.stats`` count as it goes."""
 
-    def __init__(self, reassembler: Reassembler | None = None) -> None:
+    def __init__(self, reassembler: Reassembler | None = None, detectors: Detectors | None = None) -> None:
         self.tcp = reassembler or Reassembler()
+        self.detectors = detectors
         self.associations: dict[str, PassiveAssociation | Smb2Connection] = {}
         self.smb2: Counter[str] = Counter()  # what the SMB2 readers counted (smb2.py)
         self.summary = Summary()
@@ -91,6 +99,9 @@ class Monitor:
         return self._events(self.tcp.finish(self.last_ts)) + self._add(self.cl.finish())
 
     def _add(self, out: list[Record]) -> list[Record]:
+        """The records through the detectors (when on) and into the summary."""
+        if self.detectors is not None and out:
+            out = self._detect(out)
         for rec in out:
             self.summary.add(rec)
         return out
@@ -102,6 +113,8 @@ class Monitor:
             assoc = self.associations.get(conn.uid)
             if assoc is None:
                 if isinstance(ev, Closed):
+                    if self.detectors is not None:
+                        self._closed(conn, None, out)
                     continue
                 if isinstance(ev, Data) and looks_like_smb(ev.data):  # named pipes (smb2.py)
                     assoc = Smb2Connection(conn.uid, conn.a, conn.b, conn.client, conn.saw_syn, self.smb2)
@@ -124,12 +137,48 @@ class Monitor:
             else:
                 self.framed -= assoc.buffered
                 out += assoc.close(ev.ts)
+                if self.detectors is not None:
+                    self._closed(conn, assoc, out)
                 if assoc.is_dcerpc:
                     self.summary.dcerpc_connections += 1
                 del self.associations[conn.uid]
-        for rec in out:
-            self.summary.add(rec)
+        return self._add(out)
+
+    def _detect(self, records: list[Record]) -> list[Record]:
+        """The records, each followed by the alerts it completed."""
+        assert self.detectors is not None
+        feed = self.detectors.feed
+        out: list[Record] = []
+        for rec in records:
+            out.append(rec)
+            if isinstance(rec, AlertRecord):
+                continue
+            features = None
+            if isinstance(rec, CallRecord) and (rec.stub or rec.response_stub):
+                features = inspect(rec.interface, rec.opnum, rec.stub, rec.response_stub)
+            out += [AlertRecord(a) for a in feed(to_event(rec), rec.ts, features)]
         return out
+
+    def _closed(
+        self, conn: Connection, assoc: PassiveAssociation | Smb2Connection | None, out: list[Record]
+    ) -> None:
+        """A connection's end, for the detectors: one begun in the capture without a bind. An SMB2
+        connection is a file-sharing session, not a probe of an RPC port: it is not reported."""
+        if isinstance(assoc, Smb2Connection):
+            return
+        if not conn.saw_syn or conn.client is None or (assoc is not None and assoc.saw_bind):
+            return
+        assert self.detectors is not None
+        client, server = conn.client, conn.other(conn.client)
+        protocol = "dcerpc" if assoc is not None and assoc.is_dcerpc else None
+        event = {
+            "event": {"kind": "event", "action": "association-close", "outcome": "success"},
+            "source": {"ip": client.ip, "port": client.port},
+            "destination": {"ip": server.ip, "port": server.port},
+            "network": {"transport": "tcp", "protocol": protocol},
+            "dcerpc": {"connection": {"uid": conn.uid}, "association": {"bound": False}},
+        }
+        out += [AlertRecord(a) for a in self.detectors.feed(event, conn.first_ts)]
 
     def _relieve(self) -> None:
         """Over the framers' bound: the biggest holders forget their fragments until 3/4 remain."""
