@@ -7,9 +7,10 @@ policy engine reports its decisions through :meth:`Audit.emit_policy` (or any ev
 :meth:`Audit.emit`). A server without one pays a single ``is not None`` test per call.
 
 What each call costs when the observer is on: with metrics, two dict increments and a histogram
-bucket (a shift and ``bit_length``); with audit events, one tuple appended to the
-writer's queue (writer.py): the JSON is made on the writer's thread, from the objects the loop
-already holds. The counters are plain dicts that a Prometheus collector copies when scraped
+bucket (a shift and ``bit_length``); with audit events, one flat tuple appended to the writer's
+queue, and its share of a batch's pickle to the writer process (process.py), which makes the JSON
+from the objects the loop already holds (a thread does, writer.py, for sinks of other kinds).
+The counters are plain dicts that a Prometheus collector copies when scraped
 (``dcerpc.metrics``); nothing here imports prometheus_client.
 
 Events are JSON with ECS field names where ECS has them and ``dcerpc.*`` for the rest;
@@ -33,6 +34,7 @@ from ..pdu.syntax import SyntaxId
 from ..protocol.events import Authenticated, BindAccepted, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
+from .process import ProcessWriter, portable
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import ECS_VERSION, Sink, Writer, nest
 
@@ -88,7 +90,7 @@ class Connection(Protocol):
     def transport(self) -> str: ...
 
 
-# the writer thread's side: flat fields from what the loop queued --------------------------------
+# the writer's side (its process or thread): flat fields from what the loop queued ----------------
 
 
 def _endpoints(peer: Any, local: Any, transport: str) -> dict[str, Any]:
@@ -232,12 +234,12 @@ def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
 
 
 def _called(
-    stamp: str, number: int, peer: Any, call: tuple[Any, ...], ifname: str | None, operation: str | None,
+    stamp: str, number: int, peer: Any, call_id: int, interface: SyntaxId, opnum: int, obj: Any,
+    auth_type: int, auth_level: int, principal: str | None, ifname: str | None, operation: str | None,
     status: int, duration: int, in_octets: int, out_octets: int,
 ) -> str:  # fmt: skip
     """The call event's JSON line, written out directly (the one event made per call: the general
     path through dicts and json costs several times more). Same fields and order as the others."""
-    call_id, interface, opnum, obj, auth_type, auth_level, principal = call
     iface = _fragment((interface, ifname), lambda: _interface_json(interface, ifname))
     auth = _fragment(
         ("auth", auth_type, auth_level),
@@ -311,11 +313,24 @@ class Audit:
         sinks: where events are written (none: no events, only counters and debug lines).
         metrics: keep the per-call counters a metrics collector reads (``dcerpc.metrics``).
         capacity: events that may wait for the writer; beyond it they are dropped and counted.
+        process: format and write in a process of its own (process.py; the default when every sink
+            is one of ours), else on a thread of this one (writer.py; any other sink).
     """
 
-    def __init__(self, sinks: Iterable[Sink] = (), *, metrics: bool = False, capacity: int = 65536) -> None:
+    def __init__(
+        self,
+        sinks: Iterable[Sink] = (),
+        *,
+        metrics: bool = False,
+        capacity: int = 65536,
+        process: bool | None = None,
+    ) -> None:
         sinks = list(sinks)
-        self.writer: Writer | None = Writer(sinks, capacity) if sinks else None
+        self.writer: ProcessWriter | Writer | None = None
+        if sinks:
+            if process is None:
+                process = portable(sinks)
+            self.writer = ProcessWriter(sinks, capacity) if process else Writer(sinks, capacity)
         self.metrics = metrics
         self.debug = log.isEnabledFor(logging.DEBUG)  # read again at each connection
         # the counters (plain dicts, copied by a collector when scraped)
@@ -445,9 +460,10 @@ class Audit:
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            # the event's scalars, not the event: its stub (a call's whole buffer) is not kept waiting
-            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
-            w.put((_called, time.time_ns(), conn.number, conn.peer, call, target.ifname, target.operation, 0,
+            # one flat tuple of the event's scalars, not the event: its stub (a call's whole buffer)
+            # is not kept waiting, and the pickle to the writer process names only what it needs
+            w.put((_called, time.time_ns(), conn.number, conn.peer, ev.call_id, ev.interface, ev.opnum,
+                   ev.object, ev.auth_type, ev.auth_level, ev.principal, target.ifname, target.operation, 0,
                    duration, len(ev.stub), out_octets))  # fmt: skip
         if self.debug:
             self._debug_call(conn, ev, target.ifname, target.operation, 0, duration, out_octets)
@@ -467,8 +483,8 @@ class Audit:
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
-            w.put((_called, time.time_ns(), conn.number, conn.peer, call, ifname, operation, status, duration,
+            w.put((_called, time.time_ns(), conn.number, conn.peer, ev.call_id, ev.interface, ev.opnum,
+                   ev.object, ev.auth_type, ev.auth_level, ev.principal, ifname, operation, status, duration,
                    len(ev.stub), 0))  # fmt: skip
         if self.debug:
             self._debug_call(conn, ev, ifname, operation, status, duration, 0)
