@@ -38,6 +38,7 @@ import atexit
 import collections
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import pickle
@@ -48,17 +49,19 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Sequence
 from typing import Any, Final
 
+from ..pdu.syntax import SyntaxId
 from .writer import Record, Sink, format_record
 
 __all__ = ["ProcessWriter", "portable"]
 
 log = logging.getLogger("dcerpc.audit")
 
-_POLL: Final = 0.02  # the longest an event waits in the loop's deque
+_POLL: Final = 0.05  # the longest an event waits in the loop's deque (the thread writer's too)
 _BATCH: Final = 256  # events per frame at most
 _PIPE_SIZE: Final = 1 << 20  # F_SETPIPE_SZ: about 20,000 call events in flight to the process
 _RESPAWN: Final = 1.0  # seconds between starts of a writer process
@@ -67,6 +70,33 @@ _STATUS: Final = struct.Struct("<QQQ")  # flush acknowledged, events written, si
 _F_SETPIPE_SZ: Final = 1031
 
 _writers: weakref.WeakSet[ProcessWriter] = weakref.WeakSet()
+
+
+def _syntax(interface_int: int, version: tuple[int, int]) -> SyntaxId:
+    """A SyntaxId again, in the writer process (made once each)."""
+    found = _syntaxes.get((interface_int, version))
+    if found is None:
+        if len(_syntaxes) >= 1024:
+            _syntaxes.clear()
+        found = _syntaxes[interface_int, version] = SyntaxId(uuid.UUID(int=interface_int), version)
+    return found
+
+
+_syntaxes: dict[tuple[int, tuple[int, int]], SyntaxId] = {}
+_REDUCE: Final[dict[type, Any]] = {
+    # as their numbers: the default path (a dataclass's and UUID's __getstate__, copyreg) is Python
+    # code, run for each object a batch names (every call names its interface)
+    SyntaxId: lambda s: (_syntax, (s.uuid.int, s.version)),
+    uuid.UUID: lambda u: (uuid.UUID, (None, None, None, None, u.int)),
+}
+
+
+def _dumps(obj: Any) -> bytes:
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, 5)
+    pickler.dispatch_table = _REDUCE
+    pickler.dump(obj)
+    return out.getvalue()
 
 
 def portable(sinks: Sequence[Sink]) -> bool:
@@ -209,19 +239,20 @@ class ProcessWriter:
 
     def _frame_events(self) -> None:
         queue = self._queue
+        popleft = queue.popleft  # not list(queue) and clear(): put() may append in between (threads)
         while queue:
-            batch = [queue.popleft() for _ in range(min(len(queue), _BATCH))]
+            batch = [popleft() for _ in range(min(len(queue), _BATCH))]
             try:
-                data = pickle.dumps(batch, 5)
+                data = _dumps(batch)
             except Exception:  # an event that does not pickle loses itself, not its batch
                 batch = [r for r in batch if self._pickles(r)]
-                data = pickle.dumps(batch, 5)
+                data = _dumps(batch)
             self._frames.append([memoryview(_LEN.pack(len(data)) + data), len(batch)])
             self._waiting += len(batch)
 
     def _pickles(self, record: Record) -> bool:
         try:
-            pickle.dumps(record, 5)
+            _dumps(record)
         except Exception:
             self.dropped += 1
             log.exception("audit event %r does not pickle", record[0])
@@ -256,8 +287,7 @@ class ProcessWriter:
                 self._sent += frame[1]
             else:
                 frame[0] = frame[0][n:]
-        self._poll()
-        return True
+        return True  # (the reports are read when asked for: written, flush; a death shows at a write)
 
     def _poll(self) -> bool:
         """Read the process's reports; False when it has gone."""
@@ -341,13 +371,12 @@ class ProcessWriter:
         self._proc = None
 
     def _stop(self, timeout: float) -> None:
-        self._close_fds()
+        self._close_fds()  # its pipe ends: it writes what the pipe holds, then exits
         if self._proc is not None:
             try:
                 self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            except subprocess.TimeoutExpired:  # still writing (a slow disk): left to finish, not killed
+                log.warning("the audit writer process is still writing at close; left to finish")
             self._base_written += self._done
             self._base_errors += self._errors
             self._sent = self._done = self._errors = 0
@@ -429,7 +458,7 @@ def main() -> None:
             text = "".join(lines)
             errors += _each(sinks, "write", text)
             written += len(message)
-            with contextlib.suppress(BlockingIOError):  # a report not read yet: the next says it
+            with contextlib.suppress(OSError):  # a report not read yet: the next says it (or gone)
                 os.set_blocking(back, False)
                 os.write(back, _STATUS.pack(acked, written, errors))
         elif message[0] == "flush":
