@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring
 from typing import Any, Final, Protocol
 
@@ -214,16 +214,6 @@ def _authenticated(number: int, peer: Any, local: Any, transport: str, ev: Authe
 
 
 _quote = encode_basestring  # a JSON string (C), for text a peer may have chosen
-_fragments: dict[tuple[Any, ...], str] = {}  # JSON pieces made once: interfaces, auth (bounded)
-
-
-def _fragment(key: tuple[Any, ...], make: Callable[[], str]) -> str:
-    found = _fragments.get(key)
-    if found is None:
-        if len(_fragments) >= 1024:
-            _fragments.clear()
-        found = _fragments[key] = make()
-    return found
 
 
 def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
@@ -239,29 +229,48 @@ def _called(
     status: int, duration: int, in_octets: int, out_octets: int,
 ) -> str:  # fmt: skip
     """The call event's JSON line, written out directly (the one event made per call: the general
-    path through dicts and json costs several times more). Same fields and order as the others."""
-    iface = _fragment((interface, ifname), lambda: _interface_json(interface, ifname))
-    auth = _fragment(
-        ("auth", auth_type, auth_level),
-        lambda: f'"type":"{auth_type_name(auth_type)}","level":"{auth_level_name(auth_level)}"',
-    )
+    path through dicts and json costs several times more). Same fields and order as the others.
+
+    What a connection's calls of one operation share is made once, a template that takes the
+    numbers of each call (duration, call id, octets, time): a writer makes one per call."""
+    site = (number, peer, interface, ifname, operation, opnum, obj, auth_type, auth_level, principal, status)
+    template = _templates.get(site)
+    if template is None:
+        if len(_templates) >= 4096:
+            _templates.clear()
+        template = _templates[site] = _call_template(*site)
+    return template % (duration, call_id, in_octets, out_octets, stamp)
+
+
+_templates: dict[tuple[Any, ...], str] = {}  # a call event's JSON with %d/%s for its numbers
+
+
+def _call_template(
+    number: int, peer: Any, interface: SyntaxId, ifname: str | None, operation: str | None, opnum: int,
+    obj: Any, auth_type: int, auth_level: int, principal: str | None, status: int,
+) -> str:  # fmt: skip
+    def q(text: str) -> str:  # a JSON string, and % kept for the template
+        return _quote(text).replace("%", "%%")
+
+    iface = _interface_json(interface, ifname).replace("%", "%%")
+    auth = f'"type":"{auth_type_name(auth_type)}","level":"{auth_level_name(auth_level)}"'
     if principal is not None:
-        auth += f',"principal":{_quote(principal)}'
+        auth += f',"principal":{q(principal)}'
     extra = ""
     if operation is not None:
-        extra += f',"operation":{_quote(operation)}'
+        extra += f',"operation":{q(operation)}'
     if obj is not None:
         extra += f',"object":"{obj}"'
     if status:
-        extra += f',"fault":{{"status":{_quote(status_name(status))},"code":{status}}}'
+        extra += f',"fault":{{"status":{q(status_name(status))},"code":{status}}}'
     src_ip, src_port = address(peer)
-    source = f',"source":{{"ip":{_quote(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
+    source = f',"source":{{"ip":{q(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
     return (
         f'{{"event":{{"kind":"event","category":["network"],"action":"call",'
-        f'"outcome":"{"failure" if status else "success"}","duration":{duration}}},'
-        f'"dcerpc":{{"association":{{"id":{number}}},"call_id":{call_id},{iface},"opnum":{opnum},'
-        f'"octets":{{"in":{in_octets},"out":{out_octets}}},"auth":{{{auth}}}{extra}}}{source},'
-        f'"@timestamp":"{stamp}","ecs":{{"version":"{ECS_VERSION}"}}}}\n'
+        f'"outcome":"{"failure" if status else "success"}","duration":%d}},'
+        f'"dcerpc":{{"association":{{"id":{number}}},"call_id":%d,{iface},"opnum":{opnum},'
+        f'"octets":{{"in":%d,"out":%d}},"auth":{{{auth}}}{extra}}}{source},'
+        f'"@timestamp":"%s","ecs":{{"version":"{ECS_VERSION}"}}}}\n'
     )
 
 

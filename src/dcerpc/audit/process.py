@@ -436,7 +436,11 @@ def main() -> None:
     spec = reader.next()
     if spec is None:
         return
-    sinks: list[Sink] = pickle.loads(spec)
+    try:
+        sinks: list[Sink] = pickle.loads(spec)
+    except OSError as e:  # the file's directory is gone, say (the server tells of its own death)
+        log.error("audit writer: cannot open the sinks: %s", e)
+        sys.exit(1)
     written = errors = acked = 0
     while True:
         frame = reader.next(hangup)
