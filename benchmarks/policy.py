@@ -64,6 +64,7 @@ def serve(port: int, ready: Any, uvloop: bool, secured: bool, audit_dir: str) ->
             server = Server(EchoServer(), audit=audit, metrics=True)
             server.policy = parse(policy_text())
             assert len(server.policy.rules) == RULES
+            assert audit.flush(60)  # the writer (a process) is up before the first call: steady state
         else:
             server = Server(EchoServer())
         await server.listen_tcp("127.0.0.1", port)
