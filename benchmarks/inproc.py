@@ -13,8 +13,9 @@ one call in flight (or ``--in-flight N``). What it prints:
     .venv/bin/python benchmarks/inproc.py [--calls N] [--in-flight N] [--callgrind] [--no-uvloop]
                                           [--audit FILE] [--metrics] [--detect]
 
-``--audit FILE`` writes every event to FILE (the writer thread's formatting is counted too, under
-callgrind: it counts every thread); ``--metrics`` keeps the per-call metrics counters.
+``--audit FILE`` writes every event to FILE: under callgrind the loop's side only (valgrind follows
+no child, and the events are formatted in the audit's writer process; a writer thread, for sinks of
+other kinds, would be counted); ``--metrics`` keeps the per-call metrics counters.
 
 The transport's own work is part of the figure. Moving from this file's former private pipe onto
 dcerpc.testing's transport lowered it from about 107,900 to about 103,200 instructions per call

@@ -89,7 +89,8 @@ class DcerpcCollector(Collector):
                 family.add_metric(list(key), n)
             yield family
         dropped = CounterMetricFamily(
-            "dcerpc_audit_events_dropped", "Audit events dropped: the writer's queue was full."
+            "dcerpc_audit_events_dropped",
+            "Audit events dropped: the writer's queue was full, or its process died.",
         )
         dropped.add_metric([], sum(a.dropped for a in audits.values()))
         yield dropped

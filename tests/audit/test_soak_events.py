@@ -20,9 +20,9 @@ def test_forty_thousand_audited_calls_lose_nothing_and_keep_memory_flat(tmp_path
         sys.path.remove(str(BENCHMARKS))
     tracemalloc.start()
     try:
-        # a queue of 4,096, read every 20,000 calls: at this pace it fills unless the writer is let
-        # in (Writer.put hands it the interpreter when half full; without that, 2,400 to 31,000
-        # of the 40,000 were dropped in standalone runs, though not in every run)
+        # a queue of 4,096, flushed every 20,000 calls: the writer process must keep up with the
+        # loop (with the former writer thread, before it was handed the interpreter when its queue
+        # was half full, 2,400 to 31,000 of the 40,000 were dropped in standalone runs)
         r = asyncio.run(audit_soak.soak(40_000, tmp_path, samples=2, capacity=4096))
     finally:
         tracemalloc.stop()

@@ -11,9 +11,10 @@ the detectors (docs/detection.md), whose alerts are events here and counts in ``
 it, each hook pays one more ``is not None`` test.
 
 What each call costs when the observer is on: with metrics, two dict increments and a histogram
-bucket (a shift and ``bit_length``); with audit events, one tuple appended to the
-writer's queue (writer.py): the JSON is made on the writer's thread, from the objects the loop
-already holds. The counters are plain dicts that a Prometheus collector copies when scraped
+bucket (a shift and ``bit_length``); with audit events, one flat tuple appended to the writer's
+queue, and its share of a batch's pickle to the writer process (process.py), which makes the JSON
+from the objects the loop already holds (a thread does, writer.py, for sinks of other kinds).
+The counters are plain dicts that a Prometheus collector copies when scraped
 (``dcerpc.metrics``); nothing here imports prometheus_client.
 
 Events are JSON with ECS field names where ECS has them and ``dcerpc.*`` for the rest;
@@ -26,7 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring
 from typing import Any, Final, Protocol
 
@@ -37,6 +38,7 @@ from ..pdu.syntax import SyntaxId
 from ..protocol.events import Authenticated, BindAccepted, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
+from .process import ProcessWriter, portable
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import ECS_VERSION, Sink, Writer, nest
 
@@ -107,7 +109,7 @@ class Detection(Protocol):
     def called(self, audit: Audit, conn: Connection, ev: CallReceived, status: int) -> None: ...
 
 
-# the writer thread's side: flat fields from what the loop queued --------------------------------
+# the writer's side (its process or thread): flat fields from what the loop queued ----------------
 
 
 def _endpoints(peer: Any, local: Any, transport: str) -> dict[str, Any]:
@@ -231,16 +233,6 @@ def _authenticated(number: int, peer: Any, local: Any, transport: str, ev: Authe
 
 
 _quote = encode_basestring  # a JSON string (C), for text a peer may have chosen
-_fragments: dict[tuple[Any, ...], str] = {}  # JSON pieces made once: interfaces, auth (bounded)
-
-
-def _fragment(key: tuple[Any, ...], make: Callable[[], str]) -> str:
-    found = _fragments.get(key)
-    if found is None:
-        if len(_fragments) >= 1024:
-            _fragments.clear()
-        found = _fragments[key] = make()
-    return found
 
 
 def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
@@ -251,34 +243,53 @@ def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
 
 
 def _called(
-    stamp: str, number: int, peer: Any, call: tuple[Any, ...], ifname: str | None, operation: str | None,
+    stamp: str, number: int, peer: Any, call_id: int, interface: SyntaxId, opnum: int, obj: Any,
+    auth_type: int, auth_level: int, principal: str | None, ifname: str | None, operation: str | None,
     status: int, duration: int, in_octets: int, out_octets: int,
 ) -> str:  # fmt: skip
     """The call event's JSON line, written out directly (the one event made per call: the general
-    path through dicts and json costs several times more). Same fields and order as the others."""
-    call_id, interface, opnum, obj, auth_type, auth_level, principal = call
-    iface = _fragment((interface, ifname), lambda: _interface_json(interface, ifname))
-    auth = _fragment(
-        ("auth", auth_type, auth_level),
-        lambda: f'"type":"{auth_type_name(auth_type)}","level":"{auth_level_name(auth_level)}"',
-    )
+    path through dicts and json costs several times more). Same fields and order as the others.
+
+    What a connection's calls of one operation share is made once, a template that takes the
+    numbers of each call (duration, call id, octets, time): a writer makes one per call."""
+    site = (number, peer, interface, ifname, operation, opnum, obj, auth_type, auth_level, principal, status)
+    template = _templates.get(site)
+    if template is None:
+        if len(_templates) >= 4096:
+            _templates.clear()
+        template = _templates[site] = _call_template(*site)
+    return template % (duration, call_id, in_octets, out_octets, stamp)
+
+
+_templates: dict[tuple[Any, ...], str] = {}  # a call event's JSON with %d/%s for its numbers
+
+
+def _call_template(
+    number: int, peer: Any, interface: SyntaxId, ifname: str | None, operation: str | None, opnum: int,
+    obj: Any, auth_type: int, auth_level: int, principal: str | None, status: int,
+) -> str:  # fmt: skip
+    def q(text: str) -> str:  # a JSON string, and % kept for the template
+        return _quote(text).replace("%", "%%")
+
+    iface = _interface_json(interface, ifname).replace("%", "%%")
+    auth = f'"type":"{auth_type_name(auth_type)}","level":"{auth_level_name(auth_level)}"'
     if principal is not None:
-        auth += f',"principal":{_quote(principal)}'
+        auth += f',"principal":{q(principal)}'
     extra = ""
     if operation is not None:
-        extra += f',"operation":{_quote(operation)}'
+        extra += f',"operation":{q(operation)}'
     if obj is not None:
         extra += f',"object":"{obj}"'
     if status:
-        extra += f',"fault":{{"status":{_quote(status_name(status))},"code":{status}}}'
+        extra += f',"fault":{{"status":{q(status_name(status))},"code":{status}}}'
     src_ip, src_port = address(peer)
-    source = f',"source":{{"ip":{_quote(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
+    source = f',"source":{{"ip":{q(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
     return (
         f'{{"event":{{"kind":"event","category":["network"],"action":"call",'
-        f'"outcome":"{"failure" if status else "success"}","duration":{duration}}},'
-        f'"dcerpc":{{"association":{{"id":{number}}},"call_id":{call_id},{iface},"opnum":{opnum},'
-        f'"octets":{{"in":{in_octets},"out":{out_octets}}},"auth":{{{auth}}}{extra}}}{source},'
-        f'"@timestamp":"{stamp}","ecs":{{"version":"{ECS_VERSION}"}}}}\n'
+        f'"outcome":"{"failure" if status else "success"}","duration":%d}},'
+        f'"dcerpc":{{"association":{{"id":{number}}},"call_id":%d,{iface},"opnum":{opnum},'
+        f'"octets":{{"in":%d,"out":%d}},"auth":{{{auth}}}{extra}}}{source},'
+        f'"@timestamp":"%s","ecs":{{"version":"{ECS_VERSION}"}}}}\n'
     )
 
 
@@ -330,11 +341,24 @@ class Audit:
         sinks: where events are written (none: no events, only counters and debug lines).
         metrics: keep the per-call counters a metrics collector reads (``dcerpc.metrics``).
         capacity: events that may wait for the writer; beyond it they are dropped and counted.
+        process: format and write in a process of its own (process.py; the default when every sink
+            is one of ours), else on a thread of this one (writer.py; any other sink).
     """
 
-    def __init__(self, sinks: Iterable[Sink] = (), *, metrics: bool = False, capacity: int = 65536) -> None:
+    def __init__(
+        self,
+        sinks: Iterable[Sink] = (),
+        *,
+        metrics: bool = False,
+        capacity: int = 65536,
+        process: bool | None = None,
+    ) -> None:
         sinks = list(sinks)
-        self.writer: Writer | None = Writer(sinks, capacity) if sinks else None
+        self.writer: ProcessWriter | Writer | None = None
+        if sinks:
+            if process is None:
+                process = portable(sinks)
+            self.writer = ProcessWriter(sinks, capacity) if process else Writer(sinks, capacity)
         self.metrics = metrics
         self.debug = log.isEnabledFor(logging.DEBUG)  # read again at each connection
         # the counters (plain dicts, copied by a collector when scraped)
@@ -473,9 +497,10 @@ class Audit:
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            # the event's scalars, not the event: its stub (a call's whole buffer) is not kept waiting
-            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
-            w.put((_called, time.time_ns(), conn.number, conn.peer, call, target.ifname, target.operation, 0,
+            # one flat tuple of the event's scalars, not the event: its stub (a call's whole buffer)
+            # is not kept waiting, and the pickle to the writer process names only what it needs
+            w.put((_called, time.time_ns(), conn.number, conn.peer, ev.call_id, ev.interface, ev.opnum,
+                   ev.object, ev.auth_type, ev.auth_level, ev.principal, target.ifname, target.operation, 0,
                    duration, len(ev.stub), out_octets))  # fmt: skip
         if self.detect is not None:
             self.detect.called(self, conn, ev, 0)
@@ -497,8 +522,8 @@ class Audit:
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            call = (ev.call_id, ev.interface, ev.opnum, ev.object, ev.auth_type, ev.auth_level, ev.principal)
-            w.put((_called, time.time_ns(), conn.number, conn.peer, call, ifname, operation, status, duration,
+            w.put((_called, time.time_ns(), conn.number, conn.peer, ev.call_id, ev.interface, ev.opnum,
+                   ev.object, ev.auth_type, ev.auth_level, ev.principal, ifname, operation, status, duration,
                    len(ev.stub), 0))  # fmt: skip
         if self.detect is not None:
             self.detect.called(self, conn, ev, status)

@@ -1,6 +1,8 @@
 """Where audit events go: a file (reopened on SIGHUP for logrotate), standard output, syslog.
 
-Each sink is written by the writer thread only (writer.py), a batch of JSON lines at a time.
+Each sink is written by the writer process only (process.py), a batch of JSON lines at a time: the
+server pickles a sink as its settings (``__reduce__``), and the process makes it again. A sink of
+another kind (or a StdoutSink given a stream object) is written by a thread instead (writer.py).
 
 Syslog messages are RFC 5424 (``<PRI>1 TIMESTAMP HOST APP PROCID MSGID - MSG``), one datagram per
 event, to a Unix datagram socket (``/dev/log``, the default) or to UDP ``host:port`` (RFC 5426).
@@ -31,9 +33,14 @@ _MAX_DATAGRAM: Final = 8192  # RFC 5426 asks receivers for at least 2048; rsyslo
 class FileSink:
     """Appends JSON lines to ``path``; :meth:`reopen` opens the path anew (after logrotate)."""
 
+    portable = True  # made again from its path in the writer process
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._file: IO[str] = self._open()
+        self._file: IO[str] = self._open()  # here too: a path we cannot open fails at configuration
+
+    def __reduce__(self) -> tuple[type[FileSink], tuple[str]]:
+        return FileSink, (self.path,)
 
     def _open(self) -> IO[str]:
         # 0o640: the trail names users and addresses
@@ -61,6 +68,13 @@ class StdoutSink:
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
+
+    @property
+    def portable(self) -> bool:  # the process inherits our standard output, not a stream object
+        return self._stream is None
+
+    def __reduce__(self) -> tuple[type[StdoutSink], tuple[()]]:
+        return StdoutSink, ()
 
     def write(self, lines: str) -> None:
         stream = self._stream or sys.stdout
@@ -90,6 +104,7 @@ class SyslogSink:
         if facility not in FACILITIES:
             raise ValueError(f"unknown syslog facility {facility!r}; one of {', '.join(FACILITIES)}")
         self.address = address
+        self.facility = facility
         self._facility = FACILITIES[facility]
         self._app = app
         self._host = socket.gethostname() or "-"
@@ -105,6 +120,11 @@ class SyslogSink:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._sock = socket.socket(family, socket.SOCK_DGRAM)
             self._target = (host, int(port))
+
+    portable = True
+
+    def __reduce__(self) -> tuple[type[SyslogSink], tuple[str, str, str]]:
+        return SyslogSink, (self.address, self.facility, self._app)
 
     def write(self, lines: str) -> None:
         for line in lines.splitlines():

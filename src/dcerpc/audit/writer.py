@@ -1,5 +1,8 @@
-"""The audit trail's writer: a bounded queue the event loop appends to, and a thread that formats
-and writes.
+"""How an audit event becomes its JSON line (:func:`format_record`, used by the writer process of
+process.py and by this module's thread), and the thread writer: a bounded queue the event loop
+appends to, and a thread that formats and writes. The thread serves sinks that cannot be made again
+in a process (a sink class of the caller's, a StdoutSink given a stream object); ours go to the
+writer process, which shares no interpreter with the loop.
 
 The loop's share of an event is one tuple: a formatter, the time (``time.time_ns()``) and what the
 event names, as the loop already holds it (a peer's address tuple, a SyntaxId, a status number).

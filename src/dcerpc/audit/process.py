@@ -1,0 +1,520 @@
+"""The audit trail's writer process: the event loop pickles batches of events into a pipe, a process
+of its own makes the JSON and owns the sinks.
+
+Why a process: formatting an event costs several times what queueing it does, and a thread that
+formats shares the interpreter (the GIL) with the loop: at 64 calls in flight it took the loop's
+time and held it in batches. Here the loop's share of an event is the tuple it appends
+(:meth:`ProcessWriter.put`) and its part of one ``pickle.dumps`` per batch (C; objects the batch
+names twice, a connection's peer tuple or an interface's SyntaxId, are pickled once).
+
+The loop's side. Events wait in a deque until ``_BATCH`` of them do, or ``_POLL`` seconds after
+the first (a timer on the running loop; outside a loop an event is sent at once). A batch is one
+frame (a 4-octet length and the pickle) written to a non-blocking pipe (enlarged to 1 MiB): when
+the pipe is full the rest waits in memory, retried on the timer. Events waiting here, queued or in
+frames not yet in the pipe, never exceed ``capacity``: beyond it they are dropped and counted
+(:attr:`ProcessWriter.dropped`), never waited for: a slow disk costs events, not a call's time.
+
+The process (``python -c ...``, started with :mod:`subprocess`: no fork of a threaded server,
+whatever multiprocessing's start method) reads frames in order, formats each event
+(writer.format_record) and writes a batch's lines to every sink at once; after each batch it
+reports (events written, sink failures) on a pipe of its own back. Control frames ride the same
+pipe, so they keep their place among the events: ``reopen`` (SIGHUP after logrotate; the process
+also reopens on a SIGHUP of its own), ``flush`` (answered once everything before it is written) and
+``close``. It ignores SIGINT and SIGTERM, so that a Ctrl-C or a stop sent to the process group
+leaves it to write the server's last events, and ends at ``close`` or at the end of the pipe: when
+the server is gone, however it went (its parent's death is also checked each second), so it is
+never left behind.
+
+A writer process that dies is noticed at the next write to its pipe: the events it had not
+written are counted as dropped, the server goes on, and a new process is started (at most one a
+second; :attr:`ProcessWriter.restarts`). A server process that forks gets, in the child, a writer
+that starts a process of its own when first used (the parent's queue stays the parent's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import contextlib
+import fcntl
+import io
+import logging
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ..pdu.syntax import SyntaxId
+from .writer import Record, Sink, format_record
+
+__all__ = ["ProcessWriter", "portable"]
+
+log = logging.getLogger("dcerpc.audit")
+
+_POLL: Final = 0.05  # the longest an event waits in the loop's deque (the thread writer's too)
+_BATCH: Final = 256  # events per frame at most
+_PIPE_SIZE: Final = 1 << 20  # F_SETPIPE_SZ: about 20,000 call events in flight to the process
+_RESPAWN: Final = 1.0  # seconds between starts of a writer process
+_LEN: Final = struct.Struct("<I")
+_STATUS: Final = struct.Struct("<QQQ")  # flush acknowledged, events written, sink failures
+_F_SETPIPE_SZ: Final = 1031
+
+_writers: weakref.WeakSet[ProcessWriter] = weakref.WeakSet()
+
+
+def _syntax(interface_int: int, version: tuple[int, int]) -> SyntaxId:
+    """A SyntaxId again, in the writer process (made once each)."""
+    found = _syntaxes.get((interface_int, version))
+    if found is None:
+        if len(_syntaxes) >= 1024:
+            _syntaxes.clear()
+        found = _syntaxes[interface_int, version] = SyntaxId(uuid.UUID(int=interface_int), version)
+    return found
+
+
+_syntaxes: dict[tuple[int, tuple[int, int]], SyntaxId] = {}
+_REDUCE: Final[dict[type, Any]] = {
+    # as their numbers: the default path (a dataclass's and UUID's __getstate__, copyreg) is Python
+    # code, run for each object a batch names (every call names its interface)
+    SyntaxId: lambda s: (_syntax, (s.uuid.int, s.version)),
+    uuid.UUID: lambda u: (uuid.UUID, (None, None, None, None, u.int)),
+}
+
+
+def _dumps(obj: Any) -> bytes:
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, 5)
+    pickler.dispatch_table = _REDUCE
+    pickler.dump(obj)
+    return out.getvalue()
+
+
+def portable(sinks: Sequence[Sink]) -> bool:
+    """The sinks can be made again in a writer process (ours, each made from its settings)."""
+    return all(getattr(s, "portable", False) for s in sinks)
+
+
+class ProcessWriter:
+    """Sends queued events to a writer process (see the module docstring); :class:`writer.Writer`'s
+    interface, for sinks that :func:`portable` accepts.
+
+    Args:
+        sinks: where every event goes; made again in the process (the ones given are closed here).
+        capacity: events that may wait on this side; more are dropped and counted.
+    """
+
+    def __init__(self, sinks: Sequence[Sink], capacity: int = 65536) -> None:
+        self.sinks = list(sinks)
+        self.capacity = capacity
+        self.dropped = 0  # events not written: the queue was full, or the writer process died
+        self.restarts = 0  # writer processes started again after one died
+        self._spec = pickle.dumps(self.sinks, 5)  # FileSink and the rest pickle as their settings
+        for sink in self.sinks:
+            sink.close()  # the process opens its own
+        self._queue: collections.deque[Record] = collections.deque()
+        self._frames: collections.deque[list[Any]] = collections.deque()  # [memoryview, events]
+        self._waiting = 0  # events in _frames
+        self._lock = threading.RLock()  # the loop's timer and a caller of flush() in another thread
+        self._timer: asyncio.TimerHandle | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fd = -1  # our end of the events pipe
+        self._back = -1  # our end of the status pipe
+        self._status = bytearray()
+        self._sent = 0  # events this process's writer was given (whole frames in the pipe)
+        self._done = 0  # of them, written (its last report)
+        self._base_written = 0  # written by writer processes before this one
+        self._errors = 0
+        self._base_errors = 0
+        self._acked = 0
+        self._flushes = 0
+        self._started = 0.0
+        self._closed = False
+        self._spawn()
+        _writers.add(self)
+
+    # the loop's calls -----------------------------------------------------------------------------
+
+    def put(self, record: Record) -> None:
+        """Queue one event (never blocks; dropped and counted when ``capacity`` wait)."""
+        queue = self._queue
+        n = len(queue)
+        if n + self._waiting >= self.capacity or self._closed:
+            self.dropped += 1
+            return
+        queue.append(record)
+        if n >= _BATCH - 1:
+            self._send()
+        elif self._timer is None:
+            self._arm()
+
+    def reopen(self) -> None:
+        """Reopen the sinks' files, after the events queued before this (logrotate moved them)."""
+        with self._lock:
+            self._frame_events()
+            self._control(("reopen",))
+            self._pump(None)
+        self._arm()
+
+    @property
+    def written(self) -> int:
+        """Events the writer processes have written (to every sink that took them)."""
+        with self._lock:
+            self._poll()
+            return self._base_written + self._done
+
+    @property
+    def errors(self) -> int:
+        """Batches a sink failed to write."""
+        with self._lock:
+            self._poll()
+            return self._base_errors + self._errors
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every event queued so far is written (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._proc is None and not self._respawn(force=True):
+                return False
+            self._frame_events()
+            self._flushes += 1
+            token = self._flushes
+            self._control(("flush", token))
+            if not self._pump(deadline):
+                return False
+            while self._acked < token:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._back < 0:
+                    return False
+                select.select([self._back], [], [], left)
+                if not self._poll():  # the process is gone
+                    return False
+            return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, stop the writer process."""
+        self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._proc is not None:
+                self._control(("close",))
+                self._pump(time.monotonic() + timeout)
+                self._stop(timeout)
+
+    # sending --------------------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (a test, a thread): now
+            self._send()
+            return
+        if self._timer is None:
+            self._timer = loop.call_later(_POLL, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._send()
+        if self._queue or self._frames:
+            self._arm()
+
+    def _send(self) -> None:
+        with self._lock:
+            if self._proc is None and not self._respawn():
+                return  # waits for the next start (bounded by capacity)
+            self._frame_events()
+            self._pump(None)
+
+    def _frame_events(self) -> None:
+        queue = self._queue
+        popleft = queue.popleft  # not list(queue) and clear(): put() may append in between (threads)
+        while queue:
+            batch = [popleft() for _ in range(min(len(queue), _BATCH))]
+            try:
+                data = _dumps(batch)
+            except Exception:  # an event that does not pickle loses itself, not its batch
+                batch = [r for r in batch if self._pickles(r)]
+                data = _dumps(batch)
+            self._frames.append([memoryview(_LEN.pack(len(data)) + data), len(batch)])
+            self._waiting += len(batch)
+
+    def _pickles(self, record: Record) -> bool:
+        try:
+            _dumps(record)
+        except Exception:
+            self.dropped += 1
+            log.exception("audit event %r does not pickle", record[0])
+            return False
+        return True
+
+    def _control(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, 5)
+        self._frames.append([memoryview(_LEN.pack(len(data)) + data), 0])
+
+    def _pump(self, deadline: float | None) -> bool:
+        """Write waiting frames; without a deadline only what the pipe takes now. True when all are."""
+        frames = self._frames
+        while frames:
+            if self._fd < 0:
+                return False
+            frame = frames[0]
+            try:
+                n = os.write(self._fd, frame[0])
+            except BlockingIOError:
+                left = 0.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                select.select([], [self._fd], [], left)
+                continue
+            except OSError:  # EPIPE: the process is gone
+                self._died()
+                return False
+            if n == len(frame[0]):
+                frames.popleft()
+                self._waiting -= frame[1]
+                self._sent += frame[1]
+            else:
+                frame[0] = frame[0][n:]
+        return True  # (the reports are read when asked for: written, flush; a death shows at a write)
+
+    def _poll(self) -> bool:
+        """Read the process's reports; False when it has gone."""
+        if self._back < 0:
+            return False
+        if not self._reports():
+            self._died()
+            return False
+        return True
+
+    def _reports(self) -> bool:
+        """Take in the reports waiting; False at the pipe's end (the process has gone)."""
+        alive = True
+        try:
+            while True:
+                data = os.read(self._back, 65536)
+                if not data:
+                    alive = False
+                    break
+                self._status += data
+        except BlockingIOError:
+            pass
+        except OSError:
+            alive = False
+        whole = len(self._status) - len(self._status) % _STATUS.size
+        if whole:
+            acked, self._done, self._errors = _STATUS.unpack_from(self._status, whole - _STATUS.size)
+            self._acked = max(self._acked, acked)
+            del self._status[:whole]
+        return alive
+
+    # the process ------------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        events_r, events_w = os.pipe()
+        back_r, back_w = os.pipe()
+        with contextlib.suppress(OSError):  # Linux; elsewhere the default size
+            fcntl.fcntl(events_w, _F_SETPIPE_SZ, _PIPE_SIZE)
+        env = dict(os.environ)
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from dcerpc.audit.process import main; main()", str(back_w)],
+                stdin=events_r, pass_fds=(back_w,), env=env,
+            )  # fmt: skip
+        finally:
+            os.close(events_r)
+            os.close(back_w)
+        os.set_blocking(events_w, False)
+        os.set_blocking(back_r, False)
+        self._fd, self._back = events_w, back_r
+        self._status.clear()
+        self._sent = self._done = self._errors = self._acked = 0
+        self._started = time.monotonic()
+        spec = _LEN.pack(len(self._spec)) + self._spec
+        self._frames.appendleft([memoryview(spec), 0])
+
+    def _respawn(self, force: bool = False) -> bool:
+        if self._closed or (not force and time.monotonic() - self._started < _RESPAWN):
+            return False
+        self.restarts += 1
+        self._spawn()
+        return True
+
+    def _died(self) -> None:
+        """The writer process is gone: what it had not written is lost, and counted."""
+        if self._proc is None:
+            return
+        if self._back >= 0:
+            self._reports()  # what it wrote before it went
+        lost = self._sent - self._done + self._waiting
+        self.dropped += lost
+        log.error("the audit writer process ended (%s); %d events lost", self._proc.poll(), lost)
+        self._base_written += self._done
+        self._base_errors += self._errors
+        self._frames.clear()
+        self._waiting = 0
+        self._close_fds()
+        self._proc.poll()
+        self._proc = None
+
+    def _stop(self, timeout: float) -> None:
+        self._close_fds()  # its pipe ends: it writes what the pipe holds, then exits
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:  # still writing (a slow disk): left to finish, not killed
+                log.warning("the audit writer process is still writing at close; left to finish")
+            self._base_written += self._done
+            self._base_errors += self._errors
+            self._sent = self._done = self._errors = 0
+            self._proc = None
+
+    def _close_fds(self) -> None:
+        for fd in (self._fd, self._back):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._back = -1
+
+    def __del__(self) -> None:
+        # dropped without close(): the process sees the pipe's end, writes what it has, and ends
+        with contextlib.suppress(Exception):
+            self._close_fds()
+
+    def _forked(self) -> None:
+        """In a forked child: the pipes and the queue are the parent's; start afresh when used."""
+        self._lock = threading.RLock()
+        self._timer = None
+        self._queue.clear()
+        self._frames.clear()
+        self._waiting = 0
+        self._close_fds()
+        self._proc = None
+        self._started = 0.0
+
+
+def _after_fork() -> None:
+    for w in list(_writers):
+        w._forked()
+
+
+def _at_exit() -> None:
+    for w in list(_writers):
+        if not w._closed:
+            w.close(2.0)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_at_exit)
+
+
+# the writer process --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """The writer process: ``argv[1]`` the status pipe's descriptor, the events on standard input."""
+    back = int(sys.argv[1])
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    hangup = [False]
+    signal.signal(signal.SIGHUP, lambda *_: hangup.__setitem__(0, True))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    reader = _Frames(0, parent)
+    spec = reader.next()
+    if spec is None:
+        return
+    try:
+        sinks: list[Sink] = pickle.loads(spec)
+    except OSError as e:  # the file's directory is gone, say (the server tells of its own death)
+        log.error("audit writer: cannot open the sinks: %s", e)
+        sys.exit(1)
+    written = errors = acked = 0
+    while True:
+        frame = reader.next(hangup)
+        if hangup[0]:
+            hangup[0] = False
+            errors += _each(sinks, "reopen")
+        if frame is None:
+            break
+        if not frame:
+            continue
+        message = pickle.loads(frame)
+        if isinstance(message, list):
+            lines = []
+            for record in message:
+                try:
+                    lines.append(format_record(record))
+                except Exception:  # a formatter's bug loses its event, not the trail
+                    log.exception("audit event %r does not format", record[0])
+            text = "".join(lines)
+            errors += _each(sinks, "write", text)
+            written += len(message)
+            with contextlib.suppress(OSError):  # a report not read yet: the next says it (or gone)
+                os.set_blocking(back, False)
+                os.write(back, _STATUS.pack(acked, written, errors))
+        elif message[0] == "flush":
+            acked = message[1]
+            os.set_blocking(back, True)
+            with contextlib.suppress(OSError):
+                os.write(back, _STATUS.pack(acked, written, errors))
+        elif message[0] == "reopen":
+            errors += _each(sinks, "reopen")
+        elif message[0] == "close":
+            break
+    _each(sinks, "close")
+
+
+def _each(sinks: list[Sink], what: str, *args: Any) -> int:
+    failed = 0
+    for sink in sinks:
+        try:
+            getattr(sink, what)(*args)
+        except Exception:
+            failed += 1
+            log.exception("audit sink %r failed to %s", sink, what)
+    return failed
+
+
+class _Frames:
+    """Length-prefixed frames from a pipe; None at its end (or when the parent has gone)."""
+
+    def __init__(self, fd: int, parent: int) -> None:
+        self.fd = fd
+        self.parent = parent
+        self.buf = bytearray()
+
+    def next(self, hangup: list[bool] | None = None) -> bytes | None:
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = _LEN.unpack_from(self.buf)
+                if len(self.buf) >= 4 + n:
+                    frame = bytes(self.buf[4 : 4 + n])
+                    del self.buf[: 4 + n]
+                    return frame
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 1.0)
+            except InterruptedError:
+                ready = []
+            if hangup is not None and hangup[0]:
+                return b""  # a SIGHUP: the caller reopens, then reads on
+            if not ready:
+                if os.getppid() != self.parent:
+                    return None
+                continue
+            data = os.read(self.fd, 1 << 20)
+            if not data:
+                return None
+            self.buf += data
