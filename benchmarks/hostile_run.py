@@ -37,6 +37,8 @@ import asyncio
 import contextlib
 import os
 import statistics
+import subprocess
+import sys
 import time
 from array import array
 from collections import Counter
@@ -184,6 +186,7 @@ class _Run:
             _pin(self.srv.pid, SERVER_CPU)
             self.others = os.sched_getaffinity(0) - {SERVER_CPU}
             os.sched_setaffinity(0, self.others)  # this script, and the attackers it starts
+        self.profiled: dict[str, int] = {}
         self.hq = ctx.Queue()
         self.stop = ctx.Event()
         self.hp = ctx.Process(
@@ -215,6 +218,20 @@ class _Run:
         self.hp.join(10)
         return r
 
+    def _profile(self, classes: list[str], seconds: float) -> subprocess.Popen[bytes] | None:
+        """``--profile DIR``: py-spy samples the server while ``classes`` attack (collapsed
+        stacks, one file per segment: DIR/<class or all>-<n>.txt; py-spy from PyPI)."""
+        out = self.args.profile
+        if not out:
+            return None
+        os.makedirs(out, exist_ok=True)
+        name = classes[0] if len(classes) == 1 else "all"
+        self.profiled[name] = n = self.profiled.get(name, 0) + 1
+        spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        cmd = [spy, "record", "-p", str(self.srv.pid), "-d", str(max(1, int(seconds))), "-r", "200"]
+        cmd += ["-f", "raw", "--nonblocking", "-o", os.path.join(out, f"{name}-{n}.txt")]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def attack(self, classes: list[str], seconds: float) -> dict[str, Any]:
         """``classes`` for ``seconds`` (from when the attack process is ready); the server sampled
         each second; then until the server has let the attack's connections go."""
@@ -234,6 +251,7 @@ class _Run:
         attacker.start()
         kind, started = aq.get(timeout=120)
         assert kind == "started"
+        spy = self._profile(classes, seconds)
         samples: list[tuple[float, int, int, int]] = []  # time, RSS, fds, threads
         msg = None
         while msg is None:
@@ -244,6 +262,8 @@ class _Run:
                 samples.append((time.monotonic() - started, st["VmRSS"], st["fds"], st["Threads"]))
         kind, ended, counts = msg
         attacker.join(10)
+        if spy is not None:
+            spy.wait(30)
         during = srv.stats()
         # the honest client holds one connection, and its probe one now and then
         srv.wait_for(lambda s: s["echo"]["connections"] <= 2, 60)

@@ -425,6 +425,9 @@ def main() -> int:
         help="hostile: attackers at the same priority as the server, no CPU pinning, one idle "
         "measurement and one block of attack (the first runs' way)",
     )
+    p.add_argument(
+        "--profile", default="", metavar="DIR", help="hostile: py-spy samples the server under each attack"
+    )
     p.add_argument("--attack-nice", type=int, default=0, help="hostile: the attack processes' niceness")
     p.add_argument("--sourcedata-mib", type=int, default=256, help="hostile: what SourceData asks for")
     p.add_argument(
