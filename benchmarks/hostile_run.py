@@ -23,6 +23,11 @@ machine, not the server. So:
   calls/s against 9,700-11,200 on one core, idle; unpinned, the kernel put them together anyway.)
   ``--attack-nice N`` also lowers the attackers' priority (default 0: on a shared machine, nice 19
   would let other people's jobs take the attackers' core and weaken the attack);
+- the attackers' CPU is kept busy for the whole run by a ballast process at nice 19 (it yields to
+  the attackers, who get all but about 1.5% of it while they run): on this shared VM, the same
+  spinner on CPU 1, with no network at all, took the honest client on CPU 0 from about 5,000 to
+  about 10,000 calls/s (load average 8-9), so an idle segment with CPU 1 idle and an attacked one
+  with CPU 1 busy do not measure one machine;
 - the attack of all classes is cut into segments of ``--segment`` seconds (default 30), each
   between two idle segments (idle A, attack B, idle A, attack B, ..., idle A): the shared
   machine's drift over minutes cancels, and the figure is the median of the per-segment ratios,
@@ -53,6 +58,17 @@ BIN = 0.1  # seconds: the honest client's calls are counted per bin
 SERVER_CPU = 0  # fair runs: the server and the honest client; everything else on the other CPUs
 
 # the honest client ------------------------------------------------------------------------------
+
+
+def ballast_worker(cpus: set[int], stop: Any) -> None:
+    """Keep ``cpus`` busy at nice 19 until ``stop`` is set (fair runs, idle and attacked segments
+    alike: the attackers' core is never idle, so the two kinds of segment see one machine)."""
+    os.sched_setaffinity(0, cpus)
+    os.nice(19)
+    while not stop.is_set():
+        deadline = time.monotonic() + 0.05
+        while time.monotonic() < deadline:
+            pass
 
 
 def honest_worker(port: int, q: Any, stop: Any, limit: float, uvloop: bool, cpu: int | None) -> None:
@@ -178,6 +194,7 @@ class _Run:
 
     def __init__(self, args: argparse.Namespace, ctx: Any) -> None:
         self.args, self.ctx = args, ctx
+        self.stop = ctx.Event()  # the end of the run: the honest client and the ballast
         self.cpus = os.sched_getaffinity(0)
         self.fair = bool(args.fair) and len(self.cpus) >= 2 and SERVER_CPU in self.cpus
         self.srv = ServerProcess("--ntlm", "--nofile", "16384", log=args.log, uvloop=args.uvloop)
@@ -186,9 +203,10 @@ class _Run:
             _pin(self.srv.pid, SERVER_CPU)
             self.others = os.sched_getaffinity(0) - {SERVER_CPU}
             os.sched_setaffinity(0, self.others)  # this script, and the attackers it starts
+            self.ballast = ctx.Process(target=ballast_worker, args=(self.others, self.stop), daemon=True)
+            self.ballast.start()
         self.profiled: dict[str, int] = {}
         self.hq = ctx.Queue()
-        self.stop = ctx.Event()
         self.hp = ctx.Process(
             target=honest_worker,
             args=(

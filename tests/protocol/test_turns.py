@@ -111,7 +111,7 @@ def test_a_long_context_list_pays_for_its_length() -> None:
     assert len(alter) > 60_000
     server = _bound(Limits())
     server.receive_data(alter)
-    assert server.control == 1 + 1 + (len(alter) - 1) // 1024  # the bind, then 60 tokens
+    assert server.control == 1 + 1 + (len(alter) - 1) // 256  # the bind, then 240 tokens
     server = _bound(Limits(control_octets=0))  # a token per PDU, as before
     server.receive_data(alter)
     assert server.control == 2

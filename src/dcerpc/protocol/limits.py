@@ -68,12 +68,13 @@ class Limits:
         control_octets: the octets of a control PDU one token of ``control_rate`` pays for (0: a
             token per PDU whatever its length). A PDU takes a token, and one more for each
             ``control_octets`` past the first: what a control PDU costs the server grows with its
-            length (an alter_context of 61 KB lists 3,000 syntaxes to parse: 5 ms of CPU against
-            a few µs for a short bind), its sender's cost does not. Stops a flood of long
-            context lists (issue 14's ``alter_contexts`` class: 12 contexts of 254 random transfer
-            syntaxes each, one after another) from spending a core at the control rate's PDU
-            count; an honest bind or alter_context (under 1 KB; with a Kerberos ticket a few KB)
-            takes one token or a few.
+            length (an alter_context of 61 KB lists 3,000 syntaxes to parse, 3-5 ms of CPU that
+            every other call waits behind, against a few µs for a short bind), its sender's cost
+            does not. Stops a flood of long context lists (issue 14's ``alter_contexts`` class:
+            12 contexts of 254 random transfer syntaxes each, one after another) from stalling
+            the loop at the control rate's PDU count: 240 tokens each, so 8 of them exhaust the
+            burst and fewer than one a second follow. An honest bind or alter_context takes one
+            token (under 256 octets) or a few (an NTLM auth3: 2; a Kerberos ticket: 6-10).
         pdus_per_turn: PDUs one connection's read is handled for before the others' turn (0: no
             limit). The rest of what it read waits in its inbox, its reads stop, and they resume
             once that is handled, a turn of the event loop at a time: round-robin between
@@ -106,7 +107,7 @@ class Limits:
     handshake_burst: int = 1000
     control_rate: float = 200.0
     control_burst: int = 2000
-    control_octets: int = 1024
+    control_octets: int = 256
     pdus_per_turn: int = 64
     ndr: NdrLimits = field(default_factory=NdrLimits)
 
