@@ -368,8 +368,15 @@ async def _attack(ports: dict[str, int], pid: int, seconds: float, args: dict[st
 
 
 def attack_worker(ports: dict[str, int], pid: int, seconds: float, args: dict[str, Any], q: Any) -> None:
+    """Run ``args["classes"]`` for ``seconds``: says ("started", t) once ready, then ("done", t,
+    counts). ``args["nice"]``: the process's niceness (``--attack-nice``; what the attacks get done
+    is in the counts)."""
     raise_nofile(8192)
-    q.put(asyncio.run(_attack(ports, pid, seconds, args)))
+    if args.get("nice"):
+        os.nice(args["nice"])
+    q.put(("started", time.monotonic()))
+    counts = asyncio.run(_attack(ports, pid, seconds, args))
+    q.put(("done", time.monotonic(), counts))
 
 
 if __name__ == "__main__":  # a quick look at one class: python benchmarks/hostile.py PORT PID CLASS

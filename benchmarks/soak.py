@@ -21,7 +21,10 @@ Scenarios (each with its flag; none given: all four):
 - ``--hostile``: the hostile classes of issue 14 (``hostile.py``, run by ``hostile_run.py``) in a
   loop for M minutes (default 10) while an honest client measures its call rate; reports the
   honest rate on an idle server and under attack (target >= 80%), and the server's RSS, refusals
-  and violations. Default limits.
+  and violations. Default limits. Fair by default (``--no-fair``: the first runs' way): the attackers on
+  a core of their own (the server and the honest client on the other), the attack cut into
+  ``--segment`` second segments between idle ones; the figure is the median per-segment ratio
+  (hostile_run.py).
 
     .venv/bin/python benchmarks/soak.py [--load] [--idle] [--handles] [--hostile] [--json]
         [--clients C --calls N --procs P] [--associations A] [--sessions S] [--minutes M | --seconds S]
@@ -397,7 +400,7 @@ def main() -> int:
         "--honest-seconds",
         type=float,
         default=0.0,
-        help="hostile: how long the honest client measures the idle server (default: a tenth "
+        help="hostile: how long each idle segment is (default: a segment; --no-fair: a tenth "
         "of the attack, 10-30 s)",
     )
     p.add_argument("--classes", default="", help="hostile: comma-separated classes (default: all)")
@@ -408,6 +411,24 @@ def main() -> int:
         metavar="SECONDS",
         help="hostile: first run each class alone this long (what each one costs)",
     )
+    p.add_argument(
+        "--segment",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="hostile: cut the attack into segments this long, each between two idle ones (0: one block)",
+    )
+    p.add_argument(
+        "--no-fair",
+        dest="fair",
+        action="store_false",
+        help="hostile: attackers at the same priority as the server, no CPU pinning, one idle "
+        "measurement and one block of attack (the first runs' way)",
+    )
+    p.add_argument(
+        "--profile", default="", metavar="DIR", help="hostile: py-spy samples the server under each attack"
+    )
+    p.add_argument("--attack-nice", type=int, default=0, help="hostile: the attack processes' niceness")
     p.add_argument("--sourcedata-mib", type=int, default=256, help="hostile: what SourceData asks for")
     p.add_argument(
         "--rss-guard-mib",

@@ -211,4 +211,5 @@ def test_a_flood_of_control_pdus_holds_its_connection_back() -> None:
         late = flood.recv()
         assert isinstance(late, Response) and struct.unpack("<I", late.stub[:4]) == (2,)
         assert time.monotonic() - start >= 0.35  # about (200 - 10) / 400 s: held back, not refused
-        assert srv.server.refusals["control_rate"] == 1
+        # held again after each turn's worth it is let read (Limits.pdus_per_turn: 64 of the 200)
+        assert 1 <= srv.server.refusals["control_rate"] <= 4

@@ -10,6 +10,9 @@ decides everything; this class only moves its octets, as asyncio's BufferedProto
                         ->   flush()                      what the owner answered meanwhile: one write
     flush()                  outbox.take(FLUSH_BUDGET)    a long answer goes a budget per loop turn
     pause_writing()          stop making fragments (and, as a server, stop reading new requests)
+    assoc.backlog            the association left whole PDUs for later (Limits.pdus_per_turn):
+                             reads stop, the rest is handled a turn of the loop at a time
+                             (assoc.take_backlog), then reads resume: round-robin fairness
     resume_writing()         go on
     close_gracefully()       our last octets, then FIN, then discard input for a moment
     set_deadlines()          bind, whole-PDU and idle deadlines (deadlines.py: one timer looks at
@@ -41,7 +44,11 @@ class Association(Protocol):
     inbox: Inbox
     outbox: Outbox
 
+    backlog: bool
+
     def buffer_updated(self, n: int) -> None: ...
+
+    def take_backlog(self) -> None: ...
 
     def connection_lost(self) -> None: ...
 
@@ -77,6 +84,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._more = False  # a flush is scheduled for the next turn of the loop
         self._draining = False  # closing: whatever still arrives is discarded
         self._held = False  # reads held back for a while (hold): the owner paces the peer
+        self._behind = False  # reads stopped while the association's backlog is handled
         self.received = 0  # octets read so far (what the deadlines look at, when their timer fires)
         self.resumed = 0  # times writing resumed after pause_writing (the write deadline's progress)
         self.deadlines: Deadlines | None = None
@@ -119,6 +127,61 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self.reading = False
         if assoc.outbox:
             self.flush()
+        if assoc.backlog:
+            self._fall_behind()
+
+    # turns: a connection that sent more than a turn's worth ------------------------------------------
+
+    def _fall_behind(self) -> None:
+        """The association left whole PDUs for a later turn (Limits.pdus_per_turn): read nothing
+        more until they are handled, a turn of the loop at a time, the other connections' reads
+        between (round-robin)."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if not self._behind:
+            self._behind = True
+            t.pause_reading()
+        if self._may_read():
+            self.loop.call_soon(self._catch_up)
+        # else: resume_writing or the end of a hold calls _catch_up
+
+    def _may_read(self) -> bool:
+        return not self._held and not (self._paused and self.pause_reading_when_full)
+
+    def _catch_up(self) -> None:
+        assoc = self.assoc
+        t = self.transport
+        if assoc is None or self._draining or t is None or t.is_closing() or not self._may_read():
+            return
+        if not self._behind:  # already caught up (resumed twice in one turn)
+            return
+        if assoc.backlog:
+            assoc.take_backlog()
+            self.reading = True
+            try:
+                self.on_events()
+            finally:
+                self.reading = False
+            if assoc.outbox:
+                self.flush()
+        if assoc.backlog and self.assoc is not None:
+            if self._may_read():
+                self.loop.call_soon(self._catch_up)
+            return
+        self._behind = False
+        if self.assoc is not None and not t.is_closing() and self._may_read():
+            t.resume_reading()
+
+    def _resume(self) -> None:
+        """Reading may go on (a hold ended, the write buffer drained): the backlog first."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if self._behind:
+            self.loop.call_soon(self._catch_up)
+        else:
+            t.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.deadlines is not None:
@@ -146,7 +209,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         t = self.transport
         if t is not None and not t.is_closing():
             if self.pause_reading_when_full and not self._held:
-                t.resume_reading()
+                self._resume()
             self.flush()
 
     # writing --------------------------------------------------------------------------------------
@@ -226,16 +289,16 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._held = False
         t = self.transport
         if t is not None and not t.is_closing() and not (self._paused and self.pause_reading_when_full):
-            t.resume_reading()
+            self._resume()
 
     # deadlines ------------------------------------------------------------------------------------
 
     @property
     def stopped_reading(self) -> bool:
-        """Reads are paused (backpressure) or the connection is closing: octets that do not arrive
-        now are not the peer's doing."""
+        """Reads are paused (backpressure, a backlog) or the connection is closing: octets that do
+        not arrive now are not the peer's doing."""
         t = self.transport
-        if t is None or t.is_closing() or self._draining or self._held:
+        if t is None or t.is_closing() or self._draining or self._held or self._behind:
             return True
         return self._paused and self.pause_reading_when_full
 

@@ -99,6 +99,8 @@ class LimitsFile(_Strict):
     handshake_burst: int | None = None
     control_rate: float | None = None
     control_burst: int | None = None
+    control_octets: int | None = None
+    pdus_per_turn: int | None = None
 
 
 class AuditFile(_Strict):

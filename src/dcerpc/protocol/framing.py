@@ -205,6 +205,7 @@ class Receiver(Generic[P]):
         "_reported",
         "_spare",
         "account",
+        "backlog",
         "inbox",
         "limits",
     )
@@ -215,6 +216,9 @@ class Receiver(Generic[P]):
     _DIRECT_NOT_FLAGS = 0  # flags a continuation read directly may not carry
 
     def _init_calls(self) -> None:
+        # whole PDUs were left in the inbox for a later turn (a role's _fragments stopped at
+        # Limits.pdus_per_turn): the adapter stops reading and calls buffer_updated(0) next turn
+        self.backlog = False
         self._spare: bytearray | None = None  # the last long call's buffer, for the next (SPARE_MIN)
         self._calls: dict[int, P] = {}  # calls being reassembled, by call_id
         self._buffered = 0  # octets reserved for them, all together (bounded by max_buffered)
@@ -242,6 +246,14 @@ class Receiver(Generic[P]):
             n = self.inbox.push(view)
             view = view[n:]
             self.buffer_updated(n)
+            while self.backlog and self.alive:  # no loop to take turns with: all of it now
+                self.take_backlog()
+
+    def take_backlog(self) -> None:
+        """Handle what :attr:`backlog` left in the inbox (another turn's worth, which may leave
+        a backlog again)."""
+        self.backlog = False
+        self.buffer_updated(0)
 
     def get_buffer(self) -> memoryview:
         """Where the transport's next read goes (asyncio.BufferedProtocol.get_buffer)."""

@@ -65,6 +65,23 @@ class Limits:
             security context to look up). Over it, the connection that overdrew is not read until
             the source's bucket refills (at most 10 s at a time): one address's flood of them
             cannot take the event loop from every other client.
+        control_octets: the octets of a control PDU one token of ``control_rate`` pays for (0: a
+            token per PDU whatever its length). A PDU takes a token, and one more for each
+            ``control_octets`` past the first: what a control PDU costs the server grows with its
+            length (an alter_context of 61 KB lists 3,000 syntaxes to parse, 3-5 ms of CPU that
+            every other call waits behind, against a few µs for a short bind), its sender's cost
+            does not. Stops a flood of long context lists (issue 14's ``alter_contexts`` class:
+            12 contexts of 254 random transfer syntaxes each, one after another) from stalling
+            the loop at the control rate's PDU count: 240 tokens each, so 8 of them exhaust the
+            burst and fewer than one a second follow. An honest bind or alter_context takes one
+            token (under 256 octets) or a few (an NTLM auth3: 2; a Kerberos ticket: 6-10).
+        pdus_per_turn: PDUs one connection's read is handled for before the others' turn (0: no
+            limit). The rest of what it read waits in its inbox, its reads stop, and they resume
+            once that is handled, a turn of the event loop at a time: round-robin between
+            connections. Stops one connection that pipelines thousands of short PDUs into each
+            read (64 KiB of co_cancels is 4,096 of them; uvloop reads up to 32 times per
+            callback) from holding every other connection's call behind them; a connection sends
+            at most this many PDUs ahead of the others per turn however fast it sends.
         max_context_handles: context handles one association group may hold open (its calls
             that would open more fail with rpc_s_out_of_resources). Stops handle tables growing
             without end; groups themselves are bounded by connections (one bind makes at most one).
@@ -90,6 +107,8 @@ class Limits:
     handshake_burst: int = 1000
     control_rate: float = 200.0
     control_burst: int = 2000
+    control_octets: int = 256
+    pdus_per_turn: int = 64
     ndr: NdrLimits = field(default_factory=NdrLimits)
 
     def __post_init__(self) -> None:
@@ -98,5 +117,7 @@ class Limits:
         for name in ("idle_timeout", "bind_timeout", "pdu_timeout", "write_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or positive")
+        if self.control_octets < 0 or self.pdus_per_turn < 0:
+            raise ValueError("control_octets and pdus_per_turn must be 0 (no limit) or positive")
         if self.max_connections_per_source < 1:
             raise ValueError("max_connections_per_source must be at least 1")

@@ -150,7 +150,7 @@ class ServerAssociation(Negotiation[_Partial]):
     ) -> None:
         self._match = match
         self.admit_handshake: Callable[[], bool] | None = None  # negotiation asks it (Server sets it)
-        self.control = 0  # PDUs other than requests taken (an adapter paces them: Limits.control_rate)
+        self.control = 0  # control_rate tokens the PDUs other than requests took (an adapter paces them)
         self.security = SecurityContexts(security or {})
         self.auth: dict[int, AuthState] = self.security.by_id  # the authenticated ones, by auth_context_id
         self._call_auth: dict[int, AuthState] = {}  # call_id -> the context that protects it
@@ -189,7 +189,12 @@ class ServerAssociation(Negotiation[_Partial]):
 
     def _fragments(self, buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
         length = HEADER_SIZE
+        turn = self.limits.pdus_per_turn or -1  # Limits.pdus_per_turn: the others' turn after it
         while self.state is not _CLOSED and end - pos >= 2:
+            if not turn:
+                self.backlog = True  # the rest on a later turn (framing.Receiver.backlog)
+                return pos, HEADER_SIZE
+            turn -= 1
             plain = False
             if end - pos >= REQUEST_HEADER:
                 # A request in little-endian ASCII IEEE with no verifier, on an open,
@@ -452,7 +457,9 @@ class ServerAssociation(Negotiation[_Partial]):
             self._refuse(kind, pdu.call_id, f"{pdu.ptype.name.lower()} PDU in state {self.state.value}")
             return
         if rule != "request":
-            self.control += 1
+            # paced by the adapter (Limits.control_rate): a token, and one per control_octets more
+            unit = self.limits.control_octets
+            self.control += 1 + (len(fragment) - 1) // unit if unit else 1
         _HANDLERS[rule](self, pdu)
 
     # calls ------------------------------------------------------------------------------------
