@@ -8,6 +8,7 @@ bar on standard error while a long file is read, only when standard error is a t
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from ..monitor import CaptureError, Monitor, monitor_file, to_event
+from ..monitor.live import LiveCapture, LiveError, monitor_live
 from ..monitor.run import Summary
 from .output import Failure, console, err_console, table
 
@@ -25,13 +27,23 @@ _TOP = 20  # rows per table
 
 
 @click.command()
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("capture", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line (docs/monitor.md).")
 @click.option("--top", type=int, default=_TOP, show_default=True, help="Rows in each summary table.")
-def monitor(capture: Path, as_json: bool, top: int) -> None:
-    """Name every DCE/RPC call in a pcap or pcapng capture, on any port."""
+@click.option("-i", "--interface", help="Capture live on this interface (through dumpcap) instead of a file.")
+@click.option("-f", "--filter", "capture_filter", help="With --interface: dumpcap's capture filter (BPF).")
+def monitor(
+    capture: Path | None, as_json: bool, top: int, interface: str | None, capture_filter: str | None
+) -> None:
+    """Name every DCE/RPC call in a pcap or pcapng capture (or live on an interface), on any port."""
     stats: Counter[str] = Counter()
     mon = Monitor()
+    if (capture is None) == (interface is None):
+        raise click.UsageError("give a CAPTURE file or --interface IF (one of them)")
+    if interface is not None:
+        _live(interface, capture_filter, mon, stats, as_json, top)
+        return
+    assert capture is not None
     size = capture.stat().st_size
     show = sys.stderr.isatty() and size > 8 << 20
     progress = Progress(
@@ -47,6 +59,27 @@ def monitor(capture: Path, as_json: bool, top: int) -> None:
                     out.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
     except CaptureError as e:
         raise Failure(f"{capture}: {e}", "capture") from None
+    if not as_json:
+        _summary(mon, stats, top)
+
+
+def _live(interface: str, capture_filter: str | None, mon: Monitor, stats: Counter[str], as_json: bool,
+          top: int) -> None:  # fmt: skip
+    """Records as their calls complete (flushed), until Ctrl-C or SIGTERM; then the summary."""
+    out = sys.stdout
+    try:
+        with LiveCapture(interface, capture_filter) as live:
+            previous = {s: signal.signal(s, lambda *_: live.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                for rec in monitor_live(live, stats, mon):
+                    if as_json:
+                        out.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
+                        out.flush()
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+    except LiveError as e:
+        raise Failure(str(e), "capture") from None
     if not as_json:
         _summary(mon, stats, top)
 
