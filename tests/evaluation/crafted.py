@@ -2,6 +2,7 @@
 
     python -m tests.evaluation.crafted blaster HOST PORT
     python -m tests.evaluation.crafted fragments HOST PORT
+    python -m tests.evaluation.crafted malformed HOST PORT
 
 ``blaster``: MS03-026's shape (the Blaster worm, 2003): a bind to IRemoteActivation
 (4d9f4ab8-7d1c-11cf-861e-0020af6e7c57, RemoteActivation is opnum 0) and one to ISystemActivator
@@ -10,7 +11,10 @@ UNC path with an overlong server name (``\\\\AAAA...\\c$\\x.doc``), the buffer t
 server-name parsing overran. ``fragments``: CVE-2022-26809's shape (the fragment reassembly
 integer overflow in rpcrt4): a bind to rpcecho, then a call whose first fragment announces an
 alloc_hint near 2^32 and which is carried by a long run of fragments, on two connections (the
-second one never sends its last fragment). Neither exploits anything: the servers here fault or
+second one never sends its last fragment). ``malformed``: one connection each, after a good
+bind, for a header of version 4.0, a frag_length below the header's 16 octets, a bind whose
+context list runs past its fragment, an unknown packet type and a response sent by the client (a
+fuzzer's or a broken client's traffic). None of them exploits anything: the servers here fault or
 drop them; they only have to be seen on the wire.
 """
 
@@ -21,7 +25,7 @@ import struct
 import sys
 import uuid
 
-from dcerpc.pdu import NDR20, PFC, Bind, ContextElement, Request, SyntaxId
+from dcerpc.pdu import NDR20, PFC, Bind, ContextElement, Request, Response, SyntaxId
 
 IREMOTEACTIVATION = SyntaxId(uuid.UUID("4d9f4ab8-7d1c-11cf-861e-0020af6e7c57"), (0, 0))
 ISYSTEMACTIVATOR = SyntaxId(uuid.UUID("000001a0-0000-0000-c000-000000000046"), (0, 0))
@@ -81,6 +85,19 @@ def fragments(host: str, port: int, count: int = 48, size: int = 4096) -> None:
         _exchange(host, port, run, answer=finished)
 
 
+def malformed(host: str, port: int) -> None:
+    good = _bind(RPCECHO)
+    wrong_version = b"\x04\x00" + good[2:]
+    short = good[:8] + struct.pack("<H", 12) + good[10:]
+    cut_bind = bytearray(good)
+    cut_bind[24] = 9  # nine contexts announced, one there
+    unknown_type = good[:2] + b"\x55" + good[3:]
+    response = Response(call_id=1, stub=b"\0" * 8).encode()
+    for pdu in (wrong_version, short, bytes(cut_bind), unknown_type):
+        _exchange(host, port, [good, pdu])  # a good bind first: the monitor knows DCE/RPC by content
+    _exchange(host, port, [good, response])
+
+
 if __name__ == "__main__":
     what, target, port_text = sys.argv[1:4]
-    {"blaster": blaster, "fragments": fragments}[what](target, int(port_text))
+    {"blaster": blaster, "fragments": fragments, "malformed": malformed}[what](target, int(port_text))

@@ -28,7 +28,7 @@ def test_every_scenario_has_its_labelled_file(corpus: list[Capture]) -> None:
     for c in corpus:
         assert set(c.expect) | set(c.allow) <= set(DETECTORS), c.name
         assert not (c.benign and c.expect)
-    assert {d for c in corpus for d in c.expect} == set(DETECTORS) - {"malformed_pdus", "mgmt_probe"}
+    assert {d for c in corpus for d in c.expect} == set(DETECTORS)
     assert sum(c.benign for c in corpus) >= 8
 
 
@@ -69,3 +69,8 @@ def test_the_traffic_is_what_the_labels_say(by_name: dict[str, Capture]) -> None
               if e["event"]["action"] == "call" and e["destination"]["port"] != 135}  # fmt: skip
     assert levels == {"none", "connect", "packet", "integrity", "privacy"}
     assert _ops(ev["ours-smbtorture-echo"])[("rpcecho", "TestEnum")] >= 1
+    assert _ops(ev["ours-rpcmap-mgmt"])[("mgmt", "inq_if_ids")] == 2
+    kinds = {
+        e["dcerpc"]["violation"] for e in ev["ours-malformed"] if e["event"]["action"] == "protocol-violation"
+    }
+    assert {"bad_version", "bad_fragment_length", "server_pdu"} <= kinds, kinds
