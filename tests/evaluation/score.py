@@ -8,8 +8,9 @@ action "protocol-violation": not detections). Per detector, over the captures:
 - precision: of the captures where it fired, the share that expect or allow it;
 - benign alerts: how many of its alerts came from benign captures (target 0).
 
-The agreement with tshark compares, per capture, the multiset of calls (connection 4-tuple,
-call_id, the interface UUID its presentation context was bound to, opnum): ours from the monitor's
+The agreement with tshark compares, per capture, the presentation contexts (client, interface
+UUID, the result its bind_ack / alter_context_resp / bind_nak gave) and the multiset of calls
+(connection 4-tuple, call_id, the interface UUID its context was bound to, opnum): ours from the monitor's
 call records that have an opnum (the request was captured), tshark's from the first fragment of
 every request PDU it dissects, with contexts mapped from the bind and alter_context PDUs it
 dissected on the same connection.
@@ -149,6 +150,71 @@ def tshark_calls(pcap: str | Path) -> Counter[Call]:
                     (src, sport, dst, dport, int(pdu["dcerpc.cn_call_id"]), iface, int(pdu["dcerpc.opnum"]))
                 ] += 1
     return calls
+
+
+Bound = tuple[str, int, str, str]  # client ip, port, interface uuid, result
+
+_RESULTS = {"0": "accepted", "1": "rejected", "2": "rejected", "3": "negotiate_ack"}
+
+
+def tshark_binds(pcap: str | Path) -> Counter[Bound]:
+    """Every context proposed in a bind or alter_context, with the result its answer gave it
+    (``nak`` for a bind_nak, ``unanswered`` when no answer was dissected)."""
+    args = [
+        "tshark",
+        "-r",
+        str(pcap),
+        "-Y",
+        "dcerpc",
+        "-T",
+        "json",
+        "--no-duplicate-keys",
+        "-J",
+        "ip ipv6 tcp dcerpc",
+    ]
+    frames = json.loads(
+        subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout or "[]"
+    )
+    pending: dict[tuple[str, int, str], list[str]] = {}
+    out: Counter[Bound] = Counter()
+    for frame in frames:
+        layers = frame["_source"]["layers"]
+        ip = layers.get("ip") or layers.get("ipv6") or {}
+        tcp = layers.get("tcp", {})
+        src, dst = ip.get("ip.src", ip.get("ipv6.src")), ip.get("ip.dst", ip.get("ipv6.dst"))
+        sport, dport = int(tcp.get("tcp.srcport", 0)), int(tcp.get("tcp.dstport", 0))
+        for pdu in _each(layers.get("dcerpc")):
+            kind, call_id = int(pdu.get("dcerpc.pkt_type", -1)), pdu.get("dcerpc.cn_call_id", "")
+            if kind in (_BIND, _ALTER):
+                items = _each(pdu.get("dcerpc.cn_ctx_item"))
+                pending[(src, sport, call_id)] = [
+                    i.get("dcerpc.cn_bind_abstract_syntax", {}).get("dcerpc.cn_bind_to_uuid", "")
+                    for i in items
+                ]
+            elif kind in (12, 13, 15):  # bind_ack, bind_nak, alter_context_resp
+                uuids = pending.pop((dst, dport, call_id), None)
+                if uuids is None:
+                    continue
+                if kind == 13:
+                    results = ["nak"] * len(uuids)
+                else:  # the result items are named by their position and meaning ("Ctx Item[1]: ...")
+                    results = [_RESULTS.get(v.get("dcerpc.cn_ack_result"), "?") for k, v in pdu.items()
+                               if k.startswith("Ctx Item")]  # fmt: skip
+                for u, r in zip(uuids, results, strict=False):
+                    out[(dst, dport, u, r)] += 1
+    for (src, sport, _), uuids in pending.items():
+        for u in uuids:
+            out[(src, sport, u, "unanswered")] += 1
+    return out
+
+
+def monitor_binds(events: Iterable[dict[str, Any]]) -> Counter[Bound]:
+    out: Counter[Bound] = Counter()
+    for e in events:
+        if e["event"]["action"] in ("bind", "alter-context"):
+            for c in e["dcerpc"]["contexts"]:
+                out[(e["source"]["ip"], e["source"]["port"], c["uuid"], c["result"])] += 1
+    return out
 
 
 def monitor_calls(events: Iterable[dict[str, Any]]) -> Counter[Call]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.evaluation.corpus import DETECTORS, SCENARIOS, Capture
-from tests.evaluation.score import monitor_calls, monitor_events, tshark_calls
+from tests.evaluation.score import monitor_binds, monitor_calls, monitor_events, tshark_binds, tshark_calls
 
 pytestmark = pytest.mark.interop
 
@@ -34,10 +34,14 @@ def test_every_scenario_has_its_labelled_file(corpus: list[Capture]) -> None:
 
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS])
 def test_monitor_agrees_with_tshark(by_name: dict[str, Capture], name: str) -> None:
-    """Same calls (4-tuple, call_id, interface UUID, opnum) as Wireshark's dissector sees."""
+    """Same calls (4-tuple, call_id, interface UUID, opnum) and the same presentation contexts
+    (interface UUID, result) as Wireshark's dissector sees."""
     c = by_name[name]
-    ours, theirs = monitor_calls(monitor_events(c.path)), tshark_calls(c.path)
+    events = monitor_events(c.path)
+    ours, theirs = monitor_calls(events), tshark_calls(c.path)
     assert ours == theirs, (ours - theirs, theirs - ours)
+    bound, dissected = monitor_binds(events), tshark_binds(c.path)
+    assert bound == dissected, (bound - dissected, dissected - bound)
 
 
 def test_the_traffic_is_what_the_labels_say(by_name: dict[str, Capture]) -> None:
@@ -59,7 +63,7 @@ def test_the_traffic_is_what_the_labels_say(by_name: dict[str, Capture]) -> None
     assert len(frags) == 2 and frags[0]["dcerpc"]["fragments"]["in"] == 48
     assert frags[0]["dcerpc"]["octets"]["in"] == 48 * 4096
     for n in ("ours-spray", "samba-spray"):
-        users = {e.get("user", {}).get("name") for e in ev[n] if e["event"]["action"] == "bind"}
+        users = {e["user"]["name"] for e in ev[n] if e["event"]["action"] == "call" and "user" in e}
         assert len(users) == 12, (n, users)
     assert _ops(ev["ours-svcctl"])[("svcctl", "RCreateServiceW")] == 1
     assert _ops(ev["ours-atsvc"])[("atsvc", "NetrJobAdd")] == 1
