@@ -104,6 +104,11 @@ def score(results: Sequence[tuple[Capture, Counter[str]]], detectors: Sequence[s
 # tshark ------------------------------------------------------------------------------------------
 
 _BIND, _ALTER, _REQUEST = 11, 14, 0
+# Heuristic dissectors first: tshark otherwise gives a TCP port registered to another protocol to
+# that protocol whatever the content (an ephemeral client port of 57000 made a DCE/RPC connection
+# IRC, docs/monitor.md); the monitor knows DCE/RPC by content, on any port.
+_TSHARK = ("tshark", "-o", "tcp.try_heuristic_first:TRUE", "-Y", "dcerpc", "-T", "json",
+           "--no-duplicate-keys", "-J", "ip ipv6 tcp dcerpc", "-r")  # fmt: skip
 
 
 def _each(value: Any) -> list[Any]:
@@ -113,18 +118,7 @@ def _each(value: Any) -> list[Any]:
 
 def tshark_calls(pcap: str | Path) -> Counter[Call]:
     """The requests tshark dissects (first fragments), with the interface bound to their context."""
-    args = [
-        "tshark",
-        "-r",
-        str(pcap),
-        "-Y",
-        "dcerpc",
-        "-T",
-        "json",
-        "--no-duplicate-keys",
-        "-J",
-        "ip ipv6 tcp dcerpc",
-    ]
+    args = [*_TSHARK, str(pcap)]
     frames = json.loads(
         subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout or "[]"
     )
@@ -160,18 +154,7 @@ _RESULTS = {"0": "accepted", "1": "rejected", "2": "rejected", "3": "negotiate_a
 def tshark_binds(pcap: str | Path) -> Counter[Bound]:
     """Every context proposed in a bind or alter_context, with the result its answer gave it
     (``nak`` for a bind_nak, ``unanswered`` when no answer was dissected)."""
-    args = [
-        "tshark",
-        "-r",
-        str(pcap),
-        "-Y",
-        "dcerpc",
-        "-T",
-        "json",
-        "--no-duplicate-keys",
-        "-J",
-        "ip ipv6 tcp dcerpc",
-    ]
+    args = [*_TSHARK, str(pcap)]
     frames = json.loads(
         subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout or "[]"
     )

@@ -3,6 +3,8 @@
 A summary table by default (talkers, interfaces, operations, outcomes, binds, violations, users);
 ``--json``: one ECS-shaped JSON object per record on its own line, then nothing else. A progress
 bar on standard error while a long file is read, only when standard error is a terminal.
+``--interface IF``: a live capture through dumpcap (monitor/live.py) until Ctrl-C or SIGTERM, the
+JSON lines flushed as calls complete, the summary at the end.
 """
 
 from __future__ import annotations
