@@ -170,6 +170,8 @@ def tshark_binds(pcap: str | Path) -> Counter[Bound]:
             kind, call_id = int(pdu.get("dcerpc.pkt_type", -1)), pdu.get("dcerpc.cn_call_id", "")
             if kind in (_BIND, _ALTER):
                 items = _each(pdu.get("dcerpc.cn_ctx_item"))
+                if len(items) != int(pdu.get("dcerpc.cn_num_ctx_items", -1)):
+                    continue  # a bind cut short (tshark: malformed; the monitor: a malformed_bind violation)
                 pending[(src, sport, call_id)] = [
                     i.get("dcerpc.cn_bind_abstract_syntax", {}).get("dcerpc.cn_bind_to_uuid", "")
                     for i in items
