@@ -21,6 +21,8 @@ command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 command -v iptables-restore >/dev/null 2>&1 || [ -x /usr/sbin/iptables-restore ] || missing+=(iptables)
 # promtool checks the metrics exposition (tests/audit/test_metrics.py)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# nmap's RPC probes are among the attacks of the evaluation corpus (tests/evaluation/)
+command -v nmap >/dev/null 2>&1 || missing+=(nmap)
 if ((${#missing[@]} == 0)); then
   exit 0
 fi

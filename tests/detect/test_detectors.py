@@ -103,6 +103,9 @@ def test_port_scan() -> None:
     assert not run([closed(port=50000)] * 40)  # nor a dynamic one nothing DCE/RPC was seen on
     assert names(run([closed(port=8080, rpc=True)] * 20)) == ["port_scan"]  # DCE/RPC on that connection
     assert names(run([call(port=50000), *[closed(port=50000)] * 20])) == ["port_scan"]  # a server seen
+    # across a host's ports (nmap -sT: one connection to 135, the rest elsewhere): by distinct port
+    assert names(run([closed(port=p) for p in range(1000, 1020)])) == ["port_scan"]
+    assert not run([closed(port=p) for p in range(1000, 1019)])
 
 
 def test_auth_spraying() -> None:
@@ -115,13 +118,21 @@ def test_auth_spraying() -> None:
         {**call(ECHO, 0, "rpc_s_access_denied"), "user": {"name": f"u{i}", "domain": "D"}} for i in range(5)
     ]
     assert names(run(faults)) == ["auth_spraying"]
+    # Samba answers the request after a refused logon with nca_s_proto_error (and hangs up)
+    refused = call(ECHO, 0, "nca_s_proto_error")
+    samba = [{**refused, "user": {"name": f"u{i}", "domain": "D"}} for i in range(6)]
+    assert names(run(samba)) == ["auth_spraying"]  # a failed logon each, not a malformed PDU
+    assert not run([{**call(ECHO, 0, "nca_s_op_rng_error"), "user": {"name": f"u{i}"}} for i in range(5)])
     naks = [bind([context(ECHO, result="nak")], user=f"u{i}") for i in range(5)]
     assert names(run(naks)) == ["auth_spraying"]
 
 
 def test_malformed_pdus() -> None:
-    assert names(run([violation("malformed")] * 10)) == ["malformed_pdus"]
-    assert not run([violation("malformed")] * 9)
+    assert names(run([violation("malformed")] * 6)) == ["malformed_pdus"]
+    assert not run([violation("malformed")] * 5)
+    # the server's nca_s_proto_error faults (no logon named) are its word on PDUs it found malformed
+    answered = [call(ECHO, 0, "nca_s_proto_error")] * 3
+    assert names(run([violation("malformed")] * 3 + answered)) == ["malformed_pdus"]
     assert not run([violation("malformed", sender="server")] * 30)
     assert not run([violation("handshake_rate")] * 30)  # the server's limit, not a bad PDU
 

@@ -6,11 +6,14 @@ detectors (docs/detection.md) run over the records unless ``--no-detect``: their
 of their own (``event.kind`` alert, ``event.action`` detection) and a table of the summary; a
 config file's ``[detect]`` section (``--config``) sets their thresholds. A progress
 bar on standard error while a long file is read, only when standard error is a terminal.
+``--interface IF``: a live capture through dumpcap (monitor/live.py) until Ctrl-C or SIGTERM, the
+JSON lines flushed as calls complete, the summary at the end.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,6 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from ..detect import Detectors
 from ..monitor import CaptureError, Monitor, monitor_file, to_event
+from ..monitor.live import LiveCapture, LiveError, monitor_live
 from ..monitor.run import Summary
 from .config import ConfigError, detect_settings, read
 from .output import Failure, console, err_console, table
@@ -30,7 +34,7 @@ _TOP = 20  # rows per table
 
 
 @click.command()
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("capture", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line (docs/monitor.md).")
 @click.option("--top", type=int, default=_TOP, show_default=True, help="Rows in each summary table.")
 @click.option("--no-detect", is_flag=True, help="Do not run the detectors (docs/detection.md).")
@@ -38,9 +42,22 @@ _TOP = 20  # rows per table
     "--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
     help="The detectors' thresholds from this file's [detect] section.",
 )  # fmt: skip
-def monitor(capture: Path, as_json: bool, top: int, no_detect: bool, config: str | None) -> None:
-    """Name every DCE/RPC call in a pcap or pcapng capture, on any port; run the detectors."""
+@click.option("-i", "--interface", help="Capture live on this interface (through dumpcap) instead of a file.")
+@click.option("-f", "--filter", "capture_filter", help="With --interface: dumpcap's capture filter (BPF).")
+def monitor(
+    capture: Path | None,
+    as_json: bool,
+    top: int,
+    no_detect: bool,
+    config: str | None,
+    interface: str | None,
+    capture_filter: str | None,
+) -> None:
+    """Name every DCE/RPC call in a pcap or pcapng capture (or live on an interface), on any port;
+    run the detectors."""
     stats: Counter[str] = Counter()
+    if (capture is None) == (interface is None):
+        raise click.UsageError("give a CAPTURE file or --interface IF (one of them)")
     detectors = None
     if not no_detect:
         try:
@@ -48,6 +65,10 @@ def monitor(capture: Path, as_json: bool, top: int, no_detect: bool, config: str
         except ConfigError as e:
             raise Failure(str(e), "config") from None
     mon = Monitor(detectors=detectors)
+    if interface is not None:
+        _live(interface, capture_filter, mon, stats, as_json, top)
+        return
+    assert capture is not None
     size = capture.stat().st_size
     show = sys.stderr.isatty() and size > 8 << 20
     progress = Progress(
@@ -63,6 +84,27 @@ def monitor(capture: Path, as_json: bool, top: int, no_detect: bool, config: str
                     out.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
     except CaptureError as e:
         raise Failure(f"{capture}: {e}", "capture") from None
+    if not as_json:
+        _summary(mon, stats, top)
+
+
+def _live(interface: str, capture_filter: str | None, mon: Monitor, stats: Counter[str], as_json: bool,
+          top: int) -> None:  # fmt: skip
+    """Records as their calls complete (flushed), until Ctrl-C or SIGTERM; then the summary."""
+    out = sys.stdout
+    try:
+        with LiveCapture(interface, capture_filter) as live:
+            previous = {s: signal.signal(s, lambda *_: live.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                for rec in monitor_live(live, stats, mon):
+                    if as_json:
+                        out.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
+                        out.flush()
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+    except LiveError as e:
+        raise Failure(str(e), "capture") from None
     if not as_json:
         _summary(mon, stats, top)
 

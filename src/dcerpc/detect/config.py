@@ -32,7 +32,7 @@ DETECTORS: Final[dict[str, tuple[Rule, str]]] = {
     "unmapped_dynamic_port": (Rule(1, 300.0), "a bind on a dynamic port no ept_map answer named"),
     "port_scan": (Rule(20, 60.0), "connections to RPC ports without a bind"),
     "auth_spraying": (Rule(5, 300.0), "users whose authentication failed"),
-    "malformed_pdus": (Rule(10, 60.0), "protocol violations"),
+    "malformed_pdus": (Rule(6, 60.0), "protocol violations (and nca_s_proto_error faults answering them)"),
     "blaster_activation": (Rule(1, 300.0), "DCOM activations with an overlong or UNC-shaped name"),
     "fragment_overflow": (Rule(1, 300.0), "requests whose fragments' sizes are inconsistent or overflow"),
     "service_creation": (Rule(1, 300.0), "services created remotely (svcctl)"),

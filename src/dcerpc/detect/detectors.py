@@ -58,6 +58,13 @@ _NOT_MALFORMED: Final = frozenset({
 """Violations that are not a malformed PDU: the server's limits speaking, and authentication that
 failed or asked for what is not served (a wrong password's auth3 and the request after it: the
 evidence of auth_spraying, not of malformed_pdus)."""
+_LOGON_REFUSED: Final = frozenset({
+    "rpc_s_access_denied", "rpc_s_sec_pkg_error", "nca_s_proto_error",
+})  # fmt: skip
+"""Faults that, on a call made under an NTLM logon whose user the monitor read, say the logon
+failed: Windows and our server answer the request after a refused AUTHENTICATE with access denied
+(or rpc_s_sec_pkg_error for a bad signature); Samba answers it with nca_s_proto_error and hangs up
+(its connection's auth is marked invalid after a failed auth3, dcesrv_core.c)."""
 _FRAGMENT_VIOLATIONS: Final = frozenset({"call_too_large", "request_too_long"})
 """Server-side violations of a call's size (inline: the server reassembles, so these are what it
 sees of an oversized or overflowing fragment run)."""
@@ -176,8 +183,14 @@ class Detectors:
         if status == "nca_s_op_rng_error" or (d.get("octets", {}).get("in") == 0 and status is not None):
             hit("opnum_sweep", src, ts, opnum, f"{name} opnum {opnum} {status}",
                 "opnums of one interface refused", group=u, destination=where)  # fmt: skip
-        if status is not None and "access_denied" in status:
-            self._failed_user(ev, src, ts, f"{status} on {name}")
+        if status is not None:
+            if ev.get("user", {}).get("name"):
+                if status in _LOGON_REFUSED:
+                    self._failed_user(ev, src, ts, f"{status} on {name}")
+            elif status == "nca_s_proto_error":
+                # the server's word that the client broke the protocol: a malformed PDU it saw
+                self.engine.hit("malformed_pdus", src, ts, next(self._seq), f"{status} on {name}",
+                                "protocol violations", destination=where)  # fmt: skip
         self._fragments(src, ts, d, where)
 
     def _epm(self, src: str, ts: float, opnum: Any, f: Mapping[str, Any], where: Any) -> None:
@@ -318,8 +331,13 @@ class Detectors:
         dst = ev.get("destination", {})
         port = dst.get("port")
         rpc = ev.get("network", {}).get("protocol") == "dcerpc" or (dst.get("ip"), port) in self._rpc
-        if not rpc and port not in self.settings.rpc_ports:
-            return
         where = (dst["ip"], None) if dst.get("ip") else None
+        if not rpc and port not in self.settings.rpc_ports:
+            # a connection to a port not known for RPC: a scan across a host's ports (nmap -sT) is
+            # one too, counted by distinct ports so that reconnecting to one service is not
+            self.engine.hit("port_scan", src, ts, (dst.get("ip"), port), f"port {port}",
+                            "connections to many ports without a bind", group="ports",
+                            destination=where)  # fmt: skip
+            return
         self.engine.hit("port_scan", src, ts, next(self._seq), f"port {port}",
                         "connections to RPC ports without a bind", destination=where)  # fmt: skip

@@ -15,6 +15,7 @@ TCP segments alone.
 from __future__ import annotations
 
 import enum
+import io
 import ipaddress
 import struct
 from collections import Counter
@@ -168,8 +169,10 @@ def _segment(ts: float, ip: Any, stats: Counter[str]) -> Segment | UdpDatagram |
 
 
 def _reader(f: BinaryIO) -> Any:
-    magic = f.read(4)
-    f.seek(0)
+    # peeked, not read and sought back: a live capture is a pipe (monitor/live.py)
+    magic = f.peek(4)[:4] if isinstance(f, io.BufferedReader) else f.read(4)
+    if not isinstance(f, io.BufferedReader):
+        f.seek(0)
     try:
         return dpkt.pcapng.Reader(f) if magic == _PCAPNG_MAGIC else dpkt.pcap.Reader(f)
     except (ValueError, dpkt.Error) as e:

@@ -1,0 +1,37 @@
+"""benchmarks/monitor.py end to end on a tiny capture (about 1 MB of our client and server, made in a
+namespace): both readers run over it, the figures are there, and the profile names the monitor's
+modules. The figures themselves are not asserted (a loaded machine)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import have, require_peer
+from tests.interop.netns import netns_available
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "monitor.py"
+
+
+@pytest.mark.interop
+def test_monitor_benchmark_smoke(tmp_path: Path) -> None:
+    require_peer(netns_available(), "private network namespaces need root and unshare/nsenter/ip")
+    require_peer(have("dumpcap") and have("tshark") and have("capinfos"), "tshark is not installed")
+    pcap = tmp_path / "small.pcapng"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--size-mb", "1", "--connections", "2", "--capture", str(pcap),
+         "--profile", "--top", "5", "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["megabytes"] >= 1 and out["packets"] > 100 and out["made"]["calls"] > 100
+    for name in ("monitor", "tshark"):
+        assert out[name]["wall_s"] > 0 and out[name]["packets_per_s"] > 0
+    assert out["ratio_wall"] > 0
+    assert any(m.startswith("dcerpc/monitor/") for m in out["profile"]["by_module"])
+    assert len(out["profile"]["top"]) == 5
