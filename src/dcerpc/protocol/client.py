@@ -394,10 +394,13 @@ class ClientAssociation(Receiver[_Reply]):
         return bool(self.outbox)
 
     def connection_lost(self) -> None:
+        """The transport closed: every buffer goes, whatever closed the association before (a
+        shutdown or bind_nak closes it with a call still being received; the fuzzer found one
+        holding 9,004 octets after the connection was gone)."""
         if self.alive:
             self.state = State.CLOSED
-            self._forget_calls()
             self._events.append(Closing(reason="connection lost"))
+        self._forget_calls()
 
     # internals --------------------------------------------------------------------------------
 
