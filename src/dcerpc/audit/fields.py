@@ -4,6 +4,7 @@ thread (events) and by the server's log lines."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Final
 
 __all__ = [
@@ -61,3 +62,18 @@ def peer_text(peer: Any) -> str:
     if port is None:
         return host
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text (one object: threads)
+
+
+def iso_timestamp(ns: int) -> str:
+    """``@timestamp`` of an event at ``ns`` nanoseconds since the epoch: UTC, microseconds
+    (``2026-12-01T15:04:05.123456Z``). The date and time of the last second are kept: events come
+    many to a second, and strftime costs more than the rest of the line."""
+    global _second  # noqa: PLW0603
+    seconds, rest = divmod(ns, 1_000_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{rest // 1000:06d}Z"

@@ -26,8 +26,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final, Protocol
+
+from .fields import iso_timestamp
 
 __all__ = ["ECS_VERSION", "Record", "Sink", "Writer", "nest"]
 
@@ -66,18 +67,6 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text (one object: threads)
-
-
-def _timestamp(ns: int) -> str:
-    global _second  # noqa: PLW0603
-    seconds, rest = divmod(ns, 1_000_000_000)
-    cached = _second
-    if cached[0] != seconds:
-        cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{cached[1]}.{rest // 1000:06d}Z"
-
-
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 _ECS: Final = {"version": ECS_VERSION}
 
@@ -86,9 +75,9 @@ def format_record(record: Record) -> str:
     """One event as its JSON line (with the newline)."""
     fmt: Callable[..., Any] = record[0]
     if getattr(fmt, "whole", False):  # writes its line itself (the call event)
-        return str(fmt(_timestamp(record[1]), *record[2:]))
+        return str(fmt(iso_timestamp(record[1]), *record[2:]))
     event = fmt(*record[2:])
-    event["@timestamp"] = _timestamp(record[1])
+    event["@timestamp"] = iso_timestamp(record[1])
     event["ecs"] = _ECS
     return _encode(event) + "\n"
 

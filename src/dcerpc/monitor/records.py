@@ -10,12 +10,12 @@ documents every field.
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import status_name
+from ..audit.fields import iso_timestamp
 from ..detect.engine import Alert
 from ..known import KNOWN
 from ..pdu.constants import AuthLevel, AuthType
@@ -147,8 +147,8 @@ Record = CallRecord | BindRecord | ViolationRecord | AlertRecord
 
 
 def _timestamp(ts: float) -> str:
-    when = datetime.datetime.fromtimestamp(ts, datetime.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A capture time (seconds, a float) as the audit events write theirs (microseconds, cut)."""
+    return iso_timestamp(int(ts * 1_000_000_000))
 
 
 def _iface(u: uuid.UUID, version: tuple[int, int] | None) -> dict[str, Any]:
