@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tests.captures import wait_for_marker
 from tests.interop.netns import NetNs
 from tests.interop.sambad import SambaDcerpcd
 
@@ -237,17 +238,8 @@ def _captured_to_the_end(place: Place, pcap: Path, seconds: float = 20.0) -> Non
         "except OSError: pass\n"
     )
     place.run([PY, "-c", probe], timeout=30)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen = subprocess.run(
-            ["tshark", "-r", str(pcap), "-Y", f"tcp.srcport == {MARKER}", "-T", "fields",
-             "-e", "frame.number"],
-            capture_output=True, text=True, check=False, timeout=60,
-        ).stdout  # fmt: skip
-        if seen.strip():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"dumpcap did not write the marker packet to {pcap}")
+    if not wait_for_marker(pcap, MARKER, seconds=seconds):
+        raise RuntimeError(f"dumpcap did not write the marker packet to {pcap}")
 
 
 def record(env: Env, scenario: Scenario, out: Path) -> Capture:

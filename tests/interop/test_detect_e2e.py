@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.audit.helpers import valid
+from tests.captures import wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 
@@ -136,17 +137,7 @@ def _captured_to_the_end(ns: NetNs, pcap: Path, seconds: float = 20.0) -> None:
         "except OSError: pass\n"
     )
     ns.python("-c", probe)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen = subprocess.run(
-            ["tshark", "-r", str(pcap), "-Y", f"tcp.srcport == {MARKER}", "-T", "fields",
-             "-e", "frame.number"],
-            capture_output=True, text=True, check=False, timeout=60,
-        ).stdout  # fmt: skip
-        if seen.strip():
-            return
-        time.sleep(0.1)
-    raise AssertionError("dumpcap did not write the last packet")
+    assert wait_for_marker(pcap, MARKER, seconds=seconds), "dumpcap did not write the last packet"
 
 
 def _wait(predicate: Any, seconds: float = 20.0) -> None:

@@ -5,11 +5,9 @@ its call count against tshark's dissection of the same file."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.captures import monitor_json, wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 from tests.interop.test_smbtorture_echo import ECHO_TESTS
@@ -85,17 +84,7 @@ def _captured_to_the_end(ns: NetNs, pcap: Path, seconds: float = 20.0) -> None:
         "except OSError: pass\n"
     )
     ns.python("-c", probe)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen = subprocess.run(
-            ["tshark", "-r", str(pcap), "-Y", f"tcp.srcport == {MARKER}", "-T", "fields",
-             "-e", "frame.number"],
-            capture_output=True, text=True, check=False, timeout=60,
-        ).stdout  # fmt: skip
-        if seen.strip():
-            return
-        time.sleep(0.1)
-    raise AssertionError("dumpcap did not write the last packet")
+    assert wait_for_marker(pcap, MARKER, seconds=seconds), "dumpcap did not write the last packet"
 
 
 @pytest.fixture(scope="module")
@@ -130,18 +119,6 @@ def capture(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     cap.send_signal(signal.SIGINT)  # dumpcap writes what it holds and closes the file
     cap.wait(20)
     yield pcap
-
-
-def monitor_json(pcap: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "dcerpc", "monitor", "--json", str(pcap)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 @pytest.mark.interop

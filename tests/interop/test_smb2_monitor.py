@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.captures import monitor_json, wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.smbd import SambaSmbd
 
@@ -74,16 +74,6 @@ def _tshark(pcap: Path, *args: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines()]
 
 
-def _written(pcap: Path) -> bool:
-    """Whether the marker connection is in the file dumpcap is still writing (tshark reads a file cut
-    in the middle of a block as an error, exit status 2: not yet)."""
-    out = subprocess.run(
-        ["tshark", "-r", str(pcap), "-Y", f"tcp.srcport == {MARKER}", "-T", "fields", "-e", "frame.number"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    return bool(out.stdout.strip())
-
-
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_peer(have("dumpcap") and have("tshark"), "dumpcap / tshark are not installed (Debian tshark)")
@@ -133,26 +123,11 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 "s.connect(('127.0.0.1', 445)); s.close()\n"
             )
             samba.python("-c", probe)
-            deadline = time.monotonic() + 20
-            while not _written(pcap):
-                assert time.monotonic() < deadline, "dumpcap did not write the last packet"
-                time.sleep(0.1)
+            assert wait_for_marker(pcap, MARKER), "dumpcap did not write the last packet"
         finally:
             cap.send_signal(signal.SIGINT)  # dumpcap writes what it holds and closes the file
             cap.wait(20)
     yield pcap
-
-
-def monitor_json(pcap: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "dcerpc", "monitor", "--json", str(pcap)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 def _calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,11 +14,9 @@ client pings until the responder says working and answers.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.captures import monitor_json, wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 
@@ -143,17 +142,7 @@ def _captured_to_the_end(ns: NetNs, pcap: Path) -> None:
         f"s.sendto(b'quit', ('127.0.0.1', {PORT}))\n"
     )
     ns.python("-c", probe)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        seen = subprocess.run(
-            ["tshark", "-r", str(pcap), "-Y", f"udp.srcport == {MARKER}", "-T", "fields",
-             "-e", "frame.number"],
-            capture_output=True, text=True, check=False, timeout=60,
-        ).stdout  # fmt: skip
-        if seen.strip():
-            return
-        time.sleep(0.1)
-    raise AssertionError("dumpcap did not write the last packet")
+    assert wait_for_marker(pcap, MARKER, "udp"), "dumpcap did not write the last packet"
 
 
 @pytest.fixture(scope="module")
@@ -179,13 +168,6 @@ def capture(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     cap.send_signal(signal.SIGINT)
     cap.wait(20)
     yield pcap
-
-
-def monitor_json(pcap: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "dcerpc", "monitor", "--json", str(pcap)],
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 @pytest.mark.interop
