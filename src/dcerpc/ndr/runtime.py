@@ -34,6 +34,8 @@ __all__ = [
     "EncodeFn",
     "Limits",
     "encode_helpers",
+    "guid_be",
+    "guid_le",
     "uses_context",
 ]
 
@@ -112,7 +114,9 @@ _guid_bytes: dict[uuid.UUID, bytes] = {}
 SWAP: Final = sys.byteorder != "little"  # native order is big-endian: little-endian arrays swap
 
 
-def _guid_le(raw: bytes) -> uuid.UUID:
+def guid_le(raw: bytes) -> uuid.UUID:
+    """The UUID of 16 octets in little-endian NDR (cached, bounded: GUIDs repeat, and a peer
+    sending endless distinct ones cannot grow memory)."""
     u = _guids_le.get(raw)
     if u is None:
         if len(_guids_le) >= _GUID_CACHE_MAX:
@@ -121,7 +125,8 @@ def _guid_le(raw: bytes) -> uuid.UUID:
     return u
 
 
-def _guid_be(raw: bytes) -> uuid.UUID:
+def guid_be(raw: bytes) -> uuid.UUID:
+    """The same for big-endian NDR."""
     u = _guids_be.get(raw)
     if u is None:
         if len(_guids_be) >= _GUID_CACHE_MAX:
@@ -252,8 +257,8 @@ def encode_helpers(endian: str) -> dict[str, Any]:
 DEC_HELPERS: Final = {
     "NdrError": NdrError,
     "_short": _short,
-    "_gle": _guid_le,
-    "_gbe": _guid_be,
+    "_gle": guid_le,
+    "_gbe": guid_be,
     "_nums": _numbers,
     "_CH": ContextHandle,
     "_new": object.__new__,

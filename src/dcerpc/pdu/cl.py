@@ -34,6 +34,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
+from ..ndr.runtime import guid_be, guid_le
 from .header import PduError
 
 __all__ = [
@@ -241,24 +242,6 @@ class Datagram:
         return head + body + self.auth
 
 
-_UUIDS_MAX: Final = 4096  # UUIDs cached by their octets (bounded: the octets are peer data)
-_uuids: dict[bytes, uuid.UUID] = {}
-
-
-def _uuid_le(raw: bytes) -> uuid.UUID:
-    """The UUID of 16 octets in little-endian NDR (cached: interfaces and activities repeat)."""
-    u = _uuids.get(raw)
-    if u is None:
-        if len(_uuids) >= _UUIDS_MAX:
-            _uuids.clear()
-        u = _uuids[raw] = uuid.UUID(bytes_le=raw)
-    return u
-
-
-def _uuid_be(raw: bytes) -> uuid.UUID:
-    return uuid.UUID(bytes=raw)
-
-
 def cl_plausible(data: bytes | bytearray) -> bool:
     """True when ``data`` looks like a connectionless PDU (for recognising one by content on any
     port): version 4, a known packet type, a data representation we read, a body that fits."""
@@ -311,7 +294,7 @@ def parse_cl(data: bytes) -> Datagram:
         # C706 12.5, the header: in a request or response, fragnum numbers the fragments of one PDU (in a
         # fack or nocall it is the fragment acknowledged, and the flag is not set)
         raise ClError(f"fragment number {fragnum} without the frag flag", MALFORMED, ptype)
-    u = _uuid_le if little else _uuid_be
+    u = guid_le if little else guid_be
     return Datagram(
         ptype=kind, flags1=f1, flags2=f2, drep=drep, serial=shi << 8 | slo,
         object=u(obj), interface=u(iface), activity=u(act),
