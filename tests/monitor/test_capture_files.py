@@ -3,6 +3,7 @@ snaplen cuts, truncated and garbage files. The monitor never raises on what a fi
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import random
@@ -148,6 +149,75 @@ def test_fast_path_reads_what_dpkt_reads(
         assert fast is None or fast.payload == b""
         return
     assert fast == slow
+
+
+def pcapng_bytes(frames: list[bytes], le: bool) -> bytes:
+    """A pcapng file in either byte order, with what the fast path leaves to dpkt among its
+    packets: options on some Enhanced Packet Blocks, a simple Packet Block, an unknown block."""
+    ng = dpkt.pcapng
+    shb, idb, epb, pb, other, opt = (
+        (ng.SectionHeaderBlockLE, ng.InterfaceDescriptionBlockLE, ng.EnhancedPacketBlockLE, ng.PacketBlockLE,
+         ng.PcapngBlockLE, ng.PcapngOptionLE)
+        if le
+        else (ng.SectionHeaderBlock, ng.InterfaceDescriptionBlock, ng.EnhancedPacketBlock, ng.PacketBlock,
+              ng._PcapngBlock, ng.PcapngOption)
+    )  # fmt: skip
+    tsresol = opt(code=ng.PCAPNG_OPT_IF_TSRESOL, data=b"\x09")  # nanoseconds
+    out = [bytes(shb()), bytes(idb(snaplen=65535, linktype=1, opts=[tsresol, opt(code=0)]))]
+    for i, fr in enumerate(frames):
+        t = 1_700_000_000_123_456_789 + i * 1_000_001
+        if i % 5 == 3:
+            out.append(bytes(pb(ts_high=t >> 32, ts_low=t & 0xFFFFFFFF, pkt_data=fr)))
+            continue
+        opts = [opt(code=1, data=b"a comment"), opt(code=0)] if i % 3 == 1 else []
+        out.append(bytes(epb(ts_high=t >> 32, ts_low=t & 0xFFFFFFFF, pkt_data=fr, opts=opts)))
+        if i % 4 == 2:
+            out.append(bytes(other(type=0x0BAD, opts=[opt(code=0)])))  # ignored
+    return b"".join(out)
+
+
+def read_pcapng(data: bytes, fast: bool) -> list[object]:
+    """(time, packet) pairs of a pcapng file, then the name of the exception that ended it, if any."""
+    f = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+    try:
+        reader = dpkt.pcapng.Reader(f)
+    except Exception as e:  # the section and interface headers are dpkt's alone
+        return [type(e).__name__]
+    got: list[object] = []
+    try:
+        for ts, pkt in capture._pcapng(f, reader) if fast else reader:
+            got.append((ts, bytes(pkt)))
+    except Exception as e:
+        got.append(type(e).__name__)
+    return got
+
+
+PCAPNG = {le: pcapng_bytes([frame(s) for s in SEGS], le) for le in (False, True)}
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.booleans(),
+    st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=4),
+    st.integers(0, 1 << 20),
+)
+def test_the_pcapng_fast_path_reads_what_dpkt_reads(le: bool, flips: list[tuple[int, int]], cut: int) -> None:
+    """Enhanced Packet Blocks read with struct give dpkt's (time, packet), and anything else
+    (options, other blocks, lengths that disagree, a file cut short) is read, or refused, as dpkt
+    reads it."""
+    raw = bytearray(PCAPNG[le])
+    for at, value in flips:
+        raw[at % len(raw)] = value
+    data = bytes(raw[: len(raw) - cut % len(raw)])
+    fast = read_pcapng(data, fast=True)
+    assert fast == read_pcapng(data, fast=False)
+
+
+def test_the_pcapng_fast_path_takes_plain_blocks_and_leaves_the_rest() -> None:
+    for le in (False, True):
+        got = read_pcapng(PCAPNG[le], fast=True)
+        assert len(got) == len(SEGS) and all(isinstance(g, tuple) for g in got)
+        assert got[0] == (1_700_000_000.1234567, frame(SEGS[0]))  # if_tsresol: nanoseconds
 
 
 def test_the_command_prints_the_summary_and_json_lines(tmp_path: Path) -> None:

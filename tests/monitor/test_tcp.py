@@ -168,3 +168,25 @@ def test_a_new_syn_on_a_used_four_tuple_starts_a_new_connection() -> None:
     recs, _ = run(segs + again)
     assert shape(recs) == BASELINE + BASELINE
     assert len({r.uid for r in recs}) == 2
+
+
+def test_a_differing_retransmission_is_a_conflict_within_the_kept_tail_only() -> None:
+    """The last 4096 delivered octets are compared with a copy seen again, whatever the sizes of
+    the segments that delivered them (the tail is kept in pieces up to twice that, then cut)."""
+    for size in (28, 1000, 4096, 5000, 9000):
+        r = Reassembler()
+        data = bytes(range(256)) * 80  # 20480 octets
+        for at in range(0, len(data), size):
+            r.feed(Segment(1.0, CLIENT, SERVER, 1000 + at, ACK, data[at : at + size]))
+        assert r.stats["conflicts"] == 0
+        near = len(data) - 100  # within the tail: the first copy wins, the second is a conflict
+        r.feed(Segment(1.0, CLIENT, SERVER, 1000 + near, ACK, bytes(50)))
+        assert (r.stats["conflicts"], r.stats["retransmitted"]) == (1, 1), size
+        far = len(data) - 4096 - 60  # beyond it: a retransmission, not compared
+        r.feed(Segment(1.0, CLIENT, SERVER, 1000 + far, ACK, bytes(50)))
+        assert (r.stats["conflicts"], r.stats["retransmitted"]) == (1, 2), size
+        edge = len(data) - 4096 - 10  # straddling: only the kept part is compared
+        r.feed(Segment(1.0, CLIENT, SERVER, 1000 + edge, ACK, bytes(10) + data[-4096 : -4096 + 40]))
+        assert (r.stats["conflicts"], r.stats["retransmitted"]) == (1, 3), size
+        r.feed(Segment(1.0, CLIENT, SERVER, 1000 + edge, ACK, data[edge : edge + 10] + bytes(40)))
+        assert (r.stats["conflicts"], r.stats["retransmitted"]) == (2, 4), size
