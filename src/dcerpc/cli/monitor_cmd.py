@@ -12,17 +12,17 @@ JSON lines flushed as calls complete, the summary at the end.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from ..detect import Detectors
-from ..monitor import CaptureError, Monitor, monitor_file, to_event
+from ..monitor import CaptureError, Monitor, json_line, monitor_file
 from ..monitor.live import LiveCapture, LiveError, monitor_live
 from ..monitor.run import Summary
 from .config import ConfigError, detect_settings, read
@@ -76,12 +76,12 @@ def monitor(
         console=err_console(), transient=True, disable=not show,
     )  # fmt: skip
     task = progress.add_task(capture.name, total=size)
-    out = sys.stdout
+    write = _writer()
     try:
         with progress:
             for rec in monitor_file(capture, stats, lambda pos: progress.update(task, completed=pos), mon):
                 if as_json:
-                    out.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
+                    write(json_line(mon.event(rec)))
     except CaptureError as e:
         raise Failure(f"{capture}: {e}", "capture") from None
     if not as_json:
@@ -91,15 +91,15 @@ def monitor(
 def _live(interface: str, capture_filter: str | None, mon: Monitor, stats: Counter[str], as_json: bool,
           top: int) -> None:  # fmt: skip
     """Records as their calls complete (flushed), until Ctrl-C or SIGTERM; then the summary."""
-    out = sys.stdout
+    write = _writer()
     try:
         with LiveCapture(interface, capture_filter) as live:
             previous = {s: signal.signal(s, lambda *_: live.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
                 for rec in monitor_live(live, stats, mon):
                     if as_json:
-                        out.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
-                        out.flush()
+                        write(json_line(mon.event(rec)))
+                        sys.stdout.flush()
             finally:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
@@ -107,6 +107,15 @@ def _live(interface: str, capture_filter: str | None, mon: Monitor, stats: Count
         raise Failure(str(e), "capture") from None
     if not as_json:
         _summary(mon, stats, top)
+
+
+def _writer() -> Callable[[bytes], object]:
+    """Where the JSON lines go: standard output's bytes (UTF-8 lines, monitor.json_line)."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        return buffer.write  # type: ignore[no-any-return]
+    return lambda line: sys.stdout.write(line.decode())
 
 
 def _summary(mon: Monitor, stats: Counter[str], top: int) -> None:

@@ -12,7 +12,7 @@ run.py      the pipeline and the summary counts
 
 from .capture import CaptureError
 from .cl import ClReader, UdpDatagram
-from .records import AuthInfo, BindRecord, CallRecord, Record, ViolationRecord, to_event
+from .records import AuthInfo, BindRecord, CallRecord, Record, ViolationRecord, json_line, to_event
 from .run import Monitor, Summary, monitor_file
 from .tcp import Endpoint, Reassembler, Segment
 
@@ -30,6 +30,7 @@ __all__ = [
     "Summary",
     "UdpDatagram",
     "ViolationRecord",
+    "json_line",
     "monitor_file",
     "to_event",
 ]

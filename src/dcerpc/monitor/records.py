@@ -10,9 +10,12 @@ documents every field.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from .._errors import status_name
 from ..audit.fields import iso_timestamp
@@ -21,7 +24,16 @@ from ..known import KNOWN
 from ..pdu.constants import AuthLevel, AuthType
 from ..protocol.rules import Violation
 
-__all__ = ["AlertRecord", "AuthInfo", "BindRecord", "CallRecord", "Record", "ViolationRecord", "to_event"]
+__all__ = [
+    "AlertRecord",
+    "AuthInfo",
+    "BindRecord",
+    "CallRecord",
+    "Record",
+    "ViolationRecord",
+    "json_line",
+    "to_event",
+]
 
 AUTH_TYPE_NAMES: dict[int, str] = {
     AuthType.NONE: "none",
@@ -99,13 +111,11 @@ class CallRecord(_Common):
 
     @property
     def interface_name(self) -> str:
-        known = KNOWN.get(self.interface) if self.interface is not None else None
-        return known.name if known is not None else ""
+        return _names(self.interface, self.opnum)[0] if self.interface is not None else ""
 
     @property
     def operation(self) -> str:
-        known = KNOWN.get(self.interface) if self.interface is not None else None
-        return known.operation(self.opnum) if known is not None and self.opnum is not None else ""
+        return _names(self.interface, self.opnum)[1] if self.interface is not None else ""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -151,23 +161,61 @@ def _timestamp(ts: float) -> str:
     return iso_timestamp(int(ts * 1_000_000_000))
 
 
+# What to_event spells the same way for every record of a connection is spelled once and copied:
+# the interface (UUID text, version, name), the operation's name, the auth type and level. A UUID
+# compares in Python (uuid.UUID.__eq__), so KNOWN.get and str() cost more than the rest of a record.
+_CACHED_MAX = 4096  # entries per cache (bounded: UUIDs and versions are peer data)
+_ifaces: dict[tuple[uuid.UUID, tuple[int, int] | None], dict[str, Any]] = {}
+_ops: dict[tuple[uuid.UUID, int | None], tuple[str, str]] = {}
+_auths: dict[tuple[int, int, bool], dict[str, Any]] = {}
+
+
+def _names(u: uuid.UUID, opnum: int | None) -> tuple[str, str]:
+    """The interface's and the operation's names ("" when not known)."""
+    key = (u, opnum)
+    names = _ops.get(key)
+    if names is None:
+        known = KNOWN.get(u)
+        if known is None:
+            names = ("", "")
+        else:
+            names = (known.name, known.operation(opnum) if opnum is not None else "")
+        if len(_ops) >= _CACHED_MAX:
+            _ops.clear()
+        _ops[key] = names
+    return names
+
+
 def _iface(u: uuid.UUID, version: tuple[int, int] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"uuid": str(u)}
-    if version is not None:
-        out["version"] = f"{version[0]}.{version[1]}"
-    known = KNOWN.get(u)
-    if known is not None:
-        out["name"] = known.name
-    return out
+    key = (u, version)
+    out = _ifaces.get(key)
+    if out is None:
+        out = {"uuid": str(u)}
+        if version is not None:
+            out["version"] = f"{version[0]}.{version[1]}"
+        known = KNOWN.get(u)
+        if known is not None:
+            out["name"] = known.name
+        if len(_ifaces) >= _CACHED_MAX:
+            _ifaces.clear()
+        _ifaces[key] = out
+    return out.copy()
 
 
 def _auth(auth: AuthInfo, event: dict[str, Any], dcerpc: dict[str, Any]) -> None:
-    dcerpc["auth"] = {
-        "type": AUTH_TYPE_NAMES.get(auth.type, str(auth.type)),
-        "level": AUTH_LEVEL_NAMES.get(auth.level, str(auth.level)),
-    }
-    if auth.anonymous:
-        dcerpc["auth"]["anonymous"] = True
+    key = (auth.type, auth.level, auth.anonymous)
+    names = _auths.get(key)
+    if names is None:
+        names = {
+            "type": AUTH_TYPE_NAMES.get(auth.type, str(auth.type)),
+            "level": AUTH_LEVEL_NAMES.get(auth.level, str(auth.level)),
+        }
+        if auth.anonymous:
+            names["anonymous"] = True
+        if len(_auths) >= _CACHED_MAX:
+            _auths.clear()
+        _auths[key] = names
+    dcerpc["auth"] = names.copy()
     if auth.user or auth.domain:
         event["user"] = {"name": auth.user or None, "domain": auth.domain or None}
     if auth.workstation:
@@ -215,8 +263,9 @@ def to_event(rec: Record) -> dict[str, Any]:
             dcerpc["interface"] = _iface(rec.interface, rec.version)
         if rec.opnum is not None:
             dcerpc["opnum"] = rec.opnum
-            if rec.operation:
-                dcerpc["operation"] = rec.operation
+            operation = _names(rec.interface, rec.opnum)[1] if rec.interface is not None else ""
+            if operation:
+                dcerpc["operation"] = operation
         if rec.object is not None:
             dcerpc["object"] = str(rec.object)
         if rec.alloc_hint is not None:
@@ -258,3 +307,18 @@ def to_event(rec: Record) -> dict[str, Any]:
     out["event"] = ev
     out["dcerpc"] = dcerpc
     return out
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def json_line(event: dict[str, Any]) -> bytes:
+    """An event as one line of JSON (UTF-8, compact, a newline at the end): msgspec's encoder, a
+    sixth of ``json.dumps``'s time (0.05 s against 0.32 s for the benchmark's 34,399 records). The
+    same document as ``json.dumps(event, separators=(",", ":"))`` (keys in the same order), but for
+    spelling: text beyond ASCII as UTF-8 rather than ``\\u`` escapes, and small floats in full
+    (``0.0000503`` rather than ``5.03e-05``)."""
+    try:
+        return _encode(event) + b"\n"
+    except (TypeError, UnicodeEncodeError, msgspec.EncodeError):  # a lone surrogate, say: json escapes it
+        return json.dumps(event, separators=(",", ":")).encode() + b"\n"

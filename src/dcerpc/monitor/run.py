@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .._errors import status_name
 from ..detect import Detectors, inspect
@@ -86,9 +87,12 @@ class Monitor:
         self.max_framed = MAX_FRAMED_TOTAL
         self.dropped_buffers = 0
         self.cl = ClReader()
+        self._made: dict[int, tuple[Record, dict[str, Any]]] = {}  # the last batch's events, by id
 
     def feed(self, seg: Segment | UdpDatagram) -> list[Record]:
         """Take one segment (or UDP datagram); returns the records it completed."""
+        if self._made:
+            self._made.clear()
         self.last_ts = max(self.last_ts, seg.ts)
         if isinstance(seg, UdpDatagram):
             return self._add(self.cl.feed(seg))
@@ -96,7 +100,16 @@ class Monitor:
 
     def finish(self) -> list[Record]:
         """The capture ended: every connection closes, unanswered calls are reported."""
+        self._made.clear()
         return self._events(self.tcp.finish(self.last_ts)) + self._add(self.cl.finish())
+
+    def event(self, rec: Record) -> dict[str, Any]:
+        """``to_event(rec)``: the very event the detectors were given, for a record of the last
+        :meth:`feed` or :meth:`finish` (made once: an event costs more than the JSON of it)."""
+        made = self._made.get(id(rec))
+        if made is not None and made[0] is rec:
+            return made[1]
+        return to_event(rec)
 
     def _add(self, out: list[Record]) -> list[Record]:
         """The records through the detectors (when on) and into the summary."""
@@ -156,7 +169,11 @@ class Monitor:
             features = None
             if isinstance(rec, CallRecord) and (rec.stub or rec.response_stub):
                 features = inspect(rec.interface, rec.opnum, rec.stub, rec.response_stub)
-            out += [AlertRecord(a) for a in feed(to_event(rec), rec.ts, features)]
+            event = to_event(rec)
+            self._made[id(rec)] = (rec, event)  # the record is held: its id is not reused meanwhile
+            alerts = feed(event, rec.ts, features)
+            if alerts:
+                out += [AlertRecord(a) for a in alerts]
         return out
 
     def _closed(
