@@ -6,14 +6,14 @@ import struct
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dcerpc.monitor import BindRecord, CallRecord, Monitor, ViolationRecord, to_event
+from dcerpc.monitor import BindRecord, CallRecord, Monitor, ViolationRecord, passive, to_event
 from dcerpc.monitor.ntlm import find_authenticate
 from dcerpc.monitor.records import Record
 from dcerpc.monitor.tcp import ACK, Segment
-from dcerpc.pdu import NDR20, Bind, ContextElement, Fault, Request
+from dcerpc.pdu import NDR20, Bind, ContextElement, Fault, Request, Response, parse
 from dcerpc.protocol.rules import Violation
 from tests.monitor.streams import CLIENT, DOMAIN, ECHO, PASSWORD, SERVER, USER, segments, session
 
@@ -163,3 +163,67 @@ def test_half_cut_fragments_are_bounded_over_all_connections() -> None:
     assert mon.dropped_buffers > 0
     mon.finish()
     assert mon.framed == 0
+
+
+def _fragments() -> list[tuple[bool, bytes]]:
+    """Each fragment of a session (from the client?), cut as the framer cuts them."""
+    out = []
+    for from_client, octets in session(calls=2, big=9000):
+        at = 0
+        while at < len(octets):
+            n = struct.unpack_from("<H", octets, at + 8)[0]
+            out.append((from_client, octets[at : at + n]))
+            at += n
+    return out
+
+
+FRAGMENTS = _fragments()
+
+
+REQUEST_AT = next(i for i, (c, f) in enumerate(FRAGMENTS) if c and f[2] == 0 and len(f) > 1000)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.integers(0, len(FRAGMENTS) - 1),
+    st.booleans(),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), max_size=3),
+    st.just(0) | st.integers(1, 30),
+)
+@example(REQUEST_AT, False, [(3, 0x83)], 0)  # PFC_OBJECT_UUID: the object is read, the stub after it
+@example(REQUEST_AT, False, [(1, 2)], 0)  # rpc_vers_minor 2
+@example(REQUEST_AT, False, [(4, 0x00)], 0)  # big-endian
+@example(REQUEST_AT, False, [(5, 1)], 0)  # not IEEE floats
+@example(REQUEST_AT, False, [(10, 16)], 0)  # a security trailer
+@example(REQUEST_AT, True, [], 0)  # a request from the server
+def test_the_plain_fragment_reader_reads_what_parse_reads(
+    index: int, swap: bool, flips: list[tuple[int, int]], cut: int
+) -> None:
+    """passive._plain takes a request or response only where parse() reads one, with its fields."""
+    from_client, frag = FRAGMENTS[index]
+    raw = bytearray(frag)
+    for at, value in flips:
+        if at < len(raw):
+            raw[at] = value
+    data = bytes(raw[: max(0, len(raw) - cut)])
+    got = passive._plain(data, from_client != swap)
+    if got is None:
+        return
+    pdu = parse(data).pdu  # raises if the fast path took what parse() refuses
+    assert type(pdu) is (Request if from_client != swap else Response)
+    assert isinstance(pdu, Request | Response)
+    opnum = pdu.opnum if isinstance(pdu, Request) else got[4]
+    assert (pdu.flags, pdu.call_id, pdu.alloc_hint, pdu.context_id, opnum) == got
+    assert pdu.auth is None and pdu.stub == data[24:]
+    assert not isinstance(pdu, Request) or pdu.object is None
+
+
+def test_plain_fragments_are_read_fast_and_give_the_records_parse_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain = [f for c, f in FRAGMENTS if passive._plain(f, c) is not None]
+    assert len(plain) == len([f for _, f in FRAGMENTS if f[2] in (0, 2)]) > 6  # every request, response
+    segs = segments(session(calls=2, big=9000))
+    fast = run(segs)
+    monkeypatch.setattr(passive, "_plain", lambda frag, from_client: None)
+    assert run(segs) == fast
