@@ -268,7 +268,7 @@ class PassiveAssociation:
                 out.append(self._violation(ts, kind, reason, None, src))
         for frag in frags:
             self._fragment(src, ts, frag, out)
-        if not self.is_dcerpc and framer.scanned > HUNT_LIMIT:
+        if framer.scanned > HUNT_LIMIT and not self.is_dcerpc:
             self.given_up = True
             for f in self.framers.values():
                 f.buf.clear()

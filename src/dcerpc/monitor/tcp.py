@@ -206,20 +206,23 @@ class Reassembler:
         src, dst = seg.src, seg.dst
         key = (src, dst) if src <= dst else (dst, src)  # _key, inline: once per packet
         conn = self.connections.get(key)
-        if conn is not None and seg.payload and not seg.flags & (SYN | FIN | RST):
-            # the common case, read once: the next octets of a direction with nothing held
+        if conn is not None and not seg.flags & (SYN | FIN | RST):
             d = conn.dirs.get(src)
-            if d is not None and d.next_seq is not None and not d.held and not d.finished:
-                start = (seg.seq - d.origin) % _MOD
-                if start == d.delivered and start < _HALF:
-                    self.connections.move_to_end(key)
-                    conn.last_ts = seg.ts
+            if d is not None and d.next_seq is not None and (
+                not seg.payload  # an ACK of a direction placed: only the connection's activity to note
+                or (  # the common case: the next octets of a direction with nothing held
+                    not d.held and not d.finished and (seg.seq - d.origin) % _MOD == d.delivered < _HALF
+                )
+            ):
+                self.connections.move_to_end(key)
+                conn.last_ts = seg.ts
+                if seg.payload:
                     self._deliver(conn, src, d, seg.payload, seg.ts, out)
                     if d.fin_at is not None:
                         self._check_fin(conn, src, d, seg.ts, out)
-                    if self.held_total > self.max_held_total:
-                        self._relieve(seg.ts, out)
-                    return out
+                if self.held_total > self.max_held_total:
+                    self._relieve(seg.ts, out)
+                return out
         if conn is None:
             if seg.flags & RST or not (seg.payload or seg.flags & SYN):
                 return out  # a closed connection's last ACKs, or a reset of one we never saw
