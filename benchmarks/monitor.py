@@ -137,15 +137,18 @@ def measure(path: Path, repeat: int) -> dict[str, Any]:
 
 
 def profile(path: Path, top: int) -> dict[str, Any]:
-    """The CLI's --json path (reader, reassembly, associations, records, JSON) under cProfile."""
-    from dcerpc.monitor import Monitor, monitor_file, to_event
+    """The CLI's --json path (reader, reassembly, associations, records, detectors, JSON) under
+    cProfile, as ``dcerpc monitor --json`` runs it (cli/monitor_cmd.py)."""
+    from dcerpc.detect import Detectors
+    from dcerpc.monitor import Monitor, json_line, monitor_file
 
-    sink = io.StringIO()
+    sink = io.BytesIO()
     prof = cProfile.Profile()
     stats: Counter[str] = Counter()
+    mon = Monitor(detectors=Detectors())
     prof.enable()
-    for rec in monitor_file(path, stats, None, Monitor()):
-        sink.write(json.dumps(to_event(rec), separators=(",", ":")) + "\n")
+    for rec in monitor_file(path, stats, None, mon):
+        sink.write(json_line(mon.event(rec)))
         if sink.tell() > 1 << 24:
             sink.seek(0)
             sink.truncate()

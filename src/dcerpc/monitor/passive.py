@@ -125,12 +125,6 @@ class _Framer:
 
     def cut(self, data: bytes, bad: list[tuple[Violation, str]]) -> list[bytes]:
         buf = self.buf
-        if not buf and isinstance(data, bytes) and plausible(data):
-            # the common case: a segment that is one whole fragment, handed on as it is
-            n = data[8] | data[9] << 8 if data[4] == 0x10 else data[8] << 8 | data[9]
-            if n == len(data):
-                self.hunting = False
-                return [data]
         buf += data
         frags: list[bytes] = []
         while len(buf) >= 16:
@@ -259,6 +253,13 @@ class PassiveAssociation:
         framer = self.framers.get(src)
         if framer is None or self.given_up:
             return out
+        if not framer.buf and isinstance(data, bytes) and plausible(data):
+            # the common case: octets that are one whole fragment, taken as they are (not cut)
+            n = data[8] | data[9] << 8 if data[4] == 0x10 else data[8] << 8 | data[9]
+            if n == len(data):
+                framer.hunting = False
+                self._fragment(src, ts, data, out)
+                return out
         bad: list[tuple[Violation, str]] = []
         before = len(framer.buf)
         frags = framer.cut(data, bad)

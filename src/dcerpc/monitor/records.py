@@ -111,11 +111,11 @@ class CallRecord(_Common):
 
     @property
     def interface_name(self) -> str:
-        return _names(self.interface, self.opnum)[0] if self.interface is not None else ""
+        return call_names(self.interface, self.opnum)[0] if self.interface is not None else ""
 
     @property
     def operation(self) -> str:
-        return _names(self.interface, self.opnum)[1] if self.interface is not None else ""
+        return call_names(self.interface, self.opnum)[1] if self.interface is not None else ""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -170,8 +170,8 @@ _ops: dict[tuple[uuid.UUID, int | None], tuple[str, str]] = {}
 _auths: dict[tuple[int, int, bool], dict[str, Any]] = {}
 
 
-def _names(u: uuid.UUID, opnum: int | None) -> tuple[str, str]:
-    """The interface's and the operation's names ("" when not known)."""
+def call_names(u: uuid.UUID, opnum: int | None) -> tuple[str, str]:
+    """The interface's and the operation's names ("" when not known), looked up once per pair."""
     key = (u, opnum)
     names = _ops.get(key)
     if names is None:
@@ -263,7 +263,7 @@ def to_event(rec: Record) -> dict[str, Any]:
             dcerpc["interface"] = _iface(rec.interface, rec.version)
         if rec.opnum is not None:
             dcerpc["opnum"] = rec.opnum
-            operation = _names(rec.interface, rec.opnum)[1] if rec.interface is not None else ""
+            operation = call_names(rec.interface, rec.opnum)[1] if rec.interface is not None else ""
             if operation:
                 dcerpc["operation"] = operation
         if rec.object is not None:

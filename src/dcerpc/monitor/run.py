@@ -22,7 +22,7 @@ from ..detect import Detectors, inspect
 from .capture import packets
 from .cl import ClReader, UdpDatagram
 from .passive import PassiveAssociation
-from .records import AlertRecord, BindRecord, CallRecord, Record, ViolationRecord, to_event
+from .records import AlertRecord, BindRecord, CallRecord, Record, ViolationRecord, call_names, to_event
 from .smb2 import Smb2Connection, looks_like_smb
 from .tcp import Closed, Connection, Data, Gap, Reassembler, Segment
 
@@ -55,8 +55,9 @@ class Summary:
     def add(self, rec: Record) -> None:
         if isinstance(rec, CallRecord):
             self.calls += 1
-            iface = rec.interface_name or (str(rec.interface) if rec.interface else "(unknown)")
-            op = rec.operation or (f"opnum {rec.opnum}" if rec.opnum is not None else "(unknown)")
+            name, op = call_names(rec.interface, rec.opnum) if rec.interface is not None else ("", "")
+            iface = name or (str(rec.interface) if rec.interface else "(unknown)")
+            op = op or (f"opnum {rec.opnum}" if rec.opnum is not None else "(unknown)")
             self.talkers[(rec.client_ip, f"{rec.server_ip}:{rec.server_port}")] += 1
             self.interfaces[iface] += 1
             self.operations[(iface, op)] += 1
