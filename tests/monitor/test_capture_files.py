@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dcerpc.monitor import CallRecord, CaptureError, capture, monitor_file
@@ -118,15 +118,23 @@ def test_not_a_capture_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "not a pcap or pcapng capture" in proc.stderr
 
 
+DATA_AT = next(i for i, s in enumerate(SEGS) if s.payload)
+DATA_LEN = len(frame(SEGS[DATA_AT]))
+
+
 @settings(max_examples=1000, deadline=None)
 @given(
     st.integers(0, len(SEGS) - 1),
     st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=3),
     st.integers(0, 120),
     st.sampled_from([1, 113, 101]),
+    st.binary(max_size=24),
+    st.binary(max_size=24),
 )
+@example(DATA_AT, [(14, 0x46)], DATA_LEN - 55, 1, b"", bytes(24))  # IP options; cut in the TCP header
+@example(DATA_AT, [(23, 17), (38, 0), (39, 40)], DATA_LEN - 70, 1, b"", bytes(24))  # UDP, cut short
 def test_fast_path_reads_what_dpkt_reads(
-    index: int, flips: list[tuple[int, int]], cut: int, link: int
+    index: int, flips: list[tuple[int, int]], cut: int, link: int, before: bytes, after: bytes
 ) -> None:
     """The struct fast path for IPv4 + TCP gives dpkt's segment, or leaves the packet to dpkt."""
     raw = bytearray(frame(SEGS[index]))
@@ -140,6 +148,9 @@ def test_fast_path_reads_what_dpkt_reads(
     data = bytes(raw[: len(raw) - cut]) if cut < len(raw) else bytes(raw)
     fast_stats: Counter[str] = Counter()
     fast = capture._fast(1.0, data, link, fast_stats)
+    inside: Counter[str] = Counter()  # the packet read in place among other octets (a pcapng block)
+    assert capture._fast(1.0, before + data + after, link, inside, len(before), len(data)) == fast
+    assert inside == fast_stats
     if isinstance(fast, capture._Slow):
         return
     slow_stats: Counter[str] = Counter()
@@ -185,8 +196,12 @@ def read_pcapng(data: bytes, fast: bool) -> list[object]:
         return [type(e).__name__]
     got: list[object] = []
     try:
-        for ts, pkt in capture._pcapng(f, reader) if fast else reader:
-            got.append((ts, bytes(pkt)))
+        if fast:
+            for ts, buf, at, size in capture._pcapng(f, reader):
+                got.append((ts, buf[at : at + size]))
+        else:
+            for ts, pkt in reader:
+                got.append((ts, bytes(pkt)))
     except Exception as e:
         got.append(type(e).__name__)
     return got
