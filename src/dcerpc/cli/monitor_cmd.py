@@ -12,6 +12,7 @@ JSON lines flushed as calls complete, the summary at the end.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections import Counter
@@ -65,6 +66,10 @@ def monitor(
         except ConfigError as e:
             raise Failure(str(e), "config") from None
     mon = Monitor(detectors=detectors)
+    # What the imports made lives as long as the process: out of the collector's sight, a full
+    # collection does not walk it again each time the records' garbage triggers one (the 108 MB
+    # benchmark capture: about 0.2 s of 1.9 s CPU, docs/monitor.md).
+    gc.freeze()
     if interface is not None:
         _live(interface, capture_filter, mon, stats, as_json, top)
         return

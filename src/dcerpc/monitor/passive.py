@@ -3,7 +3,9 @@
 The reader sits beside the wire, not on it: it answers nothing, cannot ask again, and must make
 sense of whatever arrives, from a bind to a connection caught halfway. Per direction a framer cuts
 the octets into fragments by their common header (C706 12.6.3.1) and hands each to the project's
-PDU parser (:func:`dcerpc.pdu.parse`, the one the server uses). The association's side then:
+PDU parser (:func:`dcerpc.pdu.parse`, the one the server uses); the commonest fragment, a plain
+little-endian request or response, is read by :func:`_plain` with one struct call instead, as
+parse() reads it (the tests compare the two). The association's side then:
 
 - learns who is the client: the SYN's sender, else the sender of the first client-only PDU (bind,
   alter_context, request, auth3, co_cancel, orphaned);
@@ -163,6 +165,7 @@ _VERSIONS: Final = frozenset({b"\x05\x00", b"\x05\x01"})  # rpc_vers 5, rpc_vers
 _PLAIN: Final = struct.Struct("<3xB8xIIHH")  # pfc_flags, call_id, alloc_hint, p_cont_id, opnum
 """A little-endian request's header and fixed fields (C706 12.6.4.9), or a response's (its opnum is
 cancel_count and a reserved octet: not read)."""
+
 
 def _plain(frag: bytes, from_client: bool) -> tuple[int, int, int, int, int] | None:
     """(pfc_flags, call_id, alloc_hint, p_cont_id, opnum) of a whole fragment that is a client's
