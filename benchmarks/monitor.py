@@ -1,7 +1,9 @@
 """``dcerpc monitor`` beside tshark on one large capture of real DCE/RPC traffic.
 
 The capture is made once (or reused: ``--capture FILE``): in a private network namespace whose
-loopback has Ethernet's MTU (1500, so segments are packet-sized as on a real network), dumpcap
+loopback has Ethernet's MTU (1500) and no segmentation offloads (ethtool -K lo tso off gso off gro off:
+with them on, the kernel hands dumpcap each send whole, so every 8 KiB fragment was one "packet" of a
+size no real network carries; now segments are MSS-sized as on a wire), dumpcap
 records our client calling our server: ``--connections`` associations at once, each repeating
 AddOne x4 and an 8 KiB EchoData (fragmented both ways), until the file holds ``--size-mb``.
 Then, in one run, each reader goes through the whole file (best of ``--repeat``):
@@ -39,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.interop.ne
 
 from tests.interop.netns import NetNs
 
-DEFAULT_CAPTURE = Path("/tmp/dcerpc-bench-monitor.pcapng")
+DEFAULT_CAPTURE = Path("/tmp/dcerpc-bench-monitor-mss.pcapng")
 TSHARK_FIELDS = ("frame.number", "tcp.stream", "dcerpc.pkt_type", "dcerpc.cn_call_id", "dcerpc.opnum")
 
 SERVER = """
@@ -83,9 +85,12 @@ def make_capture(path: Path, size: int, connections: int) -> int:
     ns = NetNs()
     try:
         ns.run(["ip", "link", "set", "lo", "mtu", "1500"])
+        offload = ns.run(["ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off"])
+        if offload.returncode != 0:
+            raise RuntimeError(f"ethtool could not turn lo's offloads off: {offload.stderr}")
         server = ns.popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE)
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        cap = ns.popen(["dumpcap", "-i", "lo", "-q", "-f", "tcp port 4444", "-w", str(path)],
+        cap = ns.popen(["dumpcap", "-i", "lo", "-q", "-B", "256", "-f", "tcp port 4444", "-w", str(path)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         assert cap.stderr is not None
         for line in cap.stderr:
