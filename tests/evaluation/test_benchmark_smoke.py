@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "monitor.py"
 def test_monitor_benchmark_smoke(tmp_path: Path) -> None:
     require_peer(netns_available(), "private network namespaces need root and unshare/nsenter/ip")
     require_peer(have("dumpcap") and have("tshark") and have("capinfos"), "tshark is not installed")
+    require_peer(have("ethtool"), "ethtool (the capture's offloads off) is not installed")
     pcap = tmp_path / "small.pcapng"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--size-mb", "1", "--connections", "2", "--capture", str(pcap),
