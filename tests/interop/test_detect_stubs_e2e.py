@@ -134,6 +134,19 @@ def _alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["event"]["action"] == "detection"]
 
 
+def _ready(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The JSON document a serving command prints once it listens (and, serve, registered)."""
+    assert proc.stdout is not None
+    text = ""
+    for line in proc.stdout:  # the process ends, or says it is ready
+        text += line
+        try:
+            return dict(json.loads(text))
+        except ValueError:
+            continue
+    raise AssertionError(f"{proc.args} exited ({proc.wait()}) without a ready line: {text}")
+
+
 def _trail(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -153,16 +166,15 @@ def run(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
     for line in cap.stderr:  # dumpcap names the file once it captures
         if line.startswith("File:"):
             break
-    netns.popen([sys.executable, "-m", "dcerpc", "epm", "--socket", str(sock)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    netns.wait_port(135)
+    _ready(netns.popen([sys.executable, "-m", "dcerpc", "epm", "--socket", str(sock), "--json"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))  # fmt: skip
     served = [f"tests.detect.attacked:{name}" for name in SERVED]
-    netns.popen(
+    serving = netns.popen(
         [sys.executable, "-m", "dcerpc", "serve", *served, "--port", str(PORT), "--config", str(config),
-         "--socket", str(sock)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO), env=env,
+         "--socket", str(sock), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(REPO), env=env,
     )  # fmt: skip
-    netns.wait_port(PORT)
+    assert _ready(serving)["registered"]
     attack = netns.python("-c", ATTACK, cwd=str(REPO), env=env)
     assert attack.returncode == 0, attack.stdout + attack.stderr
     deadline = time.monotonic() + 20
