@@ -100,6 +100,7 @@ def test_every_event_of_a_session(tmp_path: Path, users: Path) -> None:
         "id": 1,
         "result": "rejected",
         "reason": "abstract_syntax_not_supported",
+        "interface": {"uuid": "0b8c1d2e-3f40-4a5b-8c6d-7e8f9a0b1c2d", "version": "1.0"},  # what was asked
     }
 
     auths = by_action(events, "authentication")

@@ -84,6 +84,10 @@ def test_opnum_sweep() -> None:
     assert not run([call(ECHO, 10, "nca_s_op_rng_error")] * 30)  # one opnum: a client's old table
     empty = [call(ECHO, n, "rpc_x_bad_stub_data", octets=0) for n in range(10)]
     assert names(run(empty)) == ["opnum_sweep"]
+    # smbtorture rpc.scanner: one 1000-octet stub to each opnum served, each answered bad stub data
+    scanned = [call(ECHO, n, "rpc_x_bad_stub_data", octets=1000) for n in range(10)]
+    assert names(run(scanned)) == ["opnum_sweep"]
+    assert not run(scanned[:9])
     spread = [call(f"00000000-0000-0000-0000-{n:012x}", 1, "nca_s_op_rng_error") for n in range(20)]
     assert not run(spread)  # counted per interface
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -94,3 +96,30 @@ def test_without_detection_no_alert(tmp_path: Path) -> None:
         audit.flush()
         assert by_action(read_events(trail), "call") and not by_action(read_events(trail), "detection")
     audit.close()
+
+
+def test_inline_version_sweep_of_rpcmap(tmp_path: Path) -> None:
+    """impacket's rpcmap -brute-versions proposes rpcecho at majors 0..16: the server rejects all but
+    1.0, and the bind events name what each rejected context asked for, so the sweep is seen inline
+    as the monitor sees it in a capture (distinct versions of one UUID)."""
+    pytest.importorskip("impacket", reason="impacket is a dev dependency")
+    trail = tmp_path / "audit.json"
+    audit = Audit([FileSink(str(trail))])
+    audit.detect = Inline(Detectors(Settings.of(local_networks=())))
+    rpcmap = Path(sys.executable).parent / "rpcmap.py"
+    with ServerThread(EchoServer(), audit=audit) as srv:
+        binding = f"ncacn_ip_tcp:127.0.0.1[{srv.port}]"
+        args = [sys.executable, str(rpcmap), binding, "-auth-level", "1", "-brute-versions",
+                "-version-max", "16", "-uuid", ECHO[0]]  # fmt: skip
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_until(lambda: ("version_sweep",) in audit.alerts, timeout=10)
+        audit.flush()
+    audit.close()
+    events = read_events(trail)
+    rejected = [
+        c for e in by_action(events, "bind") for c in e["dcerpc"]["contexts"] if c["result"] == "rejected"
+    ]
+    assert {c["interface"]["version"] for c in rejected} >= {f"{v}.0" for v in (0, *range(2, 17))}
+    (sweep,) = [a for a in by_action(events, "detection") if a["rule"]["name"] == "version_sweep"]
+    assert sweep["dcerpc"]["alert"]["count"] == 5 and sweep["destination"]["port"] == srv.port

@@ -1,6 +1,6 @@
 """The evaluation corpus, built once per test session (tests/evaluation/corpus.py).
 
-Building it costs about a minute and a half on the 2-core machine (two namespaces, 26 captures,
+Building it costs about a minute and a half on the 2-core machine (two namespaces, 27 captures,
 most of a second to a few seconds each; nmap -sV is the longest at ~7 s). ``DCERPC_CORPUS=DIR``
 reuses a corpus built before (``python -m tests.evaluation.corpus DIR``) when DIR has labels.json.
 """

@@ -212,6 +212,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("samba-rpcmap-uuids", "samba", "impacket rpcmap -brute-uuids at Samba's lsarpc port",
              lambda e: [_rpcmap(e, "-brute-uuids")],
              expect=("interface_brute_force", "unmapped_dynamic_port"), allow=("mgmt_probe",)),
+    # rpc.scanner (source4/torture/rpc/scanner.c): for every interface of Samba's IDL, ept_map it;
+    # where mapped, bind mgmt there and inq_if_ids; for each interface listed, call opnums 0, 1, ...
+    # with one 1000-octet 0xFF stub until nca_s_op_rng_error (Samba: rpc_x_bad_stub_data for each
+    # opnum served). Every binding it makes is mapped and accepted: no rejected syntax, no version
+    # proposed but the IDL's. Not run against ours: rpcecho's TestSleep reads 0xFFFFFFFF seconds
+    # from that stub and smbtorture waits its 60 s request timeout.
+    Scenario("samba-smbtorture-scanner", "samba", "smbtorture rpc.scanner of Samba over ncacn_ip_tcp",
+             lambda e: [["smbtorture", "ncacn_ip_tcp:127.0.0.1", "rpc.scanner", "-U%"]],
+             expect=("epm_enumeration", "mgmt_probe", "opnum_sweep"), must_succeed=False),
     Scenario("samba-spray", "samba", "impacket NTLM password spray of Samba's lsarpc: 12 users",
              lambda e: [_m("impacket_runs", "spray", "127.0.0.1", e.dynamic, DOMAIN, "Winter2026!", LSARPC,
                            *SPRAYED)],

@@ -74,6 +74,13 @@ def test_the_traffic_is_what_the_labels_say(by_name: dict[str, Capture]) -> None
     assert levels == {"none", "connect", "packet", "integrity", "privacy"}
     assert _ops(ev["ours-smbtorture-echo"])[("rpcecho", "TestEnum")] >= 1
     assert _ops(ev["ours-rpcmap-mgmt"])[("mgmt", "inq_if_ids")] == 2
+    scan = [e for e in ev["samba-smbtorture-scanner"] if e["event"]["action"] == "call"]
+    assert _ops(scan)[("epmapper", "ept_map")] > 50 and _ops(scan)[("mgmt", "inq_if_ids")] > 5
+    swept = {e["dcerpc"]["opnum"] for e in scan if e["dcerpc"].get("interface", {}).get("name") == "srvsvc"
+             and e["dcerpc"].get("fault", {}).get("status") == "rpc_x_bad_stub_data"}  # fmt: skip
+    assert len(swept) > 20  # every srvsvc opnum, one 0xFF stub
+    assert all(c["result"] in ("accepted", "negotiate_ack") for e in ev["samba-smbtorture-scanner"]
+               if e["event"]["action"] == "bind" for c in e["dcerpc"]["contexts"])  # fmt: skip
     kinds = {
         e["dcerpc"]["violation"] for e in ev["ours-malformed"] if e["event"]["action"] == "protocol-violation"
     }

@@ -273,3 +273,23 @@ def test_connectionless_calls_reach_the_detectors() -> None:
 
     assert sweep(30) == ["opnum_sweep"]
     assert sweep(3) == []
+
+
+@pytest.mark.parametrize(
+    ("verifier", "level"),
+    [
+        (b"\x05\x01\x00\x00" + bytes(16), "integrity"),  # sec_trailer_cl: auth_level, key_vers_num, pad
+        (b"\x06\x00" + bytes(6) + b"token", "privacy"),
+        (b"\x00\x00\x00\x02\x01\x00\x00\x00", "connect"),  # after the stub's padding to 8 octets
+        (b"\x00" * 8, "default"),  # no level in it: the API's default, as before
+    ],
+)
+def test_the_auth_level_of_a_call_is_its_verifiers(verifier: bytes, level: str) -> None:
+    """MS-RPCE 2.2.3.4: the verifier of an authenticated datagram opens with the sec_trailer_cl,
+    whose first octet is the level (C706 13.3.4's Kerberos verifier too)."""
+    recs, _ = run(
+        up(pdu(ClPType.REQUEST, body=b"stub", auth_proto=10, auth=verifier)),
+        down(pdu(ClPType.RESPONSE, body=b"answer", auth_proto=10, auth=verifier)),
+    )
+    [rec] = calls(recs)
+    assert to_event(rec)["dcerpc"]["auth"] == {"type": "ntlm", "level": level}

@@ -25,6 +25,7 @@ from dcerpc.pdu.cl import (
     Flags1,
     Flags2,
     StatusBody,
+    cl_auth_level,
     cl_plausible,
     parse_cl,
 )
@@ -209,3 +210,10 @@ def test_parse_mutated(d: Datagram, at: int, value: int) -> None:
     raw[at % len(raw)] = value
     with contextlib.suppress(ClError):
         parse_cl(bytes(raw))
+
+
+def test_the_verifiers_auth_level() -> None:
+    assert cl_auth_level(b"\x04\x01" + bytes(14)) == 4  # MS-RPCE 2.2.3.4: auth_level first
+    assert cl_auth_level(bytes(3) + b"\x06\x00") == 6  # the stub's padding first
+    assert cl_auth_level(bytes(8) + b"\x06") is None  # more than 7 octets of padding: not a trailer
+    assert cl_auth_level(b"\x09\x00") is None and cl_auth_level(b"") is None

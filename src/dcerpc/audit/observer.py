@@ -184,10 +184,14 @@ def _bound(number: int, peer: Any, local: Any, transport: str, ev: BindAccepted)
         }
         for cid, s in ev.accepted.items()
     ]
-    contexts += [
-        {"id": cid, "result": "rejected", "reason": _REASONS.get(reason, str(reason))}
-        for cid, reason in ev.rejected.items()
-    ]
+    for cid, reason in ev.rejected.items():
+        why = _REASONS.get(reason, str(reason))
+        rejected: dict[str, Any] = {"id": cid, "result": "rejected", "reason": why}
+        proposed = ev.rejected_syntaxes.get(cid)
+        if proposed is not None:  # what the client asked for (an interface or version not served)
+            named = _interface(proposed, None).items()
+            rejected["interface"] = {k.split(".")[-1]: v for k, v in named if v is not None}
+        contexts.append(rejected)
     out.update({
         "dcerpc.association.id": number, "dcerpc.association.group": ev.assoc_group_id,
         "dcerpc.auth.type": auth_type_name(ev.auth_type), "dcerpc.auth.level": auth_level_name(ev.auth_level),

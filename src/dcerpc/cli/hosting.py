@@ -5,8 +5,9 @@ endpoint mapper (so clients stop being sent here), then stops accepting connecti
 calls in progress ``drain_seconds`` to finish before closing every connection (``Server.close``).
 SIGHUP reads the configuration file again and applies what can change while running: the log level,
 the credentials (``auth.ntlm_users``, ``auth.keytab``), the required levels, and who may register or
-insert (``register_users``, ``epm_allow_insert``), and the policy (its file read again; a file that
-does not read keeps the policy in force); a changed address, port or socket is logged as needing a
+insert (``register_users``, ``epm_allow_insert``), the policy (its file read again; a file that
+does not read keeps the policy in force), and ``[detect]`` (the detectors' settings, and whether
+they run: ``Observing.reload_detect``); a changed address, port or socket is logged as needing a
 restart. A file that no longer reads keeps the settings in force (and says why).
 
 Sockets handed over by systemd socket activation (``LISTEN_FDS``, see ``server.activation``) are
@@ -43,7 +44,7 @@ from ..server.registry import refusal
 from ..server.server import Server
 from ..tuning import keep_large_buffers
 from .config import Settings
-from .observe import hangup, observe_options, observing
+from .observe import Observing, hangup, observe_options, observing
 from .options import host_options, settings
 from .output import Failure, console, emit_json, table
 
@@ -159,7 +160,9 @@ def _map_rows(host: EpmHost) -> list[dict[str, str]]:
     return rows
 
 
-def _host_reloader(host: EpmHost, config: str | None, flags: dict[str, Any]) -> Callable[[], None]:
+def _host_reloader(
+    host: EpmHost, config: str | None, flags: dict[str, Any], observe: Observing
+) -> Callable[[], None]:
     def reload() -> None:
         new = _reread(config, flags)
         if new is None:
@@ -170,6 +173,7 @@ def _host_reloader(host: EpmHost, config: str | None, flags: dict[str, Any]) -> 
             log.error("SIGHUP: settings not reloaded: %s", e)
             return
         _set_level(new.log_level)
+        observe.reload_detect(new.detect)
         for key in restart:
             log.warning("SIGHUP: %s changed; it takes effect when the service restarts", key)
         log.info("SIGHUP: settings reloaded from %s", config)
@@ -207,7 +211,7 @@ def _hosting(with_demo: bool, config: str | None, as_json: bool, flags: dict[str
                     f" {escape(host.socket_path)}; list the endpoints with  dcerpc dump {h} --epm-port {port}"
                 )
 
-            await _until_stopped(_host_reloader(host, config, flags), announce)
+            await _until_stopped(_host_reloader(host, config, flags, observe), announce)
         finally:
             await host.close(drain=s.drain_seconds)
             observe.close()
@@ -345,6 +349,7 @@ def serve(
                     log.error("SIGHUP: settings not reloaded: %s", e)
                     return
                 _set_level(new.log_level)
+                observe.reload_detect(new.detect)
                 log.info("SIGHUP: settings reloaded from %s", config)
 
         try:

@@ -14,12 +14,15 @@
 
 Flags override the file: ``--metrics HOST:PORT``, ``--audit-file PATH``, ``--audit-stdout``,
 ``--audit-syslog ADDRESS``. One :class:`~dcerpc.audit.Audit` serves every server of the process.
-SIGHUP reopens the audit file; :func:`on_sighup` lets other parts of the command (a policy reload)
-add theirs to the same signal.
+SIGHUP reopens the audit file, and the serving commands hand the ``[detect]`` section they read
+again to :meth:`Observing.reload_detect` (a file that does not read keeps the detectors as they
+are); :func:`on_sighup` lets other parts of the command (a policy reload) add theirs to the same
+signal.
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ import click
 from ..audit import Audit, FileSink, StdoutSink, SyslogSink
 from ..audit.writer import Sink
 from ..detect import Detectors, Inline
+from ..detect import Settings as DetectSettings
 from ..epm.map import EndpointMap
 from ..metrics import MetricsListener, start_metrics
 from ..server import Server
@@ -44,6 +48,7 @@ _AUDIT_KEYS = frozenset({"file", "stdout", "syslog", "syslog_facility", "queue"}
 _FLAGS = ("metrics", "audit_file", "audit_stdout", "audit_syslog")
 
 _sighup: list[Callable[[], None]] = []
+log = logging.getLogger("dcerpc.cli")
 
 
 def on_sighup(callback: Callable[[], None]) -> None:
@@ -112,6 +117,29 @@ class Observing:
         if self.audit is not None and self.audit.writer is not None and not self._hangup:
             self._hangup = True
             on_sighup(self.audit.reopen)
+
+    def reload_detect(self, new: DetectSettings | None) -> None:
+        """SIGHUP: the ``[detect]`` settings read again (None: detection off). Changed settings
+        start the detectors over (the evidence in their windows is dropped); the same settings
+        keep them as they are. Turning detection on in a process that started with no audit sink,
+        no metrics and no detection needs a restart (there is no observer to feed them)."""
+        audit = self.audit
+        inline = audit.detect if audit is not None else None
+        old = inline.detectors.settings if isinstance(inline, Inline) else None
+        if new == old:
+            return
+        if audit is None:
+            log.warning("SIGHUP: [detect] enabled; it takes effect when the service restarts")
+            return
+        if new is None:
+            audit.detect = None
+            log.info("SIGHUP: inline detection off")
+        elif isinstance(inline, Inline):
+            inline.detectors = Detectors(new)  # the connections it knows bound stay known
+            log.info("SIGHUP: detector settings reloaded; their windows start over")
+        else:
+            audit.detect = Inline(Detectors(new))
+            log.info("SIGHUP: inline detection on")
 
     def close(self) -> None:
         if self.listener is not None:

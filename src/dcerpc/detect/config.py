@@ -26,7 +26,8 @@ DETECTORS: Final[dict[str, tuple[Rule, str]]] = {
     "interface_brute_force": (Rule(10, 60.0), "abstract syntaxes rejected"),
     "opnum_sweep": (
         Rule(10, 60.0),
-        "opnums of one interface refused (nca_s_op_rng_error) or empty stubs faulted",
+        "opnums of one interface refused (nca_s_op_rng_error), their stubs undecodable "
+        "(rpc_x_bad_stub_data), or empty stubs faulted",
     ),
     "version_sweep": (Rule(5, 60.0), "versions of one interface proposed"),
     "unmapped_dynamic_port": (Rule(1, 300.0), "a bind on a dynamic port no ept_map answer named"),

@@ -65,6 +65,10 @@ _LOGON_REFUSED: Final = frozenset({
 failed: Windows and our server answer the request after a refused AUTHENTICATE with access denied
 (or rpc_s_sec_pkg_error for a bad signature); Samba answers it with nca_s_proto_error and hangs up
 (its connection's auth is marked invalid after a failed auth3, dcesrv_core.c)."""
+_SWEPT: Final = frozenset({"nca_s_op_rng_error", "rpc_x_bad_stub_data"})
+"""Faults that, on many opnums of one interface, are a sweep: the opnum is not served, or it is and
+the stub is not its operation's (smbtorture rpc.scanner sends one 1000-octet 0xFF stub to opnum 0,
+1, 2, ... of each interface; a client that knows the interface sends each operation its own)."""
 _FRAGMENT_VIOLATIONS: Final = frozenset({"call_too_large", "request_too_long"})
 """Server-side violations of a call's size (inline: the server reassembles, so these are what it
 sees of an oversized or overflowing fragment run)."""
@@ -180,7 +184,7 @@ class Detectors:
                     hit("blaster_activation", src, ts, next(self._seq), f"{count}:{text}",
                         f"a DCOM activation with an {shape} name (MS03-026)", destination=where)  # fmt: skip
                     break
-        if status == "nca_s_op_rng_error" or (d.get("octets", {}).get("in") == 0 and status is not None):
+        if status in _SWEPT or (d.get("octets", {}).get("in") == 0 and status is not None):
             hit("opnum_sweep", src, ts, opnum, f"{name} opnum {opnum} {status}",
                 "opnums of one interface refused", group=u, destination=where)  # fmt: skip
         if status is not None:

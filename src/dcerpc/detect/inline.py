@@ -22,9 +22,9 @@ What a server knows that a capture does not, and the reverse:
   client reaching it there found the port somewhere (the map, a pin in the config); what the
   detector is for, a port nobody published, is a capture's question (documented in
   docs/detection.md).
-- ``version_sweep`` and ``interface_brute_force`` inline see rejected contexts by id and reason
-  (the bind event names no abstract syntax of a rejected context): brute force counts them,
-  version sweeps are seen in the accepted versions only.
+- ``version_sweep`` and ``interface_brute_force`` inline read each rejected context's abstract
+  syntax (``BindAccepted.rejected_syntaxes``) as the monitor reads it from the bind: distinct
+  (interface, version) pairs, rejected versions included.
 - ``auth_spraying`` reads the handshake's end (``Authenticated``: the user and domain an NTLM
   AUTHENTICATE named), not faults.
 """
@@ -102,10 +102,12 @@ class Inline:
             {"id": cid, "result": "accepted", "interface": self._interface(s)}
             for cid, s in ev.accepted.items()
         ]
-        contexts += [
-            {"id": cid, "result": "rejected", "reason": _REASONS.get(r, str(r))}
-            for cid, r in ev.rejected.items()
-        ]
+        for cid, r in ev.rejected.items():
+            rejected: dict[str, Any] = {"id": cid, "result": "rejected", "reason": _REASONS.get(r, str(r))}
+            proposed = ev.rejected_syntaxes.get(cid)
+            if proposed is not None:  # the interface and version asked for: version_sweep's evidence
+                rejected["interface"] = self._interface(proposed)
+            contexts.append(rejected)
         out["dcerpc"]["contexts"] = contexts
         self._feed(audit, out)
 

@@ -18,8 +18,10 @@ version, and the operation by opnum (C706 12.5, the header). The reader therefor
 
 Records are the TCP path's :class:`~.records.CallRecord` with ``udp`` set, ``dcerpc.activity`` and
 ``dcerpc.sequence`` in place of a call_id and context_id, interface and operation names from
-``known/`` by the header's interface UUID and opnum. A flow (the unordered pair of endpoints) gets
-a uid ``U1``, ``U2``, ...; the client is the sender of the request.
+``known/`` by the header's interface UUID and opnum, the auth type from ``auth_proto`` and the
+level from the verifier's sec_trailer_cl (MS-RPCE 2.2.3.4) of the call's first datagram. A flow
+(the unordered pair of endpoints) gets a uid ``U1``, ``U2``, ...; the client is the sender of the
+request.
 
 Recognition is by content, on any port: a datagram is connectionless RPC when its header is
 plausible (version 4, a known packet type, a data representation we read, a body length that fits:
@@ -42,6 +44,7 @@ from ..pdu.cl import (
     Datagram,
     Flags1,
     StatusBody,
+    cl_auth_level,
     cl_plausible,
     parse_cl,
 )
@@ -95,6 +98,14 @@ _FLAG_NAMES: Final = (
     (int(Flags1.MAYBE), "maybe"),
     (int(Flags1.BROADCAST), "broadcast"),
 )
+
+
+def _auth(d: Datagram) -> AuthInfo:
+    """The security a call's first datagram names: ``auth_proto`` (0: none) and the level its
+    verifier's sec_trailer_cl gives (MS-RPCE 2.2.3.4; DEFAULT when the verifier holds none)."""
+    if not d.auth_proto:
+        return AuthInfo(0, AuthLevel.NONE)
+    return AuthInfo(d.auth_proto, cl_auth_level(d.auth) or AuthLevel.DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +347,7 @@ class ClReader:
             call_id=d.sequence, context_id=0, opnum=d.opnum, interface=d.interface,
             version=d.version, object=d.object if d.object != NIL else None,
             call_flags=tuple(name for flag, name in _FLAG_NAMES if d.flags1 & flag),
-            auth=AuthInfo(d.auth_proto, AuthLevel.DEFAULT if d.auth_proto else AuthLevel.NONE),
+            auth=_auth(d),
         )  # fmt: skip
         call = _Call((d.activity, d.sequence), rec, client, server)
         self.clients.setdefault(uid, client)

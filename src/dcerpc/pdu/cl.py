@@ -3,7 +3,10 @@
 A connectionless PDU is one datagram: an 80-octet header, then ``len`` octets of body, then (when
 ``auth_proto`` is not 0) the authentication verifier, whose length no field gives: it is the rest
 of the datagram, kept here as opaque octets (C706 12.5, the authentication verifier; checking it is
-a provider's job).
+a provider's job). Its first octets are the sec_trailer_cl (MS-RPCE 2.2.3.4: the stub padded to an
+8-octet boundary, then auth_level u8, key_vers_num u8, padding, the token; C706 13.3.4's Kerberos
+verifier opens with its protection level the same way, as Wireshark's dissector reads it):
+:func:`cl_auth_level` reads the level.
 
     u8 rpc_vers (4)  u8 ptype  u8 flags1  u8 flags2  u8 drep[3]  u8 serial_hi
     uuid object  uuid if_id  uuid act_id                           (in the sender's integer order)
@@ -52,6 +55,7 @@ __all__ = [
     "Flags1",
     "Flags2",
     "StatusBody",
+    "cl_auth_level",
     "cl_plausible",
     "parse_cl",
 ]
@@ -339,3 +343,19 @@ def _body(ptype: ClPType, raw: bytes, little: bool) -> Body:
         return CancelBody(cid, vers)
     vers, cid, accepting = struct.unpack(e + "IIB", raw)
     return CancelAckBody(cid, accepting != 0, vers)
+
+
+_LEVELS: Final = range(1, 7)  # none .. privacy (MS-RPCE 2.2.1.1.8); 0 (default) is never on the wire
+
+
+def cl_auth_level(verifier: bytes) -> int | None:
+    """The auth_level of a connectionless verifier's sec_trailer_cl (MS-RPCE 2.2.3.4), None when it
+    holds none. The trailer follows the stub padded to an 8-octet boundary; a sender whose ``len``
+    does not count that padding puts up to 7 zero octets first, and a level is never zero, so
+    they are skipped."""
+    at = 0
+    while at < 7 and at < len(verifier) and verifier[at] == 0:
+        at += 1
+    if at < len(verifier) and verifier[at] in _LEVELS:
+        return verifier[at]
+    return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias, final
 
 from ..pdu.syntax import SyntaxId
@@ -55,6 +55,9 @@ class BindAccepted(Event):
     alter: bool = False
     auth_type: int = 0
     auth_level: int = 1
+    # server side: what each rejected context proposed (the audit trail's, the detectors' version
+    # sweeps); empty when nothing was rejected
+    rejected_syntaxes: dict[int, SyntaxId] = field(default_factory=dict)
 
 
 @final

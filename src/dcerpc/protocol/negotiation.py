@@ -38,6 +38,14 @@ __all__ = ["Negotiation"]
 REQUEST_HEADER = 24  # a request's header: what an auth_pad_length may not claim (framing.CALL_HEADER)
 
 
+def _proposed(contexts: tuple[ContextElement, ...], rejected: dict[int, int]) -> dict[int, SyntaxId]:
+    """The abstract syntax each rejected context proposed (the audit trail's: an interface or
+    version nobody serves is what a brute force or version sweep tries)."""
+    if not rejected:
+        return {}
+    return {c.context_id: c.abstract_syntax for c in contexts if c.context_id in rejected}
+
+
 class Negotiation(Receiver[P]):
     """The bind, alter_context and auth3 handlers of the server association (the attributes they
     set are slots of this class; the ones they read, the association's)."""
@@ -162,6 +170,7 @@ class Negotiation(Receiver[P]):
             BindAccepted(
                 accepted=accepted,
                 rejected=rejected,
+                rejected_syntaxes=_proposed(pdu.contexts, rejected),
                 assoc_group_id=group.id,
                 max_xmit_frag=size,
                 max_recv_frag=size,
@@ -307,6 +316,7 @@ class Negotiation(Receiver[P]):
             BindAccepted(
                 accepted=accepted,
                 rejected=rejected,
+                rejected_syntaxes=_proposed(pdu.contexts, rejected),
                 assoc_group_id=self.group.id,
                 max_xmit_frag=self.max_xmit_frag,
                 max_recv_frag=self.max_recv_frag,
