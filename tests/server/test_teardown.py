@@ -1,7 +1,8 @@
 """Nothing a connection held survives it, over real sockets: an answer the peer never reads is
 dropped when it goes, the memory budget gets everything back, and the objects themselves go by
 reference counting alone (gc disabled: a quiet server may not collect cycles for a long time).
-Services bound what a caller may ask for; association groups bound their context handles."""
+Services bound what a caller may ask for (SourceData, TestSleep); association groups bound their
+context handles."""
 
 from __future__ import annotations
 
@@ -150,6 +151,29 @@ def test_source_data_is_bounded_before_anything_is_made() -> None:
                 )
         finally:
             tracemalloc.stop()
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_test_sleep_is_bounded_by_the_idle_deadline() -> None:
+    """rpcecho TestSleep asked for 0xFFFFFFFF seconds (what smbtorture rpc.scanner's 0xFF stub
+    asks): a running call keeps its connection from the idle deadline, so the old code held the
+    connection's slot for as long as asked; now a sleep over Limits.idle_timeout is refused at once
+    with rpc_s_out_of_resources, and a sleep within it is still served."""
+
+    async def main() -> None:
+        server = Server(EchoServer(), limits=Limits(idle_timeout=2.0))
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        try:
+            async with await dcerpc.connect(f"ncacn_ip_tcp:127.0.0.1[{port}]") as conn:
+                echo = await conn.bind(Echo)
+                with pytest.raises(FaultError) as caught:
+                    await asyncio.wait_for(echo.TestSleep(0xFFFFFFFF), 5)
+                assert caught.value.status == const.RPC_S_OUT_OF_RESOURCES
+                assert await echo.TestSleep(0) == 0
+                assert await echo.AddOne(1) == 2
+        finally:
             await server.close()
 
     asyncio.run(main())

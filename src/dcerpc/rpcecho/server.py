@@ -35,13 +35,13 @@ __all__ = ["EchoServer"]
 _PATTERN = bytes(range(256))  # what SourceData sends, over and over (as Samba's server does)
 
 
-def _max_answer() -> int:
-    """The longest answer the serving server sends (its Limits.max_call_size; the default's when
-    the method is called directly, outside a server)."""
+def _limits() -> Limits:
+    """The serving server's Limits (the defaults when the method is called directly, outside a
+    server)."""
     try:
-        return current_call().limits.max_call_size
+        return current_call().limits
     except LookupError:
-        return Limits().max_call_size
+        return Limits()
 
 
 _LEVELS: dict[int, Callable[[], object]] = {
@@ -71,7 +71,7 @@ class EchoServer(Echo):
         # A 28-octet request may ask for 4 GiB: refused before anything is made when no answer
         # that long may be sent (Limits.max_call_size), and made once (a view of the pattern
         # repeated, not a slice of it copied again).
-        limit = _max_answer()
+        limit = _limits().max_call_size
         if len > limit:
             raise FaultError(
                 RPC_S_OUT_OF_RESOURCES, f"SourceData of {len} octets asked, at most {limit} served"
@@ -90,6 +90,16 @@ class EchoServer(Echo):
         return _TestCall2Result(echo_Info(level, make()), NTSTATUS(0))
 
     async def TestSleep(self, seconds: int) -> int:
+        # A running call keeps its connection from the idle deadline (Limits.idle_timeout), so a
+        # caller asking to sleep 0xFFFFFFFF seconds (smbtorture rpc.scanner's 0xFF stub does) would
+        # hold a connection slot for 136 years: a sleep longer than a quiet connection may last is
+        # refused at once, as SourceData refuses an answer longer than may be sent (0: connections
+        # may be quiet for ever, so a sleep takes nothing more).
+        limit = _limits().idle_timeout
+        if limit and seconds > limit:
+            raise FaultError(
+                RPC_S_OUT_OF_RESOURCES, f"TestSleep of {seconds} s asked, at most {limit:g} s served"
+            )
         await asyncio.sleep(seconds)
         return seconds
 
