@@ -208,10 +208,14 @@ class Reassembler:
         conn = self.connections.get(key)
         if conn is not None and not seg.flags & (SYN | FIN | RST):
             d = conn.dirs.get(src)
-            if d is not None and d.next_seq is not None and (
-                not seg.payload  # an ACK of a direction placed: only the connection's activity to note
-                or (  # the common case: the next octets of a direction with nothing held
-                    not d.held and not d.finished and (seg.seq - d.origin) % _MOD == d.delivered < _HALF
+            if (
+                d is not None
+                and d.next_seq is not None
+                and (
+                    not seg.payload  # an ACK of a direction placed: only the connection's activity to note
+                    or (  # the common case: the next octets of a direction with nothing held
+                        not d.held and not d.finished and (seg.seq - d.origin) % _MOD == d.delivered < _HALF
+                    )
                 )
             ):
                 self.connections.move_to_end(key)
