@@ -217,12 +217,15 @@ def _create_service(b: bytes) -> dict[str, Any]:
     return {"svcctl.service": name}
 
 
+_INSPECTED = frozenset((EPM, REMOTE_ACTIVATION, ACTIVATION, OXID_RESOLVER, NETLOGON, SVCCTL))
+
+
 def inspect(
     interface: uuid.UUID | None, opnum: int | None, stub: bytes, response: bytes = b""
 ) -> dict[str, Any]:
     """The features detectors read of one call (see the module): empty for other operations."""
-    if interface is None or opnum is None:
-        return {}
+    if interface is None or opnum is None or interface not in _INSPECTED:
+        return {}  # most calls: one hash, not a comparison per interface below
     out: dict[str, Any] = {}
     try:
         if interface == EPM:
