@@ -59,9 +59,10 @@ def test_the_traffic_is_what_the_labels_say(by_name: dict[str, Capture]) -> None
     assert _ops(ev["ours-blaster"]) == {("IActivation", "RemoteActivation"): 1,
                                         ("ISystemActivator", "RemoteCreateInstance"): 1}  # fmt: skip
     frags = [e for e in ev["ours-fragments"] if e["event"]["action"] == "call"]
-    # the finished run is 48 fragments; the server hangs up on the unfinished one before its end
-    assert len(frags) == 2 and frags[0]["dcerpc"]["fragments"]["in"] == 48
-    assert frags[0]["dcerpc"]["octets"]["in"] == 48 * 4096
+    # each run announces ~2^32 octets in its first fragment: the server refuses the call at once
+    # (access denied, and hangs up); what the client had sent before it read that is the call's
+    assert len(frags) == 2 and all(f["event"]["outcome"] == "failure" for f in frags), frags
+    assert all(1 <= f["dcerpc"]["fragments"]["in"] <= 48 for f in frags)
     for n in ("ours-spray", "samba-spray"):
         users = {e["user"]["name"] for e in ev[n] if e["event"]["action"] == "call" and "user" in e}
         assert len(users) == 12, (n, users)

@@ -3,7 +3,7 @@ namespace, benign clients first (our client, impacket with NTLM at every auth le
 rpc.echo, all finding the service through the endpoint mapper), then impacket attacks (an
 rpcdump-style enumeration of the endpoint map, binds to a dozen interfaces nobody serves, an opnum
 sweep of the endpoint mapper, connections that never bind, NTLM logons of six users with one
-password). The benign clients make no alert; each
+password, CVE-2022-26809-shaped fragment runs). The benign clients make no alert; each
 attack makes its alert inline (the audit file, the metrics) and, from dumpcap's capture of the
 same traffic, the same alert from ``dcerpc monitor --json``."""
 
@@ -29,7 +29,14 @@ from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 DOMAIN, USER, PASSWORD = "SAMBADOM", "alice", "Secret-1"
 METRICS = 9464
 MARKER = 10136  # the source port of one last connection attempt: when it is in the file, all is
-ATTACKS = {"epm_enumeration", "interface_brute_force", "opnum_sweep", "port_scan", "auth_spraying"}
+ATTACKS = {
+    "epm_enumeration",
+    "interface_brute_force",
+    "opnum_sweep",
+    "port_scan",
+    "auth_spraying",
+    "fragment_overflow",
+}
 
 OUR_CLIENT = """
 import asyncio
@@ -109,6 +116,8 @@ for i in range(6):                                    # six users, one wrong pas
     except DCERPCException:
         pass
     dce.disconnect()
+from tests.evaluation.crafted import fragments        # CVE-2022-26809's shape, to rpcecho's port
+fragments(host, int(binding.rsplit("[", 1)[1].rstrip("]")))
 """
 
 

@@ -15,10 +15,11 @@ from dcerpc.pdu import constants as const
 from dcerpc.pdu.co import parse
 from dcerpc.pdu.constants import PFC
 from dcerpc.protocol.client import ClientAssociation
-from dcerpc.protocol.events import BindAccepted, CallReceived, ResponseReceived
+from dcerpc.protocol.events import BindAccepted, CallReceived, ProtocolViolation, ResponseReceived
 from dcerpc.protocol.framing import HINT_TRUST, SPARE_MIN
 from dcerpc.protocol.groups import GroupTable
 from dcerpc.protocol.limits import Limits
+from dcerpc.protocol.rules import Violation
 from dcerpc.protocol.server import ServerAssociation
 from dcerpc.rpcecho import Echo
 
@@ -76,10 +77,10 @@ def test_long_calls_reassemble_whatever_the_reads(sizes: list[int], lengths: lis
     assert client.alive and server.alive
 
 
-@pytest.mark.parametrize("hint", [0, 5000, 200_000, 0xFFFFFFFF])
+@pytest.mark.parametrize("hint", [0, 5000, 200_000, Limits().max_call_size])
 def test_alloc_hint_is_trusted_only_so_far(hint: int) -> None:
-    """A call's buffer is memory held at once: one fragment claiming 4 GiB must not make the
-    server hold more than a bounded multiple of what arrived (framing.HINT_TRUST)."""
+    """A call's buffer is memory held at once: one fragment claiming all a call may be must not
+    make the server hold more than a bounded multiple of what arrived (framing.HINT_TRUST)."""
     _, server = _bound()
     stub = _stub(5000, 1)
     first = Request(call_id=7, flags=PFC.FIRST_FRAG, context_id=0, opnum=1, alloc_hint=hint, stub=stub)
@@ -93,6 +94,32 @@ def test_alloc_hint_is_trusted_only_so_far(hint: int) -> None:
     calls = [e for e in server.events() if isinstance(e, CallReceived)]
     assert len(calls) == 1 and bytes(calls[0].stub) == stub + stub
     assert server.buffered == 0
+
+
+@pytest.mark.parametrize("follow", [0, 1], ids=["first", "second"])
+def test_a_fragment_announcing_more_than_a_call_may_be_is_refused(follow: int) -> None:
+    """CVE-2022-26809's shape: a run of fragments whose alloc_hint announces ~2^32 octets. The
+    fragment that announces more than max_call_size (what remains, counted from the octets already
+    taken) is refused at once as the call it announces, fault rpc_s_access_denied and close (as
+    Samba refuses more than its 4 MiB, dcesrv_core.c), not taken in fragment after fragment."""
+    limits = Limits()
+    _, server = _bound()
+    stub = _stub(4096, 1)
+    first = Request(call_id=7, flags=PFC.FIRST_FRAG, context_id=0, opnum=1, stub=stub,
+                    alloc_hint=0xFFFFFFF0 if follow == 0 else 8192)  # fmt: skip
+    server.receive_data(first.encode())
+    if follow:
+        assert server.alive and not server.data_to_send()
+        hint = limits.max_call_size - 4096 + 1  # one octet more than may remain
+        server.receive_data(
+            Request(call_id=7, flags=0, context_id=0, opnum=1, alloc_hint=hint, stub=stub).encode()
+        )
+    answer = parse(server.data_to_send()).pdu
+    assert isinstance(answer, Fault) and answer.status == const.RPC_S_ACCESS_DENIED
+    assert not answer.flags & PFC.DID_NOT_EXECUTE
+    assert not server.alive and server.buffered == 0
+    kinds = [e.kind for e in server.events() if isinstance(e, ProtocolViolation)]
+    assert kinds == [Violation.CALL_TOO_LARGE]
 
 
 def _one_call(client: ClientAssociation, server: ServerAssociation, n: int, salt: int) -> CallReceived:

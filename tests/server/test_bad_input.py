@@ -509,13 +509,14 @@ def test_response_is_fragmented_to_the_clients_size(server: ServerThread) -> Non
     assert Echo.operation_named("SourceData").decode_response(stub)[0] == data
 
 
-@pytest.mark.parametrize("hint", [0, 1, 0xFFFFFFFF])
+@pytest.mark.parametrize("hint", [0, 1, LIMITS.max_call_size // 2])
 def test_long_fragments_go_to_the_call_buffer_whatever_alloc_hint_says(
     server: ServerThread, hint: int
 ) -> None:
     """Fragments long enough to be read straight into the call's buffer: alloc_hint is the peer's
-    word (absent, too small, absurd); the call is reassembled right and nothing is reserved past
-    the limits on its say-so."""
+    word (absent, too small, far too large); the call is reassembled right and nothing is
+    reserved past the limits on its say-so. (A hint beyond max_call_size is refused as the call
+    it announces: tests/protocol/test_reassembly.py.)"""
     raw = Raw(server.port)
     assert isinstance(raw.bind(), BindAck)
     data = bytes(range(256)) * 100  # 25,600 octets in fragments of 5,000

@@ -74,6 +74,12 @@ DCE/RPC. Stops a non-RPC stream (HTTP, a file transfer) from being buffered and 
 real fragments are at most 5840 octets on Windows, so a mid-stream start finds a header well within
 it."""
 MAX_CALLS: Final = 1024
+MAX_REFUSED: Final = 16
+"""Calls remembered per association as answered (a fault) before their last fragment: the
+fragments the client had sent before it read the fault belong to that call (a server discards
+them: C706 leaves the call over, Samba and ours refuse a call that announces too much after its
+first fragment), not orphans and not a new call; a few suffice, since a client sends one call's
+run at a time."""
 """Calls in flight per connection. Stops a client that sends request after request and never sees
 an answer (or a capture of only one direction) from growing the table: the oldest is reported
 unanswered."""
@@ -234,6 +240,7 @@ class PassiveAssociation:
         self.proposed: dict[int, SyntaxId] = {}  # proposed, answer not seen (yet)
         self.pending_binds: OrderedDict[int, _PendingBind] = OrderedDict()
         self.calls: OrderedDict[int, _Call] = OrderedDict()
+        self.refused: OrderedDict[int, None] = OrderedDict()  # MAX_REFUSED, above
         self.auth = AuthInfo()
         self.saw_bind = False
         self.bound = False
@@ -450,6 +457,12 @@ class PassiveAssociation:
         """A request fragment (C706 12.6.4.9), read by parse() or by _fragment's fast path."""
         first = bool(flags & PFC.FIRST_FRAG)
         call = self.calls.get(call_id)
+        if self.refused and call_id in self.refused:
+            if not first:  # the rest of a call answered before its end: the server drops it too
+                if flags & PFC.LAST_FRAG:
+                    del self.refused[call_id]
+                return
+            del self.refused[call_id]
         if first and call is not None:
             if call.request_done:  # answered or not, the id is taken: report and start over
                 out.append(
@@ -586,6 +599,10 @@ class PassiveAssociation:
                 rec.outcome = "success"
             if rec.request_fragments:
                 rec.rtt = max(0.0, ts - rec.ts)
+            if not call.request_done:
+                self.refused[call_id] = None
+                if len(self.refused) > MAX_REFUSED:
+                    self.refused.popitem(last=False)
             del self.calls[call_id]
             out.append(rec)
 

@@ -305,6 +305,14 @@ class Receiver(Generic[P]):
         a peer cannot make us hold more than it sends, nor more than these however it sends it."""
         limits = self.limits
         need = partial.size + n
+        # A fragment announcing more than a call may be (its alloc_hint counts what remains) is
+        # refused as the call it announces, before its run of fragments is taken in: Samba does
+        # so for more than its 4 MiB (dcesrv_core.c, "up to 4 MByte are allowed by all
+        # fragments"), and CVE-2022-26809's exploit is such a run announcing ~2^32 octets.
+        if partial.size + hint > limits.max_call_size:
+            self._drop(cid)
+            self._too_large(cid, partial)
+            return False
         have = len(partial.data)
         if need <= have:
             return True
