@@ -504,7 +504,11 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (
                 "hostile",
                 "server loop lateness: longest / ticks late > 100 ms / > 1 s",
-                f"{lag['longest_ms']:,.0f} ms / {lag['over_100ms']} / {lag['over_1s']}",
+                f"{lag['longest_ms']:,.0f} ms / {lag['over_100ms']} / {lag['over_1s']}"
+                + "".join(
+                    f"; stalled {wall:.1f} s, loop thread ran {ran:.2f} s"
+                    for wall, ran in lag.get("stalls_s_and_cpu_s", [])
+                ),
                 "",
             )
         )

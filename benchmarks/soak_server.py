@@ -150,7 +150,9 @@ class GcPauses:
 class Watchdog:
     """The loop's lateness: a callback every 50 ms notes how late it ran (the longest, how many
     were over 100 ms and over 1 s); a thread looks every 250 ms and, when the loop has not ticked
-    for a second, writes the loop thread's stack to the log (once per stall): where a stall is."""
+    for a second, writes the loop thread's stack to the log (once per stall), with the CPU time
+    the loop thread had meanwhile: where a stall is, and whether it was the loop's work or a
+    wait for the CPU."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -160,12 +162,18 @@ class Watchdog:
         self.stacks = 0
         self._tick = time.monotonic()
         self._thread_id = threading.get_ident()
+        # the loop thread's own CPU clock: a stall it spent running is ours (a long handler), one
+        # it spent waiting for a CPU is the machine's (other processes on the core)
+        self._cpu_clock = time.pthread_getcpuclockid(self._thread_id)
+        self._tick_cpu = time.clock_gettime(self._cpu_clock)
+        self.stalls: list[tuple[float, float]] = []  # (seconds stalled, of which the loop ran)
         loop.call_soon(self._beat, time.monotonic())
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _beat(self, due: float) -> None:
         now = time.monotonic()
         self._tick = now
+        self._tick_cpu = time.clock_gettime(self._cpu_clock)
         late = now - due
         self.longest = max(self.longest, late)
         self.over_100ms += late > 0.1
@@ -177,12 +185,20 @@ class Watchdog:
         while True:
             time.sleep(0.25)
             tick = self._tick
-            if time.monotonic() - tick > 1.0 and dumped != tick:
+            wall = time.monotonic() - tick
+            if wall > 1.0 and dumped != tick:
                 dumped = tick
                 self.stacks += 1
+                ran = time.clock_gettime(self._cpu_clock) - self._tick_cpu
+                self.stalls.append((round(wall, 2), round(ran, 2)))
                 frame = sys._current_frames().get(self._thread_id)
                 text = "".join(traceback.format_stack(frame)) if frame is not None else "?"
-                logging.getLogger("soak").error("loop stalled for over 1 s at:\n%s", text)
+                logging.getLogger("soak").error(
+                    "loop stalled for %.2f s (its thread ran %.2f s of CPU meanwhile) at:\n%s",
+                    wall,
+                    ran,
+                    text,
+                )
 
     def report(self) -> dict[str, Any]:
         return {
@@ -190,6 +206,7 @@ class Watchdog:
             "over_100ms": self.over_100ms,
             "over_1s": self.over_1s,
             "stacks_logged": self.stacks,
+            "stalls_s_and_cpu_s": self.stalls[-20:],
         }
 
 
@@ -203,7 +220,9 @@ def snapshot(servers: dict[str, Server], collect: bool) -> dict[str, Any]:
     if "lag" in OBSERVERS:
         out["loop_lag"] = OBSERVERS["lag"].report()
     if collect:
-        gc.collect()
+        # what the collector finds unreachable: objects in reference cycles, which only a
+        # collection frees (a connection's should go with its last reference instead)
+        out["unreachable"] = gc.collect()
         names = {"Dispatcher", "ServerAssociation", "ServerProtocol", "Group", "HandleEntry", "_Paging"}
         alive: Counter[str] = Counter()
         for obj in gc.get_objects():
