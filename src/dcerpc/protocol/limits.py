@@ -16,7 +16,7 @@ REFUSED_OCTETS = 16 * 1024
 cost its source one token of ``control_rate``: a refused 32 MiB flood takes 2,048 (20 s of the
 default rate), so one source cannot make the server receive 32 MiB for nothing every half second
 (CVE-2022-26809's shape, repeated on new connections: about 7% of the server's core at 50 MB/s,
-measured, against 0.5% paced). An honest call is never refused for its size."""
+measured, against 1% paced). An honest call is never refused for its size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,9 @@ class Limits:
             the source's bucket refills (at most 10 s at a time): one address's flood of them
             cannot take the event loop from every other client. 100 a second, 2,000 saved up:
             a control PDU costs the server 0.1-1 ms (issue 14's ``co_cancel`` class, a 40 KB call
-            behind each co_cancel, took 10% of the core at 200 a second, 5% at 100). Also paid
-            from it: the octets of a call refused as too large (``REFUSED_OCTETS``).
+            behind each co_cancel, took 10% of the core at 200 a second, 8% at 100 over 30 s,
+            most of that the burst). Also paid from it: the octets of a call refused as too
+            large (``REFUSED_OCTETS``).
         control_octets: the octets of a control PDU one token of ``control_rate`` pays for (0: a
             token per PDU whatever its length). A PDU takes a token, and one more for each
             ``control_octets`` past the first: what a control PDU costs the server grows with its
