@@ -178,6 +178,21 @@ class Honest:
             "first_errors": errors[:5],
         }
 
+    def stalls(self, labelled: list[tuple[str, tuple[float, float]]], over: float = 0.5) -> list[str]:
+        """The calls slower than ``over`` seconds, each said as "<ms> ms in <label> at +<s> s"
+        (its segment, and when in it it ended): where a stall happened, to line up with the
+        server's log and profile."""
+        out = []
+        for i, took in enumerate(self.worst):
+            if took <= over:
+                continue
+            t = self.t0 + i * BIN
+            where = next(
+                (f"{name} at +{t - a:.1f} s" for name, (a, b) in labelled if a <= t < b), "between segments"
+            )
+            out.append(f"{took * 1e3:,.0f} ms in {where}")
+        return out
+
 
 # the run ----------------------------------------------------------------------------------------
 
@@ -285,7 +300,13 @@ class _Run:
         during = srv.stats()
         # the honest client holds one connection, and its probe one now and then
         srv.wait_for(lambda s: s["echo"]["connections"] <= 2, 60)
-        return {"span": (started, ended), "classes": counts, "samples": samples, "stats": during["echo"]}
+        return {
+            "span": (started, ended),
+            "classes": counts,
+            "samples": samples,
+            "stats": during["echo"],
+            "gc_pauses": during.get("gc_pauses"),
+        }
 
 
 def _ratio(rate: float, idle: list[float]) -> float:
@@ -367,7 +388,11 @@ def run_hostile(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
             for name, c in r["classes"].items():
                 counts.setdefault(name, Counter()).update(c)
         samples = [s for r, _, _ in attacks for s in r["samples"]]
+        labelled = [(f"idle {n}", s) for n, s in enumerate(idle_spans)]
+        labelled += [(f"{name} alone", r["span"]) for name, r, _, _ in alone_runs]
+        labelled += [(f"attack {n}", r["span"]) for n, (r, _, _) in enumerate(attacks)]
         during = attacks[-1][0]["stats"]
+        during_gc = attacks[-1][0].get("gc_pauses")
         ratios = [s["ratio"] for s in segments]
         ratio = statistics.median(ratios) if args.fair else _ratio(attacked["rate"], [idle["rate"]])
         return {
@@ -399,6 +424,9 @@ def run_hostile(args: argparse.Namespace, ctx: Any) -> dict[str, Any]:
             "python_blocks_before": before["python_blocks"],
             "python_blocks_after": collected["python_blocks"],
             "log_lines": srv.log_lines(),
+            "gc_pauses": {"during": during_gc, "after": after.get("gc_pauses")},
+            "loop_lag": after.get("loop_lag"),
+            "stalls": honest.stalls(labelled),
             "load_average": os.getloadavg(),
             "ok": ratio >= 0.8 and attacked["probes"].get("failed", 0) == 0,
         }
@@ -446,6 +474,7 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
     rows += [
         ("hostile", "honest slowest call under attack", f"{a['worst_call_s'] * 1e3:,.0f} ms", ""),
+        ("hostile", "honest calls over 0.5 s (where)", "; ".join(r.get("stalls", [])) or "none", ""),
         (
             "hostile",
             "honest new connections ok / failed",
@@ -470,6 +499,28 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("hostile", "refusals", ", ".join(f"{k} {v}" for k, v in sorted(r["refusals"].items())) or "-", ""),
         ("hostile", "server log lines", f"{r['log_lines']:,}", ""),
     ]
+    if lag := r.get("loop_lag"):
+        rows.append(
+            (
+                "hostile",
+                "server loop lateness: longest / ticks late > 100 ms / > 1 s",
+                f"{lag['longest_ms']:,.0f} ms / {lag['over_100ms']} / {lag['over_1s']}"
+                + "".join(
+                    f"; stalled {wall:.1f} s, loop thread ran {ran:.2f} s"
+                    for wall, ran in lag.get("stalls_s_and_cpu_s", [])
+                ),
+                "",
+            )
+        )
+    if gcp := (r.get("gc_pauses") or {}).get("after"):
+        rows.append(
+            (
+                "hostile",
+                "server gc: collections gen0/1/2, longest gen2",
+                "/".join(map(str, gcp["count"])) + f", {gcp['longest_ms'][2]:,.0f} ms",
+                "",
+            )
+        )
     if load:
         rows.append(
             ("hostile", "load average at the end (1 / 5 / 15 min)", " / ".join(f"{x:.2f}" for x in load), "")

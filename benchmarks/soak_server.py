@@ -31,6 +31,9 @@ import os
 import resource
 import sys
 import tempfile
+import threading
+import time
+import traceback
 from collections import Counter
 from typing import Any
 
@@ -114,10 +117,112 @@ def malloc_trim() -> bool:
         return False
 
 
+class GcPauses:
+    """The cyclic collector's pauses, by generation (gc.callbacks): how many, the longest, the
+    total (a stall of the loop may be one of them)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.total = [0.0, 0.0, 0.0]
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        took = time.perf_counter() - self._start
+        g = info["generation"]
+        self.count[g] += 1
+        self.total[g] += took
+        self.longest[g] = max(self.longest[g], took)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "longest_ms": [round(x * 1e3, 1) for x in self.longest],
+            "total_ms": [round(x * 1e3, 1) for x in self.total],
+            "tracked_now": len(gc.get_objects()),
+        }
+
+
+class Watchdog:
+    """The loop's lateness: a callback every 50 ms notes how late it ran (the longest, how many
+    were over 100 ms and over 1 s); a thread looks every 250 ms and, when the loop has not ticked
+    for a second, writes the loop thread's stack to the log (once per stall), with the CPU time
+    the loop thread had meanwhile: where a stall is, and whether it was the loop's work or a
+    wait for the CPU."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.longest = 0.0
+        self.over_100ms = 0
+        self.over_1s = 0
+        self.stacks = 0
+        self._tick = time.monotonic()
+        self._thread_id = threading.get_ident()
+        # the loop thread's own CPU clock: a stall it spent running is ours (a long handler), one
+        # it spent waiting for a CPU is the machine's (other processes on the core)
+        self._cpu_clock = time.pthread_getcpuclockid(self._thread_id)
+        self._tick_cpu = time.clock_gettime(self._cpu_clock)
+        self.stalls: list[tuple[float, float]] = []  # (seconds stalled, of which the loop ran)
+        loop.call_soon(self._beat, time.monotonic())
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _beat(self, due: float) -> None:
+        now = time.monotonic()
+        self._tick = now
+        self._tick_cpu = time.clock_gettime(self._cpu_clock)
+        late = now - due
+        self.longest = max(self.longest, late)
+        self.over_100ms += late > 0.1
+        self.over_1s += late > 1.0
+        self.loop.call_later(0.05, self._beat, now + 0.05)
+
+    def _watch(self) -> None:
+        dumped = 0.0
+        while True:
+            time.sleep(0.25)
+            tick = self._tick
+            wall = time.monotonic() - tick
+            if wall > 1.0 and dumped != tick:
+                dumped = tick
+                self.stacks += 1
+                ran = time.clock_gettime(self._cpu_clock) - self._tick_cpu
+                self.stalls.append((round(wall, 2), round(ran, 2)))
+                frame = sys._current_frames().get(self._thread_id)
+                text = "".join(traceback.format_stack(frame)) if frame is not None else "?"
+                logging.getLogger("soak").error(
+                    "loop stalled for %.2f s (its thread ran %.2f s of CPU meanwhile) at:\n%s",
+                    wall,
+                    ran,
+                    text,
+                )
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "longest_ms": round(self.longest * 1e3, 1),
+            "over_100ms": self.over_100ms,
+            "over_1s": self.over_1s,
+            "stacks_logged": self.stacks,
+            "stalls_s_and_cpu_s": self.stalls[-20:],
+        }
+
+
+OBSERVERS: dict[str, GcPauses | Watchdog] = {}  # "gc", "lag": what snapshot reports beside the tables
+
+
 def snapshot(servers: dict[str, Server], collect: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if "gc" in OBSERVERS:
+        out["gc_pauses"] = OBSERVERS["gc"].report()
+    if "lag" in OBSERVERS:
+        out["loop_lag"] = OBSERVERS["lag"].report()
     if collect:
-        gc.collect()
+        # what the collector finds unreachable: objects in reference cycles, which only a
+        # collection frees (a connection's should go with its last reference instead)
+        out["unreachable"] = gc.collect()
         names = {"Dispatcher", "ServerAssociation", "ServerProtocol", "Group", "HandleEntry", "_Paging"}
         alive: Counter[str] = Counter()
         for obj in gc.get_objects():
@@ -202,7 +307,10 @@ def main() -> int:
         host=args.host, epm_port=args.epm_port, socket=os.path.join(tmp, "epmapper"), limits=limits, auth=auth
     )
 
+    OBSERVERS["gc"] = GcPauses()
+
     async def run() -> None:
+        OBSERVERS["lag"] = Watchdog(asyncio.get_running_loop())
         host = EpmHost(config)
         host.epm_server.groups = CountingGroups()
         await host.start()

@@ -1,17 +1,18 @@
 """What one connection's reads cost the others, sans-IO: a turn's worth of PDUs per read
-(Limits.pdus_per_turn, the rest left for later turns) and control PDUs paced by their length
-(Limits.control_octets)."""
+(Limits.pdus_per_turn, the rest left for later turns), control PDUs paced by their length
+(Limits.control_octets) and a call refused as too large paid for by its octets (REFUSED_OCTETS)."""
 
 from __future__ import annotations
 
 import random
 import uuid
 
-from dcerpc.pdu import NDR20, AlterContext, CoCancel, ContextElement, Request, SyntaxId
+from dcerpc.pdu import NDR20, PFC, AlterContext, CoCancel, ContextElement, Fault, Request, SyntaxId, parse
 from dcerpc.protocol.client import ClientAssociation
-from dcerpc.protocol.events import BindAccepted, CallReceived
+from dcerpc.protocol.events import BindAccepted, CallReceived, ProtocolViolation
 from dcerpc.protocol.groups import GroupTable
-from dcerpc.protocol.limits import Limits
+from dcerpc.protocol.limits import REFUSED_OCTETS, Limits
+from dcerpc.protocol.rules import Violation
 from dcerpc.protocol.server import ServerAssociation
 from dcerpc.rpcecho import Echo
 
@@ -119,3 +120,45 @@ def test_a_long_context_list_pays_for_its_length() -> None:
     server = _bound(Limits())
     server.receive_data(short)
     assert server.control == 2
+
+
+def _flood(server: ServerAssociation, octets: int, fragment: int) -> None:
+    """Request fragments of one call without PFC_LAST_FRAG (CVE-2022-26809's shape), one after
+    another, until ``octets`` of stub were sent or the association closed."""
+    flags, sent = PFC.FIRST_FRAG, 0
+    while sent < octets and server.alive:
+        server.receive_data(
+            Request(call_id=2, flags=flags, opnum=0, alloc_hint=0, stub=bytes(fragment)).encode()
+        )
+        flags, sent = 0, sent + fragment
+
+
+def test_a_call_refused_as_too_large_pays_for_its_octets() -> None:
+    limits = Limits(max_call_size=1 << 20)
+    server = _bound(limits)
+    before = server.control
+    _flood(server, 4 << 20, 32 * 1024)  # fragments long enough for the direct path
+    assert not server.alive
+    kinds = [e.kind for e in server.events() if isinstance(e, ProtocolViolation)]
+    assert kinds == [Violation.CALL_TOO_LARGE]
+    assert isinstance(parse(server.data_to_send()).pdu, Fault)
+    # the megabyte it made us take, a token per REFUSED_OCTETS (the source is paced by them)
+    assert server.control - before >= (1 << 20) // REFUSED_OCTETS - 1
+    server = _bound(limits)
+    before = server.control
+    _flood(server, 4 << 20, 2048)  # short fragments, copied by the general path
+    assert not server.alive
+    assert server.control - before >= (1 << 20) // REFUSED_OCTETS - 1
+
+
+def test_a_call_received_whole_pays_nothing() -> None:
+    server = _bound(Limits(max_call_size=1 << 20))
+    before = server.control
+    stub = bytes(512 * 1024)
+    data = Request(call_id=2, flags=PFC.FIRST_FRAG, opnum=0, stub=stub[:65000]).encode()
+    for i in range(65000, len(stub), 65000):
+        last = PFC.LAST_FRAG if i + 65000 >= len(stub) else 0
+        data += Request(call_id=2, flags=last, opnum=0, stub=stub[i : i + 65000]).encode()
+    server.receive_data(data)
+    assert [e.call_id for e in server.events() if isinstance(e, CallReceived)] == [2]
+    assert server.control == before

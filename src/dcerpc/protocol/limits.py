@@ -6,10 +6,17 @@ from dataclasses import dataclass, field
 
 from ..ndr.compiler import Limits as NdrLimits
 
-__all__ = ["Limits"]
+__all__ = ["REFUSED_OCTETS", "Limits"]
 
 # C706 12.6.3.1 / MS-RPCE 3.3.3.5.4: every implementation must accept 1432-octet fragments.
 MIN_FRAGMENT = 1432
+
+REFUSED_OCTETS = 16 * 1024
+"""The octets of a call refused as too large (over ``max_call_size`` or ``max_buffered``) that
+cost its source one token of ``control_rate``: a refused 32 MiB flood takes 2,048 (20 s of the
+default rate), so one source cannot make the server receive 32 MiB for nothing every half second
+(CVE-2022-26809's shape, repeated on new connections: about 7% of the server's core at 50 MB/s,
+measured, against 1% paced). An honest call is never refused for its size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +65,20 @@ class Limits:
             messages cost the client nothing: stops one address from spending the server's CPU on
             alter_contexts that each start one. Over it: bind_nak temporary_congestion, or for an
             alter_context fault nca_s_server_too_busy (did not execute; the connection stays).
+            50 a second: an NTLM server context costs about 0.6 ms of CPU (pyspnego), so one
+            address takes at most about 3% of the server's core this way (200 let issue 14's
+            ``ntlm_contexts`` class take 12-16%); the burst of 1,000 covers a host's start-up.
         control_rate: PDUs other than requests (bind, alter_context, auth3, co_cancel,
             orphaned) one source address may send per second, ``control_burst`` saved up (0: no
             limit; local peers are not counted). An honest client sends a few per connection;
             each costs the server more than it costs the sender (a context list to negotiate, a
             security context to look up). Over it, the connection that overdrew is not read until
             the source's bucket refills (at most 10 s at a time): one address's flood of them
-            cannot take the event loop from every other client.
+            cannot take the event loop from every other client. 100 a second, 2,000 saved up:
+            a control PDU costs the server 0.1-1 ms (issue 14's ``co_cancel`` class, a 40 KB call
+            behind each co_cancel, took 10% of the core at 200 a second, 8% at 100 over 30 s,
+            most of that the burst). Also paid from it: the octets of a call refused as too
+            large (``REFUSED_OCTETS``).
         control_octets: the octets of a control PDU one token of ``control_rate`` pays for (0: a
             token per PDU whatever its length). A PDU takes a token, and one more for each
             ``control_octets`` past the first: what a control PDU costs the server grows with its
@@ -103,9 +117,9 @@ class Limits:
     max_connections: int = 1024
     max_connections_per_source: int = 64
     max_context_handles: int = 4096
-    handshake_rate: float = 200.0
+    handshake_rate: float = 50.0
     handshake_burst: int = 1000
-    control_rate: float = 200.0
+    control_rate: float = 100.0
     control_burst: int = 2000
     control_octets: int = 256
     pdus_per_turn: int = 64

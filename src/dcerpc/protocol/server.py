@@ -46,7 +46,7 @@ from .events import (
 )
 from .framing import DIRECT_MIN, DREP_LE_INT, PLAIN_HEAD, Inbox, Partial, fragment_at
 from .groups import Group, GroupTable
-from .limits import Limits
+from .limits import REFUSED_OCTETS, Limits
 from .negotiation import Negotiation
 from .outbox import Fragment, Outbox, call_fragments
 from .rules import (
@@ -652,6 +652,12 @@ class ServerAssociation(Negotiation[_Partial]):
     def _too_large(self, cid: int, partial: _Partial) -> None:
         # Windows and Samba refuse a request over their size limit as access denied (observed)
         text = f"call {cid} exceeds {self.limits.max_call_size} octets (or the connection's buffer)"
+        # What the refused call made us receive is paid for as control PDUs are (a token per
+        # REFUSED_OCTETS, Limits.control_rate): stops a CVE-2022-26809-shaped flood (fragments
+        # without PFC_LAST_FRAG up to max_call_size, refused, again on a new connection) from
+        # costing the server its octets over and over at the sender's pace: the source's next
+        # connections are read only as its bucket refills
+        self.control += partial.size // REFUSED_OCTETS
         self._refuse(Violation.CALL_TOO_LARGE, cid, text, partial.context_id)
 
     def _refused_call(self, cid: int, partial: _Partial) -> None:
