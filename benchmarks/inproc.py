@@ -59,8 +59,9 @@ async def _run(
         audit.detect = Inline()  # the detectors inline (docs/detection.md)
     server = Server(EchoServer(), audit=audit, metrics=metrics)
     if policy:
-        from dcerpc.policy import parse
         from policy import policy_text
+
+        from dcerpc.policy import parse
 
         server.policy = parse(policy_text())
     if audit is not None:
