@@ -553,8 +553,8 @@ class Audit:
         """The site of a call its connection's last of the operation does not share: found among
         the sites of every connection by all it is made of, or made (its template, its tally)."""
         sites = self._sites
-        key = (conn.number, ev.interface, ev.opnum, target, ev.auth_type, ev.auth_level, ev.principal, ev.object,
-               status)  # fmt: skip
+        key = (conn.number, ev.interface, ev.opnum, target, ev.auth_type, ev.auth_level, ev.principal,
+               ev.object, status)  # fmt: skip
         site = sites.get(key)
         if site is not None:
             if not status:
