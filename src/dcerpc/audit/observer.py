@@ -10,12 +10,15 @@ With ``detect`` set (``detect.Inline``: ``[detect] enabled``), the hooks also ha
 the detectors (docs/detection.md), whose alerts are events here and counts in ``alerts``; without
 it, each hook pays one more ``is not None`` test.
 
-What each call costs when the observer is on: with metrics, two dict increments and a histogram
-bucket (a shift and ``bit_length``); with audit events, one flat tuple appended to the writer's
-queue, and its share of a batch's pickle to the writer process (process.py), which makes the JSON
-from the objects the loop already holds (a thread does, writer.py, for sinks of other kinds).
-The counters are plain dicts that a Prometheus collector copies when scraped
-(``dcerpc.metrics``); nothing here imports prometheus_client.
+What each call costs when the observer is on: its **site** (:class:`Site`: what a connection's
+calls of one operation, caller and outcome share), the connection's last of that operation, one
+look-up and five ``is`` tests; with metrics, the site's :class:`Tally` incremented and a
+histogram bucket (a shift and ``bit_length``); with audit events, the site's JSON template and the
+call's five numbers appended to the writer's queue as one tuple, and its share of a batch's pickle
+to the writer process (process.py; the template is pickled once a batch), which fills in the
+numbers (a thread does, writer.py, for sinks of other kinds). The counters are plain ints and
+dicts that a Prometheus collector reads when scraped (``dcerpc.metrics``); nothing here imports
+prometheus_client.
 
 Events are JSON with ECS field names where ECS has them and ``dcerpc.*`` for the rest;
 docs/audit.md lists every event and field, docs/audit-event.schema.json is the schema. No event
