@@ -11,11 +11,13 @@ one call in flight (or ``--in-flight N``). What it prints:
   a fraction of a percent, it shows a change of 1% that timings cannot; it takes about a minute.
 
     .venv/bin/python benchmarks/inproc.py [--calls N] [--in-flight N] [--callgrind] [--no-uvloop]
-                                          [--audit FILE] [--metrics] [--detect]
+                                          [--audit FILE] [--metrics] [--detect] [--policy]
 
 ``--audit FILE`` writes every event to FILE: under callgrind the loop's side only (valgrind follows
 no child, and the events are formatted in the audit's writer process; a writer thread, for sinks of
-other kinds, would be counted); ``--metrics`` keeps the per-call metrics counters.
+other kinds, would be counted); ``--metrics`` keeps the per-call metrics counters; ``--policy``
+puts benchmarks/policy.py's 20-rule policy (and its rate limits) in force. ``--audit FILE --metrics
+--policy`` is policy.py's secured server, here in one process: its loop's side of a call.
 
 The transport's own work is part of the figure. Moving from this file's former private pipe onto
 dcerpc.testing's transport lowered it from about 107,900 to about 103,200 instructions per call
@@ -38,7 +40,12 @@ from common import use_uvloop
 
 
 async def _run(
-    calls: int, in_flight: int, audit_file: str | None = None, metrics: bool = False, detect: bool = False
+    calls: int,
+    in_flight: int,
+    audit_file: str | None = None,
+    metrics: bool = False,
+    detect: bool = False,
+    policy: bool = False,
 ) -> float:
     from dcerpc.audit import Audit, FileSink
     from dcerpc.detect import Inline
@@ -50,7 +57,16 @@ async def _run(
     audit = Audit([FileSink(audit_file)]) if audit_file else Audit() if detect else None
     if audit is not None and detect:
         audit.detect = Inline()  # the detectors inline (docs/detection.md)
-    async with connect_in_memory(Server(EchoServer(), audit=audit, metrics=metrics)) as conn:
+    server = Server(EchoServer(), audit=audit, metrics=metrics)
+    if policy:
+        from policy import policy_text
+
+        from dcerpc.policy import parse
+
+        server.policy = parse(policy_text())
+    if audit is not None:
+        assert audit.flush(60)  # the writer (a process) is up before the first call
+    async with connect_in_memory(server) as conn:
         echo = await conn.bind(Echo)
         assert await echo.AddOne(41) == 42
 
@@ -98,10 +114,11 @@ def main() -> int:
     parser.add_argument("--audit", metavar="FILE", default=None, help="audit every event to FILE")
     parser.add_argument("--metrics", action="store_true", help="keep the metrics counters")
     parser.add_argument("--detect", action="store_true", help="run the detectors inline")
+    parser.add_argument("--policy", action="store_true", help="benchmarks/policy.py's 20-rule policy")
     args = parser.parse_args()
     inner = ["--in-flight", str(args.in_flight)] + (["--no-uvloop"] if args.no_uvloop else [])
     inner += (["--audit", args.audit] if args.audit else []) + (["--metrics"] if args.metrics else [])
-    inner += ["--detect"] if args.detect else []
+    inner += (["--detect"] if args.detect else []) + (["--policy"] if args.policy else [])
     if args.callgrind:
         if shutil.which("valgrind") is None:
             print("valgrind is not installed (apt install valgrind)")
@@ -111,7 +128,9 @@ def main() -> int:
         print(f"{per_call:,.0f} instructions per call ({args.in_flight} in flight, client and server)")
         return 0
     loop = use_uvloop(not args.no_uvloop)
-    per_call = asyncio.run(_run(args.calls, args.in_flight, args.audit, args.metrics, args.detect))
+    per_call = asyncio.run(
+        _run(args.calls, args.in_flight, args.audit, args.metrics, args.detect, args.policy)
+    )
     print(f"{per_call * 1e6:.2f} us per call on {loop} ({args.in_flight} in flight, client and server CPU)")
     return 0
 

@@ -117,14 +117,12 @@ class DcerpcCollector(Collector):
         buckets = [0] * 64
         total_ns = 0
         for a in audits:
-            for (interface, operation), n in _snapshot(a.calls).items():
-                key = (interface, operation, "success")
+            for ((interface, operation), status), n in a.counts().items():
+                key = (interface, operation, "fault" if status else "success")
                 by_call[key] = by_call.get(key, 0) + n
-            for ((interface, operation), status), n in _snapshot(a.faults).items():
-                key = (interface, operation, "fault")
-                by_call[key] = by_call.get(key, 0) + n
-                name = status_name(status)
-                by_status[name] = by_status.get(name, 0) + n
+                if status:
+                    name = status_name(status)
+                    by_status[name] = by_status.get(name, 0) + n
             for i, n in enumerate(list(a.latency)):
                 buckets[i] += n
             total_ns += a.latency_sum

@@ -83,3 +83,49 @@ def test_a_bad_rate_limit_table_is_refused_with_its_line(text: str, line: int, k
     with pytest.raises(PolicyError) as caught:
         parse(text, "p.toml")
     assert (caught.value.line, caught.value.key) == (line, key), str(caught.value)
+
+
+def test_a_meter_takes_from_the_sources_own_bucket() -> None:
+    """A connection's Meter (the call path's) and Throttle.take share the source's bucket: what
+    one takes the other does not get; over the rate is counted once either way."""
+    t = Throttle(RateLimits(calls=Bucket(rate=2.0, burst=3)))
+    m = t.meter("calls", "192.0.2.1")
+    assert m is not None
+    assert m.take(0.0) and t.take("calls", "192.0.2.1", 0.0) and m.take(0.0)
+    assert not m.take(0.0) and not t.take("calls", "192.0.2.1", 0.0)
+    assert t.limited["calls"] == 2
+    assert not m.take(0.2) and m.take(0.6)  # refilled at the bucket's rate
+    assert t.meter("calls", None) is None and t.meter("connections", "192.0.2.1") is None
+
+
+def test_a_meter_of_a_forgotten_source_looks_it_up_again() -> None:
+    """A source forgotten (the least recently seen of too many) starts full when it comes back,
+    for its connection's meter too; and the meter keeps its source the most recently seen."""
+    t = Throttle(RateLimits(calls=Bucket(rate=1.0, burst=2), max_sources=2))
+    m = t.meter("calls", "192.0.2.1")
+    assert m is not None
+    assert m.take(0.0) and m.take(0.0) and not m.take(0.0)
+    assert t.take("calls", "192.0.2.2", 0.0)
+    assert not m.take(0.0)  # seen last now: a third source forgets 192.0.2.2, not it
+    assert t.take("calls", "192.0.2.3", 0.0)
+    assert len(t) == 2 and not m.take(0.0)
+    assert t.take("calls", "192.0.2.4", 0.0) and t.take("calls", "192.0.2.5", 0.0)  # now it goes
+    assert m.take(0.0) and m.take(0.0) and not m.take(0.0)  # back, full: its own bucket again
+    assert not t.take("calls", "192.0.2.1", 0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 0.5)), max_size=40))
+def test_a_meter_decides_as_take_does(steps: list[tuple[bool, float]]) -> None:
+    """The same takes, through a meter (or take, at random) on one throttle and take on another:
+    the same answers."""
+    limits = RateLimits(calls=Bucket(rate=3.0, burst=2))
+    metered, plain = Throttle(limits), Throttle(limits)
+    m = metered.meter("calls", "192.0.2.1")
+    assert m is not None
+    now = 0.0
+    for through_meter, wait in steps:
+        now += wait
+        got = m.take(now) if through_meter else metered.take("calls", "192.0.2.1", now)
+        assert got == plain.take("calls", "192.0.2.1", now)
+    assert metered.limited == plain.limited

@@ -2,7 +2,7 @@
 server's debug lines: see observer.py, and docs/audit.md for the events."""
 
 from .fields import peer_text
-from .observer import LATENCY_BUCKETS, Audit, Connection
+from .observer import LATENCY_BUCKETS, Audit, Connection, Site
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import Sink, Writer
 
@@ -12,6 +12,7 @@ __all__ = [
     "Connection",
     "FileSink",
     "Sink",
+    "Site",
     "StdoutSink",
     "SyslogSink",
     "Writer",

@@ -10,12 +10,15 @@ With ``detect`` set (``detect.Inline``: ``[detect] enabled``), the hooks also ha
 the detectors (docs/detection.md), whose alerts are events here and counts in ``alerts``; without
 it, each hook pays one more ``is not None`` test.
 
-What each call costs when the observer is on: with metrics, two dict increments and a histogram
-bucket (a shift and ``bit_length``); with audit events, one flat tuple appended to the writer's
-queue, and its share of a batch's pickle to the writer process (process.py), which makes the JSON
-from the objects the loop already holds (a thread does, writer.py, for sinks of other kinds).
-The counters are plain dicts that a Prometheus collector copies when scraped
-(``dcerpc.metrics``); nothing here imports prometheus_client.
+What each call costs when the observer is on: its **site** (:class:`Site`: what a connection's
+calls of one operation, caller and outcome share), the connection's last of that operation, one
+look-up and five ``is`` tests; with metrics, the site's :class:`Tally` incremented and a
+histogram bucket (a shift and ``bit_length``); with audit events, the site's JSON template and the
+call's five numbers appended to the writer's queue as one tuple, and its share of a batch's pickle
+to the writer process (process.py; the template is pickled once a batch), which fills in the
+numbers (a thread does, writer.py, for sinks of other kinds). The counters are plain ints and
+dicts that a Prometheus collector reads when scraped (``dcerpc.metrics``); nothing here imports
+prometheus_client.
 
 Events are JSON with ECS field names where ECS has them and ``dcerpc.*`` for the rest;
 docs/audit.md lists every event and field, docs/audit-event.schema.json is the schema. No event
@@ -42,7 +45,10 @@ from .process import ProcessWriter, portable
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import ECS_VERSION, Sink, Writer, nest
 
-__all__ = ["LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Detection", "Operation"]
+__all__ = [
+    "LATENCY_BUCKETS", "LATENCY_SHIFT", "Audit", "Connection", "Detection", "Operation", "Site", "Tally",
+    "call_template",
+]  # fmt: skip
 
 log = logging.getLogger("dcerpc.server")
 
@@ -67,6 +73,7 @@ failed bind or alter-context event."""
 _REASONS: Final = {r.value: r.name.lower() for r in ProviderReason}
 _numbers = itertools.count(1)
 _perf = time.perf_counter_ns
+_time_ns = time.time_ns
 
 
 class Operation(Protocol):
@@ -83,6 +90,7 @@ class Connection(Protocol):
     number: int  # the association's number in the trail (``dcerpc.association.id``)
     calls: int  # calls answered so far
     opened: int  # time.perf_counter_ns() when it was accepted
+    sites: dict[Any, Site]  # the last site of each operation answered (its Target -> Site)
 
     @property
     def peer(self) -> Any: ...
@@ -246,32 +254,16 @@ def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
     return f'"interface":{{"uuid":"{interface.uuid}","version":"{version}"{named}}}'
 
 
-def _called(
-    stamp: str, number: int, peer: Any, call_id: int, interface: SyntaxId, opnum: int, obj: Any,
-    auth_type: int, auth_level: int, principal: str | None, ifname: str | None, operation: str | None,
-    status: int, duration: int, in_octets: int, out_octets: int,
-) -> str:  # fmt: skip
-    """The call event's JSON line, written out directly (the one event made per call: the general
-    path through dicts and json costs several times more). Same fields and order as the others.
-
-    What a connection's calls of one operation share is made once, a template that takes the
-    numbers of each call (duration, call id, octets, time): a writer makes one per call."""
-    site = (number, peer, interface, ifname, operation, opnum, obj, auth_type, auth_level, principal, status)
-    template = _templates.get(site)
-    if template is None:
-        if len(_templates) >= 4096:
-            _templates.clear()
-        template = _templates[site] = _call_template(*site)
-    return template % (duration, call_id, in_octets, out_octets, stamp)
-
-
-_templates: dict[tuple[Any, ...], str] = {}  # a call event's JSON with %d/%s for its numbers
-
-
-def _call_template(
+def call_template(
     number: int, peer: Any, interface: SyntaxId, ifname: str | None, operation: str | None, opnum: int,
     obj: Any, auth_type: int, auth_level: int, principal: str | None, status: int,
 ) -> str:  # fmt: skip
+    """The call event's JSON line with ``%d``/``%s`` where each call's numbers go (duration, call
+    id, octets in and out, the ``@timestamp`` text), written out directly: the one event made per
+    call (the general path through dicts and json costs several times more). Same fields and order
+    as the others. What a connection's calls of one operation share (a :class:`Site`) is made once,
+    on the loop; the writer fills in each call's numbers (:func:`writer.format_record`)."""
+
     def q(text: str) -> str:  # a JSON string, and % kept for the template
         return _quote(text).replace("%", "%%")
 
@@ -297,7 +289,35 @@ def _call_template(
     )
 
 
-_called.whole = True  # type: ignore[attr-defined]  # returns the line, given the timestamp's text
+class Tally:
+    """Calls counted under one set of metric labels: (interface, operation) and the status (0:
+    answered). Shared by every :class:`Site` of those labels; summed by the collector when scraped."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class Site:
+    """What a connection's calls of one operation, caller and outcome share: the call event's
+    template (None without a writer) and the metrics' tally. A connection keeps the last site of
+    each operation (``Connection.sites``): a call is one look-up and five ``is`` tests of what its
+    caller could have changed (another context's interface version, another security context)."""
+
+    __slots__ = ("auth_level", "auth_type", "interface", "object", "principal", "tally", "template")
+
+    def __init__(self, ev: CallReceived, template: str | None, tally: Tally) -> None:
+        self.interface = ev.interface
+        self.auth_type = ev.auth_type
+        self.auth_level = ev.auth_level
+        self.principal = ev.principal
+        self.object = ev.object
+        self.template = template
+        self.tally = tally
+
+
+_SITES: Final = 4096  # sites kept (the keys are partly the client's choice): beyond, made again
 
 
 def _violated(number: int, peer: Any, local: Any, transport: str, ev: ProtocolViolation) -> dict[str, Any]:
@@ -366,8 +386,9 @@ class Audit:
         self.metrics = metrics
         self.debug = log.isEnabledFor(logging.DEBUG)  # read again at each connection
         # the counters (plain dicts, copied by a collector when scraped)
-        self.calls: dict[tuple[str, str], int] = {}  # (interface, operation) -> calls answered
-        self.faults: dict[tuple[tuple[str, str], int], int] = {}  # ((interface, operation), status)
+        # calls by ((interface, operation), status; 0: answered), each a Tally its Sites count in
+        self.tallies: dict[tuple[tuple[str, str], int], Tally] = {}
+        self._sites: dict[tuple[Any, ...], Site] = {}  # a call's site by connection, operation, caller
         self.latency = [0] * 64  # calls by bucket ((ns >> LATENCY_SHIFT).bit_length())
         self.latency_sum = 0  # ns
         self.binds: dict[tuple[str, str], int] = {}  # (bind | alter_context, accepted | rejected | refused)
@@ -493,19 +514,22 @@ class Audit:
         """A call was answered; ``started``: perf_counter_ns() when its task was made."""
         duration = _perf() - started
         conn.calls += 1
+        site = conn.sites.get(target)
+        if (
+            site is None or site.principal is not ev.principal or site.auth_level is not ev.auth_level
+            or site.auth_type is not ev.auth_type or site.interface is not ev.interface
+            or site.object is not ev.object
+        ):  # fmt: skip
+            site = self._site(conn, ev, target, 0)
         if self.metrics:
-            calls = self.calls
-            key = target.key
-            calls[key] = calls.get(key, 0) + 1
+            site.tally.n += 1
             self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            # one flat tuple of the event's scalars, not the event: its stub (a call's whole buffer)
-            # is not kept waiting, and the pickle to the writer process names only what it needs
-            w.put((_called, time.time_ns(), conn.number, conn.peer, ev.call_id, ev.interface, ev.opnum,
-                   ev.object, ev.auth_type, ev.auth_level, ev.principal, target.ifname, target.operation, 0,
-                   duration, len(ev.stub), out_octets))  # fmt: skip
+            # the site's template and this call's numbers: not the event (its stub is a call's whole
+            # buffer), nor what the connection's calls share (in the template, made once)
+            w.put((site.template, _time_ns(), duration, ev.call_id, len(ev.stub), out_octets))
         if self.detect is not None:
             self.detect.called(self, conn, ev, 0)
         if self.debug:
@@ -518,21 +542,55 @@ class Audit:
         by its implementation; ``target`` None when no operation was resolved."""
         duration = _perf() - started if started else 0
         conn.calls += 1
-        ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
+        site = self._site(conn, ev, target, status)  # (faults are fewer: their own look-up)
         if self.metrics:
-            names = target.key if target is not None else (str(ev.interface.uuid), str(ev.opnum))
-            self.faults[names, status] = self.faults.get((names, status), 0) + 1
+            site.tally.n += 1
             self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            w.put((_called, time.time_ns(), conn.number, conn.peer, ev.call_id, ev.interface, ev.opnum,
-                   ev.object, ev.auth_type, ev.auth_level, ev.principal, ifname, operation, status, duration,
-                   len(ev.stub), 0))  # fmt: skip
+            w.put((site.template, _time_ns(), duration, ev.call_id, len(ev.stub), 0))
         if self.detect is not None:
             self.detect.called(self, conn, ev, status)
         if self.debug:
+            ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
             self._debug_call(conn, ev, ifname, operation, status, duration, 0)
+
+    def _site(self, conn: Connection, ev: CallReceived, target: Operation | None, status: int) -> Site:
+        """The site of a call its connection's last of the operation does not share: found among
+        the sites of every connection by all it is made of, or made (its template, its tally)."""
+        sites = self._sites
+        key = (conn.number, ev.interface, ev.opnum, target, ev.auth_type, ev.auth_level, ev.principal,
+               ev.object, status)  # fmt: skip
+        site = sites.get(key)
+        if site is not None:
+            if not status:
+                conn.sites[target] = site
+            return site
+        if len(sites) >= _SITES:
+            sites.clear()  # made again as calls come (the tallies stay: they are the counts)
+        names = target.key if target is not None else (str(ev.interface.uuid), str(ev.opnum))
+        tally = self.tallies.get((names, status))
+        if tally is None:
+            tally = self.tallies[names, status] = Tally()
+        ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
+        template = None
+        if self.writer is not None:
+            template = call_template(
+                conn.number, conn.peer, ev.interface, ifname, operation, ev.opnum, ev.object, ev.auth_type,
+                ev.auth_level, ev.principal, status,
+            )  # fmt: skip
+        site = sites[key] = Site(ev, template, tally)
+        if not status:
+            if len(conn.sites) >= 256:
+                conn.sites.clear()
+            conn.sites[target] = site
+        return site
+
+    def counts(self) -> dict[tuple[tuple[str, str], int], int]:
+        """Calls answered by ((interface, operation), status), status 0 for those not faulted (the
+        collector's copy, when scraped: the tallies are counted as calls come)."""
+        return {key: tally.n for key, tally in list(self.tallies.items()) if tally.n}
 
     @staticmethod
     def _debug_call(

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from .fields import iso_timestamp
 
@@ -40,7 +40,9 @@ _WAKE: Final = 256  # events waiting that wake the writer at once
 _BATCH: Final = 512  # events formatted per write
 
 Record = tuple[Any, ...]
-"""(formatter, time_ns, *args): the formatter makes the event's object from the args."""
+"""(formatter, time_ns, *args): the formatter makes the event's object from the args. A call event
+is (template, time_ns, duration, call_id, octets in, octets out): its site's JSON line with the
+call's numbers to fill in (observer.call_template)."""
 
 
 class Sink(Protocol):
@@ -73,10 +75,10 @@ _ECS: Final = {"version": ECS_VERSION}
 
 def format_record(record: Record) -> str:
     """One event as its JSON line (with the newline)."""
-    fmt: Callable[..., Any] = record[0]
-    if getattr(fmt, "whole", False):  # writes its line itself (the call event)
-        return str(fmt(iso_timestamp(record[1]), *record[2:]))
-    event = fmt(*record[2:])
+    fmt = record[0]
+    if type(fmt) is str:  # a call event: its site's template
+        return fmt % (record[2], record[3], record[4], record[5], iso_timestamp(record[1]))
+    event = cast(Callable[..., dict[str, Any]], fmt)(*record[2:])
     event["@timestamp"] = iso_timestamp(record[1])
     event["ecs"] = _ECS
     return _encode(event) + "\n"

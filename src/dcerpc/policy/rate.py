@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["KINDS", "Bucket", "RateLimits", "Throttle"]
+__all__ = ["KINDS", "Bucket", "Meter", "RateLimits", "Throttle"]
 
 KINDS: Final = ("connections", "contexts", "calls", "auth_failures", "handshakes", "control")
 
@@ -69,10 +69,20 @@ class RateLimits:
         return b
 
 
+class _Level:
+    """One kind's bucket of one source: its tokens when last taken from, and when (``now``)."""
+
+    __slots__ = ("at", "tokens")
+
+    def __init__(self, tokens: float, at: float) -> None:
+        self.tokens = tokens
+        self.at = at
+
+
 @dataclass(slots=True)
 class _Source:
-    tokens: dict[str, float] = field(default_factory=dict)
-    at: dict[str, float] = field(default_factory=dict)
+    levels: dict[str, _Level] = field(default_factory=dict)  # by kind, once a token was taken
+    gone: bool = False  # forgotten (the least recently seen of too many): a Meter looks again
 
 
 class Throttle:
@@ -80,6 +90,7 @@ class Throttle:
 
     def __init__(self, limits: RateLimits) -> None:
         self.limits = limits
+        self._buckets = {kind: limits.bucket(kind) for kind in KINDS}  # one look-up per take
         self._sources: OrderedDict[str, _Source] = OrderedDict()
         self.limited: dict[str, int] = dict.fromkeys(KINDS, 0)  # times each kind was over its rate
 
@@ -113,15 +124,32 @@ class Throttle:
         if state is None:
             state = self._sources[key] = _Source()
             while len(self._sources) > self.limits.max_sources:
-                self._sources.popitem(last=False)  # bounded: the least recently seen goes
+                self._sources.popitem(last=False)[1].gone = True  # bounded: the least recently seen goes
         else:
             self._sources.move_to_end(key)
         return state
 
     def _level(self, state: _Source, kind: str, bucket: Bucket, now: float) -> float:
-        tokens = state.tokens.get(kind, bucket.burst)
-        then = state.at.get(kind, now)
-        return min(bucket.burst, tokens + max(0.0, now - then) * bucket.rate)
+        level = state.levels.get(kind)
+        if level is None:
+            return bucket.burst
+        return min(bucket.burst, level.tokens + max(0.0, now - level.at) * bucket.rate)
+
+    @staticmethod
+    def _store(state: _Source, kind: str, tokens: float, now: float) -> None:
+        level = state.levels.get(kind)
+        if level is None:
+            state.levels[kind] = _Level(tokens, now)
+        else:
+            level.tokens, level.at = tokens, now
+
+    def meter(self, kind: str, key: str | None) -> Meter | None:
+        """What a connection takes its tokens of ``kind`` with, for the source ``counted_as``
+        gave (None: that kind or that source is not limited)."""
+        bucket = self._buckets[kind]
+        if bucket is None or key is None:
+            return None
+        return Meter(self, kind, key, bucket)
 
     def counted_as(self, source: str | None) -> str | None:
         """What ``take_counted`` takes for ``source``: its key, or None when it is never limited
@@ -137,17 +165,16 @@ class Throttle:
 
     def take_counted(self, kind: str, key: str | None, now: float) -> bool:
         """:meth:`take`, for a source already worked out by :meth:`counted_as`."""
-        bucket = self.limits.bucket(kind)
+        bucket = self._buckets[kind]
         if bucket is None or key is None:
             return True
         state = self._state(key)
         tokens = self._level(state, kind, bucket, now)
-        state.at[kind] = now
         if tokens < 1:
-            state.tokens[kind] = tokens
+            self._store(state, kind, tokens, now)
             self.limited[kind] += 1
             return False
-        state.tokens[kind] = tokens - 1
+        self._store(state, kind, tokens - 1, now)
         return True
 
     def spend(self, kind: str, key: str | None, now: float, n: int) -> float:
@@ -159,8 +186,7 @@ class Throttle:
             return 0.0
         state = self._state(key)
         tokens = self._level(state, kind, bucket, now) - n
-        state.at[kind] = now
-        state.tokens[kind] = max(tokens, -bucket.burst * 64)  # bounded debt: a pause is bounded too
+        self._store(state, kind, max(tokens, -bucket.burst * 64), now)  # bounded debt: a bounded pause
         if tokens >= 0:
             return 0.0
         self.limited[kind] += 1
@@ -173,3 +199,48 @@ class Throttle:
             return False
         state = self._sources.get(self.key(source))
         return state is not None and self._level(state, kind, bucket, now) < 1
+
+
+class Meter:
+    """One source's bucket of one kind as a connection holds it (:meth:`Throttle.meter`): a call's
+    token is :meth:`take`, the bucket's own level read and written in place, the source kept the
+    most recently seen; the same bucket as :meth:`Throttle.take_counted` takes from (a source's
+    connections share it). A source forgotten meanwhile is looked up again, and starts full."""
+
+    __slots__ = ("_burst", "_key", "_kind", "_level", "_rate", "_source", "_throttle")
+
+    def __init__(self, throttle: Throttle, kind: str, key: str, bucket: Bucket) -> None:
+        self._throttle = throttle
+        self._kind = kind
+        self._key = key
+        self._rate = bucket.rate
+        self._burst = bucket.burst
+        self._source: _Source | None = None
+        self._level = _Level(0.0, 0.0)
+
+    def take(self, now: float) -> bool:
+        """One token (False: over the rate, counted in the throttle's ``limited``)."""
+        source = self._source
+        if source is None or source.gone:
+            return self._attach(now)
+        self._throttle._sources.move_to_end(self._key)
+        level = self._level
+        tokens = level.tokens
+        elapsed = now - level.at
+        if elapsed > 0:
+            tokens += elapsed * self._rate
+            tokens = min(tokens, self._burst)
+        level.at = now
+        if tokens < 1:
+            level.tokens = tokens
+            self._throttle.limited[self._kind] += 1
+            return False
+        level.tokens = tokens - 1
+        return True
+
+    def _attach(self, now: float) -> bool:
+        throttle = self._throttle
+        taken = throttle.take_counted(self._kind, self._key, now)
+        self._source = source = throttle._sources[self._key]
+        self._level = source.levels[self._kind]
+        return taken

@@ -64,13 +64,13 @@ from typing import Any, Protocol
 from .._errors import FaultError, NdrError
 from ..aio.server import ServerProtocol
 from ..aio.stream import Counted
-from ..audit import Audit, peer_text
+from ..audit import Audit, Site, peer_text
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
-from ..policy.rate import Throttle
+from ..policy.rate import Meter, Throttle
 from ..policy.rules import Action, Policy
 from ..protocol.events import (
     Authenticated,
@@ -245,6 +245,7 @@ class Dispatcher:
         self._generation = -1  # the host's generation the above was resolved in
         self._policy: Policy | None = None  # the host's policy in that generation
         self._throttle: Throttle | None = None  # and its rate limits
+        self._meter: Meter | None = None  # this source's call rate (None: not limited)
         self._gated = False  # any of them, or the host draining: calls are looked at first
         self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
         self._control = 0  # the association's control PDUs already paced (Limits.control_rate)
@@ -255,6 +256,7 @@ class Dispatcher:
         self.number = 0  # the association's number in the audit trail
         self.calls = 0  # calls answered (counted when observed)
         self.opened = 0  # perf_counter_ns() when accepted (when observed)
+        self.sites: dict[Any, Site] = {}  # the observer's call sites (when observed)
         proto.attach(assoc, self.handle_events, self.connection_lost)
         self._written: Counted | None = None
         if audit is not None:
@@ -386,6 +388,8 @@ class Dispatcher:
                 self._throttle = host.enforcer.throttle
                 self._gated = self._policy is not None or self._throttle is not None or host.draining
                 self._rate_key = host.enforcer.counted_as(self.proto.peer)
+                throttle = self._throttle
+                self._meter = None if throttle is None else throttle.meter("calls", self._rate_key)
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
@@ -462,26 +466,34 @@ class Dispatcher:
     def _gate(self, ev: CallReceived, key: int, rated: bool) -> bool:
         """Refuse (answered) a call the server does not take now, before its stub is read: the
         server is draining (nca_s_server_too_busy, did-not-execute: the client may go elsewhere),
-        the policy denies it (rpc_s_access_denied), it is over its source's call rate."""
-        if self.host.draining:
+        the policy denies it (rpc_s_access_denied), it is over its source's call rate. A call the
+        policy allowed before on this connection is one look-up, its call rate one token taken."""
+        host = self.host
+        if host.draining:
             self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
             return True
-        if self._policy is not None and not self._permitted(ev, key):
-            self._fault(ev, const.RPC_S_ACCESS_DENIED)
-            return True
-        return self._throttle is not None and not rated and not self._rated(ev, self._throttle)
+        if self._policy is not None:
+            if (key, ev.auth_type, ev.auth_level, ev.principal) in self._decided:
+                host.enforcer.decisions["call:allow"] += 1
+            elif not self._permitted(ev, key):
+                self._fault(ev, const.RPC_S_ACCESS_DENIED)
+                return True
+        meter = self._meter
+        if meter is None or rated or meter.take(self._loop.time()):
+            return False
+        assert self._throttle is not None
+        self._over_rate(ev, self._throttle)
+        return True
 
-    def _rated(self, ev: CallReceived, throttle: Throttle) -> bool:
-        """The call is within its source's call rate (policy.rate). Over it, it is answered
-        nca_s_server_too_busy, did-not-execute; or, when the policy tarpits, served that much later
-        (the connection's other calls go on meanwhile)."""
-        if self.host.enforcer.rate_ok("calls", self.proto.peer, self._loop.time(), self._rate_key):
-            return True
+    def _over_rate(self, ev: CallReceived, throttle: Throttle) -> None:
+        """The call is over its source's call rate (policy.rate): answered nca_s_server_too_busy,
+        did-not-execute; or, when the policy tarpits, served that much later (the connection's
+        other calls go on meanwhile)."""
+        self.host.enforcer.over_rate("calls", self.proto.peer)
         if throttle.limits.action == "tarpit":
             self._loop.call_later(throttle.limits.tarpit_seconds, self._serve_late, ev)
         else:
             self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
-        return False
 
     def _serve_late(self, ev: CallReceived) -> None:
         """A tarpitted call's wait is over (unless its connection went meanwhile)."""
@@ -489,16 +501,12 @@ class Dispatcher:
             self._serve(ev, rated=True)
 
     def _permitted(self, ev: CallReceived, key: int) -> bool:
-        """The policy lets this call run. Allowed calls are remembered per connection by context,
-        opnum and caller (bounded: the keys are the client's choice); denied and audited ones are
-        asked each time, so that each is recorded."""
-        enforcer = self.host.enforcer
-        cached = (key, ev.auth_type, ev.auth_level, ev.principal)
-        if cached in self._decided:
-            enforcer.decisions["call:allow"] += 1
-            return True
+        """The policy lets this call run (asked when ``_gate`` did not find it allowed before).
+        Allowed calls are remembered per connection by context, opnum and caller (bounded: the keys
+        are the client's choice); denied and audited ones are asked each time, so that each is
+        recorded."""
         proto = self.proto
-        decision = enforcer.permits(
+        decision = self.host.enforcer.permits(
             proto.peer,
             proto.transport_name,
             ev.interface,
@@ -510,7 +518,7 @@ class Dispatcher:
         if decision.action is Action.ALLOW:
             if len(self._decided) >= 256:
                 self._decided.clear()
-            self._decided[cached] = True
+            self._decided[key, ev.auth_type, ev.auth_level, ev.principal] = True
         return not decision.denied
 
     def _timed_run(

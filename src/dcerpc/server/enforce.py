@@ -120,10 +120,14 @@ class Enforcer:
         assert not isinstance(counted, _Unknown)
         if throttle.take_counted(kind, counted, now):
             return True
-        _limited.info(
-            f"rate_{kind}", "rate limit: %s from %s (%s)", kind, peer_text(peer), throttle.limits.action
-        )
+        self.over_rate(kind, peer)
         return False
+
+    def over_rate(self, kind: str, peer: Any) -> None:
+        """Log (rate-limited) that ``peer``'s source was over its rate of ``kind`` (its token
+        refused: counted by the throttle)."""
+        action = self.throttle.limits.action if self.throttle is not None else "refuse"
+        _limited.info(f"rate_{kind}", "rate limit: %s from %s (%s)", kind, peer_text(peer), action)
 
     def counted_as(self, peer: Any) -> str | None:
         """The rate limits' key for ``peer`` (None: never limited), worked out once per connection."""

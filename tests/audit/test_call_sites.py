@@ -1,0 +1,108 @@
+"""A call event is its site's template and the call's numbers (audit/observer.py): the site a
+connection keeps per operation must never stand in for a call whose caller differs (another
+security context, level, interface version or object), and the metrics count by the same sites.
+Sans-IO: the observer's hooks called with protocol events, formatted by the writer thread into a
+sink in memory, each event checked against the schema."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from dcerpc.audit import Audit
+from dcerpc.audit.observer import Site
+from dcerpc.pdu.syntax import SyntaxId
+from dcerpc.protocol.events import CallReceived
+from dcerpc.rpcecho import Echo
+
+from .helpers import valid
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, lines: str) -> None:
+        self.lines += lines.splitlines()
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.number = 0
+        self.calls = 0
+        self.opened = 0
+        self.sites: dict[Any, Site] = {}
+        self.peer = ("192.0.2.7", 49999)
+        self.local = ("192.0.2.1", 135)
+        self.transport = "ncacn_ip_tcp"
+
+
+class _Target:
+    ifname = "rpcecho"
+    operation = "AddOne"
+    key = ("rpcecho", "AddOne")
+
+
+def _call(call_id: int, **kw: Any) -> CallReceived:
+    fields: dict[str, Any] = {"interface": Echo.__syntax__, "object": None, "auth_type": 0, "auth_level": 1}
+    fields.update(kw)
+    return CallReceived(call_id=call_id, context_id=0, opnum=0, stub=b"\0" * 4, little_endian=True, **fields)
+
+
+def test_a_connections_calls_of_one_operation_by_different_callers() -> None:
+    sink = _Lines()
+    audit = Audit([sink], metrics=True, process=False)
+    conn, target = _Conn(), _Target()
+    audit.opened(conn)
+    other_version = SyntaxId(Echo.__syntax__.uuid, (1, 1))
+    obj = uuid.UUID("6e1f8f62-0d6b-4f9e-9c39-5b0f7c3c2a11")
+    calls = [
+        _call(1),
+        _call(2, auth_type=10, auth_level=6, principal="DOM\\alice"),
+        _call(3, auth_type=10, auth_level=5, principal="DOM\\alice"),
+        _call(4, auth_type=10, auth_level=6, principal="DOM\\bob"),
+        _call(5, interface=other_version),
+        _call(6, object=obj),
+        _call(7),  # the first caller again
+        _call(8, auth_type=10, auth_level=6, principal="DOM\\alice"),
+    ]
+    for ev in calls:
+        audit.answered(conn, ev, target, 1, 4)
+    audit.faulted(conn, _call(9), target, 0x1C010002, 0)
+    assert audit.flush()
+    events = [valid(json.loads(line)) for line in sink.lines if '"action":"call"' in line]
+    assert [e["dcerpc"]["call_id"] for e in events] == list(range(1, 10))
+    auths = [e["dcerpc"]["auth"] for e in events]
+    assert auths[0] == auths[4] == auths[5] == auths[6] == auths[8] == {"type": "none", "level": "none"}
+    assert auths[1] == auths[7] == {"type": "ntlm", "level": "privacy", "principal": "DOM\\alice"}
+    assert auths[2] == {"type": "ntlm", "level": "integrity", "principal": "DOM\\alice"}
+    assert auths[3] == {"type": "ntlm", "level": "privacy", "principal": "DOM\\bob"}
+    versions = [e["dcerpc"]["interface"]["version"] for e in events]
+    assert versions == ["1.0"] * 4 + ["1.1"] + ["1.0"] * 4
+    assert [e["dcerpc"].get("object") for e in events] == [None] * 5 + [str(obj)] + [None] * 3
+    assert [e["event"]["outcome"] for e in events] == ["success"] * 8 + ["failure"]
+    assert events[8]["dcerpc"]["fault"] == {"status": "nca_s_op_rng_error", "code": 0x1C010002}
+    assert all(e["dcerpc"]["association"]["id"] == conn.number for e in events)
+    assert audit.counts() == {(("rpcecho", "AddOne"), 0): 8, (("rpcecho", "AddOne"), 0x1C010002): 1}
+    assert conn.calls == 9
+    audit.close()
+
+
+def test_sites_are_bounded_and_counts_survive_them() -> None:
+    """However many connections and callers, the sites kept stay bounded; the tallies (the metrics'
+    counts) do not start over when the sites do."""
+    audit = Audit(metrics=True)
+    target = _Target()
+    for n in range(5000):
+        conn = _Conn()
+        conn.number = n
+        audit.answered(conn, _call(n, auth_type=10, auth_level=6, principal=f"DOM\\user{n}"), target, 1, 4)
+    assert len(audit._sites) <= 4096
+    assert audit.counts() == {(("rpcecho", "AddOne"), 0): 5000}
