@@ -1,5 +1,5 @@
-"""Helpers for tests that capture with dumpcap and read the file back: whether the last packet
-reached the file, and what `dcerpc monitor --json` makes of it."""
+"""Helpers for tests that capture with dumpcap and read the file back: starting dumpcap in a
+namespace, whether the last packet reached the file, and what `dcerpc monitor --json` makes of it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,20 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.interop.netns import NetNs
+
+
+def start_dumpcap(ns: NetNs, pcap: Path, bpf: str) -> subprocess.Popen[str]:
+    """dumpcap on the namespace's loopback writing ``pcap`` (capture filter ``bpf``), returned
+    once it says it captures (it names the file then); stopped with SIGINT, it writes what it holds."""
+    cap = ns.popen(["dumpcap", "-i", "lo", "-f", bpf, "-w", str(pcap)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)  # fmt: skip
+    assert cap.stderr is not None
+    for line in cap.stderr:
+        if line.startswith("File:"):
+            break
+    return cap
 
 
 def marker_written(pcap: Path, marker: int, transport: str = "tcp") -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.audit.helpers import valid
-from tests.captures import wait_for_marker
+from tests.captures import start_dumpcap, wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 
@@ -169,12 +169,7 @@ def run(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
         f'metrics = "127.0.0.1:{METRICS}"\n[auth]\nntlm_users = "{users}"\n'
         f'[audit]\nfile = "{trail}"\n[detect]\nenabled = true\n'
     )
-    cap = netns.popen(["dumpcap", "-i", "lo", "-f", "tcp", "-w", str(pcap)], stdout=subprocess.DEVNULL,
-                      stderr=subprocess.PIPE)  # fmt: skip
-    assert cap.stderr is not None
-    for line in cap.stderr:  # dumpcap names the file once it captures
-        if line.startswith("File:"):
-            break
+    cap = start_dumpcap(netns, pcap, "tcp")
     netns.popen(
         [sys.executable, "-m", "dcerpc", "run", "--config", str(config), "--ports", "49152-49200",
          "--socket", str(tmp / "epm.sock")],

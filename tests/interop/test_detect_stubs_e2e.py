@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from tests.audit.helpers import valid
-from tests.captures import wait_for_marker
+from tests.captures import start_dumpcap, wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 
@@ -160,12 +160,7 @@ def run(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
     config = tmp / "dcerpc.toml"
     config.write_text(f'[audit]\nfile = "{trail}"\n[detect]\nenabled = true\n')
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cap = netns.popen(["dumpcap", "-i", "lo", "-f", "tcp", "-w", str(pcap)], stdout=subprocess.DEVNULL,
-                      stderr=subprocess.PIPE)  # fmt: skip
-    assert cap.stderr is not None
-    for line in cap.stderr:  # dumpcap names the file once it captures
-        if line.startswith("File:"):
-            break
+    cap = start_dumpcap(netns, pcap, "tcp")
     _ready(netns.popen([sys.executable, "-m", "dcerpc", "epm", "--socket", str(sock), "--json"],
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))  # fmt: skip
     served = [f"tests.detect.attacked:{name}" for name in SERVED]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.captures import monitor_json, wait_for_marker
+from tests.captures import monitor_json, start_dumpcap, wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 from tests.interop.test_smbtorture_echo import ECHO_TESTS
@@ -96,12 +96,7 @@ def capture(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     users = tmp / "users"
     users.write_text(f"{DOMAIN}:{USER}:{PASSWORD}\n")
     pcap = tmp / "session.pcapng"
-    dumpcap = ["dumpcap", "-i", "lo", "-f", f"tcp port {PORT}", "-w", str(pcap)]
-    cap = netns.popen(dumpcap, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert cap.stderr is not None
-    for line in cap.stderr:  # dumpcap names the file once it captures
-        if line.startswith("File:"):
-            break
+    cap = start_dumpcap(netns, pcap, f"tcp port {PORT}")
     server = netns.popen([sys.executable, "-c", SERVER, str(users), str(PORT)], stdin=subprocess.PIPE)
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"
     ours = netns.python("-c", OUR_CLIENT, str(PORT))

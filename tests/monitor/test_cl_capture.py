@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.captures import monitor_json, wait_for_marker
+from tests.captures import monitor_json, start_dumpcap, wait_for_marker
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 
@@ -149,12 +149,7 @@ def _captured_to_the_end(ns: NetNs, pcap: Path) -> None:
 def capture(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:  # noqa: F811
     require_peer(have("dumpcap") and have("tshark"), "dumpcap / tshark are not installed (Debian tshark)")
     pcap = tmp_path_factory.mktemp("cl") / "cl.pcapng"
-    cap = netns.popen(["dumpcap", "-i", "lo", "-f", f"udp port {PORT}", "-w", str(pcap)],
-                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    assert cap.stderr is not None
-    for line in cap.stderr:  # dumpcap names the file once it captures
-        if line.startswith("File:"):
-            break
+    cap = start_dumpcap(netns, pcap, f"udp port {PORT}")
     responder = netns.popen([sys.executable, "-c", RESPONDER, str(PORT)])
     assert responder.stdout is not None and responder.stdout.readline().strip() == "ready"
     client = netns.python("-c", CLIENT, str(PORT), ACT, OTHER)
