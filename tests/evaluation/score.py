@@ -122,33 +122,42 @@ def _each(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
 
 
-def tshark_calls(pcap: str | Path) -> Counter[Call]:
-    """The requests tshark dissects (first fragments), with the interface bound to their context."""
-    args = [*_TSHARK, str(pcap)]
+@functools.lru_cache(maxsize=4)
+def _tshark_pdus(pcap: str) -> tuple[tuple[str, int, str, int, dict[str, Any]], ...]:
+    """Each DCE/RPC PDU tshark dissects in ``pcap``, with its source and destination address and
+    port: one tshark run per file, read by both tshark_calls and tshark_binds."""
+    args = [*_TSHARK, pcap]
     frames = json.loads(
         subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout or "[]"
     )
-    contexts: dict[tuple[str, int, str, int], dict[int, str]] = {}
-    calls: Counter[Call] = Counter()
+    out: list[tuple[str, int, str, int, dict[str, Any]]] = []
     for frame in frames:
         layers = frame["_source"]["layers"]
         ip = layers.get("ip") or layers.get("ipv6") or {}
         tcp = layers.get("tcp", {})
         src, dst = ip.get("ip.src", ip.get("ipv6.src")), ip.get("ip.dst", ip.get("ipv6.dst"))
         sport, dport = int(tcp.get("tcp.srcport", 0)), int(tcp.get("tcp.dstport", 0))
-        for pdu in _each(layers.get("dcerpc")):
-            kind = int(pdu.get("dcerpc.pkt_type", -1))
-            if kind in (_BIND, _ALTER):
-                bound = contexts.setdefault((src, sport, dst, dport), {})
-                for item in _each(pdu.get("dcerpc.cn_ctx_item")):
-                    syntax = item.get("dcerpc.cn_bind_abstract_syntax", {})
-                    bound.setdefault(int(item["dcerpc.cn_ctx_id"]), syntax.get("dcerpc.cn_bind_to_uuid", ""))
-            elif kind == _REQUEST and int(pdu["dcerpc.cn_flags"], 16) & 1:  # PFC_FIRST_FRAG: one call
-                cid = int(pdu["dcerpc.cn_ctx_id"])
-                iface = contexts.get((src, sport, dst, dport), {}).get(cid, "")
-                calls[
-                    (src, sport, dst, dport, int(pdu["dcerpc.cn_call_id"]), iface, int(pdu["dcerpc.opnum"]))
-                ] += 1
+        out.extend((src, sport, dst, dport, pdu) for pdu in _each(layers.get("dcerpc")))
+    return tuple(out)
+
+
+def tshark_calls(pcap: str | Path) -> Counter[Call]:
+    """The requests tshark dissects (first fragments), with the interface bound to their context."""
+    contexts: dict[tuple[str, int, str, int], dict[int, str]] = {}
+    calls: Counter[Call] = Counter()
+    for src, sport, dst, dport, pdu in _tshark_pdus(str(pcap)):
+        kind = int(pdu.get("dcerpc.pkt_type", -1))
+        if kind in (_BIND, _ALTER):
+            bound = contexts.setdefault((src, sport, dst, dport), {})
+            for item in _each(pdu.get("dcerpc.cn_ctx_item")):
+                syntax = item.get("dcerpc.cn_bind_abstract_syntax", {})
+                bound.setdefault(int(item["dcerpc.cn_ctx_id"]), syntax.get("dcerpc.cn_bind_to_uuid", ""))
+        elif kind == _REQUEST and int(pdu["dcerpc.cn_flags"], 16) & 1:  # PFC_FIRST_FRAG: one call
+            cid = int(pdu["dcerpc.cn_ctx_id"])
+            iface = contexts.get((src, sport, dst, dport), {}).get(cid, "")
+            calls[
+                (src, sport, dst, dport, int(pdu["dcerpc.cn_call_id"]), iface, int(pdu["dcerpc.opnum"]))
+            ] += 1
     return calls
 
 
@@ -160,39 +169,28 @@ _RESULTS = {"0": "accepted", "1": "rejected", "2": "rejected", "3": "negotiate_a
 def tshark_binds(pcap: str | Path) -> Counter[Bound]:
     """Every context proposed in a bind or alter_context, with the result its answer gave it
     (``nak`` for a bind_nak, ``unanswered`` when no answer was dissected)."""
-    args = [*_TSHARK, str(pcap)]
-    frames = json.loads(
-        subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout or "[]"
-    )
     pending: dict[tuple[str, int, str], list[str]] = {}
     out: Counter[Bound] = Counter()
-    for frame in frames:
-        layers = frame["_source"]["layers"]
-        ip = layers.get("ip") or layers.get("ipv6") or {}
-        tcp = layers.get("tcp", {})
-        src, dst = ip.get("ip.src", ip.get("ipv6.src")), ip.get("ip.dst", ip.get("ipv6.dst"))
-        sport, dport = int(tcp.get("tcp.srcport", 0)), int(tcp.get("tcp.dstport", 0))
-        for pdu in _each(layers.get("dcerpc")):
-            kind, call_id = int(pdu.get("dcerpc.pkt_type", -1)), pdu.get("dcerpc.cn_call_id", "")
-            if kind in (_BIND, _ALTER):
-                items = _each(pdu.get("dcerpc.cn_ctx_item"))
-                if len(items) != int(pdu.get("dcerpc.cn_num_ctx_items", -1)):
-                    continue  # a bind cut short (tshark: malformed; the monitor: a malformed_bind violation)
-                pending[(src, sport, call_id)] = [
-                    i.get("dcerpc.cn_bind_abstract_syntax", {}).get("dcerpc.cn_bind_to_uuid", "")
-                    for i in items
-                ]
-            elif kind in (12, 13, 15):  # bind_ack, bind_nak, alter_context_resp
-                uuids = pending.pop((dst, dport, call_id), None)
-                if uuids is None:
-                    continue
-                if kind == 13:
-                    results = ["nak"] * len(uuids)
-                else:  # the result items are named by their position and meaning ("Ctx Item[1]: ...")
-                    results = [_RESULTS.get(v.get("dcerpc.cn_ack_result"), "?") for k, v in pdu.items()
-                               if k.startswith("Ctx Item")]  # fmt: skip
-                for u, r in zip(uuids, results, strict=False):
-                    out[(dst, dport, u, r)] += 1
+    for src, sport, dst, dport, pdu in _tshark_pdus(str(pcap)):
+        kind, call_id = int(pdu.get("dcerpc.pkt_type", -1)), pdu.get("dcerpc.cn_call_id", "")
+        if kind in (_BIND, _ALTER):
+            items = _each(pdu.get("dcerpc.cn_ctx_item"))
+            if len(items) != int(pdu.get("dcerpc.cn_num_ctx_items", -1)):
+                continue  # a bind cut short (tshark: malformed; the monitor: a malformed_bind violation)
+            pending[(src, sport, call_id)] = [
+                i.get("dcerpc.cn_bind_abstract_syntax", {}).get("dcerpc.cn_bind_to_uuid", "") for i in items
+            ]
+        elif kind in (12, 13, 15):  # bind_ack, bind_nak, alter_context_resp
+            uuids = pending.pop((dst, dport, call_id), None)
+            if uuids is None:
+                continue
+            if kind == 13:
+                results = ["nak"] * len(uuids)
+            else:  # the result items are named by their position and meaning ("Ctx Item[1]: ...")
+                results = [_RESULTS.get(v.get("dcerpc.cn_ack_result"), "?") for k, v in pdu.items()
+                           if k.startswith("Ctx Item")]  # fmt: skip
+            for u, r in zip(uuids, results, strict=False):
+                out[(dst, dport, u, r)] += 1
     for (src, sport, _), uuids in pending.items():
         for u in uuids:
             out[(src, sport, u, "unanswered")] += 1
