@@ -305,22 +305,23 @@ class Receiver(Generic[P]):
         a peer cannot make us hold more than it sends, nor more than these however it sends it."""
         limits = self.limits
         need = partial.size + n
+        have = len(partial.data)
         # A fragment announcing more than a call may be (its alloc_hint counts what remains) is
         # refused as the call it announces, before its run of fragments is taken in: Samba does
         # so for more than its 4 MiB (dcesrv_core.c, "up to 4 MByte are allowed by all
         # fragments"), and CVE-2022-26809's exploit is such a run announcing ~2^32 octets.
-        if partial.size + hint > limits.max_call_size:
-            self._drop(cid)
-            self._too_large(cid, partial)
-            return False
-        have = len(partial.data)
-        if need <= have:
+        announced = partial.size + hint
+        if need <= have and announced <= limits.max_call_size:
             return True
-        if need > limits.max_call_size or self._buffered + need - have > limits.max_buffered:
+        if (
+            need > limits.max_call_size
+            or announced > limits.max_call_size
+            or self._buffered + need - have > limits.max_buffered
+        ):
             self._drop(cid)
             self._too_large(cid, partial)
             return False
-        room = room_for(need, have, partial.size + hint, limits.max_call_size)  # hint: what remains
+        room = room_for(need, have, announced, limits.max_call_size)
         most = limits.max_buffered - self._buffered + have
         size = min(room, most)
         account = self.account
