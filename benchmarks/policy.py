@@ -9,7 +9,13 @@ Target (issue 15): at least 0.8x the rate without them, at both depths. Beside t
 one call cost in the client, the server's process and its audit writer process: on a machine shared
 with other work the rates move far more than these.
 
-    .venv/bin/python benchmarks/policy.py [--seconds S] [--no-uvloop] [--json]
+Each server runs ``--rounds`` times, plain and secured alternating, and the figures are the medians
+(this machine's speed drifts by tens of percent within minutes). With two CPUs or more the server is
+pinned to CPU 0, and this client and the server's audit writer process to CPU 1 (``--no-pin``
+leaves them to the kernel): the server's CPU is then its own, as a server's is on a host with cores
+to spare, and the writer competes with the client, not with the server it serves.
+
+    .venv/bin/python benchmarks/policy.py [--seconds S] [--rounds N] [--no-pin] [--no-uvloop] [--json]
 """
 
 from __future__ import annotations
@@ -116,49 +122,76 @@ async def bench(port: int, seconds: float, pid: int) -> dict[str, float]:
     return out
 
 
+def _pin(pid: int, cpu: int) -> None:
+    """Keep process ``pid`` on ``cpu`` (its children started later inherit it)."""
+    os.sched_setaffinity(pid, {cpu})
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def run(args: argparse.Namespace, ctx: Any, uvloop: bool, secured: bool, tmp: str) -> dict[str, float]:
+    """One server, measured at both depths."""
+    port = free_port()
+    ready = ctx.Event()
+    proc = ctx.Process(target=serve, args=(port, ready, uvloop, secured, tmp), daemon=True)
+    proc.start()
+    if not ready.wait(60):
+        raise RuntimeError("server did not start")
+    try:
+        if args.pin:  # the server alone on CPU 0; this client and the audit writer on CPU 1
+            assert proc.pid is not None
+            _pin(proc.pid, 0)
+            for child in _children(proc.pid):
+                _pin(child, 1)
+        return asyncio.run(bench(port, args.seconds, proc.pid or 0))
+    finally:
+        proc.terminate()
+        proc.join()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per depth and run")
+    parser.add_argument("--rounds", type=int, default=3, help="plain and secured runs, alternating")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="leave the processes where the kernel puts them")  # fmt: skip
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    args.pin = args.pin and len(os.sched_getaffinity(0)) >= 2
     uvloop = not args.no_uvloop
     loop_name = use_uvloop(uvloop)
+    if args.pin:
+        _pin(os.getpid(), 1)
     ctx = multiprocessing.get_context("spawn")
-    results: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "secured": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, secured in (
-            ("plain", False),
-            ("secured", True),
-            ("plain again", False),
-            ("secured again", True),
-        ):
-            port = free_port()
-            ready = ctx.Event()
-            proc = ctx.Process(target=serve, args=(port, ready, uvloop, secured, tmp), daemon=True)
-            proc.start()
-            if not ready.wait(60):
-                raise RuntimeError("server did not start")
-            try:
-                results[name] = asyncio.run(bench(port, args.seconds, proc.pid))
-            finally:
-                proc.terminate()
-                proc.join()
-    plain = {k: max(results["plain"][k], results["plain again"][k]) for k in ("one", "many")}
-    secured = {k: max(results["secured"][k], results["secured again"][k]) for k in ("one", "many")}
-    ratios = {k: secured[k] / plain[k] for k in plain}
+        for _ in range(args.rounds):
+            for name, secured in (("plain", False), ("secured", True)):
+                runs[name].append(run(args, ctx, uvloop, secured, tmp))
+    keys = list(runs["plain"][0])
+    median = {name: {k: _median([r[k] for r in rs]) for k in keys} for name, rs in runs.items()}
+    ratios = {k: median["secured"][k] / median["plain"][k] for k in ("one", "many")}
     if args.json:
-        print(json.dumps({"loop": loop_name, "runs": results, "ratios": ratios}, indent=2))
+        print(json.dumps({"loop": loop_name, "pinned": args.pin, "runs": runs, "median": median,
+                          "ratios": ratios}, indent=2))  # fmt: skip
         return 0
-    print(f"{loop_name}; {RULES}-rule policy; best of two runs each")
+    where = "server on CPU 0, client and audit writer on CPU 1" if args.pin else "not pinned"
+    print(f"{loop_name}; {RULES}-rule policy; {where}; median of {args.rounds} alternating runs")
     print(f"{'':>14} {'1 in flight':>14} {'64 in flight':>14}")
-    for name, r in results.items():
-        print(f"{name:>14} {r['one']:>12,.0f}/s {r['many']:>12,.0f}/s")
+    for name, rs in runs.items():
+        for i, r in enumerate(rs):
+            print(f"{name + ' ' + str(i + 1):>14} {r['one']:>12,.0f}/s {r['many']:>12,.0f}/s")
+    for name, r in median.items():
+        print(f"{name + ' median':>14} {r['one']:>12,.0f}/s {r['many']:>12,.0f}/s")
     print(f"{'ratio':>14} {ratios['one']:>13.2f}x {ratios['many']:>13.2f}x   (target >= 0.80x)")
-    print("CPU per call, us (client / server process / its audit writer process):")
-    for name, r in results.items():
+    print("CPU per call, us, medians (client / server process / its audit writer process):")
+    for name, r in median.items():
         cells = [f"{r[f'{k}_client_us']:5.1f} / {r[f'{k}_server_us']:5.1f} / {r[f'{k}_writer_us']:4.1f}"
                  for k in ("one", "many")]  # fmt: skip
         print(f"{name:>14}  {cells[0]:>22}  {cells[1]:>22}")

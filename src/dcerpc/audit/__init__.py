@@ -2,7 +2,7 @@
 server's debug lines: see observer.py, and docs/audit.md for the events."""
 
 from .fields import peer_text
-from .observer import LATENCY_BUCKETS, Audit, Connection, Site
+from .observer import LATENCY_BUCKETS, Audit, Connection, Site, Tally
 from .sinks import FileSink, StdoutSink, SyslogSink
 from .writer import Sink, Writer
 
@@ -15,6 +15,7 @@ __all__ = [
     "Site",
     "StdoutSink",
     "SyslogSink",
+    "Tally",
     "Writer",
     "peer_text",
 ]

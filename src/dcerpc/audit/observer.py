@@ -13,10 +13,10 @@ it, each hook pays one more ``is not None`` test.
 What each call costs when the observer is on: its **site** (:class:`Site`: what a connection's
 calls of one operation, caller and outcome share), the connection's last of that operation, one
 look-up and five ``is`` tests; with metrics, the site's :class:`Tally` incremented and a
-histogram bucket (a shift and ``bit_length``); with audit events, the site's JSON template and the
-call's five numbers appended to the writer's queue as one tuple, and its share of a batch's pickle
-to the writer process (process.py; the template is pickled once a batch), which fills in the
-numbers (a thread does, writer.py, for sinks of other kinds). The counters are plain ints and
+histogram bucket (a shift and ``bit_length``); with audit events, the site's slot and the call's
+five numbers appended to the writer's open chunk, an array of integers (calls.py: the site's JSON
+pieces go once a chunk), which the writer process fills in (process.py; a thread does, writer.py,
+for sinks of other kinds). The counters are plain ints and
 dicts that a Prometheus collector reads when scraped (``dcerpc.metrics``); nothing here imports
 prometheus_client.
 
@@ -40,6 +40,7 @@ from ..pdu.constants import ProviderReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.events import Authenticated, BindAccepted, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
+from .calls import Parts
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
 from .process import ProcessWriter, portable
 from .sinks import FileSink, StdoutSink, SyslogSink
@@ -73,7 +74,6 @@ failed bind or alter-context event."""
 _REASONS: Final = {r.value: r.name.lower() for r in ProviderReason}
 _numbers = itertools.count(1)
 _perf = time.perf_counter_ns
-_time_ns = time.time_ns
 
 
 class Operation(Protocol):
@@ -257,35 +257,33 @@ def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
 def call_template(
     number: int, peer: Any, interface: SyntaxId, ifname: str | None, operation: str | None, opnum: int,
     obj: Any, auth_type: int, auth_level: int, principal: str | None, status: int,
-) -> str:  # fmt: skip
-    """The call event's JSON line with ``%d``/``%s`` where each call's numbers go (duration, call
-    id, octets in and out, the ``@timestamp`` text), written out directly: the one event made per
-    call (the general path through dicts and json costs several times more). Same fields and order
-    as the others. What a connection's calls of one operation share (a :class:`Site`) is made once,
-    on the loop; the writer fills in each call's numbers (:func:`writer.format_record`)."""
-
-    def q(text: str) -> str:  # a JSON string, and % kept for the template
-        return _quote(text).replace("%", "%%")
-
-    iface = _interface_json(interface, ifname).replace("%", "%%")
+) -> Parts:  # fmt: skip
+    """The call event's JSON line cut where each call's numbers go (duration, call id, octets in and
+    out, the ``@timestamp`` text), written out directly: the one event made per call (the general
+    path through dicts and json costs several times more). Same fields and order as the others.
+    What a connection's calls of one operation share (a :class:`Site`) is made once, on the loop;
+    the writer fills in each call's numbers (calls.format_calls)."""
+    iface = _interface_json(interface, ifname)
     auth = f'"type":"{auth_type_name(auth_type)}","level":"{auth_level_name(auth_level)}"'
     if principal is not None:
-        auth += f',"principal":{q(principal)}'
+        auth += f',"principal":{_quote(principal)}'
     extra = ""
     if operation is not None:
-        extra += f',"operation":{q(operation)}'
+        extra += f',"operation":{_quote(operation)}'
     if obj is not None:
         extra += f',"object":"{obj}"'
     if status:
-        extra += f',"fault":{{"status":{q(status_name(status))},"code":{status}}}'
+        extra += f',"fault":{{"status":{_quote(status_name(status))},"code":{status}}}'
     src_ip, src_port = address(peer)
-    source = f',"source":{{"ip":{q(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
+    source = f',"source":{{"ip":{_quote(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
     return (
         f'{{"event":{{"kind":"event","category":["network"],"action":"call",'
-        f'"outcome":"{"failure" if status else "success"}","duration":%d}},'
-        f'"dcerpc":{{"association":{{"id":{number}}},"call_id":%d,{iface},"opnum":{opnum},'
-        f'"octets":{{"in":%d,"out":%d}},"auth":{{{auth}}}{extra}}}{source},'
-        f'"@timestamp":"%s","ecs":{{"version":"{ECS_VERSION}"}}}}\n'
+        f'"outcome":"{"failure" if status else "success"}","duration":',
+        f'}},"dcerpc":{{"association":{{"id":{number}}},"call_id":',
+        f',{iface},"opnum":{opnum},"octets":{{"in":',
+        ',"out":',
+        f'}},"auth":{{{auth}}}{extra}}}{source},"@timestamp":"',
+        f'","ecs":{{"version":"{ECS_VERSION}"}}}}\n',
     )
 
 
@@ -301,20 +299,25 @@ class Tally:
 
 class Site:
     """What a connection's calls of one operation, caller and outcome share: the call event's
-    template (None without a writer) and the metrics' tally. A connection keeps the last site of
-    each operation (``Connection.sites``): a call is one look-up and five ``is`` tests of what its
-    caller could have changed (another context's interface version, another security context)."""
+    pieces (None without a writer), its slot in the writer's open chunk of calls (calls.py) and the
+    metrics' tally. A connection keeps the last site of each operation (``Connection.sites``): a
+    call is one look-up and five ``is`` tests of what its caller could have changed (another
+    context's interface version, another security context)."""
 
-    __slots__ = ("auth_level", "auth_type", "interface", "object", "principal", "tally", "template")
+    __slots__ = (
+        "auth_level", "auth_type", "chunk", "interface", "object", "parts", "principal", "slot", "tally",
+    )  # fmt: skip
 
-    def __init__(self, ev: CallReceived, template: str | None, tally: Tally) -> None:
+    def __init__(self, ev: CallReceived, parts: Parts | None, tally: Tally) -> None:
         self.interface = ev.interface
         self.auth_type = ev.auth_type
         self.auth_level = ev.auth_level
         self.principal = ev.principal
         self.object = ev.object
-        self.template = template
+        self.parts = parts
         self.tally = tally
+        self.chunk: list[Parts] | None = None  # the chunk it has a slot in (CallChunks.enrol)
+        self.slot = 0
 
 
 _SITES: Final = 4096  # sites kept (the keys are partly the client's choice): beyond, made again
@@ -511,8 +514,10 @@ class Audit:
     def answered(
         self, conn: Connection, ev: CallReceived, target: Operation, started: int, out_octets: int
     ) -> None:
-        """A call was answered; ``started``: perf_counter_ns() when its task was made."""
-        duration = _perf() - started
+        """A call was answered; ``started``: perf_counter_ns() when the read that completed it was
+        handled."""
+        now = _perf()
+        duration = now - started
         conn.calls += 1
         site = conn.sites.get(target)
         if (
@@ -527,9 +532,14 @@ class Audit:
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            # the site's template and this call's numbers: not the event (its stub is a call's whole
-            # buffer), nor what the connection's calls share (in the template, made once)
-            w.put((site.template, _time_ns(), duration, ev.call_id, len(ev.stub), out_octets))
+            # the site's slot and this call's numbers (calls.py): not the event (its stub is a
+            # call's whole buffer), nor what the connection's calls share (the site's, made once)
+            if site.chunk is not w.templates:
+                w.enrol(site)
+            numbers = w.numbers
+            numbers += (site.slot, now, duration, ev.call_id, len(ev.stub), out_octets)
+            if len(numbers) >= w.limit:
+                w.ship()
         if self.detect is not None:
             self.detect.called(self, conn, ev, 0)
         if self.debug:
@@ -540,7 +550,8 @@ class Audit:
     ) -> None:
         """A call was answered with a fault: refused before it ran (``started`` 0: no duration), or
         by its implementation; ``target`` None when no operation was resolved."""
-        duration = _perf() - started if started else 0
+        now = _perf()
+        duration = now - started if started else 0
         conn.calls += 1
         site = self._site(conn, ev, target, status)  # (faults are fewer: their own look-up)
         if self.metrics:
@@ -549,7 +560,11 @@ class Audit:
             self.latency_sum += duration
         w = self.writer
         if w is not None:
-            w.put((site.template, _time_ns(), duration, ev.call_id, len(ev.stub), 0))
+            if site.chunk is not w.templates:
+                w.enrol(site)
+            w.numbers += (site.slot, now, duration, ev.call_id, len(ev.stub), 0)
+            if len(w.numbers) >= w.limit:
+                w.ship()
         if self.detect is not None:
             self.detect.called(self, conn, ev, status)
         if self.debug:
@@ -558,7 +573,7 @@ class Audit:
 
     def _site(self, conn: Connection, ev: CallReceived, target: Operation | None, status: int) -> Site:
         """The site of a call its connection's last of the operation does not share: found among
-        the sites of every connection by all it is made of, or made (its template, its tally)."""
+        the sites of every connection by all it is made of, or made (its pieces, its tally)."""
         sites = self._sites
         key = (conn.number, ev.interface, ev.opnum, target, ev.auth_type, ev.auth_level, ev.principal,
                ev.object, status)  # fmt: skip
@@ -574,13 +589,13 @@ class Audit:
         if tally is None:
             tally = self.tallies[names, status] = Tally()
         ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
-        template = None
+        parts = None
         if self.writer is not None:
-            template = call_template(
+            parts = call_template(
                 conn.number, conn.peer, ev.interface, ifname, operation, ev.opnum, ev.object, ev.auth_type,
                 ev.auth_level, ev.principal, status,
             )  # fmt: skip
-        site = sites[key] = Site(ev, template, tally)
+        site = sites[key] = Site(ev, parts, tally)
         if not status:
             if len(conn.sites) >= 256:
                 conn.sites.clear()

@@ -55,7 +55,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..pdu.syntax import SyntaxId
-from .writer import Record, Sink, format_record
+from .calls import CALL, CallChunks
+from .writer import Record, Sink, format_lines
 
 __all__ = ["ProcessWriter", "portable"]
 
@@ -99,12 +100,17 @@ def _dumps(obj: Any) -> bytes:
     return out.getvalue()
 
 
+def _events(record: Record) -> int:
+    """Events a queued record is: one, or a chunk's calls."""
+    return len(record[3]) // CALL.size if record[0] is None else 1
+
+
 def portable(sinks: Sequence[Sink]) -> bool:
     """The sinks can be made again in a writer process (ours, each made from its settings)."""
     return all(getattr(s, "portable", False) for s in sinks)
 
 
-class ProcessWriter:
+class ProcessWriter(CallChunks):
     """Sends queued events to a writer process (see the module docstring); :class:`writer.Writer`'s
     interface, for sinks that :func:`portable` accepts.
 
@@ -122,6 +128,9 @@ class ProcessWriter:
         for sink in self.sinks:
             sink.close()  # the process opens its own
         self._queue: collections.deque[Record] = collections.deque()
+        self._queued = 0  # events queued so far (the loop counts these)
+        self._framed = 0  # of them, taken into frames (under the lock: a flush may do it)
+        self._init_chunks()
         self._frames: collections.deque[list[Any]] = collections.deque()  # [memoryview, events]
         self._waiting = 0  # events in _frames
         self._lock = threading.RLock()  # the loop's timer and a caller of flush() in another thread
@@ -146,19 +155,26 @@ class ProcessWriter:
 
     def put(self, record: Record) -> None:
         """Queue one event (never blocks; dropped and counted when ``capacity`` wait)."""
-        queue = self._queue
-        n = len(queue)
-        if n + self._waiting >= self.capacity or self._closed:
-            self.dropped += 1
+        if self.numbers:
+            self.ship()  # the calls before it go first
+        self._enqueue(record, 1)
+
+    def _enqueue(self, record: Record, events: int) -> None:
+        """Queue an event, or a shipped chunk of ``events`` calls (calls.CallChunks)."""
+        n = self._queued - self._framed
+        if n + self._waiting + events > self.capacity or self._closed:
+            self.dropped += events
             return
-        queue.append(record)
-        if n >= _BATCH - 1:
+        self._queue.append(record)
+        self._queued += events
+        if n + events >= _BATCH:
             self._send()
         elif self._timer is None:
             self._arm()
 
     def reopen(self) -> None:
         """Reopen the sinks' files, after the events queued before this (logrotate moved them)."""
+        self.ship_open(time.monotonic() + 5.0)
         with self._lock:
             self._frame_events()
             self._control(("reopen",))
@@ -182,6 +198,8 @@ class ProcessWriter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event queued so far is written (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
+        if not self.ship_open(deadline):  # (not under the lock: the loop may need it to ship)
+            return False
         with self._lock:
             if self._proc is None and not self._respawn(force=True):
                 return False
@@ -215,16 +233,20 @@ class ProcessWriter:
 
     # sending --------------------------------------------------------------------------------------
 
-    def _arm(self) -> None:
+    def _arm(self) -> bool:
+        """The timer that sends what waits (and ships the open chunk of calls); False when not on
+        a loop (a test, a thread): what waits is sent now."""
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on a loop (a test, a thread): now
+        except RuntimeError:
             self._send()
-            return
+            return False
         if self._timer is None:
             self._timer = loop.call_later(_POLL, self._tick)
+        return True
 
     def _tick(self) -> None:
+        self.ship()  # (the timer still set: the chunk queued does not arm another)
         self._timer = None
         self._send()
         if self._queue or self._frames:
@@ -241,20 +263,27 @@ class ProcessWriter:
         queue = self._queue
         popleft = queue.popleft  # not list(queue) and clear(): put() may append in between (threads)
         while queue:
-            batch = [popleft() for _ in range(min(len(queue), _BATCH))]
+            batch = []
+            events = 0
+            while queue and events < _BATCH:  # _BATCH events, a chunk of calls counting its calls
+                record = popleft()
+                batch.append(record)
+                events += _events(record)
+            self._framed += events
             try:
                 data = _dumps(batch)
             except Exception:  # an event that does not pickle loses itself, not its batch
                 batch = [r for r in batch if self._pickles(r)]
+                events = sum(map(_events, batch))
                 data = _dumps(batch)
-            self._frames.append([memoryview(_LEN.pack(len(data)) + data), len(batch)])
-            self._waiting += len(batch)
+            self._frames.append([memoryview(_LEN.pack(len(data)) + data), events])
+            self._waiting += events
 
     def _pickles(self, record: Record) -> bool:
         try:
             _dumps(record)
         except Exception:
-            self.dropped += 1
+            self.dropped += _events(record)
             log.exception("audit event %r does not pickle", record[0])
             return False
         return True
@@ -398,6 +427,8 @@ class ProcessWriter:
         self._lock = threading.RLock()
         self._timer = None
         self._queue.clear()
+        self._queued = self._framed = 0
+        self._init_chunks()
         self._frames.clear()
         self._waiting = 0
         self._close_fds()
@@ -453,15 +484,9 @@ def main() -> None:
             continue
         message = pickle.loads(frame)
         if isinstance(message, list):
-            lines = []
-            for record in message:
-                try:
-                    lines.append(format_record(record))
-                except Exception:  # a formatter's bug loses its event, not the trail
-                    log.exception("audit event %r does not format", record[0])
-            text = "".join(lines)
-            errors += _each(sinks, "write", text)
-            written += len(message)
+            lines, events = format_lines(message)
+            errors += _each(sinks, "write", "".join(lines))
+            written += events
             with contextlib.suppress(OSError):  # a report not read yet: the next says it (or gone)
                 os.set_blocking(back, False)
                 os.write(back, _STATUS.pack(acked, written, errors))

@@ -20,6 +20,7 @@ logrotate moved them).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol, cast
 
+from .calls import CALL, CallChunks, format_calls
 from .fields import iso_timestamp
 
 __all__ = ["ECS_VERSION", "Record", "Sink", "Writer", "nest"]
@@ -40,9 +42,8 @@ _WAKE: Final = 256  # events waiting that wake the writer at once
 _BATCH: Final = 512  # events formatted per write
 
 Record = tuple[Any, ...]
-"""(formatter, time_ns, *args): the formatter makes the event's object from the args. A call event
-is (template, time_ns, duration, call_id, octets in, octets out): its site's JSON line with the
-call's numbers to fill in (observer.call_template)."""
+"""(formatter, time_ns, *args): the formatter makes the event's object from the args. Or a shipped
+chunk of call events, (None, offset, pieces, numbers) (calls.py)."""
 
 
 class Sink(Protocol):
@@ -74,17 +75,32 @@ _ECS: Final = {"version": ECS_VERSION}
 
 
 def format_record(record: Record) -> str:
-    """One event as its JSON line (with the newline)."""
-    fmt = record[0]
-    if type(fmt) is str:  # a call event: its site's template
-        return fmt % (record[2], record[3], record[4], record[5], iso_timestamp(record[1]))
-    event = cast(Callable[..., dict[str, Any]], fmt)(*record[2:])
+    """One event (not a chunk of calls: :func:`format_lines`) as its JSON line (with the newline)."""
+    event = cast(Callable[..., dict[str, Any]], record[0])(*record[2:])
     event["@timestamp"] = iso_timestamp(record[1])
     event["ecs"] = _ECS
     return _encode(event) + "\n"
 
 
-class Writer:
+def format_lines(records: Iterable[Record]) -> tuple[list[str], int]:
+    """The JSON lines of queued records (events and chunks of calls), and the events they were: a
+    record that does not format (a formatter's bug) loses itself, not the batch (logged)."""
+    lines: list[str] = []
+    events = 0
+    for record in records:
+        try:
+            if record[0] is None:
+                events += len(record[3]) // CALL.size
+                lines += format_calls(record)
+            else:
+                events += 1
+                lines.append(format_record(record))
+        except Exception:
+            log.exception("audit event %r does not format", record[0])
+    return lines, events
+
+
+class Writer(CallChunks):
     """Formats and writes queued events on a thread of its own (see the module docstring).
 
     Args:
@@ -95,11 +111,15 @@ class Writer:
     def __init__(self, sinks: Sequence[Sink], capacity: int = 65536) -> None:
         self.sinks = list(sinks)
         self.capacity = capacity
-        self._handoff = capacity // 2  # queue length from which put() hands the GIL to the writer
+        self._handoff = capacity // 2  # events waiting from which put() hands the GIL to the writer
         self.dropped = 0  # events not queued: the queue was full
         self.written = 0  # events written (to every sink that took them)
         self.errors = 0  # batches a sink failed to write
         self._queue: collections.deque[Record] = collections.deque()
+        self._queued = 0  # events queued so far (counted by the loop only)
+        self._taken = 0  # of them, taken by the thread (counted by it only): no count shared
+        self._timer: asyncio.TimerHandle | None = None  # ships the open chunk of calls
+        self._init_chunks()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -110,29 +130,51 @@ class Writer:
 
     def put(self, record: Record) -> None:
         """Queue one event (the loop's call: never blocks; dropped and counted when full)."""
-        queue = self._queue
-        n = len(queue)
-        if n >= self.capacity:
-            self.dropped += 1
+        if self.numbers:
+            self.ship()  # the calls before it go first
+        self._enqueue(record, 1)
+
+    def _enqueue(self, record: Record, events: int) -> None:
+        n = self._queued - self._taken
+        if n + events > self.capacity:
+            self.dropped += events
             return
-        queue.append(record)
-        if n == _WAKE:
+        self._queue.append(record)
+        self._queued += events
+        if n < _WAKE <= n + events:
             self._wake.set()
-        elif n >= self._handoff and not n & 255:
+        elif n >= self._handoff and n >> 8 != (n + events) >> 8:
             # half full: the writer thread is not getting the interpreter (a loop that never waits
             # on a socket keeps the GIL). Let it have it now, a switch interval's worth: not a wait
             # on the disk (a writer blocked in write() does not hold the GIL), so no call waits on I/O
             self._wake.set()
             time.sleep(0)
 
+    def _arm(self) -> bool:
+        if self._timer is not None:
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._timer = loop.call_later(_POLL, self._tick)
+        return True
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.ship()
+
     def reopen(self) -> None:
         """Reopen the sinks' files before the next batch (logrotate moved them)."""
+        self.ship_open(time.monotonic() + 5.0)
         self._reopen = True
         self._wake.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event is written (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
+        if not self.ship_open(deadline):
+            return False
         while self._queue or not self._idle.is_set():
             self._wake.set()
             if time.monotonic() > deadline:
@@ -159,15 +201,10 @@ class Writer:
                 self._each(lambda s: s.reopen())
             while queue:
                 self._idle.clear()
-                lines = []
-                for _ in range(min(len(queue), _BATCH)):
-                    record = queue.popleft()
-                    try:
-                        lines.append(format_record(record))
-                    except Exception:  # a formatter's bug loses its event, not the trail
-                        log.exception("audit event %r does not format", record[0])
+                lines, events = format_lines(queue.popleft() for _ in range(min(len(queue), _BATCH)))
+                self._taken += events  # out of the queue: room for more while the sinks write
                 self._write("".join(lines))
-                self.written += len(lines)
+                self.written += events
             self._idle.set()
 
     def _write(self, text: str) -> None:
@@ -189,4 +226,4 @@ class Writer:
 
 def drain(records: Iterable[Record]) -> list[dict[str, Any]]:
     """The events ``records`` make, as objects (what the writer would write; for tests)."""
-    return [json.loads(format_record(r)) for r in records]
+    return [json.loads(line) for line in format_lines(records)[0]]

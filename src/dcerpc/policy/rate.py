@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["KINDS", "Bucket", "Meter", "RateLimits", "Throttle"]
+__all__ = ["KINDS", "Bucket", "Level", "Meter", "RateLimits", "Throttle"]
 
 KINDS: Final = ("connections", "contexts", "calls", "auth_failures", "handshakes", "control")
 
@@ -69,7 +69,7 @@ class RateLimits:
         return b
 
 
-class _Level:
+class Level:
     """One kind's bucket of one source: its tokens when last taken from, and when (``now``)."""
 
     __slots__ = ("at", "tokens")
@@ -81,7 +81,7 @@ class _Level:
 
 @dataclass(slots=True)
 class _Source:
-    levels: dict[str, _Level] = field(default_factory=dict)  # by kind, once a token was taken
+    levels: dict[str, Level] = field(default_factory=dict)  # by kind, once a token was taken
     gone: bool = False  # forgotten (the least recently seen of too many): a Meter looks again
 
 
@@ -139,7 +139,7 @@ class Throttle:
     def _store(state: _Source, kind: str, tokens: float, now: float) -> None:
         level = state.levels.get(kind)
         if level is None:
-            state.levels[kind] = _Level(tokens, now)
+            state.levels[kind] = Level(tokens, now)
         else:
             level.tokens, level.at = tokens, now
 
@@ -202,10 +202,12 @@ class Throttle:
 
 
 class Meter:
-    """One source's bucket of one kind as a connection holds it (:meth:`Throttle.meter`): a call's
-    token is :meth:`take`, the bucket's own level read and written in place, the source kept the
-    most recently seen; the same bucket as :meth:`Throttle.take_counted` takes from (a source's
-    connections share it). A source forgotten meanwhile is looked up again, and starts full."""
+    """One source's bucket of one kind as a connection holds it (:meth:`Throttle.meter`), the same
+    bucket :meth:`Throttle.take_counted` takes from (a source's connections share it). A connection
+    reads its level once per read (:meth:`refill`: refilled to ``now``, the source kept the most
+    recently seen) and its calls of that read take their tokens from that level in place, one
+    subtraction each: nothing else runs between them, so no other connection of the source sees the
+    bucket half spent. A source forgotten meanwhile is looked up again, and starts full."""
 
     __slots__ = ("_burst", "_key", "_kind", "_level", "_rate", "_source", "_throttle")
 
@@ -216,31 +218,37 @@ class Meter:
         self._rate = bucket.rate
         self._burst = bucket.burst
         self._source: _Source | None = None
-        self._level = _Level(0.0, 0.0)
+        self._level = Level(0.0, 0.0)
 
-    def take(self, now: float) -> bool:
-        """One token (False: over the rate, counted in the throttle's ``limited``)."""
+    def refill(self, now: float) -> Level:
+        """The bucket's level at ``now``: take a token by ``level.tokens -= 1`` while it is at
+        least 1, and call :meth:`refused` for a token it did not have."""
         source = self._source
         if source is None or source.gone:
-            return self._attach(now)
-        self._throttle._sources.move_to_end(self._key)
-        level = self._level
-        tokens = level.tokens
+            throttle = self._throttle
+            self._source = source = throttle._state(self._key)
+            level = source.levels.get(self._kind)
+            if level is None:
+                level = source.levels[self._kind] = Level(self._burst, now)
+            self._level = level
+        else:
+            self._throttle._sources.move_to_end(self._key)
+            level = self._level
         elapsed = now - level.at
         if elapsed > 0:
-            tokens += elapsed * self._rate
-            tokens = min(tokens, self._burst)
+            level.tokens = min(level.tokens + elapsed * self._rate, self._burst)
         level.at = now
-        if tokens < 1:
-            level.tokens = tokens
-            self._throttle.limited[self._kind] += 1
-            return False
-        level.tokens = tokens - 1
-        return True
+        return level
 
-    def _attach(self, now: float) -> bool:
-        throttle = self._throttle
-        taken = throttle.take_counted(self._kind, self._key, now)
-        self._source = source = throttle._sources[self._key]
-        self._level = source.levels[self._kind]
-        return taken
+    def refused(self) -> None:
+        """A token the level did not have (counted in the throttle's ``limited``)."""
+        self._throttle.limited[self._kind] += 1
+
+    def take(self, now: float) -> bool:
+        """One token now (False: over the rate, counted)."""
+        level = self.refill(now)
+        if level.tokens < 1:
+            self.refused()
+            return False
+        level.tokens -= 1
+        return True

@@ -40,9 +40,13 @@ The log lines a peer can provoke (bad stubs, faults, results that do not encode)
                                           drops the answer of an orphaned call)
 
 An observed connection (the server has an ``audit.Audit``, or DEBUG logging was on when it was
-accepted) reports its association, binds, handshakes, violations and calls to it: its ``_run`` is
-an instance attribute that times the task (``_timed_run``), its transport counts octets written
-(``aio.stream.Counted``). An unobserved call pays one ``is not None`` test, at its answer.
+accepted) reports its association, binds, handshakes, violations and calls to it: each read's
+calls are timed from the read (one clock per read, handed to the call's task), its transport counts
+octets written (``aio.stream.Counted``). An unobserved call pays one ``is not None`` test, at its
+answer, and one more argument to its task.
+
+A source's call rate (policy.rate) is taken the same way: its bucket is refilled once per read
+(``Meter.refill``), and each call of the read takes its token from the level, one subtraction.
 
 The task's cost: one Task per call, its first step one turn of the loop after the read (Python 3.11
 has no eager start; on 3.12 and later the task starts eagerly, inside the read, and a call that does
@@ -58,19 +62,19 @@ import inspect
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._errors import FaultError, NdrError
 from ..aio.server import ServerProtocol
 from ..aio.stream import Counted
-from ..audit import Audit, Site, peer_text
+from ..audit import Audit, Site, Tally, peer_text
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
 from ..pdu import constants as const
 from ..pdu.syntax import SyntaxId
-from ..policy.rate import Meter, Throttle
+from ..policy.rate import Level, Meter, Throttle
 from ..policy.rules import Action, Policy
 from ..protocol.events import (
     Authenticated,
@@ -90,7 +94,7 @@ from .flags import InterfaceFlags
 from .ratelimit import LogLimiter
 
 _Task = asyncio.Task  # once per call: a global rather than a module attribute
-_clock = time.perf_counter_ns  # a call's arrival, when observed (audit, metrics)
+_clock = time.perf_counter_ns  # a read's arrival, when observed (audit, metrics)
 
 __all__ = ["Dispatcher", "Host", "Target", "foreign_handle", "status_of"]
 
@@ -246,10 +250,13 @@ class Dispatcher:
         self._policy: Policy | None = None  # the host's policy in that generation
         self._throttle: Throttle | None = None  # and its rate limits
         self._meter: Meter | None = None  # this source's call rate (None: not limited)
+        self._level: Level | None = None  # its level for the read's calls (refilled per read)
+        self._arrived = 0  # perf_counter_ns() of the read being handled (when observed)
         self._gated = False  # any of them, or the host draining: calls are looked at first
         self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
         self._control = 0  # the association's control PDUs already paced (Limits.control_rate)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
+        self._allowed: Tally | None = None  # the enforcer's count of calls allowed so (call:allow)
         self._unstarted = 0  # tasks made whose first step has not run yet
         # observed (audit events, metrics, debug lines): one test of this per call when not
         self._audit = audit = host.observer()
@@ -260,8 +267,6 @@ class Dispatcher:
         proto.attach(assoc, self.handle_events, self.connection_lost)
         self._written: Counted | None = None
         if audit is not None:
-            # an observed call is timed from its task's making: the class's _run, given the time
-            self._run = self._timed_run  # type: ignore[method-assign, assignment]
             self._written = proto.count_sent()
             audit.opened(self, proto.credentials)
         limits = host.limits
@@ -320,7 +325,6 @@ class Dispatcher:
         self.host.release(self)
         if self._audit is not None:
             self._audit.closed(self, self.proto.received, self._written.sent if self._written else 0)
-            vars(self).pop("_run", None)  # the timed _run is a bound method: a cycle through self
 
     def _expired(self, kind: str) -> None:
         """A deadline passed (aio.deadlines): the connection closes, the server counts and logs it."""
@@ -332,6 +336,10 @@ class Dispatcher:
 
     def handle_events(self) -> None:
         """Act on what the association made of the last read."""
+        if self._audit is not None:
+            self._arrived = _clock()  # the read's calls are timed from here
+        if self._meter is not None:
+            self._level = self._meter.refill(self._loop.time())  # and take their tokens from this
         for ev in self.assoc.events():
             if type(ev) is CallReceived:
                 self._serve(ev)
@@ -388,8 +396,10 @@ class Dispatcher:
                 self._throttle = host.enforcer.throttle
                 self._gated = self._policy is not None or self._throttle is not None or host.draining
                 self._rate_key = host.enforcer.counted_as(self.proto.peer)
+                self._allowed = host.enforcer.allowed
                 throttle = self._throttle
-                self._meter = None if throttle is None else throttle.meter("calls", self._rate_key)
+                meter = self._meter = None if throttle is None else throttle.meter("calls", self._rate_key)
+                self._level = None if meter is None else meter.refill(self._loop.time())
             target = self._targets[key] = host.target(ev.interface, ev.opnum)
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
@@ -438,11 +448,11 @@ class Dispatcher:
         # One Task per call, in a copy of the current context (the task's own: no other copy).
         # The loop's create_task: measured cheaper than asyncio.Task(..., name=...) on uvloop.
         if sys.version_info >= (3, 12):
-            task = _Task(self._run(ev, target, args), loop=self._loop, eager_start=True)
+            task = _Task(self._run(ev, target, args, self._arrived), loop=self._loop, eager_start=True)
             if not task.done():
                 self.tasks[ev.call_id] = task
         else:
-            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args))
+            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args, self._arrived))
 
     def _flags_refuse(self, ev: CallReceived, flags: InterfaceFlags) -> bool:
         """Refuse (answered) a call its interface's registration flags do not take: transport,
@@ -467,21 +477,25 @@ class Dispatcher:
         """Refuse (answered) a call the server does not take now, before its stub is read: the
         server is draining (nca_s_server_too_busy, did-not-execute: the client may go elsewhere),
         the policy denies it (rpc_s_access_denied), it is over its source's call rate. A call the
-        policy allowed before on this connection is one look-up, its call rate one token taken."""
-        host = self.host
-        if host.draining:
+        policy allowed before on this connection is one look-up and a count, its call rate one
+        subtraction from the level the read refilled."""
+        if self.host.draining:
             self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
             return True
         if self._policy is not None:
             if (key, ev.auth_type, ev.auth_level, ev.principal) in self._decided:
-                host.enforcer.decisions["call:allow"] += 1
+                self._allowed.n += 1  # type: ignore[union-attr]  # (set with the policy)
             elif not self._permitted(ev, key):
                 self._fault(ev, const.RPC_S_ACCESS_DENIED)
                 return True
-        meter = self._meter
-        if meter is None or rated or meter.take(self._loop.time()):
+        level = self._level
+        if level is None or rated:
             return False
-        assert self._throttle is not None
+        if level.tokens >= 1:
+            level.tokens -= 1
+            return False
+        assert self._meter is not None and self._throttle is not None
+        self._meter.refused()
         self._over_rate(ev, self._throttle)
         return True
 
@@ -496,8 +510,11 @@ class Dispatcher:
             self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
 
     def _serve_late(self, ev: CallReceived) -> None:
-        """A tarpitted call's wait is over (unless its connection went meanwhile)."""
+        """A tarpitted call's wait is over (unless its connection went meanwhile); timed, when
+        observed, from now."""
         if self.assoc.alive:
+            if self._audit is not None:
+                self._arrived = _clock()
             self._serve(ev, rated=True)
 
     def _permitted(self, ev: CallReceived, key: int) -> bool:
@@ -521,15 +538,9 @@ class Dispatcher:
             self._decided[key, ev.auth_type, ev.auth_level, ev.principal] = True
         return not decision.denied
 
-    def _timed_run(
-        self, ev: CallReceived, target: Target, args: tuple[Any, ...]
-    ) -> Coroutine[Any, Any, None]:
-        """An observed connection's ``_run``: the call's task, told when it was made."""
-        return Dispatcher._run(self, ev, target, args, _clock())
-
-    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int = 0) -> None:
-        """The call's task: run the implementation, then answer (``started``: when the task was
-        made, on an observed connection)."""
+    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int) -> None:
+        """The call's task: run the implementation, then answer (``started``: perf_counter_ns()
+        of the read that completed the call, on an observed connection; else 0)."""
         self._unstarted -= 1
         if target.flags is not None and not target.flags.enter():  # max_calls running already
             self.tasks.pop(ev.call_id, None)
