@@ -20,6 +20,8 @@ refusals carry it as rules.ANSWERS says (docs/protocol-behaviours.md):
 
     interface not served                  nca_s_unk_if (did not execute)
     unknown opnum                         nca_s_op_rng_error (did not execute)
+    the server is draining (stopping)     nca_s_server_too_busy (did not execute: the client may
+                                          go elsewhere), as the operation resolves while it drains
     auth level below the required one     rpc_s_access_denied (stub unread); a required level
                                           also requires a principal (anonymous NTLM has none)
     stub does not decode                  rpc_x_bad_stub_data
@@ -204,13 +206,9 @@ class Host(Protocol):
         """Count and log a connection held back for sending control PDUs too fast."""
         ...
 
-    @property
-    def draining(self) -> bool:
-        """The server is stopping: calls in progress finish, new ones are refused."""
-        ...
-
     def target(self, interface: SyntaxId, opnum: int) -> Target | int:
-        """What a call runs, or the fault status when nothing does."""
+        """What a call runs, or the fault status when nothing does (nca_s_server_too_busy too,
+        once the server drains: calls in progress finish, new ones are refused)."""
         ...
 
     def release(self, dispatcher: Dispatcher) -> None:
@@ -252,7 +250,7 @@ class Dispatcher:
         self._meter: Meter | None = None  # this source's call rate (None: not limited)
         self._level: Level | None = None  # its level for the read's calls (refilled per read)
         self._arrived = 0  # perf_counter_ns() of the read being handled (when observed)
-        self._gated = False  # any of them, or the host draining: calls are looked at first
+        self._gated = False  # any of them: calls are looked at first
         self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
         self._control = 0  # the association's control PDUs already paced (Limits.control_rate)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
@@ -394,7 +392,7 @@ class Dispatcher:
                 self._generation = generation
                 self._policy = host.enforcer.policy
                 self._throttle = host.enforcer.throttle
-                self._gated = self._policy is not None or self._throttle is not None or host.draining
+                self._gated = self._policy is not None or self._throttle is not None
                 self._rate_key = host.enforcer.counted_as(self.proto.peer)
                 self._allowed = host.enforcer.allowed
                 throttle = self._throttle
@@ -475,13 +473,10 @@ class Dispatcher:
 
     def _gate(self, ev: CallReceived, key: int, rated: bool) -> bool:
         """Refuse (answered) a call the server does not take now, before its stub is read: the
-        server is draining (nca_s_server_too_busy, did-not-execute: the client may go elsewhere),
-        the policy denies it (rpc_s_access_denied), it is over its source's call rate. A call the
+        policy denies it (rpc_s_access_denied), it is over its source's call rate (a draining
+        server's calls resolve to nca_s_server_too_busy, did-not-execute: Host.target). A call the
         policy allowed before on this connection is one look-up and a count, its call rate one
         subtraction from the level the read refilled."""
-        if self.host.draining:
-            self._fault(ev, const.NCA_S_SERVER_TOO_BUSY, did_not_execute=True)
-            return True
         if self._policy is not None:
             if (key, ev.auth_type, ev.auth_level, ev.principal) in self._decided:
                 self._allowed.n += 1  # type: ignore[union-attr]  # (set with the policy)

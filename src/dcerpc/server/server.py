@@ -268,7 +268,11 @@ class Server:
 
     def target(self, interface: SyntaxId, opnum: int) -> Target | int:
         """What a call to ``opnum`` of ``interface`` runs, resolved once; or the fault status when
-        nothing does (nca_s_unk_if, nca_s_op_rng_error)."""
+        nothing does (nca_s_unk_if, nca_s_op_rng_error), or when nothing new runs any more
+        (nca_s_server_too_busy while draining: the connections' caches were dropped when it began,
+        so each call sees it without a test of its own)."""
+        if self.draining:
+            return const.NCA_S_SERVER_TOO_BUSY
         key = (interface, opnum)
         found = self._targets.get(key)
         if found is None:
