@@ -74,7 +74,7 @@ def test_a_connections_calls_of_one_operation_by_different_callers() -> None:
         _call(8, auth_type=10, auth_level=6, principal="DOM\\alice"),
     ]
     for ev in calls:
-        audit.answered(conn, ev, target, 1, 4)
+        audit.answered(conn, ev, audit.site(conn, ev, target), 1, 4)
     audit.faulted(conn, _call(9), target, 0x1C010002, 0)
     assert audit.flush()
     events = [valid(json.loads(line)) for line in sink.lines if '"action":"call"' in line]
@@ -103,6 +103,7 @@ def test_sites_are_bounded_and_counts_survive_them() -> None:
     for n in range(5000):
         conn = _Conn()
         conn.number = n
-        audit.answered(conn, _call(n, auth_type=10, auth_level=6, principal=f"DOM\\user{n}"), target, 1, 4)
+        ev = _call(n, auth_type=10, auth_level=6, principal=f"DOM\\user{n}")
+        audit.answered(conn, ev, audit.site(conn, ev, target), 1, 4)
     assert len(audit._sites) <= 4096
     assert audit.counts() == {(("rpcecho", "AddOne"), 0): 5000}

@@ -306,9 +306,11 @@ class Site:
 
     __slots__ = (
         "auth_level", "auth_type", "chunk", "interface", "object", "parts", "principal", "slot", "tally",
+        "target",
     )  # fmt: skip
 
-    def __init__(self, ev: CallReceived, parts: Parts | None, tally: Tally) -> None:
+    def __init__(self, ev: CallReceived, target: Operation | None, parts: Parts | None, tally: Tally) -> None:
+        self.target = target
         self.interface = ev.interface
         self.auth_type = ev.auth_type
         self.auth_level = ev.auth_level
@@ -511,14 +513,11 @@ class Audit:
 
     # calls ----------------------------------------------------------------------------------------
 
-    def answered(
-        self, conn: Connection, ev: CallReceived, target: Operation, started: int, out_octets: int
-    ) -> None:
-        """A call was answered; ``started``: perf_counter_ns() when the read that completed it was
-        handled."""
-        now = _perf()
-        duration = now - started
-        conn.calls += 1
+    def site(self, conn: Connection, ev: CallReceived, target: Operation) -> Site:
+        """The site of a call of ``target`` by ``ev``'s caller on ``conn``, answered (not faulted):
+        what :meth:`answered` takes. The connection's last site of the operation when the caller is
+        the same (five ``is`` tests); a connection that remembers what its calls were found to be
+        (the server's dispatcher does, per context, opnum and caller) asks once."""
         site = conn.sites.get(target)
         if (
             site is None or site.principal is not ev.principal or site.auth_level is not ev.auth_level
@@ -526,6 +525,14 @@ class Audit:
             or site.object is not ev.object
         ):  # fmt: skip
             site = self._site(conn, ev, target, 0)
+        return site
+
+    def answered(self, conn: Connection, ev: CallReceived, site: Site, started: int, out_octets: int) -> None:
+        """A call was answered; its site (:meth:`site`); ``started``: perf_counter_ns() when the
+        read that completed it was handled."""
+        now = _perf()
+        duration = now - started
+        conn.calls += 1
         if self.metrics:
             site.tally.n += 1
             self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
@@ -543,6 +550,8 @@ class Audit:
         if self.detect is not None:
             self.detect.called(self, conn, ev, 0)
         if self.debug:
+            target = site.target
+            assert target is not None
             self._debug_call(conn, ev, target.ifname, target.operation, 0, duration, out_octets)
 
     def faulted(
@@ -595,7 +604,7 @@ class Audit:
                 conn.number, conn.peer, ev.interface, ifname, operation, ev.opnum, ev.object, ev.auth_type,
                 ev.auth_level, ev.principal, status,
             )  # fmt: skip
-        site = sites[key] = Site(ev, parts, tally)
+        site = sites[key] = Site(ev, target, parts, tally)
         if not status:
             if len(conn.sites) >= 256:
                 conn.sites.clear()

@@ -70,7 +70,7 @@ from typing import Any, Protocol
 from .._errors import FaultError, NdrError
 from ..aio.server import ServerProtocol
 from ..aio.stream import Counted
-from ..audit import Audit, Site, Tally, peer_text
+from ..audit import Audit, Site, peer_text
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
 from ..ndr.declarations import ContextHandle
@@ -148,6 +148,23 @@ class Target:
     def label(self) -> str:
         """For log lines: ``rpcecho.AddOne (EchoServer)``, the interface's name and the class."""
         return f"{self.ifname}.{self.operation} ({self.name.partition('.')[0]})"
+
+
+class Route:
+    """What a connection found a call of one context and opnum by one caller to be (a checked
+    call's, ``Dispatcher._check``): the operation it runs, and its audit site when observed. The
+    caller is what a call's checks read of it and the audit trail names: auth type, level and
+    principal, and the object UUID (the context's interface is the same for all its calls)."""
+
+    __slots__ = ("auth_level", "auth_type", "object", "principal", "site", "target")
+
+    def __init__(self, ev: CallReceived, target: Target, site: Site | None) -> None:
+        self.auth_type = ev.auth_type
+        self.auth_level = ev.auth_level
+        self.principal = ev.principal
+        self.object = ev.object
+        self.target = target
+        self.site = site
 
 
 def foreign_handle(target: Target, args: tuple[Any, ...], group: Group) -> bool:
@@ -254,7 +271,7 @@ class Dispatcher:
         self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
         self._control = 0  # the association's control PDUs already paced (Limits.control_rate)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
-        self._allowed: Tally | None = None  # the enforcer's count of calls allowed so (call:allow)
+        self._routes: dict[int, Route] = {}  # context id << 16 | opnum -> its last caller's route
         self._unstarted = 0  # tasks made whose first step has not run yet
         # observed (audit events, metrics, debug lines): one test of this per call when not
         self._audit = audit = host.observer()
@@ -377,52 +394,31 @@ class Dispatcher:
 
     def _serve(self, ev: CallReceived, rated: bool = False) -> None:
         """Check a call and decode its stub (a failure is answered at once), then start the task
-        that runs it."""
-        host = self.host
-        # resolved per connection by context and opnum (a context's interface never changes),
-        # valid while the host's operations are as they were
+        that runs it. A call of a context and opnum by the same caller as one checked before on
+        this connection (its :class:`Route`) is past every check but its source's call rate and its
+        interface's per-call flags: one look-up and four ``is`` tests."""
         key = ev.context_id << 16 | ev.opnum
-        generation = host.generation
-        target = self._targets.get(key) if self._generation == generation else None
-        if target is None:
-            # bounded: opnums are the client's choice (65536 of them per context)
-            if self._generation != generation or len(self._targets) >= 256:
-                self._targets.clear()
-                self._decided.clear()
-                self._generation = generation
-                self._policy = host.enforcer.policy
-                self._throttle = host.enforcer.throttle
-                self._gated = self._policy is not None or self._throttle is not None
-                self._rate_key = host.enforcer.counted_as(self.proto.peer)
-                self._allowed = host.enforcer.allowed
-                throttle = self._throttle
-                meter = self._meter = None if throttle is None else throttle.meter("calls", self._rate_key)
-                self._level = None if meter is None else meter.refill(self._loop.time())
-            target = self._targets[key] = host.target(ev.interface, ev.opnum)
-        if isinstance(target, int):  # no such operation: its status
-            self._fault(ev, target, did_not_execute=True)
-            return
-        if self._gated and self._gate(ev, key, rated):
-            return
-        if target.flags is not None and self._flags_refuse(ev, target.flags):
-            return
-        if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
-            # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
-            # required level also requires somebody: an anonymous (null-session) context reaches
-            # connect level but proves no principal, and serves only interfaces that require no
-            # level (Windows lets null sessions through RPC_IF_ALLOW_SECURE_ONLY; we do not)
-            _limited.warning(
-                "auth_level",
-                "refused %s opnum %d from %s: auth level %d%s, %d required",
-                ev.interface,
-                ev.opnum,
-                peer_text(self.proto.peer),
-                ev.auth_level,
-                "" if ev.principal is not None else " (no principal)",
-                target.level,
-            )
-            self._fault(ev, const.RPC_S_ACCESS_DENIED)
-            return
+        route = self._routes.get(key) if self._generation == self.host.generation else None
+        if (
+            route is None or route.principal is not ev.principal or route.auth_level is not ev.auth_level
+            or route.auth_type is not ev.auth_type or route.object is not ev.object
+        ):  # fmt: skip
+            route = self._check(ev, key, rated)
+            if route is None:
+                return  # refused (answered)
+            target = route.target
+        else:
+            level = self._level
+            if level is not None and not rated:
+                if level.tokens >= 1:
+                    level.tokens -= 1
+                else:
+                    self._over_rate(ev)
+                    return
+            target = route.target
+            if target.flags is not None and self._flags_refuse(ev, target.flags):
+                return
+        host = self.host
         decode = target.decode_le if ev.little_endian else target.decode_be
         try:
             args = decode(ev.stub, 0, target.shared_context or DecodeContext(host.limits.ndr))[0]
@@ -446,11 +442,71 @@ class Dispatcher:
         # One Task per call, in a copy of the current context (the task's own: no other copy).
         # The loop's create_task: measured cheaper than asyncio.Task(..., name=...) on uvloop.
         if sys.version_info >= (3, 12):
-            task = _Task(self._run(ev, target, args, self._arrived), loop=self._loop, eager_start=True)
+            task = _Task(
+                self._run(ev, target, args, self._arrived, route.site), loop=self._loop, eager_start=True
+            )
             if not task.done():
                 self.tasks[ev.call_id] = task
         else:
-            self.tasks[ev.call_id] = self._loop.create_task(self._run(ev, target, args, self._arrived))
+            self.tasks[ev.call_id] = self._loop.create_task(
+                self._run(ev, target, args, self._arrived, route.site)
+            )
+
+    def _check(self, ev: CallReceived, key: int, rated: bool) -> Route | None:
+        """Every check of a call not routed before (answered and None when one refuses): what it
+        runs, the policy, the call rate, the interface's flags, the auth level; its route, kept
+        for the caller's next calls unless the policy asks to see each of them (audit-only)."""
+        host = self.host
+        # resolved per connection by context and opnum (a context's interface never changes),
+        # valid while the host's operations are as they were
+        generation = host.generation
+        target = self._targets.get(key) if self._generation == generation else None
+        if target is None:
+            # bounded: opnums are the client's choice (65536 of them per context)
+            if self._generation != generation or len(self._targets) >= 256:
+                self._targets.clear()
+                self._decided.clear()
+                self._routes.clear()
+                self._generation = generation
+                self._policy = host.enforcer.policy
+                self._throttle = host.enforcer.throttle
+                self._gated = self._policy is not None or self._throttle is not None
+                self._rate_key = host.enforcer.counted_as(self.proto.peer)
+                throttle = self._throttle
+                meter = self._meter = None if throttle is None else throttle.meter("calls", self._rate_key)
+                self._level = None if meter is None else meter.refill(self._loop.time())
+            target = self._targets[key] = host.target(ev.interface, ev.opnum)
+        if isinstance(target, int):  # no such operation: its status
+            self._fault(ev, target, did_not_execute=True)
+            return None
+        if self._gated and self._gate(ev, key, rated):
+            return None
+        if target.flags is not None and self._flags_refuse(ev, target.flags):
+            return None
+        if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
+            # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
+            # required level also requires somebody: an anonymous (null-session) context reaches
+            # connect level but proves no principal, and serves only interfaces that require no
+            # level (Windows lets null sessions through RPC_IF_ALLOW_SECURE_ONLY; we do not)
+            _limited.warning(
+                "auth_level",
+                "refused %s opnum %d from %s: auth level %d%s, %d required",
+                ev.interface,
+                ev.opnum,
+                peer_text(self.proto.peer),
+                ev.auth_level,
+                "" if ev.principal is not None else " (no principal)",
+                target.level,
+            )
+            self._fault(ev, const.RPC_S_ACCESS_DENIED)
+            return None
+        audit = self._audit
+        route = Route(ev, target, audit.site(self, ev, target) if audit is not None else None)
+        if self._policy is None or (key, ev.auth_type, ev.auth_level, ev.principal) in self._decided:
+            if len(self._routes) >= 256:  # bounded: the keys are partly the client's choice
+                self._routes.clear()
+            self._routes[key] = route
+        return route
 
     def _flags_refuse(self, ev: CallReceived, flags: InterfaceFlags) -> bool:
         """Refuse (answered) a call its interface's registration flags do not take: transport,
@@ -475,29 +531,31 @@ class Dispatcher:
         """Refuse (answered) a call the server does not take now, before its stub is read: the
         policy denies it (rpc_s_access_denied), it is over its source's call rate (a draining
         server's calls resolve to nca_s_server_too_busy, did-not-execute: Host.target). A call the
-        policy allowed before on this connection is one look-up and a count, its call rate one
-        subtraction from the level the read refilled."""
-        if self._policy is not None:
-            if (key, ev.auth_type, ev.auth_level, ev.principal) in self._decided:
-                self._allowed.n += 1  # type: ignore[union-attr]  # (set with the policy)
-            elif not self._permitted(ev, key):
-                self._fault(ev, const.RPC_S_ACCESS_DENIED)
-                return True
+        policy allowed before on this connection is one look-up (a decision is counted when made),
+        its call rate one subtraction from the level the read refilled."""
+        if (
+            self._policy is not None
+            and (key, ev.auth_type, ev.auth_level, ev.principal) not in self._decided
+            and not self._permitted(ev, key)
+        ):
+            self._fault(ev, const.RPC_S_ACCESS_DENIED)
+            return True
         level = self._level
         if level is None or rated:
             return False
         if level.tokens >= 1:
             level.tokens -= 1
             return False
-        assert self._meter is not None and self._throttle is not None
-        self._meter.refused()
-        self._over_rate(ev, self._throttle)
+        self._over_rate(ev)
         return True
 
-    def _over_rate(self, ev: CallReceived, throttle: Throttle) -> None:
+    def _over_rate(self, ev: CallReceived) -> None:
         """The call is over its source's call rate (policy.rate): answered nca_s_server_too_busy,
         did-not-execute; or, when the policy tarpits, served that much later (the connection's
         other calls go on meanwhile)."""
+        assert self._meter is not None and self._throttle is not None
+        throttle = self._throttle
+        self._meter.refused()
         self.host.enforcer.over_rate("calls", self.proto.peer)
         if throttle.limits.action == "tarpit":
             self._loop.call_later(throttle.limits.tarpit_seconds, self._serve_late, ev)
@@ -533,9 +591,12 @@ class Dispatcher:
             self._decided[key, ev.auth_type, ev.auth_level, ev.principal] = True
         return not decision.denied
 
-    async def _run(self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int) -> None:
-        """The call's task: run the implementation, then answer (``started``: perf_counter_ns()
-        of the read that completed the call, on an observed connection; else 0)."""
+    async def _run(
+        self, ev: CallReceived, target: Target, args: tuple[Any, ...], started: int, site: Site | None
+    ) -> None:
+        """The call's task: run the implementation, then answer (on an observed connection,
+        ``started``: perf_counter_ns() of the read that completed the call, ``site``: its audit
+        site; else 0 and None)."""
         self._unstarted -= 1
         if target.flags is not None and not target.flags.enter():  # max_calls running already
             self.tasks.pop(ev.call_id, None)
@@ -584,8 +645,8 @@ class Dispatcher:
                 proto.flush_soon()
             else:
                 proto.flush()
-        if self._audit is not None:  # the one test an unobserved call pays
-            self._audit.answered(self, ev, target, started, len(stub))
+        if site is not None:  # the one test an unobserved call pays
+            self._audit.answered(self, ev, site, started, len(stub))  # type: ignore[union-attr]
 
     def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False, started: int = 0) -> None:
         self.host.stats["faults"] += 1

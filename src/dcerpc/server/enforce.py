@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..audit import Tally, peer_text
+from ..audit import peer_text
 from ..pdu.syntax import SyntaxId
 from ..policy.rate import Throttle
 from ..policy.rules import UNKNOWN, Action, Address, Decision, Policy, Subject, _Unknown
@@ -71,21 +71,13 @@ class Enforcer:
         self.throttle: Throttle | None = Throttle(policy.rate) if policy and policy.rate else None
         # "moment:action", e.g. "call:deny": a plain dict with every key (a Counter's increment
         # costs three times a dict's, and an allowed call makes one)
-        self._decisions: dict[str, int] = {
+        # decisions made: a connection asks once per context, opnum and caller allowed, and
+        # remembers (dispatch); audit-only and denied calls are asked, and counted, each time
+        self.decisions: dict[str, int] = {
             f"{m}:{a.value}": 0 for m in ("accept", "bind", "call", "view") for a in Action
         }
-        # calls a connection let through as allowed before (dispatch: one per call, counted here
-        # in place, not in the dict): part of call:allow
-        self.allowed = Tally()
         self.on_decision: DecisionHook | None = None
         self._on_change = on_change
-
-    @property
-    def decisions(self) -> dict[str, int]:
-        """Decisions by "moment:action" (a copy)."""
-        out = dict(self._decisions)
-        out["call:allow"] += self.allowed.n
-        return out
 
     def set(self, policy: Policy | None) -> None:
         """Put ``policy`` in force (None: none, everything allowed). Its rate limits start afresh
@@ -145,7 +137,7 @@ class Enforcer:
         return None if throttle is None else throttle.counted_as(source_text(peer))
 
     def _record(self, moment: str, decision: Decision, subject: Subject, peer: Any) -> None:
-        self._decisions[f"{moment}:{decision.action.value}"] += 1
+        self.decisions[f"{moment}:{decision.action.value}"] += 1
         if decision.action is Action.ALLOW:
             return
         rule = decision.rule
