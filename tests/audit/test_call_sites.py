@@ -6,7 +6,9 @@ sink in memory, each event checked against the schema."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -107,3 +109,33 @@ def test_sites_are_bounded_and_counts_survive_them() -> None:
         audit.answered(conn, ev, audit.site(conn, ev, target), 1, 4)
     assert len(audit._sites) <= 4096
     assert audit.counts() == {(("rpcecho", "AddOne"), 0): 5000}
+
+
+def test_metrics_counted_from_shipped_chunks_equal_counting_per_call() -> None:
+    """With a writer, the metrics are counted from each chunk of call events as it is shipped
+    (Audit._fold); without one, per call. The same calls give the same counts and histogram, on a
+    loop where one chunk holds several sites, answered and faulted calls, and durations in several
+    buckets; a scrape (counts()) sees the calls of the chunk still open."""
+
+    async def feed(audit: Audit) -> None:
+        conn, target = _Conn(), _Target()
+        audit.opened(conn)
+        now = time.perf_counter_ns()
+        for n in range(600):  # more than a chunk: two shipped when full, the rest open
+            ev = _call(n, principal=f"DOM\\user{n % 3}", auth_type=10, auth_level=6) if n % 4 else _call(n)
+            if n % 7 == 0:
+                audit.faulted(conn, ev, target, 0x1C010002, now - (n << 12))
+            else:
+                audit.answered(conn, ev, audit.site(conn, ev, target), now - (n << 14), 4)
+
+    per_call, from_chunks = Audit(metrics=True), Audit([_Lines()], metrics=True, process=False)
+    for audit in (per_call, from_chunks):
+        asyncio.run(feed(audit))
+    assert from_chunks.writer is not None and from_chunks.writer.numbers  # a chunk still open
+    counts = from_chunks.counts()
+    assert counts == per_call.counts()
+    assert sum(counts.values()) == 600
+    # the durations differ by when each audit read the clock: the buckets' total and spread agree
+    assert sum(from_chunks.latency) == sum(per_call.latency) == 600
+    assert len([b for b in from_chunks.latency if b]) >= 3
+    from_chunks.close()

@@ -36,6 +36,7 @@ import asyncio
 import struct
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -72,10 +73,15 @@ class CallChunks:
     templates: list[Parts]
     numbers: list[int]
     limit: int
+    fold: Callable[[list[Any], list[int]], None] | None
+    """Told each chunk's sites and numbers as it is shipped (the observer's metrics, counted from
+    the chunk rather than per call)."""
 
     def _init_chunks(self) -> None:
         self.templates = []
         self.numbers = []
+        self.sites: list[CallSite] = []  # the open chunk's sites, by slot
+        self.fold = None
         self.limit = CHUNK_CALLS * CALL_NUMBERS
         self._filler: tuple[asyncio.AbstractEventLoop, int] | None = None  # its loop, and thread
 
@@ -99,6 +105,7 @@ class CallChunks:
         site.slot = len(templates)
         assert site.parts is not None
         templates.append(site.parts)
+        self.sites.append(site)
 
     def ship(self) -> None:
         """Queue the open chunk (the loop's call; see :meth:`ship_open` from elsewhere)."""
@@ -106,10 +113,13 @@ class CallChunks:
         if not numbers:
             return
         n = len(numbers)
+        if self.fold is not None:
+            self.fold(self.sites, numbers)
         octets = _FULL.pack(*numbers) if n == _FULL.size >> 3 else struct.pack(f"<{n}q", *numbers)
         chunk = (None, time.time_ns() - time.perf_counter_ns(), self.templates, octets)
         self.templates = []
         self.numbers = []
+        self.sites = []
         self._enqueue(chunk, n // CALL_NUMBERS)
 
     def ship_open(self, deadline: float) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring
 from typing import Any, Final, Protocol
@@ -40,7 +41,7 @@ from ..pdu.constants import ProviderReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.events import Authenticated, BindAccepted, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
-from .calls import Parts
+from .calls import CALL_NUMBERS, Parts
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
 from .process import ProcessWriter, portable
 from .sinks import FileSink, StdoutSink, SyslogSink
@@ -73,6 +74,8 @@ failed bind or alter-context event."""
 
 _REASONS: Final = {r.value: r.name.lower() for r in ProviderReason}
 _numbers = itertools.count(1)
+_shifted = LATENCY_SHIFT.__rrshift__  # d -> d >> LATENCY_SHIFT, for map (C)
+_bit_length = int.bit_length
 _perf = time.perf_counter_ns
 
 
@@ -388,6 +391,8 @@ class Audit:
             if process is None:
                 process = portable(sinks)
             self.writer = ProcessWriter(sinks, capacity) if process else Writer(sinks, capacity)
+        self._metrics = False
+        self._inline = False  # metrics counted per call (no writer: else from its chunks)
         self.metrics = metrics
         self.debug = log.isEnabledFor(logging.DEBUG)  # read again at each connection
         # the counters (plain dicts, copied by a collector when scraped)
@@ -421,6 +426,35 @@ class Audit:
         if syslog:
             sinks.append(SyslogSink(syslog))
         return cls(sinks, metrics=metrics)
+
+    @property
+    def metrics(self) -> bool:
+        """Keep the counters metrics read. With a writer, the calls' counts and latencies are
+        counted from each chunk of call events as it is shipped (:meth:`_fold`: C loops over the
+        chunk's numbers, not Python per call); without one, per call."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, on: bool) -> None:
+        self._metrics = on
+        w = self.writer
+        if w is not None:
+            w.fold = self._fold if on else None
+        self._inline = on and w is None
+
+    def _fold(self, sites: list[Site], numbers: list[int]) -> None:
+        """The metrics of a chunk of calls being shipped (calls.CallChunks.fold)."""
+        slots = numbers[0::CALL_NUMBERS]
+        if len(sites) == 1:
+            sites[0].tally.n += len(slots)
+        else:
+            for slot, n in Counter(slots).items():
+                sites[slot].tally.n += n
+        durations = numbers[2::CALL_NUMBERS]
+        self.latency_sum += sum(durations)
+        latency = self.latency
+        for bucket, n in Counter(map(_bit_length, map(_shifted, durations))).items():
+            latency[bucket] += n
 
     @property
     def dropped(self) -> int:
@@ -533,7 +567,7 @@ class Audit:
         now = _perf()
         duration = now - started
         conn.calls += 1
-        if self.metrics:
+        if self._inline:
             site.tally.n += 1
             self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
             self.latency_sum += duration
@@ -563,7 +597,7 @@ class Audit:
         duration = now - started if started else 0
         conn.calls += 1
         site = self._site(conn, ev, target, status)  # (faults are fewer: their own look-up)
-        if self.metrics:
+        if self._inline:
             site.tally.n += 1
             self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
             self.latency_sum += duration
@@ -613,7 +647,11 @@ class Audit:
 
     def counts(self) -> dict[tuple[tuple[str, str], int], int]:
         """Calls answered by ((interface, operation), status), status 0 for those not faulted (the
-        collector's copy, when scraped: the tallies are counted as calls come)."""
+        collector's copy, when scraped: the tallies are counted as calls come, and as chunks of
+        them are shipped: the open one is shipped first)."""
+        w = self.writer
+        if w is not None and self._metrics:
+            w.ship_open(time.monotonic() + 1.0)
         return {key: tally.n for key, tally in list(self.tallies.items()) if tally.n}
 
     @staticmethod
