@@ -147,7 +147,7 @@ def run(args: argparse.Namespace, ctx: Any, uvloop: bool, secured: bool, tmp: st
             assert proc.pid is not None
             _pin(proc.pid, 0)
             for child in _children(proc.pid):
-                _pin(child, 1)
+                _pin(child, int(os.environ.get("WCPU", "1")))
         return asyncio.run(bench(port, args.seconds, proc.pid or 0))
     finally:
         proc.terminate()

@@ -145,21 +145,24 @@ class CallChunks:
         return done.wait(max(0.0, deadline - time.monotonic()))
 
 
-_second: tuple[int, str] = (-1, "")  # the last second's text (one object: the thread writer's)
-
-
 def format_calls(chunk: tuple[Any, ...]) -> list[str]:
-    """A shipped chunk's call events, as JSON lines."""
-    global _second  # noqa: PLW0603
+    """A shipped chunk's call events, as JSON lines. The ``@timestamp`` text: the date and time of
+    the second, made when the second changes, and the microseconds as ``str(us + shift)[1:]``
+    (``shift`` puts a leading 1 before the six digits): half what a ``:06d`` costs."""
     _, offset, templates, octets = chunk
     lines = []
-    second, stamp = _second
+    limit = -1  # the first microsecond past the second ``stamp`` names
+    stamp = ""
+    shift = 0
     for slot, answered, duration, call_id, received, sent in CALL.iter_unpack(octets):
         p0, p1, p2, p3, p4, p5 = templates[slot]
-        seconds, ns = divmod(answered + offset, 1_000_000_000)
-        if seconds != second:
-            second = seconds
-            stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            _second = (second, stamp)
-        lines.append(f"{p0}{duration}{p1}{call_id}{p2}{received}{p3}{sent}{p4}{stamp}.{ns // 1000:06d}Z{p5}")
+        us = (answered + offset) // 1000
+        if us >= limit or us < limit - 1_000_000:
+            seconds = us // 1_000_000
+            stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            limit = (seconds + 1) * 1_000_000
+            shift = 2_000_000 - limit  # us + shift: 1 and the six digits of the microseconds
+        lines.append(
+            f"{p0}{duration}{p1}{call_id}{p2}{received}{p3}{sent}{p4}{stamp}{str(us + shift)[1:]}Z{p5}"
+        )
     return lines
