@@ -564,29 +564,43 @@ class Audit:
     def answered(self, conn: Connection, ev: CallReceived, site: Site, started: int, out_octets: int) -> None:
         """A call was answered; its site (:meth:`site`); ``started``: perf_counter_ns() when the
         read that completed it was handled."""
+        self.answered_all(conn, [(ev, site, started, out_octets)])
+
+    def answered_all(self, conn: Connection, calls: list[tuple[CallReceived, Site, int, int]]) -> None:
+        """Calls a connection answered in one turn of the loop, reported together after it (the
+        server's dispatcher does): (event, site, started, octets out) each. One clock for all (the
+        answers left together), the writer and the counters looked up once."""
         now = _perf()
-        duration = now - started
-        conn.calls += 1
+        conn.calls += len(calls)
         if self._inline:
-            site.tally.n += 1
-            self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
-            self.latency_sum += duration
+            latency = self.latency
+            spent = 0
+            for _, site, started, _ in calls:
+                duration = now - started
+                site.tally.n += 1
+                latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
+                spent += duration
+            self.latency_sum += spent
         w = self.writer
         if w is not None:
-            # the site's slot and this call's numbers (calls.py): not the event (its stub is a
+            # each site's slot and the call's numbers (calls.py): not the event (its stub is a
             # call's whole buffer), nor what the connection's calls share (the site's, made once)
-            if site.chunk is not w.templates:
-                w.enrol(site)
+            templates = w.templates
             numbers = w.numbers
-            numbers += (site.slot, now, duration, ev.call_id, len(ev.stub), out_octets)
-            if len(numbers) >= w.limit:
+            for ev, site, started, out_octets in calls:
+                if site.chunk is not templates:
+                    w.enrol(site)
+                numbers += (site.slot, now, now - started, ev.call_id, len(ev.stub), out_octets)
+            if len(numbers) >= w.limit:  # (a chunk may pass CHUNK_CALLS by a turn's calls)
                 w.ship()
         if self.detect is not None:
-            self.detect.called(self, conn, ev, 0)
+            for ev, _, _, _ in calls:
+                self.detect.called(self, conn, ev, 0)
         if self.debug:
-            target = site.target
-            assert target is not None
-            self._debug_call(conn, ev, target.ifname, target.operation, 0, duration, out_octets)
+            for ev, site, started, out_octets in calls:
+                target = site.target
+                assert target is not None
+                self._debug_call(conn, ev, target.ifname, target.operation, 0, now - started, out_octets)
 
     def faulted(
         self, conn: Connection, ev: CallReceived, target: Operation | None, status: int, started: int = 0

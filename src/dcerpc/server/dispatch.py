@@ -272,6 +272,7 @@ class Dispatcher:
         self._control = 0  # the association's control PDUs already paced (Limits.control_rate)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
         self._routes: dict[int, Route] = {}  # context id << 16 | opnum -> its last caller's route
+        self._answered: list[tuple[CallReceived, Site, int, int]] = []  # to report, when observed
         self._unstarted = 0  # tasks made whose first step has not run yet
         # observed (audit events, metrics, debug lines): one test of this per call when not
         self._audit = audit = host.observer()
@@ -339,6 +340,7 @@ class Dispatcher:
         self.tasks.clear()
         self.host.release(self)
         if self._audit is not None:
+            self._report()  # its calls before its close
             self._audit.closed(self, self.proto.received, self._written.sent if self._written else 0)
 
     def _expired(self, kind: str) -> None:
@@ -646,7 +648,19 @@ class Dispatcher:
             else:
                 proto.flush()
         if site is not None:  # the one test an unobserved call pays
-            self._audit.answered(self, ev, site, started, len(stub))  # type: ignore[union-attr]
+            # reported with the others of this turn, after it (_report): their answers leave together
+            done = self._answered
+            if not done:
+                self._loop.call_soon(self._report)
+            done.append((ev, site, started, len(stub)))
+
+    def _report(self) -> None:
+        """Tell the observer of the calls answered since the last report."""
+        done = self._answered
+        if done:
+            self._answered = []
+            assert self._audit is not None
+            self._audit.answered_all(self, done)
 
     def _fault(self, ev: CallReceived, status: int, did_not_execute: bool = False, started: int = 0) -> None:
         self.host.stats["faults"] += 1
