@@ -133,7 +133,7 @@ class DcerpcCollector(Collector):
         yield calls
         yield faults
         latency = HistogramMetricFamily(
-            "dcerpc_call_duration_seconds", "Time from a call's task to its answer."
+            "dcerpc_call_duration_seconds", "Time from a call's request to its answer."
         )
         cumulative: list[tuple[str, float]] = []
         running = 0

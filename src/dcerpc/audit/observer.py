@@ -11,14 +11,16 @@ the detectors (docs/detection.md), whose alerts are events here and counts in ``
 it, each hook pays one more ``is not None`` test.
 
 What each call costs when the observer is on: its **site** (:class:`Site`: what a connection's
-calls of one operation, caller and outcome share), the connection's last of that operation, one
-look-up and five ``is`` tests; with metrics, the site's :class:`Tally` incremented and a
-histogram bucket (a shift and ``bit_length``); with audit events, the site's slot and the call's
-five numbers appended to the writer's open chunk, an array of integers (calls.py: the site's JSON
-pieces go once a chunk), which the writer process fills in (process.py; a thread does, writer.py,
-for sinks of other kinds). The counters are plain ints and
-dicts that a Prometheus collector reads when scraped (``dcerpc.metrics``); nothing here imports
-prometheus_client.
+calls of one operation, caller and outcome share), found once per caller (:meth:`Audit.site`: the
+connection's last of that operation, one look-up and five ``is`` tests; the server's dispatcher
+keeps it in its route); the calls a connection answers in one turn of the loop come together
+(:meth:`Audit.answered_all`: one clock). With audit events, each call is its site's slot and five
+numbers appended to the writer's open chunk, a list of integers (calls.py: the site's JSON pieces
+go once a chunk), which the writer process fills in (process.py; a thread does, writer.py, for
+sinks of other kinds), and the metrics count the chunk's calls when it is shipped
+(:meth:`Audit._fold`); without, each call's :class:`Tally` is incremented and a histogram bucket
+found (a shift and ``bit_length``). The counters are plain ints and dicts that a Prometheus
+collector reads when scraped (``dcerpc.metrics``); nothing here imports prometheus_client.
 
 Events are JSON with ECS field names where ECS has them and ``dcerpc.*`` for the rest;
 docs/audit.md lists every event and field, docs/audit-event.schema.json is the schema. No event

@@ -41,11 +41,18 @@ The log lines a peer can provoke (bad stubs, faults, results that do not encode)
     orphaned by the client                the task is cancelled, nothing is sent (the association
                                           drops the answer of an orphaned call)
 
+A call whose context, opnum and caller (auth type, level, principal, object) are those of one
+checked before on the connection takes that call's **route** (:class:`Route`): what it runs, that
+the policy allowed it (a decision the policy asks to see each time, audit-only, makes no route),
+that its auth level was enough, and its audit site. It pays one look-up and four ``is`` tests, then
+its call rate and its interface's per-call flags (the size); everything else was settled once.
+
 An observed connection (the server has an ``audit.Audit``, or DEBUG logging was on when it was
 accepted) reports its association, binds, handshakes, violations and calls to it: each read's
-calls are timed from the read (one clock per read, handed to the call's task), its transport counts
-octets written (``aio.stream.Counted``). An unobserved call pays one ``is not None`` test, at its
-answer, and one more argument to its task.
+calls are timed from the read (one clock per read, handed to the call's task), the calls answered
+in one turn of the loop are reported together after it (``_report``: their answers left in one
+write), its transport counts octets written (``aio.stream.Counted``). An unobserved call pays one
+``is not None`` test, at its answer, and two more arguments to its task.
 
 A source's call rate (policy.rate) is taken the same way: its bucket is refilled once per read
 (``Meter.refill``), and each call of the read takes its token from the level, one subtraction.
