@@ -16,7 +16,10 @@ the writer thread run: its queue (65,536) filled between the readings. Then a qu
 handed the interpreter to the writer thread (``audit.writer.Writer.put``): none was dropped. Now
 the events are formatted in a writer process (``audit.process``), whose memory is read too: a
 million calls (beside the whole test suite, 1,560/s), all in the file, none dropped, the heap at
-9.10 MiB (-0.02%), RSS 50.5 MiB, the writer process's 39.0 MiB, flat.
+9.10 MiB (-0.02%), RSS 50.5 MiB, the writer process's 39.0 MiB, flat. With call events as chunks
+of numbers (audit/calls.py; 2026-12-01, 9,516/s): all 1,000,000 in the file, none dropped, the heap
+at 10.66 MiB from the 100,000th call to the millionth (-0.01%), RSS 58.7 MiB, the writer process's
+46.4 MiB, flat.
 
     .venv/bin/python benchmarks/audit_soak.py [--events 1000000] [--json]
 

@@ -19,6 +19,12 @@ a 504 MiB L3, which otherwise keeps it from streaming below 190 MiB). The run st
 with the latter set; ``--release-buffers`` and ``--glibc-copies`` leave either as it is.
 
     .venv/bin/python benchmarks/calls.py [--seconds S] [--mib N] [--no-uvloop] [--json]
+
+With ``--secured`` it measures issue 15's figure instead (benchmarks/policy.py, to which the other
+arguments go): the same small calls with a 20-rule policy, every call audited to a file and metrics
+on, against the plain server; target at least 0.8x at 1 and at 64 in flight.
+
+    .venv/bin/python benchmarks/calls.py --secured [--seconds S] [--rounds N] [--no-pin]
 """
 
 from __future__ import annotations
@@ -278,7 +284,21 @@ def main() -> int:
         "included, streams copies of 4 MiB and more; see dcerpc.tuning)",
     )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--secured",
+        action="store_true",
+        help="instead, our server with and without the security half: a 20-rule policy, every call "
+        "audited to a file, metrics (benchmarks/policy.py, whose options are its own)",
+    )
+    args, rest = parser.parse_known_args()
+    if args.secured:
+        import policy
+
+        return policy.main(
+            [*rest, *(["--no-uvloop"] if args.no_uvloop else []), *(["--json"] if args.json else [])]
+        )
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     copies = streaming_copies(not args.glibc_copies)
     keep = not args.release_buffers
     if keep:

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, ctx: Any, uvloop: bool, secured: bool, tmp: st
         Path(tmp, f"audit-{port}.jsonl").unlink(missing_ok=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -167,7 +167,7 @@ def main() -> int:
                         help="leave the processes where the kernel puts them")  # fmt: skip
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.pin = args.pin and len(os.sched_getaffinity(0)) >= 2
     uvloop = not args.no_uvloop
     loop_name = use_uvloop(uvloop)

@@ -1,6 +1,7 @@
-"""benchmarks/monitor.py end to end on a tiny capture (about 1 MB of our client and server, made in a
-namespace): both readers run over it, the figures are there, and the profile names the monitor's
-modules. The figures themselves are not asserted (a loaded machine)."""
+"""Benchmarks end to end, briefly: benchmarks/monitor.py on a tiny capture (about 1 MB of our client
+and server, made in a namespace): both readers run over it, the figures are there, and the profile
+names the monitor's modules; benchmarks/calls.py --secured (policy.py). The figures themselves are
+not asserted (a loaded machine)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,21 @@ def test_monitor_benchmark_smoke(tmp_path: Path) -> None:
     assert out["ratio_wall"] > 0
     assert any(m.startswith("dcerpc/monitor/") for m in out["profile"]["by_module"])
     assert len(out["profile"]["top"]) == 5
+
+
+def test_policy_benchmark_smoke() -> None:
+    """benchmarks/calls.py --secured (policy.py) end to end, briefly: a plain and a secured server
+    each measured at both depths, the secured one's audit writer process found and measured, the
+    ratios there (not asserted: a loaded machine)."""
+    calls = BENCH.parent / "calls.py"
+    proc = subprocess.run(
+        [sys.executable, str(calls), "--secured", "--seconds", "0.3", "--rounds", "1", "--json"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=BENCH.parent,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    plain, secured = out["runs"]["plain"][0], out["runs"]["secured"][0]
+    for run in (plain, secured):
+        assert run["one"] > 0 and run["many"] > 0 and run["many_server_us"] > 0
+    assert plain["many_writer_us"] == 0 < secured["many_writer_us"]  # the writer process, measured
+    assert set(out["ratios"]) == {"one", "many"} and all(r > 0 for r in out["ratios"].values())
