@@ -7,7 +7,9 @@ call's own numbers go (observer.call_template). A call is then its site's slot a
 appended by the loop to the writer's **open chunk** (:class:`CallChunks`, which both writers are):
 
     numbers     a list, CALL_NUMBERS ints per call: the site's slot, the answer's time
-                (perf_counter_ns), the duration (ns), the call id, octets in, octets out
+                (perf_counter_ns less the chunk's ``base``, when it began: a small int, which
+                struct packs in a fraction of a large one's cost), the duration (ns), the call
+                id, octets in, octets out
     templates   the pieces of the sites the chunk's calls name; a site's slot is its index here,
                 given at the site's first call in the chunk (``site.chunk is not templates``: one
                 test per call, the enrolment once per site and chunk)
@@ -64,9 +66,10 @@ class CallSite(Protocol):
 
 
 class CallChunks:
-    """A writer's open chunk of call events (see the module docstring). The observer appends to
-    ``numbers`` after :meth:`enrol` when ``site.chunk is not templates``, and calls :meth:`ship`
-    when ``len(numbers) >= limit``; a writer (process.ProcessWriter, writer.Writer) defines
+    """A writer's open chunk of call events (see the module docstring). The observer calls
+    :meth:`begin` when ``templates`` is empty, :meth:`enrol` when ``site.chunk is not templates``,
+    appends to ``numbers`` (the time less ``base``), and calls :meth:`ship` when
+    ``len(numbers) >= limit``; a writer (process.ProcessWriter, writer.Writer) defines
     ``_enqueue`` (a shipped chunk, and the calls in it) and ``_arm`` (its timer on the running
     loop; False when there is none)."""
 
@@ -83,6 +86,7 @@ class CallChunks:
         self.sites: list[CallSite] = []  # the open chunk's sites, by slot
         self.fold = None
         self.limit = CHUNK_CALLS * CALL_NUMBERS
+        self.base = 0  # perf_counter_ns() when the open chunk began: its calls' times are after it
         self._filler: tuple[asyncio.AbstractEventLoop, int] | None = None  # its loop, and thread
 
     def _enqueue(self, chunk: tuple[Any, ...], calls: int) -> None:
@@ -91,16 +95,21 @@ class CallChunks:
     def _arm(self) -> bool:
         raise NotImplementedError
 
-    def enrol(self, site: CallSite) -> None:
-        """Give ``site`` its slot in the open chunk (its first call there)."""
-        templates = self.templates
-        if not templates:  # the chunk's first call: the timer that ships it, if on a loop
+    def begin(self, now: int) -> None:
+        """Open a chunk at ``now`` (perf_counter_ns, its ``base``): the caller saw ``templates``
+        empty. Arms the timer that ships it, when on a loop."""
+        self.base = now
+        if not self.templates:
             if self._arm():
                 self.limit = CHUNK_CALLS * CALL_NUMBERS
                 self._filler = (asyncio.get_running_loop(), threading.get_ident())
             else:
                 self.limit = CALL_NUMBERS  # no loop to ship it later: each call goes at once
                 self._filler = None
+
+    def enrol(self, site: CallSite) -> None:
+        """Give ``site`` its slot in the open chunk (its first call there, after :meth:`begin`)."""
+        templates = self.templates
         site.chunk = templates
         site.slot = len(templates)
         assert site.parts is not None
@@ -116,7 +125,7 @@ class CallChunks:
         if self.fold is not None:
             self.fold(self.sites, numbers)
         octets = _FULL.pack(*numbers) if n == _FULL.size >> 3 else struct.pack(f"<{n}q", *numbers)
-        chunk = (None, time.time_ns() - time.perf_counter_ns(), self.templates, octets)
+        chunk = (None, time.time_ns() - time.perf_counter_ns() + self.base, self.templates, octets)
         self.templates = []
         self.numbers = []
         self.sites = []

@@ -588,11 +588,14 @@ class Audit:
             # each site's slot and the call's numbers (calls.py): not the event (its stub is a
             # call's whole buffer), nor what the connection's calls share (the site's, made once)
             templates = w.templates
+            if not templates:
+                w.begin(now)
+            at = now - w.base  # (one small int for the turn's calls)
             numbers = w.numbers
             for ev, site, started, out_octets in calls:
                 if site.chunk is not templates:
                     w.enrol(site)
-                numbers += (site.slot, now, now - started, ev.call_id, len(ev.stub), out_octets)
+                numbers += (site.slot, at, now - started, ev.call_id, len(ev.stub), out_octets)
             if len(numbers) >= w.limit:  # (a chunk may pass CHUNK_CALLS by a turn's calls)
                 w.ship()
         if self.detect is not None:
@@ -619,9 +622,11 @@ class Audit:
             self.latency_sum += duration
         w = self.writer
         if w is not None:
+            if not w.templates:
+                w.begin(now)
             if site.chunk is not w.templates:
                 w.enrol(site)
-            w.numbers += (site.slot, now, duration, ev.call_id, len(ev.stub), 0)
+            w.numbers += (site.slot, now - w.base, duration, ev.call_id, len(ev.stub), 0)
             if len(w.numbers) >= w.limit:
                 w.ship()
         if self.detect is not None:
