@@ -41,7 +41,7 @@ from .._errors import status_name
 from ..known import interface_name
 from ..pdu.constants import ProviderReason
 from ..pdu.syntax import SyntaxId
-from ..protocol.events import Authenticated, BindAccepted, CallReceived, ProtocolViolation
+from ..protocol.events import Authenticated, BindAccepted, Caller, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
 from .calls import CALL_NUMBERS, Parts
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
@@ -302,25 +302,19 @@ class Tally:
         self.n = 0
 
 
-class Site:
+class Site(Caller):
     """What a connection's calls of one operation, caller and outcome share: the call event's
     pieces (None without a writer), its slot in the writer's open chunk of calls (calls.py) and the
     metrics' tally. A connection keeps the last site of each operation (``Connection.sites``): a
     call is one look-up and five ``is`` tests of what its caller could have changed (another
     context's interface version, another security context)."""
 
-    __slots__ = (
-        "auth_level", "auth_type", "chunk", "interface", "object", "parts", "principal", "slot", "tally",
-        "target",
-    )  # fmt: skip
+    __slots__ = ("chunk", "interface", "parts", "slot", "tally", "target")
 
     def __init__(self, ev: CallReceived, target: Operation | None, parts: Parts | None, tally: Tally) -> None:
+        super().__init__(ev)
         self.target = target
         self.interface = ev.interface
-        self.auth_type = ev.auth_type
-        self.auth_level = ev.auth_level
-        self.principal = ev.principal
-        self.object = ev.object
         self.parts = parts
         self.tally = tally
         self.chunk: list[Parts] | None = None  # the chunk it has a slot in (CallChunks.enrol)

@@ -20,6 +20,7 @@ __all__ = [
     "CallCancelled",
     "CallOrphaned",
     "CallReceived",
+    "Caller",
     "Closing",
     "Event",
     "FaultReceived",
@@ -110,6 +111,21 @@ class CallReceived(Event):
     auth_type: int = 0
     auth_level: int = 1
     principal: str | None = None
+
+
+class Caller:
+    """Who made a call, as what remembers calls by their caller reads it (the server's routes, the
+    audit trail's sites): auth type, level and principal, and the object UUID, each compared by
+    identity with the next call's (``is``: what one security context and one object make is the
+    same object from call to call)."""
+
+    __slots__ = ("auth_level", "auth_type", "object", "principal")
+
+    def __init__(self, ev: CallReceived) -> None:
+        self.auth_type = ev.auth_type
+        self.auth_level = ev.auth_level
+        self.principal = ev.principal
+        self.object = ev.object
 
 
 @final

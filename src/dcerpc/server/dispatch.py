@@ -89,6 +89,7 @@ from ..protocol.events import (
     Authenticated,
     BindAccepted,
     CallCancelled,
+    Caller,
     CallOrphaned,
     CallReceived,
     Closing,
@@ -157,19 +158,16 @@ class Target:
         return f"{self.ifname}.{self.operation} ({self.name.partition('.')[0]})"
 
 
-class Route:
+class Route(Caller):
     """What a connection found a call of one context and opnum by one caller to be (a checked
     call's, ``Dispatcher._check``): the operation it runs, and its audit site when observed. The
-    caller is what a call's checks read of it and the audit trail names: auth type, level and
-    principal, and the object UUID (the context's interface is the same for all its calls)."""
+    caller is what a call's checks read of it and the audit trail names (the context's interface
+    is the same for all its calls)."""
 
-    __slots__ = ("auth_level", "auth_type", "object", "principal", "site", "target")
+    __slots__ = ("site", "target")
 
     def __init__(self, ev: CallReceived, target: Target, site: Site | None) -> None:
-        self.auth_type = ev.auth_type
-        self.auth_level = ev.auth_level
-        self.principal = ev.principal
-        self.object = ev.object
+        super().__init__(ev)
         self.target = target
         self.site = site
 
