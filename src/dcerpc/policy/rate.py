@@ -82,7 +82,6 @@ class Level:
 @dataclass(slots=True)
 class _Source:
     levels: dict[str, Level] = field(default_factory=dict)  # by kind, once a token was taken
-    gone: bool = False  # forgotten (the least recently seen of too many): a Meter looks again
 
 
 class Throttle:
@@ -124,7 +123,7 @@ class Throttle:
         if state is None:
             state = self._sources[key] = _Source()
             while len(self._sources) > self.limits.max_sources:
-                self._sources.popitem(last=False)[1].gone = True  # bounded: the least recently seen goes
+                self._sources.popitem(last=False)  # bounded: the least recently seen goes
         else:
             self._sources.move_to_end(key)
         return state
@@ -209,36 +208,22 @@ class Meter:
     subtraction each: nothing else runs between them, so no other connection of the source sees the
     bucket half spent. A source forgotten meanwhile is looked up again, and starts full."""
 
-    __slots__ = ("_burst", "_key", "_kind", "_level", "_rate", "_source", "_throttle")
+    __slots__ = ("_bucket", "_key", "_kind", "_throttle")
 
     def __init__(self, throttle: Throttle, kind: str, key: str, bucket: Bucket) -> None:
         self._throttle = throttle
         self._kind = kind
         self._key = key
-        self._rate = bucket.rate
-        self._burst = bucket.burst
-        self._source: _Source | None = None
-        self._level = Level(0.0, 0.0)
+        self._bucket = bucket
 
     def refill(self, now: float) -> Level:
-        """The bucket's level at ``now``: take a token by ``level.tokens -= 1`` while it is at
-        least 1, and call :meth:`refused` for a token it did not have."""
-        source = self._source
-        if source is None or source.gone:
-            throttle = self._throttle
-            self._source = source = throttle._state(self._key)
-            level = source.levels.get(self._kind)
-            if level is None:
-                level = source.levels[self._kind] = Level(self._burst, now)
-            self._level = level
-        else:
-            self._throttle._sources.move_to_end(self._key)
-            level = self._level
-        elapsed = now - level.at
-        if elapsed > 0:
-            level.tokens = min(level.tokens + elapsed * self._rate, self._burst)
-        level.at = now
-        return level
+        """The bucket's level at ``now``, refilled as :meth:`Throttle.take_counted` refills it:
+        take a token by ``level.tokens -= 1`` while it is at least 1, and call :meth:`refused`
+        for a token it did not have."""
+        throttle = self._throttle
+        state = throttle._state(self._key)  # (the most recently seen now; made again if forgotten)
+        throttle._store(state, self._kind, throttle._level(state, self._kind, self._bucket, now), now)
+        return state.levels[self._kind]
 
     def refused(self) -> None:
         """A token the level did not have (counted in the throttle's ``limited``)."""
