@@ -160,7 +160,7 @@ class Target:
 
 class Route(Caller):
     """What a connection found a call of one context and opnum by one caller to be (a checked
-    call's, ``Dispatcher._check``): the operation it runs, and its audit site when observed. The
+    call's, ``Dispatcher._admit``): the operation it runs, and its audit site when observed. The
     caller is what a call's checks read of it and the audit trail names (the context's interface
     is the same for all its calls)."""
 
@@ -272,7 +272,6 @@ class Dispatcher:
         self._meter: Meter | None = None  # this source's call rate (None: not limited)
         self._level: Level | None = None  # its level for the read's calls (refilled per read)
         self._arrived = 0  # perf_counter_ns() of the read being handled (when observed)
-        self._gated = False  # any of them: calls are looked at first
         self._rate_key: str | None = None  # the rate limits' key for this peer (None: not limited)
         self._control = 0  # the association's control PDUs already paced (Limits.control_rate)
         self._decided: dict[tuple[int, int, int, str | None], bool] = {}  # its calls allowed, by caller
@@ -410,21 +409,26 @@ class Dispatcher:
             route is None or route.principal is not ev.principal or route.auth_level is not ev.auth_level
             or route.auth_type is not ev.auth_type or route.object is not ev.object
         ):  # fmt: skip
-            route = self._check(ev, key, rated)
+            route = None
+            target = self._resolve(ev, key)
+            if target is None:
+                return  # refused (answered)
+        else:
+            target = route.target
+        # every call, routed or not: its source's call rate, then its interface's flags
+        level = self._level
+        if level is not None and not rated:
+            if level.tokens >= 1:
+                level.tokens -= 1
+            else:
+                self._over_rate(ev)
+                return
+        if target.flags is not None and self._flags_refuse(ev, target.flags):
+            return
+        if route is None:
+            route = self._admit(ev, key, target)
             if route is None:
                 return  # refused (answered)
-            target = route.target
-        else:
-            level = self._level
-            if level is not None and not rated:
-                if level.tokens >= 1:
-                    level.tokens -= 1
-                else:
-                    self._over_rate(ev)
-                    return
-            target = route.target
-            if target.flags is not None and self._flags_refuse(ev, target.flags):
-                return
         host = self.host
         decode = target.decode_le if ev.little_endian else target.decode_be
         try:
@@ -459,10 +463,10 @@ class Dispatcher:
                 self._run(ev, target, args, self._arrived, route.site)
             )
 
-    def _check(self, ev: CallReceived, key: int, rated: bool) -> Route | None:
-        """Every check of a call not routed before (answered and None when one refuses): what it
-        runs, the policy, the call rate, the interface's flags, the auth level; its route, kept
-        for the caller's next calls unless the policy asks to see each of them (audit-only)."""
+    def _resolve(self, ev: CallReceived, key: int) -> Target | None:
+        """What a call not routed before runs, if the policy lets it (answered and None when it
+        does not, or when nothing does); its call rate and flags are checked next, then
+        :meth:`_admit`."""
         host = self.host
         # resolved per connection by context and opnum (a context's interface never changes),
         # valid while the host's operations are as they were
@@ -477,7 +481,6 @@ class Dispatcher:
                 self._generation = generation
                 self._policy = host.enforcer.policy
                 self._throttle = host.enforcer.throttle
-                self._gated = self._policy is not None or self._throttle is not None
                 self._rate_key = host.enforcer.counted_as(self.proto.peer)
                 throttle = self._throttle
                 meter = self._meter = None if throttle is None else throttle.meter("calls", self._rate_key)
@@ -486,10 +489,19 @@ class Dispatcher:
         if isinstance(target, int):  # no such operation: its status
             self._fault(ev, target, did_not_execute=True)
             return None
-        if self._gated and self._gate(ev, key, rated):
+        if (
+            self._policy is not None
+            and (key, ev.auth_type, ev.auth_level, ev.principal) not in self._decided
+            and not self._permitted(ev, key)
+        ):
+            self._fault(ev, const.RPC_S_ACCESS_DENIED)
             return None
-        if target.flags is not None and self._flags_refuse(ev, target.flags):
-            return None
+        return target
+
+    def _admit(self, ev: CallReceived, key: int, target: Target) -> Route | None:
+        """The last check of a call not routed before, its auth level (answered and None when it
+        is short); its route, kept for the caller's next calls unless the policy asks to see each
+        of them (audit-only)."""
         if ev.auth_level < target.level or (target.level > 1 and ev.principal is None):
             # MS-RPCE 3.3.3.4.1: below the interface's required level -> access denied, unread. A
             # required level also requires somebody: an anonymous (null-session) context reaches
@@ -534,28 +546,6 @@ class Dispatcher:
         self._fault(ev, const.RPC_S_ACCESS_DENIED)
         return True
 
-    def _gate(self, ev: CallReceived, key: int, rated: bool) -> bool:
-        """Refuse (answered) a call the server does not take now, before its stub is read: the
-        policy denies it (rpc_s_access_denied), it is over its source's call rate (a draining
-        server's calls resolve to nca_s_server_too_busy, did-not-execute: Host.target). A call the
-        policy allowed before on this connection is one look-up (a decision is counted when made),
-        its call rate one subtraction from the level the read refilled."""
-        if (
-            self._policy is not None
-            and (key, ev.auth_type, ev.auth_level, ev.principal) not in self._decided
-            and not self._permitted(ev, key)
-        ):
-            self._fault(ev, const.RPC_S_ACCESS_DENIED)
-            return True
-        level = self._level
-        if level is None or rated:
-            return False
-        if level.tokens >= 1:
-            level.tokens -= 1
-            return False
-        self._over_rate(ev)
-        return True
-
     def _over_rate(self, ev: CallReceived) -> None:
         """The call is over its source's call rate (policy.rate): answered nca_s_server_too_busy,
         did-not-execute; or, when the policy tarpits, served that much later (the connection's
@@ -578,7 +568,7 @@ class Dispatcher:
             self._serve(ev, rated=True)
 
     def _permitted(self, ev: CallReceived, key: int) -> bool:
-        """The policy lets this call run (asked when ``_gate`` did not find it allowed before).
+        """The policy lets this call run (asked when ``_resolve`` did not find it allowed before).
         Allowed calls are remembered per connection by context, opnum and caller (bounded: the keys
         are the client's choice); denied and audited ones are asked each time, so that each is
         recorded."""
