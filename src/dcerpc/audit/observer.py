@@ -309,11 +309,14 @@ class Site(Caller):
     call is one look-up and five ``is`` tests of what its caller could have changed (another
     context's interface version, another security context)."""
 
-    __slots__ = ("chunk", "interface", "parts", "slot", "tally", "target")
+    __slots__ = ("chunk", "interface", "parts", "slot", "status", "tally", "target")
 
-    def __init__(self, ev: CallReceived, target: Operation | None, parts: Parts | None, tally: Tally) -> None:
+    def __init__(
+        self, ev: CallReceived, target: Operation | None, status: int, parts: Parts | None, tally: Tally
+    ) -> None:
         super().__init__(ev)
         self.target = target
+        self.status = status  # the fault's (0: answered with a result)
         self.interface = ev.interface
         self.parts = parts
         self.tally = tally
@@ -563,16 +566,18 @@ class Audit:
         self.answered_all(conn, [(ev, site, started, out_octets)])
 
     def answered_all(self, conn: Connection, calls: list[tuple[CallReceived, Site, int, int]]) -> None:
-        """Calls a connection answered in one turn of the loop, reported together after it (the
-        server's dispatcher does): (event, site, started, octets out) each. One clock for all (the
-        answers left together), the writer and the counters looked up once."""
+        """Calls a connection answered, with a result or a fault (its site's ``status``), reported
+        together (the server's dispatcher reports a turn of the loop's answers after it): (event,
+        site, started, octets out) each, ``started`` 0 for a call refused before it ran (no
+        duration). One clock for all (the answers left together), the writer and the counters
+        looked up once."""
         now = _perf()
         conn.calls += len(calls)
         if self._inline:
             latency = self.latency
             spent = 0
             for _, site, started, _ in calls:
-                duration = now - started
+                duration = now - started if started else 0
                 site.tally.n += 1
                 latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
                 spent += duration
@@ -589,45 +594,27 @@ class Audit:
             for ev, site, started, out_octets in calls:
                 if site.chunk is not templates:
                     w.enrol(site)
-                numbers += (site.slot, at, now - started, ev.call_id, len(ev.stub), out_octets)
+                duration = now - started if started else 0
+                numbers += (site.slot, at, duration, ev.call_id, len(ev.stub), out_octets)
             if len(numbers) >= w.limit:  # (a chunk may pass CHUNK_CALLS by a turn's calls)
                 w.ship()
         if self.detect is not None:
-            for ev, _, _, _ in calls:
-                self.detect.called(self, conn, ev, 0)
+            for ev, site, _, _ in calls:
+                self.detect.called(self, conn, ev, site.status)
         if self.debug:
             for ev, site, started, out_octets in calls:
                 target = site.target
-                assert target is not None
-                self._debug_call(conn, ev, target.ifname, target.operation, 0, now - started, out_octets)
+                ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
+                duration = now - started if started else 0
+                self._debug_call(conn, ev, ifname, operation, site.status, duration, out_octets)
 
     def faulted(
         self, conn: Connection, ev: CallReceived, target: Operation | None, status: int, started: int = 0
     ) -> None:
         """A call was answered with a fault: refused before it ran (``started`` 0: no duration), or
-        by its implementation; ``target`` None when no operation was resolved."""
-        now = _perf()
-        duration = now - started if started else 0
-        conn.calls += 1
-        site = self._site(conn, ev, target, status)  # (faults are fewer: their own look-up)
-        if self._inline:
-            site.tally.n += 1
-            self.latency[(duration >> LATENCY_SHIFT).bit_length()] += 1
-            self.latency_sum += duration
-        w = self.writer
-        if w is not None:
-            if not w.templates:
-                w.begin(now)
-            if site.chunk is not w.templates:
-                w.enrol(site)
-            w.numbers += (site.slot, now - w.base, duration, ev.call_id, len(ev.stub), 0)
-            if len(w.numbers) >= w.limit:
-                w.ship()
-        if self.detect is not None:
-            self.detect.called(self, conn, ev, status)
-        if self.debug:
-            ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
-            self._debug_call(conn, ev, ifname, operation, status, duration, 0)
+        by its implementation; ``target`` None when no operation was resolved. Its site is its own
+        look-up (faults are fewer), its event at once."""
+        self.answered_all(conn, [(ev, self._site(conn, ev, target, status), started, 0)])
 
     def _site(self, conn: Connection, ev: CallReceived, target: Operation | None, status: int) -> Site:
         """The site of a call its connection's last of the operation does not share: found among
@@ -653,7 +640,7 @@ class Audit:
                 conn.number, conn.peer, ev.interface, ifname, operation, ev.opnum, ev.object, ev.auth_type,
                 ev.auth_level, ev.principal, status,
             )  # fmt: skip
-        site = sites[key] = Site(ev, target, parts, tally)
+        site = sites[key] = Site(ev, target, status, parts, tally)
         if not status:
             if len(conn.sites) >= 256:
                 conn.sites.clear()
