@@ -36,6 +36,26 @@ def dcerpc(
     )  # fmt: skip
 
 
+def first_document(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The JSON document a ``--json`` serving command prints once it listens (and, ``serve``,
+    registered): its first lines that parse as one. RuntimeError when it exits first (with what it
+    printed, and its standard error when that is a pipe)."""
+    assert proc.stdout is not None
+    text = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"{proc.args} exited ({proc.wait()}): {text}{err}")
+        text += line
+        try:
+            return dict(json.loads(text))
+        except ValueError:
+            continue
+    raise RuntimeError(f"{proc.args}: no JSON document within 30 s: {text}")
+
+
 class Running:
     """A ``dcerpc run/epm/serve --json`` process; ``ready`` is the JSON document it printed first."""
 
@@ -54,20 +74,7 @@ class Running:
         self.ready = self._document()
 
     def _document(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        text = ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
-                raise RuntimeError(f"{self.proc.args} exited ({self.proc.wait()}): {text}{err}")
-            text += line
-            try:
-                return dict(json.loads(text))
-            except ValueError:
-                continue
-        raise RuntimeError(f"{self.proc.args}: no JSON document within 30 s: {text}")
+        return first_document(self.proc)
 
     def wait_for_log(self, needle: str, timeout: float = 20) -> str:
         """Read stderr until a line holds ``needle``; returns what was read."""

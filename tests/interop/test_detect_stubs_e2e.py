@@ -30,6 +30,7 @@ import pytest
 
 from tests.audit.helpers import valid
 from tests.captures import start_dumpcap, wait_for_marker
+from tests.cli.procs import first_document
 from tests.conftest import have, require_peer
 from tests.interop.netns import NetNs, netns  # noqa: F401  (the fixture)
 
@@ -134,19 +135,6 @@ def _alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["event"]["action"] == "detection"]
 
 
-def _ready(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    """The JSON document a serving command prints once it listens (and, serve, registered)."""
-    assert proc.stdout is not None
-    text = ""
-    for line in proc.stdout:  # the process ends, or says it is ready
-        text += line
-        try:
-            return dict(json.loads(text))
-        except ValueError:
-            continue
-    raise AssertionError(f"{proc.args} exited ({proc.wait()}) without a ready line: {text}")
-
-
 def _trail(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -161,7 +149,7 @@ def run(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
     config.write_text(f'[audit]\nfile = "{trail}"\n[detect]\nenabled = true\n')
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cap = start_dumpcap(netns, pcap, "tcp")
-    _ready(netns.popen([sys.executable, "-m", "dcerpc", "epm", "--socket", str(sock), "--json"],
+    first_document(netns.popen([sys.executable, "-m", "dcerpc", "epm", "--socket", str(sock), "--json"],
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))  # fmt: skip
     served = [f"tests.detect.attacked:{name}" for name in SERVED]
     serving = netns.popen(
@@ -169,7 +157,7 @@ def run(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
          "--socket", str(sock), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(REPO), env=env,
     )  # fmt: skip
-    assert _ready(serving)["registered"]
+    assert first_document(serving)["registered"]
     attack = netns.python("-c", ATTACK, cwd=str(REPO), env=env)
     assert attack.returncode == 0, attack.stdout + attack.stderr
     deadline = time.monotonic() + 20
