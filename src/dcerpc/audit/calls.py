@@ -69,9 +69,9 @@ class CallChunks:
     """A writer's open chunk of call events (see the module docstring). The observer calls
     :meth:`begin` when ``templates`` is empty, :meth:`enrol` when ``site.chunk is not templates``,
     appends to ``numbers`` (the time less ``base``), and calls :meth:`ship` when
-    ``len(numbers) >= limit``; a writer (process.ProcessWriter, writer.Writer) defines
-    ``_enqueue`` (a shipped chunk, and the calls in it) and ``_arm`` (its timer on the running
-    loop; False when there is none)."""
+    ``len(numbers) >= limit``; every other event is :meth:`put`. A writer (process.ProcessWriter,
+    writer.Writer) defines ``_enqueue`` (an event, or a shipped chunk, and the events it is) and
+    ``_arm`` (its timer on the running loop; False when there is none)."""
 
     templates: list[Parts]
     numbers: list[int]
@@ -91,6 +91,13 @@ class CallChunks:
 
     def _enqueue(self, chunk: tuple[Any, ...], calls: int) -> None:
         raise NotImplementedError
+
+    def put(self, record: tuple[Any, ...]) -> None:
+        """Queue one event other than a call (the loop's call: never blocks; dropped and counted
+        when the writer's capacity waits), after the open chunk's calls: events keep their order."""
+        if self.numbers:
+            self.ship()
+        self._enqueue(record, 1)
 
     def _arm(self) -> bool:
         raise NotImplementedError

@@ -159,12 +159,6 @@ class ProcessWriter(CallChunks):
 
     # the loop's calls -----------------------------------------------------------------------------
 
-    def put(self, record: Record) -> None:
-        """Queue one event (never blocks; dropped and counted when ``capacity`` wait)."""
-        if self.numbers:
-            self.ship()  # the calls before it go first
-        self._enqueue(record, 1)
-
     def _enqueue(self, record: Record, events: int) -> None:
         """Queue an event, or a shipped chunk of ``events`` calls (calls.CallChunks)."""
         n = self._queued - self._framed

@@ -128,12 +128,6 @@ class Writer(CallChunks):
         self._thread = threading.Thread(target=self._main, name="dcerpc-audit", daemon=True)
         self._thread.start()
 
-    def put(self, record: Record) -> None:
-        """Queue one event (the loop's call: never blocks; dropped and counted when full)."""
-        if self.numbers:
-            self.ship()  # the calls before it go first
-        self._enqueue(record, 1)
-
     def _enqueue(self, record: Record, events: int) -> None:
         n = self._queued - self._taken
         if n + events > self.capacity:
