@@ -13,7 +13,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcerpc.audit.calls import CALL_NUMBERS, format_calls
+from dcerpc.audit.calls import CALL_NUMBERS, SLOT, format_calls
 from dcerpc.audit.fields import iso_timestamp
 from dcerpc.audit.observer import call_template
 from dcerpc.pdu.syntax import SyntaxId
@@ -30,12 +30,12 @@ _SITES = [
 
 _calls = st.lists(
     st.tuples(
-        st.integers(0, len(_SITES) - 1),  # slot
-        st.integers(0, 10**12),  # answered, perf_counter_ns
         st.integers(0, 10**10),  # duration
         st.integers(0, 2**32 - 1),  # call id
         st.integers(0, 2**31),  # octets in
         st.integers(0, 2**31),  # octets out
+        st.integers(0, 10**12),  # answered, perf_counter_ns
+        st.integers(0, len(_SITES) - 1),  # slot
     ),
     min_size=1,
     max_size=40,
@@ -46,9 +46,9 @@ _calls = st.lists(
 def test_a_chunk_formats_as_each_call_would(calls: list[tuple[int, ...]], offset: int) -> None:
     numbers = [n for call in calls for n in call]
     chunk = (None, offset, _SITES, struct.pack(f"<{len(numbers)}q", *numbers))
-    lines = format_calls(chunk)
+    lines = format_calls(chunk).splitlines(keepends=True)
     assert len(lines) == len(numbers) // CALL_NUMBERS == len(calls)
-    for line, (slot, answered, duration, call_id, received, sent) in zip(lines, calls, strict=True):
+    for line, (duration, call_id, received, sent, answered, slot) in zip(lines, calls, strict=True):
         assert line.endswith("\n") and "\n" not in line[:-1]
         event = valid(json.loads(line))
         assert event["@timestamp"] == iso_timestamp(answered + offset)
@@ -57,4 +57,4 @@ def test_a_chunk_formats_as_each_call_would(calls: list[tuple[int, ...]], offset
         assert event["dcerpc"]["octets"] == {"in": received, "out": sent}
         assert event["dcerpc"]["opnum"] == (0, 9)[slot]
     principal = [json.loads(line)["dcerpc"]["auth"].get("principal") for line in lines]
-    assert principal == [(None, 'DOM\\"%d"')[c[0]] for c in calls]
+    assert principal == [(None, 'DOM\\"%d"')[c[SLOT]] for c in calls]

@@ -43,7 +43,7 @@ from ..pdu.constants import ProviderReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.events import Authenticated, BindAccepted, Caller, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
-from .calls import CALL_NUMBERS, Parts
+from .calls import CALL_NUMBERS, DURATION, SLOT, Form
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
 from .process import ProcessWriter, portable
 from .sinks import FileSink, StdoutSink, SyslogSink
@@ -262,12 +262,13 @@ def _interface_json(interface: SyntaxId, ifname: str | None) -> str:
 def call_template(
     number: int, peer: Any, interface: SyntaxId, ifname: str | None, operation: str | None, opnum: int,
     obj: Any, auth_type: int, auth_level: int, principal: str | None, status: int,
-) -> Parts:  # fmt: skip
-    """The call event's JSON line cut where each call's numbers go (duration, call id, octets in and
-    out, the ``@timestamp`` text), written out directly: the one event made per call (the general
-    path through dicts and json costs several times more). Same fields and order as the others.
-    What a connection's calls of one operation share (a :class:`Site`) is made once, on the loop;
-    the writer fills in each call's numbers (calls.format_calls)."""
+) -> Form:  # fmt: skip
+    """The call event's JSON line as a form for ``%`` (calls.Form: conversions where each call's
+    numbers go, the duration, call id, octets in and out, the ``@timestamp``), written out directly:
+    the one event made per call (the general path through dicts and json costs several times more).
+    Same fields and order as the others. What a connection's calls of one operation share (a
+    :class:`Site`) is made once, on the loop; the writer fills in each call's numbers
+    (calls.format_calls)."""
     iface = _interface_json(interface, ifname)
     auth = f'"type":"{auth_type_name(auth_type)}","level":"{auth_level_name(auth_level)}"'
     if principal is not None:
@@ -281,15 +282,17 @@ def call_template(
         extra += f',"fault":{{"status":{_quote(status_name(status))},"code":{status}}}'
     src_ip, src_port = address(peer)
     source = f',"source":{{"ip":{_quote(src_ip or "")},"port":{src_port}}}' if src_port is not None else ""
-    return (
+    pieces = (
         f'{{"event":{{"kind":"event","category":["network"],"action":"call",'
         f'"outcome":"{"failure" if status else "success"}","duration":',
         f'}},"dcerpc":{{"association":{{"id":{number}}},"call_id":',
         f',{iface},"opnum":{opnum},"octets":{{"in":',
         ',"out":',
         f'}},"auth":{{{auth}}}{extra}}}{source},"@timestamp":"',
-        f'","ecs":{{"version":"{ECS_VERSION}"}}}}\n',
+        f'Z","ecs":{{"version":"{ECS_VERSION}"}}}}\n',
     )
+    escaped = [piece.replace("%", "%%") for piece in pieces]  # (a principal's name may hold one)
+    return ("%d".join(escaped[:5]) + "%s%06d" + escaped[5]).encode()
 
 
 class Tally:
@@ -304,23 +307,23 @@ class Tally:
 
 class Site(Caller):
     """What a connection's calls of one operation, caller and outcome share: the call event's
-    pieces (None without a writer), its slot in the writer's open chunk of calls (calls.py) and the
+    form (None without a writer), its slot in the writer's open chunk of calls (calls.py) and the
     metrics' tally. A connection keeps the last site of each operation (``Connection.sites``): a
     call is one look-up and five ``is`` tests of what its caller could have changed (another
     context's interface version, another security context)."""
 
-    __slots__ = ("chunk", "interface", "parts", "slot", "status", "tally", "target")
+    __slots__ = ("chunk", "form", "interface", "slot", "status", "tally", "target")
 
     def __init__(
-        self, ev: CallReceived, target: Operation | None, status: int, parts: Parts | None, tally: Tally
+        self, ev: CallReceived, target: Operation | None, status: int, form: Form | None, tally: Tally
     ) -> None:
         super().__init__(ev)
         self.target = target
         self.status = status  # the fault's (0: answered with a result)
         self.interface = ev.interface
-        self.parts = parts
+        self.form = form
         self.tally = tally
-        self.chunk: list[Parts] | None = None  # the chunk it has a slot in (CallChunks.enrol)
+        self.chunk: list[Form] | None = None  # the chunk it has a slot in (CallChunks.enrol)
         self.slot = 0
 
 
@@ -443,13 +446,13 @@ class Audit:
 
     def _fold(self, sites: list[Site], numbers: list[int]) -> None:
         """The metrics of a chunk of calls being shipped (calls.CallChunks.fold)."""
-        slots = numbers[0::CALL_NUMBERS]
+        slots = numbers[SLOT::CALL_NUMBERS]
         if len(sites) == 1:
             sites[0].tally.n += len(slots)
         else:
             for slot, n in Counter(slots).items():
                 sites[slot].tally.n += n
-        durations = numbers[2::CALL_NUMBERS]
+        durations = numbers[DURATION::CALL_NUMBERS]
         self.latency_sum += sum(durations)
         latency = self.latency
         for bucket, n in Counter(map(_bit_length, map(_shifted, durations))).items():
@@ -595,7 +598,7 @@ class Audit:
                 if site.chunk is not templates:
                     w.enrol(site)
                 duration = now - started if started else 0
-                numbers += (site.slot, at, duration, ev.call_id, len(ev.stub), out_octets)
+                numbers += (duration, ev.call_id, len(ev.stub), out_octets, at, site.slot)
             if len(numbers) >= w.limit:  # (a chunk may pass CHUNK_CALLS by a turn's calls)
                 w.ship()
         if self.detect is not None:
@@ -634,13 +637,13 @@ class Audit:
         if tally is None:
             tally = self.tallies[names, status] = Tally()
         ifname, operation = (target.ifname, target.operation) if target is not None else (None, None)
-        parts = None
+        form = None
         if self.writer is not None:
-            parts = call_template(
+            form = call_template(
                 conn.number, conn.peer, ev.interface, ifname, operation, ev.opnum, ev.object, ev.auth_type,
                 ev.auth_level, ev.principal, status,
             )  # fmt: skip
-        site = sites[key] = Site(ev, target, status, parts, tally)
+        site = sites[key] = Site(ev, target, status, form, tally)
         if not status:
             if len(conn.sites) >= 256:
                 conn.sites.clear()

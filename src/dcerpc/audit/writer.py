@@ -91,7 +91,7 @@ def format_lines(records: Iterable[Record]) -> tuple[list[str], int]:
         try:
             if record[0] is None:
                 events += len(record[3]) // CALL.size
-                lines += format_calls(record)
+                lines.append(format_calls(record))  # (its lines in one string)
             else:
                 events += 1
                 lines.append(format_record(record))
