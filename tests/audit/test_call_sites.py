@@ -10,10 +10,14 @@ import asyncio
 import json
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from dcerpc.audit import Audit
-from dcerpc.audit.observer import Site
+from dcerpc.audit.observer import LATENCY_SHIFT, Site, Tally
 from dcerpc.pdu.syntax import SyntaxId
 from dcerpc.protocol.events import CallReceived
 from dcerpc.rpcecho import Echo
@@ -139,3 +143,24 @@ def test_metrics_counted_from_shipped_chunks_equal_counting_per_call() -> None:
     assert sum(from_chunks.latency) == sum(per_call.latency) == 600
     assert len([b for b in from_chunks.latency if b]) >= 3
     from_chunks.close()
+
+
+_bounds = st.builds(lambda k, e: (1 << (LATENCY_SHIFT + k)) + e, st.integers(0, 25), st.integers(-1, 0))
+
+
+@given(st.lists(st.integers(0, 2**40) | _bounds, min_size=1, max_size=600), st.integers(1, 3))
+def test_a_chunk_counts_each_duration_in_the_bucket_its_rule_gives(durations: list[int], sites: int) -> None:
+    """Audit._fold counts a chunk's latencies by sorting and bisecting at the buckets' bounds: each
+    call lands where the per-call rule, ``(d >> LATENCY_SHIFT).bit_length()``, puts it (durations
+    from 0, in every bucket to 2**40 ns, on and under the bounds, in any order), and each site's
+    tally gets its calls."""
+    audit = Audit(metrics=True)
+    tallies = [SimpleNamespace(tally=Tally()) for _ in range(sites)]
+    numbers = [x for i, d in enumerate(durations) for x in (d, i, 4, 4, 0, i % sites)]
+    audit._fold(tallies, numbers)  # type: ignore[arg-type]  # (what a fold reads of a site)
+    expected = [0] * len(audit.latency)
+    for d in durations:
+        expected[(d >> LATENCY_SHIFT).bit_length()] += 1
+    assert audit.latency == expected
+    assert audit.latency_sum == sum(durations)
+    assert [t.tally.n for t in tallies] == [len(durations[s::sites]) for s in range(sites)]
