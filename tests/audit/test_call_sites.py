@@ -29,8 +29,8 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def write(self, lines: str) -> None:
-        self.lines += lines.splitlines()
+    def write(self, lines: bytes) -> None:
+        self.lines += lines.decode().splitlines()
 
     def reopen(self) -> None:
         pass

@@ -46,7 +46,7 @@ _calls = st.lists(
 def test_a_chunk_formats_as_each_call_would(calls: list[tuple[int, ...]], offset: int) -> None:
     numbers = [n for call in calls for n in call]
     chunk = (None, offset, _SITES, struct.pack(f"<{len(numbers)}q", *numbers))
-    lines = format_calls(chunk).splitlines(keepends=True)
+    lines = format_calls(chunk).decode().splitlines(keepends=True)
     assert len(lines) == len(numbers) // CALL_NUMBERS == len(calls)
     for line, (duration, call_id, received, sent, answered, slot) in zip(lines, calls, strict=True):
         assert line.endswith("\n") and "\n" not in line[:-1]

@@ -1,17 +1,21 @@
 """The sinks and the writer: syslog over a real Unix datagram socket and over UDP, RFC 5424
-framing; a full queue drops and counts without blocking the caller."""
+framing; standard output and a text stream; a full queue drops and counts without blocking the
+caller."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import dcerpc
-from dcerpc.audit import Audit, SyslogSink, Writer
+from dcerpc.audit import Audit, StdoutSink, SyslogSink, Writer
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
@@ -72,9 +76,9 @@ class _StuckSink:
         self.release = threading.Event()
         self.lines: list[str] = []
 
-    def write(self, lines: str) -> None:
+    def write(self, lines: bytes) -> None:
         self.release.wait(10)
-        self.lines += lines.splitlines()
+        self.lines += lines.decode().splitlines()
 
     def reopen(self) -> None:
         pass
@@ -101,3 +105,34 @@ def test_a_full_queue_drops_and_counts_never_blocks() -> None:
     assert audit.flush()
     assert len(sink.lines) == 9 and writer.written == 9
     audit.close()
+
+
+def test_stdout_sink_writes_a_served_call_to_standard_output_and_to_a_text_stream(tmp_path: Path) -> None:
+    """StdoutSink takes the writer's octets: on standard output (the writer process's, inherited
+    from a real `python` server here) as they are, into a text stream given it (a thread writes
+    that) as text. Every line is one schema-valid event, the call's among them."""
+    script = tmp_path / "serve.py"
+    script.write_text(
+        "import dcerpc\n"
+        "from dcerpc.audit import Audit, StdoutSink\n"
+        "from dcerpc.rpcecho import Echo\n"
+        "from dcerpc.rpcecho.server import EchoServer\n"
+        "from dcerpc.testing import ServerThread\n"
+        "audit = Audit([StdoutSink()])\n"
+        "with ServerThread(EchoServer(), audit=audit) as srv:\n"
+        "    with dcerpc.connect_sync(f'ncacn_ip_tcp:127.0.0.1[{srv.port}]') as conn:\n"
+        "        assert conn.bind(Echo).AddOne(1) == 2\n"
+        "audit.close()\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120, check=True).stdout
+    events = [valid(json.loads(line)) for line in out.splitlines()]
+    assert "call" in [e["event"]["action"] for e in events]
+
+    stream = io.StringIO()
+    audit = Audit([StdoutSink(stream)])
+    assert isinstance(audit.writer, Writer)  # a stream object: written by the thread
+    audit.refused(("127.0.0.1", 40000), ("127.0.0.1", 135), "ncacn_ip_tcp", "connection_limit")
+    assert audit.flush(10)
+    audit.close()
+    (event,) = [valid(json.loads(line)) for line in stream.getvalue().splitlines()]
+    assert event["event"]["action"] == "connection-refused"

@@ -182,8 +182,8 @@ class CallChunks:
         return done.wait(max(0.0, deadline - time.monotonic()))
 
 
-def format_calls(chunk: tuple[Any, ...]) -> str:
-    """A shipped chunk's call events, as JSON lines. Its calls are cut in runs of one second each
+def format_calls(chunk: tuple[Any, ...]) -> bytes:
+    """A shipped chunk's call events, as JSON lines (UTF-8). Its calls are cut in runs of one second each
     (one run, found by C's min and max, unless the chunk spans a second, or its calls' times go
     back: calls answered on several loops), whose ``@timestamp`` shares the text of that second."""
     _, offset, forms, octets = chunk
@@ -206,4 +206,4 @@ def format_calls(chunk: tuple[Any, ...]) -> str:
         numbers[start * CALL_NUMBERS + SLOT : end * CALL_NUMBERS : CALL_NUMBERS] = micros
         start = end
     form = forms[0] * count if len(forms) == 1 else b"".join(map(forms.__getitem__, slots))
-    return (form % tuple(numbers)).decode()
+    return form % tuple(numbers)

@@ -487,7 +487,7 @@ def main() -> None:
         message = pickle.loads(frame)
         if isinstance(message, list):
             lines, events = format_lines(message)
-            errors += _each(sinks, "write", "".join(lines))
+            errors += _each(sinks, "write", b"".join(lines))
             written += events
             with contextlib.suppress(OSError):  # a report not read yet: the next says it (or gone)
                 os.set_blocking(back, False)
@@ -522,15 +522,21 @@ class _Frames:
         self.fd = fd
         self.parent = parent
         self.buf = bytearray()
+        self.pos = 0  # where the next frame starts: the frames before are dropped once per read
 
     def next(self, hangup: list[bool] | None = None) -> bytes | None:
         while True:
-            if len(self.buf) >= 4:
-                (n,) = _LEN.unpack_from(self.buf)
-                if len(self.buf) >= 4 + n:
-                    frame = bytes(self.buf[4 : 4 + n])
-                    del self.buf[: 4 + n]
+            buf, pos = self.buf, self.pos
+            if len(buf) - pos >= 4:
+                (n,) = _LEN.unpack_from(buf, pos)
+                if len(buf) - pos >= 4 + n:
+                    with memoryview(buf) as view:
+                        frame = bytes(view[pos + 4 : pos + 4 + n])  # (one copy)
+                    self.pos = pos + 4 + n
                     return frame
+            if pos:  # (a read brings up to 1 MiB, some hundred frames: moved down once, not each)
+                del buf[:pos]
+                self.pos = 0
             try:
                 ready, _, _ = select.select([self.fd], [], [], 1.0)
             except InterruptedError:

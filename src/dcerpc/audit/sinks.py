@@ -37,18 +37,18 @@ class FileSink:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._file: IO[str] = self._open()  # here too: a path we cannot open fails at configuration
+        self._file: IO[bytes] = self._open()  # here too: a path we cannot open fails at configuration
 
     def __reduce__(self) -> tuple[type[FileSink], tuple[str]]:
         return FileSink, (self.path,)
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> IO[bytes]:
         # 0o640: the trail names users and addresses
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        return open(fd, "a", encoding="utf-8")
+        return open(fd, "ab")
 
-    def write(self, lines: str) -> None:
-        self._file.write(lines)
+    def write(self, lines: bytes) -> None:
+        self._file.write(lines)  # (a batch larger than the buffer goes straight to the file)
         self._file.flush()
 
     def reopen(self) -> None:
@@ -76,10 +76,16 @@ class StdoutSink:
     def __reduce__(self) -> tuple[type[StdoutSink], tuple[()]]:
         return StdoutSink, ()
 
-    def write(self, lines: str) -> None:
+    def write(self, lines: bytes) -> None:
         stream = self._stream or sys.stdout
-        stream.write(lines)
-        stream.flush()
+        octets = getattr(stream, "buffer", None)  # a text stream's own binary one (standard output)
+        if octets is not None:
+            stream.flush()  # (what was written as text goes first)
+            octets.write(lines)
+            octets.flush()
+        else:
+            stream.write(lines.decode())
+            stream.flush()
 
     def reopen(self) -> None:
         pass
@@ -126,15 +132,15 @@ class SyslogSink:
     def __reduce__(self) -> tuple[type[SyslogSink], tuple[str, str, str]]:
         return SyslogSink, (self.address, self.facility, self._app)
 
-    def write(self, lines: str) -> None:
+    def write(self, lines: bytes) -> None:
         for line in lines.splitlines():
             self._sock.sendto(self._message(line), self._target)
 
-    def _message(self, line: str) -> bytes:
-        severity = _WARNING if '"outcome":"failure"' in line else _INFO
+    def _message(self, line: bytes) -> bytes:
+        severity = _WARNING if b'"outcome":"failure"' in line else _INFO
         stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         head = f"<{self._facility * 8 + severity}>1 {stamp} {self._host} {self._app} {os.getpid()} audit - "
-        data = head.encode() + b"\xef\xbb\xbf" + line.encode()  # RFC 5424 6.4: BOM, then UTF-8
+        data = head.encode() + b"\xef\xbb\xbf" + line  # RFC 5424 6.4: BOM, then UTF-8
         return data[:_MAX_DATAGRAM]
 
     def reopen(self) -> None:

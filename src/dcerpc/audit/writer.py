@@ -47,9 +47,10 @@ chunk of call events, (None, offset, pieces, numbers) (calls.py)."""
 
 
 class Sink(Protocol):
-    """Where formatted events go: one call per batch of JSON lines (each ending in a newline)."""
+    """Where formatted events go: one call per batch of JSON lines (each ending in a newline), as
+    UTF-8 octets (what a file, a pipe or a socket takes: no text layer between)."""
 
-    def write(self, lines: str) -> None: ...
+    def write(self, lines: bytes) -> None: ...
 
     def reopen(self) -> None: ...
 
@@ -82,10 +83,10 @@ def format_record(record: Record) -> str:
     return _encode(event) + "\n"
 
 
-def format_lines(records: Iterable[Record]) -> tuple[list[str], int]:
-    """The JSON lines of queued records (events and chunks of calls), and the events they were: a
-    record that does not format (a formatter's bug) loses itself, not the batch (logged)."""
-    lines: list[str] = []
+def format_lines(records: Iterable[Record]) -> tuple[list[bytes], int]:
+    """The JSON lines of queued records (events and chunks of calls), UTF-8, and the events they
+    were: a record that does not format (a formatter's bug) loses itself, not the batch (logged)."""
+    lines: list[bytes] = []
     events = 0
     for record in records:
         try:
@@ -94,7 +95,7 @@ def format_lines(records: Iterable[Record]) -> tuple[list[str], int]:
                 lines.append(format_calls(record))  # (its lines in one string)
             else:
                 events += 1
-                lines.append(format_record(record))
+                lines.append(format_record(record).encode())
         except Exception:
             log.exception("audit event %r does not format", record[0])
     return lines, events
@@ -197,14 +198,14 @@ class Writer(CallChunks):
                 self._idle.clear()
                 lines, events = format_lines(queue.popleft() for _ in range(min(len(queue), _BATCH)))
                 self._taken += events  # out of the queue: room for more while the sinks write
-                self._write("".join(lines))
+                self._write(b"".join(lines))
                 self.written += events
             self._idle.set()
 
-    def _write(self, text: str) -> None:
+    def _write(self, lines: bytes) -> None:
         for sink in self.sinks:
             try:
-                sink.write(text)
+                sink.write(lines)
             except Exception:
                 self.errors += 1
                 log.exception("audit sink %r failed", sink)
@@ -220,4 +221,4 @@ class Writer(CallChunks):
 
 def drain(records: Iterable[Record]) -> list[dict[str, Any]]:
     """The events ``records`` make, as objects (what the writer would write; for tests)."""
-    return [json.loads(line) for line in format_lines(records)[0]]
+    return [json.loads(line) for line in b"".join(format_lines(records)[0]).splitlines()]
