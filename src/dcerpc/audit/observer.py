@@ -15,8 +15,8 @@ calls of one operation, caller and outcome share), found once per caller (:meth:
 connection's last of that operation, one look-up and five ``is`` tests; the server's dispatcher
 keeps it in its route); the calls a connection answers in one turn of the loop come together
 (:meth:`Audit.answered_all`: one clock). With audit events, each call is its site's slot and five
-numbers appended to the writer's open chunk, a list of integers (calls.py: the site's JSON pieces
-go once a chunk), which the writer process fills in (process.py; a thread does, writer.py, for
+numbers appended to the writer's open chunk, a list of integers (calls.py: the site's JSON form
+goes once a chunk), which the writer process fills in (process.py; a thread does, writer.py, for
 sinks of other kinds), and the metrics count the chunk's calls when it is shipped
 (:meth:`Audit._fold`); without, each call's :class:`Tally` is incremented and a histogram bucket
 found (a shift and ``bit_length``). The counters are plain ints and dicts that a Prometheus
@@ -629,7 +629,7 @@ class Audit:
 
     def _site(self, conn: Connection, ev: CallReceived, target: Operation | None, status: int) -> Site:
         """The site of a call its connection's last of the operation does not share: found among
-        the sites of every connection by all it is made of, or made (its pieces, its tally)."""
+        the sites of every connection by all it is made of, or made (its form, its tally)."""
         sites = self._sites
         key = (conn.number, ev.interface, ev.opnum, target, ev.auth_type, ev.auth_level, ev.principal,
                ev.object, status)  # fmt: skip

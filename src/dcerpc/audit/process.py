@@ -55,8 +55,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..pdu.syntax import SyntaxId
-from .calls import CALL, CallChunks
-from .writer import Record, Sink, format_lines
+from .calls import CallChunks
+from .writer import Record, Sink, events_in, format_lines
 
 __all__ = ["ProcessWriter", "portable"]
 
@@ -104,11 +104,6 @@ def _dumps(obj: Any) -> bytes:
     pickler.dispatch_table = _REDUCE
     pickler.dump(obj)
     return out.getvalue()
-
-
-def _events(record: Record) -> int:
-    """Events a queued record is: one, or a chunk's calls."""
-    return len(record[3]) // CALL.size if record[0] is None else 1
 
 
 def portable(sinks: Sequence[Sink]) -> bool:
@@ -268,13 +263,13 @@ class ProcessWriter(CallChunks):
             while queue and events < _BATCH:  # _BATCH events, a chunk of calls counting its calls
                 record = popleft()
                 batch.append(record)
-                events += _events(record)
+                events += events_in(record)
             self._framed += events
             try:
                 data = _dumps(batch)
             except Exception:  # an event that does not pickle loses itself, not its batch
                 batch = [r for r in batch if self._pickles(r)]
-                events = sum(map(_events, batch))
+                events = sum(map(events_in, batch))
                 data = _dumps(batch)
             self._frames.append([memoryview(_LEN.pack(len(data)) + data), events])
             self._waiting += events
@@ -283,7 +278,7 @@ class ProcessWriter(CallChunks):
         try:
             _dumps(record)
         except Exception:
-            self.dropped += _events(record)
+            self.dropped += events_in(record)
             log.exception("audit event %r does not pickle", record[0])
             return False
         return True

@@ -43,7 +43,7 @@ _BATCH: Final = 512  # events formatted per write
 
 Record = tuple[Any, ...]
 """(formatter, time_ns, *args): the formatter makes the event's object from the args. Or a shipped
-chunk of call events, (None, offset, pieces, numbers) (calls.py)."""
+chunk of call events, (None, offset, forms, octets) (calls.py)."""
 
 
 class Sink(Protocol):
@@ -83,18 +83,22 @@ def format_record(record: Record) -> str:
     return _encode(event) + "\n"
 
 
+def events_in(record: Record) -> int:
+    """Events a queued record is: one, or a shipped chunk's calls."""
+    return len(record[3]) // CALL.size if record[0] is None else 1
+
+
 def format_lines(records: Iterable[Record]) -> tuple[list[bytes], int]:
     """The JSON lines of queued records (events and chunks of calls), UTF-8, and the events they
     were: a record that does not format (a formatter's bug) loses itself, not the batch (logged)."""
     lines: list[bytes] = []
     events = 0
     for record in records:
+        events += events_in(record)
         try:
             if record[0] is None:
-                events += len(record[3]) // CALL.size
-                lines.append(format_calls(record))  # (its lines in one string)
+                lines.append(format_calls(record))  # (its calls' lines, in one)
             else:
-                events += 1
                 lines.append(format_record(record).encode())
         except Exception:
             log.exception("audit event %r does not format", record[0])
