@@ -600,7 +600,9 @@ class Audit:
             templates = w.templates
             if not templates:
                 w.begin(now)
-            at = now - w.base  # (one small int for the turn's calls)
+            at = (now - w.base) // 1000  # µs into the chunk's second (one int for the turn's calls)
+            if not 0 <= at < 1_000_000:
+                w.spilled = True  # (the writer cuts the chunk into runs of one second each)
             numbers = w.numbers
             for ev, site, started, out_octets in calls:
                 if site.chunk is not templates:
