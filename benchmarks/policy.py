@@ -17,13 +17,22 @@ pinned there, and this client to CPU 1, as if it called from another machine (``
 them to the kernel). Every cost of the security half then falls on the server's one CPU, the
 writer's too: the writer (at niceness 10) writes while the server's loop waits.
 
-    .venv/bin/python benchmarks/policy.py [--seconds S] [--rounds N] [--no-pin] [--no-uvloop] [--json]
+With ``--interleave`` both servers are up at once and the client alternates between them, a slice
+of ``--seconds`` at a time (the order reversed each round), at 64 in flight and then at 1: the two
+of a round are measured seconds apart rather than a whole run, so the machine's drift between them
+is smaller (each server is one process for the whole run, though: a process's own speed, which
+differs by a few percent from another's, is not averaged out as in separate runs). A secured
+slice ends, as a run does, when the trail has every event; the trail is then emptied.
+
+    .venv/bin/python benchmarks/policy.py [--seconds S] [--rounds N] [--no-pin] [--interleave]
+        [--no-uvloop] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -167,6 +176,81 @@ async def bench(port: int, seconds: float, pid: int, trail: Path | None) -> dict
     return out
 
 
+async def interleaved(
+    servers: dict[str, tuple[int, int, Path | None]], seconds: float, rounds: int
+) -> dict[str, list[dict[str, float]]]:
+    """:func:`bench`'s figures for each server (name: port, pid, trail), a slice at a time: each
+    round measures every server at one depth, then the next; the servers' order reverses each
+    round."""
+    import dcerpc
+    from dcerpc.rpcecho import Echo
+
+    async with contextlib.AsyncExitStack() as stack:
+        state: dict[str, dict[str, Any]] = {}
+        for name, (port, pid, trail) in servers.items():
+            conn = await stack.enter_async_context(
+                await dcerpc.connect(f"ncacn_ip_tcp:127.0.0.1[{port}]", max_concurrent_calls=64)
+            )
+            echo = await conn.bind(Echo)
+            assert await echo.AddOne(1) == 2
+            state[name] = {"echo": echo, "pid": pid, "made": 1, "trail": _Trail(trail) if trail else None}
+        runs: dict[str, list[dict[str, float]]] = {name: [{} for _ in range(rounds)] for name in servers}
+        for key, depth in (("many", 64), ("one", 1)):
+            for i in range(rounds):
+                for name in list(servers)[:: 1 if i % 2 == 0 else -1]:
+                    runs[name][i].update(await _slice(state[name], key, depth, seconds))
+    return runs
+
+
+async def _slice(server: dict[str, Any], key: str, depth: int, seconds: float) -> dict[str, float]:
+    """One server at one depth for ``seconds`` (and its writer's catching up): bench()'s figures."""
+    echo, pid, reader = server["echo"], server["pid"], server["trail"]
+
+    async def call() -> None:
+        await echo.AddOne(41)
+        server["made"] += 1
+
+    kids = _children(pid)
+    client, cpu, writer = time.process_time(), _cpu(pid), sum(_cpu(c) for c in kids)
+    before = server["made"]
+    started = time.perf_counter()
+    await arate(seconds, call, in_flight=depth)
+    behind = 0
+    if reader is not None:  # the association's open and bind events, then one per call
+        deadline = time.perf_counter() + 30
+        while (behind := 2 + server["made"] - reader.count()) > 0 and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    if reader is not None:  # emptied: a trail of gigabytes would cost its writer more (tmpfs)
+        os.truncate(reader.path, 0)
+        reader.offset = 0
+    calls = server["made"] - before
+    writer = sum(_cpu(c) for c in kids) - writer
+    return {
+        key: calls / elapsed,
+        f"{key}_behind": max(behind, 0),
+        f"{key}_client_us": (time.process_time() - client) / calls * 1e6,
+        f"{key}_server_us": (_cpu(pid) - cpu - writer) / calls * 1e6,
+        f"{key}_writer_us": writer / calls * 1e6,
+    }
+
+
+def _start(args: argparse.Namespace, ctx: Any, uvloop: bool, secured: bool, tmp: str) -> tuple[Any, int]:
+    """A server process, pinned as ``args`` asks, and its port."""
+    port = free_port()
+    ready = ctx.Event()
+    proc = ctx.Process(target=serve, args=(port, ready, uvloop, secured, tmp), daemon=True)
+    proc.start()
+    if not ready.wait(60):
+        raise RuntimeError("server did not start")
+    if args.pin:  # the server host on CPU 0 (the server and its audit writer), the client on 1
+        assert proc.pid is not None
+        _pin(proc.pid, 0)
+        for child in _children(proc.pid):
+            _pin(child, 0)
+    return proc, port
+
+
 def _pin(pid: int, cpu: int) -> None:
     """Keep process ``pid`` on ``cpu`` (its children started later inherit it)."""
     os.sched_setaffinity(pid, {cpu})
@@ -179,18 +263,8 @@ def _median(values: list[float]) -> float:
 
 def run(args: argparse.Namespace, ctx: Any, uvloop: bool, secured: bool, tmp: str) -> dict[str, float]:
     """One server, measured at both depths."""
-    port = free_port()
-    ready = ctx.Event()
-    proc = ctx.Process(target=serve, args=(port, ready, uvloop, secured, tmp), daemon=True)
-    proc.start()
-    if not ready.wait(60):
-        raise RuntimeError("server did not start")
+    proc, port = _start(args, ctx, uvloop, secured, tmp)
     try:
-        if args.pin:  # the server host on CPU 0 (the server and its audit writer), the client on 1
-            assert proc.pid is not None
-            _pin(proc.pid, 0)
-            for child in _children(proc.pid):
-                _pin(child, 0)
         trail = Path(tmp, f"audit-{port}.jsonl") if secured else None
         return asyncio.run(bench(port, args.seconds, proc.pid or 0, trail))
     finally:
@@ -209,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="plain and secured runs, alternating")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="leave the processes where the kernel puts them")  # fmt: skip
+    parser.add_argument("--interleave", action="store_true",
+                        help="both servers up at once, measured in alternating slices")  # fmt: skip
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -220,9 +296,24 @@ def main(argv: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("spawn")
     runs: dict[str, list[dict[str, float]]] = {"plain": [], "secured": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
-            for name, secured in (("plain", False), ("secured", True)):
-                runs[name].append(run(args, ctx, uvloop, secured, tmp))
+        if args.interleave:
+            procs = {name: _start(args, ctx, uvloop, secured, tmp) for name, secured in
+                     (("plain", False), ("secured", True))}  # fmt: skip
+            try:
+                servers = {
+                    name: (port, proc.pid, Path(tmp, f"audit-{port}.jsonl") if name == "secured" else None)
+                    for name, (proc, port) in procs.items()
+                }
+                runs = asyncio.run(interleaved(servers, args.seconds, args.rounds))
+            finally:
+                for proc, port in procs.values():
+                    proc.terminate()
+                    proc.join()
+                    Path(tmp, f"audit-{port}.jsonl").unlink(missing_ok=True)
+        else:
+            for _ in range(args.rounds):
+                for name, secured in (("plain", False), ("secured", True)):
+                    runs[name].append(run(args, ctx, uvloop, secured, tmp))
     keys = list(runs["plain"][0])
     median = {name: {k: _median([r[k] for r in rs]) for k in keys} for name, rs in runs.items()}
     # each round's secured run against its own plain run, the median of those: the machine's
@@ -230,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs = list(zip(runs["plain"], runs["secured"], strict=True))
     ratios = {k: _median([s[k] / p[k] for p, s in pairs]) for k in ("one", "many")}
     if args.json:
-        print(json.dumps({"loop": loop_name, "pinned": args.pin, "runs": runs, "median": median,
-                          "ratios": ratios}, indent=2))  # fmt: skip
+        print(json.dumps({"loop": loop_name, "pinned": args.pin, "interleaved": args.interleave,
+                          "runs": runs, "median": median, "ratios": ratios}, indent=2))  # fmt: skip
         return 0
     where = "server and its audit writer on CPU 0, client on CPU 1" if args.pin else "not pinned"
-    print(f"{loop_name}; {RULES}-rule policy; {where}; median of {args.rounds} alternating runs")
+    how = f"{args.rounds} {'rounds of alternating slices' if args.interleave else 'alternating runs'}"
+    print(f"{loop_name}; {RULES}-rule policy; {where}; median of {how}")
     print(f"{'':>14} {'1 in flight':>14} {'64 in flight':>14}")
     for name, rs in runs.items():
         for i, r in enumerate(rs):

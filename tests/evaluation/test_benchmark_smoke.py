@@ -55,3 +55,23 @@ def test_policy_benchmark_smoke() -> None:
         assert run["one"] > 0 and run["many"] > 0 and run["many_server_us"] > 0
     assert plain["many_writer_us"] == 0 < secured["many_writer_us"]  # the writer process, measured
     assert set(out["ratios"]) == {"one", "many"} and all(r > 0 for r in out["ratios"].values())
+
+
+def test_policy_benchmark_interleaved_smoke() -> None:
+    """benchmarks/policy.py --interleave, briefly: both servers up at once, each measured in every
+    round at both depths, the secured one's writer measured and its trail caught up each slice."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.parent / "policy.py"), "--interleave", "--seconds", "0.2", "--rounds", "2",
+         "--json"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=BENCH.parent,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["interleaved"] is True
+    for name in ("plain", "secured"):
+        assert len(out["runs"][name]) == 2
+        for run in out["runs"][name]:
+            assert run["one"] > 0 and run["many"] > 0 and run["many_server_us"] > 0
+            assert run["one_behind"] == run["many_behind"] == 0
+    assert all(r["many_writer_us"] == 0 for r in out["runs"]["plain"])
+    assert all(r["many_writer_us"] > 0 for r in out["runs"]["secured"])
