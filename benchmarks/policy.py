@@ -142,37 +142,13 @@ async def bench(port: int, seconds: float, pid: int, trail: Path | None) -> dict
     import dcerpc
     from dcerpc.rpcecho import Echo
 
-    out: dict[str, float] = {}
-    made = 0
-    reader = _Trail(trail) if trail is not None else None
     async with await dcerpc.connect(f"ncacn_ip_tcp:127.0.0.1[{port}]", max_concurrent_calls=64) as conn:
         echo = await conn.bind(Echo)
         assert await echo.AddOne(1) == 2
-        made += 1
-
-        async def call() -> None:
-            nonlocal made
-            await echo.AddOne(41)
-            made += 1
-
-        for name, depth in (("one", 1), ("many", 64)):
-            client, server, writer = time.process_time(), _cpu(pid), sum(_cpu(c) for c in _children(pid))
-            before = made
-            started = time.perf_counter()
-            await arate(seconds, call, in_flight=depth)
-            behind = 0
-            if reader is not None:  # the association's open and bind events, then one per call
-                deadline = time.perf_counter() + 30
-                while (behind := 2 + made - reader.count()) > 0 and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.02)
-            elapsed = time.perf_counter() - started
-            calls = made - before
-            writer = sum(_cpu(c) for c in _children(pid)) - writer
-            out[name] = calls / elapsed
-            out[f"{name}_behind"] = max(behind, 0)
-            out[f"{name}_client_us"] = (time.process_time() - client) / calls * 1e6
-            out[f"{name}_server_us"] = (_cpu(pid) - server - writer) / calls * 1e6
-            out[f"{name}_writer_us"] = writer / calls * 1e6
+        server = _server(echo, pid, trail)
+        out: dict[str, float] = {}
+        for key, depth in (("one", 1), ("many", 64)):
+            out.update(await _slice(server, key, depth, seconds))
     return out
 
 
@@ -193,13 +169,23 @@ async def interleaved(
             )
             echo = await conn.bind(Echo)
             assert await echo.AddOne(1) == 2
-            state[name] = {"echo": echo, "pid": pid, "made": 1, "trail": _Trail(trail) if trail else None}
+            state[name] = {
+                "echo": echo,
+                "pid": pid,
+                "made": 1,
+                "trail": _Trail(trail) if trail is not None else None,
+            }
         runs: dict[str, list[dict[str, float]]] = {name: [{} for _ in range(rounds)] for name in servers}
         for key, depth in (("many", 64), ("one", 1)):
             for i in range(rounds):
                 for name in list(servers)[:: 1 if i % 2 == 0 else -1]:
                     runs[name][i].update(await _slice(state[name], key, depth, seconds))
     return runs
+
+
+def _server(echo: Any, pid: int, trail: Path | None) -> dict[str, Any]:
+    """What :func:`_slice` measures a server by: its bound client, process, calls made, trail."""
+    return {"echo": echo, "pid": pid, "made": 1, "trail": _Trail(trail) if trail is not None else None}
 
 
 async def _slice(server: dict[str, Any], key: str, depth: int, seconds: float) -> dict[str, float]:
