@@ -49,8 +49,9 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Final, Protocol
+
+from .fields import iso_second
 
 __all__ = [
     "AT",
@@ -260,5 +261,5 @@ def _format(forms: list[Form], slots: list[int] | None, second: int, count: int)
 
 
 def _stamp(second: int) -> bytes:
-    """The ``@timestamp`` of ``second`` (since the epoch) to its dot: fields.iso_timestamp's text."""
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.").encode()
+    """The ``@timestamp`` of ``second`` (since the epoch) to its dot, as every event spells it."""
+    return (iso_second(second) + ".").encode()

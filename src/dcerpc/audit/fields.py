@@ -69,11 +69,17 @@ _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text (
 
 def iso_timestamp(ns: int) -> str:
     """``@timestamp`` of an event at ``ns`` nanoseconds since the epoch: UTC, microseconds
-    (``2026-12-01T15:04:05.123456Z``). The date and time of the last second are kept: events come
-    many to a second, and strftime costs more than the rest of the line."""
-    global _second  # noqa: PLW0603
+    (``2026-12-01T15:04:05.123456Z``)."""
     seconds, rest = divmod(ns, 1_000_000_000)
+    return f"{iso_second(seconds)}.{rest // 1000:06d}Z"
+
+
+def iso_second(seconds: int) -> str:
+    """The date and time of ``@timestamp`` to the second (``2026-12-01T15:04:05``), ``seconds``
+    since the epoch. The last second's is kept: events come many to a second, and strftime costs
+    more than the rest of the line."""
+    global _second  # noqa: PLW0603
     cached = _second
     if cached[0] != seconds:
         cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{cached[1]}.{rest // 1000:06d}Z"
+    return cached[1]
