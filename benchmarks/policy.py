@@ -169,12 +169,7 @@ async def interleaved(
             )
             echo = await conn.bind(Echo)
             assert await echo.AddOne(1) == 2
-            state[name] = {
-                "echo": echo,
-                "pid": pid,
-                "made": 1,
-                "trail": _Trail(trail) if trail is not None else None,
-            }
+            state[name] = _server(echo, pid, trail)
         runs: dict[str, list[dict[str, float]]] = {name: [{} for _ in range(rounds)] for name in servers}
         for key, depth in (("many", 64), ("one", 1)):
             for i in range(rounds):
