@@ -43,7 +43,7 @@ _BATCH: Final = 512  # events formatted per write
 
 Record = tuple[Any, ...]
 """(formatter, time_ns, *args): the formatter makes the event's object from the args. Or a shipped
-chunk of call events, (None, offset, forms, octets) (calls.py)."""
+chunk of call events, (None, second, forms, octets, spilled) (calls.py)."""
 
 
 class Sink(Protocol):
