@@ -55,6 +55,10 @@ def test_policy_benchmark_smoke() -> None:
         assert run["one"] > 0 and run["many"] > 0 and run["many_server_us"] > 0
     assert plain["many_writer_us"] == 0 < secured["many_writer_us"]  # the writer process, measured
     assert set(out["ratios"]) == {"one", "many"} and all(r > 0 for r in out["ratios"].values())
+    # each slice's share of the CPUs the hypervisor took (0 off a virtual machine), and the rounds
+    # measured again for it (at most --retries each)
+    assert all(0 <= run[f"{k}_steal"] <= 100 for run in (plain, secured) for k in ("one", "many"))
+    assert out["steal"]["limit"] == 5.0 and 0 <= out["steal"]["again"] <= 2 and out["steal"]["kept"] <= 1
 
 
 def test_policy_benchmark_interleaved_smoke() -> None:

@@ -35,11 +35,14 @@ The writer's side (:func:`format_calls`, in the writer process or the writer thr
 whole chunk in with one ``%`` of octets: the forms of its calls side by side, each with the text
 of the chunk's second written in once (not a ``%s`` per call), and its numbers less the slots.
 A chunk that did not spill is taken whole, the calls' times being their microseconds already;
-one that did is cut into runs of one second each. The format of a site's full chunk is kept for
-the next of the same second (hundreds a second under load). That is C from end to end: under
-callgrind 4,930 instructions an event (6,180 with a ``%s`` per call for the second, and the
-microseconds computed in the writer; 9,300 for one f-string per call: a ``%`` of text, unlike one
-of octets, reads its form a character at a time).
+one that did is cut into runs of one second each. The numbers are unpacked past the slots (pad
+octets in the struct), and the microseconds are a plain ``%d`` in a chunk where each call's has
+six digits (nine in ten: ``%06d`` costs three times as much, CPython making a str for it). The
+format of a site's full chunk is kept for the next of the same second (hundreds a second under
+load). That is C from end to end: under callgrind about 4,250 instructions an event (4,820 with
+``%06d`` for every call and the slots deleted from a list; 6,180 with a ``%s`` per call for the
+second, and the microseconds computed in the writer; 9,300 for one f-string per call: a ``%`` of
+text, unlike one of octets, reads its form a character at a time).
 """
 
 from __future__ import annotations
@@ -200,11 +203,17 @@ class CallChunks:
         return done.wait(max(0.0, deadline - time.monotonic()))
 
 
-def _stamped(form: Form, stamp: bytes) -> Form:
+def _stamped(form: Form, stamp: bytes, padded: bool) -> Form:
     """``form`` with its ``@timestamp``'s second written in (the ``%s`` before its microseconds:
-    the last ``%s%06d`` of the form, whose end holds no text of a caller's)."""
+    the last ``%s%06d`` of the form, whose end holds no text of a caller's), its microseconds
+    ``%d`` unless ``padded`` (``%06d``, a conversion of three times the cost: CPython's padded
+    ``%`` of octets makes a str first)."""
     at = form.rindex(b"%s%06d")
-    return form[:at] + stamp + form[at + 2 :]
+    return form[:at] + stamp + (b"%06d" if padded else b"%d") + form[at + 6 :]
+
+
+_SHORT: Final = 100_000
+"""Microseconds below this have fewer than six digits: only then is a ``%06d`` needed."""
 
 
 def format_calls(chunk: tuple[Any, ...]) -> bytes:
@@ -213,50 +222,66 @@ def format_calls(chunk: tuple[Any, ...]) -> bytes:
     loop saw the chunk's calls leave its second (``spilled``: the chunk spans a second, or calls
     answered on several loops)."""
     _, second, forms, octets, spilled = chunk
-    numbers: list[Any] = list(struct.unpack(f"<{len(octets) >> 3}q", octets))
-    slots = numbers[SLOT::CALL_NUMBERS] if len(forms) > 1 else None
-    count = len(numbers) // CALL_NUMBERS
-    if spilled:  # each call's second and microseconds into it, then runs of the same second
-        answered = numbers[AT::CALL_NUMBERS]
-        seconds = [second + at // 1_000_000 for at in answered]
-        numbers[AT::CALL_NUMBERS] = [at % 1_000_000 for at in answered]
-        runs = []
-        start = 0
-        for end in range(1, count + 1):
-            if end == count or seconds[end] != seconds[start]:
-                runs.append((start, end, seconds[start]))
-                start = end
-    else:
-        runs = [(0, count, second)]
-    del numbers[SLOT::CALL_NUMBERS]  # (its form is the slot's)
-    if len(runs) == 1:
-        return _format(forms, slots, runs[0][2], count) % tuple(numbers)
-    return b"".join(
-        _format(forms, slots and slots[start:end], at, end - start)
-        % tuple(numbers[start * _LINE : end * _LINE])
-        for start, end, at in runs
-    )
+    count = len(octets) // CALL.size
+    slots = None
+    if len(forms) > 1:  # each call's form is its slot's
+        slots = list(struct.unpack(f"<{len(octets) >> 3}q", octets)[SLOT::CALL_NUMBERS])
+    if not spilled:  # one run, its numbers as its lines take them (the slots' octets skipped)
+        numbers = _lines(count).unpack(octets)
+        padded = min(numbers[AT::_LINE]) < _SHORT
+        return _format(forms, slots, second, count, padded) % numbers
+    # each call's second and microseconds into it, then runs of the same second
+    every: list[int] = list(struct.unpack(f"<{len(octets) >> 3}q", octets))
+    answered = every[AT::CALL_NUMBERS]
+    seconds = [second + at // 1_000_000 for at in answered]
+    every[AT::CALL_NUMBERS] = [at % 1_000_000 for at in answered]
+    del every[SLOT::CALL_NUMBERS]  # (its form is the slot's)
+    out = []
+    start = 0
+    for end in range(1, count + 1):
+        if end == count or seconds[end] != seconds[start]:
+            out.append(
+                _format(forms, slots and slots[start:end], seconds[start], end - start, True)
+                % tuple(every[start * _LINE : end * _LINE])
+            )
+            start = end
+    return b"".join(out)
 
 
-_kept: list[tuple[Form, int, int, bytes]] = [(b"", -1, 0, b"")]
-"""The last format of one site's calls: its form, second, calls (one tuple: threads swap it whole)."""
+_structs: dict[int, struct.Struct] = {}
 
 
-def _format(forms: list[Form], slots: list[int] | None, second: int, count: int) -> bytes:
+def _lines(count: int) -> struct.Struct:
+    """Unpacks ``count`` calls' numbers less their slots (pad octets in their place)."""
+    found = _structs.get(count)
+    if found is None:
+        if len(_structs) >= 64:
+            _structs.clear()
+        found = _structs[count] = struct.Struct("<" + f"{_LINE}q8x" * count)
+    return found
+
+
+_kept: list[tuple[Form, int, int, bool, bytes]] = [(b"", -1, 0, False, b"")]
+"""The last format of one site's calls: its form, second, calls, padding (one tuple: threads swap
+it whole)."""
+
+
+def _format(forms: list[Form], slots: list[int] | None, second: int, count: int, padded: bool) -> bytes:
     """The format of ``count`` calls answered in ``second``, each of its slot's form (``slots``
-    None: all of the one form). One site's is kept: the next chunk of the same form, second and
-    size (hundreds a second under load) takes it as it is, rather than writing ``count`` forms
-    again (4 % of the writer's instructions, callgrind)."""
+    None: all of the one form), their microseconds ``padded`` to six digits or not. One site's is
+    kept: the next chunk of the same form, second, size and padding (hundreds a second under load)
+    takes it as it is, rather than writing ``count`` forms again (4 % of the writer's
+    instructions, callgrind)."""
     if slots is None:
         form = forms[0]
         kept = _kept[0]
-        if kept[1] == second and kept[2] == count and kept[0] == form:
-            return kept[3]
-        made = _stamped(form, _stamp(second)) * count
-        _kept[0] = (form, second, count, made)
+        if kept[1] == second and kept[2] == count and kept[3] is padded and kept[0] == form:
+            return kept[4]
+        made = _stamped(form, _stamp(second), padded) * count
+        _kept[0] = (form, second, count, padded, made)
         return made
     stamp = _stamp(second)
-    stamped = [_stamped(f, stamp) for f in forms]
+    stamped = [_stamped(f, stamp, padded) for f in forms]
     return b"".join(map(stamped.__getitem__, slots))
 
 
