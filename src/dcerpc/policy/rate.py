@@ -39,7 +39,9 @@ KINDS: Final = ("connections", "contexts", "calls", "auth_failures", "handshakes
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """``rate`` tokens a second, at most ``burst`` saved up."""
+    """``rate`` tokens a second, at most ``burst`` saved up (floats: a level is one, and a call
+    takes its token with a subtraction of floats, which the interpreter specializes; one of a
+    float and an int costs twice as much)."""
 
     rate: float
     burst: float

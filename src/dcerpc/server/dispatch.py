@@ -418,8 +418,8 @@ class Dispatcher:
         # every call, routed or not: its source's call rate, then its interface's flags
         level = self._level
         if level is not None and not rated:
-            if level.tokens >= 1:
-                level.tokens -= 1
+            if level.tokens >= 1.0:  # (floats both: the interpreter's float path, half the cost)
+                level.tokens -= 1.0
             else:
                 self._over_rate(ev)
                 return

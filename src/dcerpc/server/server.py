@@ -79,7 +79,7 @@ def _throttle(kind: str, rate: float, burst: int) -> Throttle | None:
     """One kind's per-source buckets from a Limits rate (0: none)."""
     if rate <= 0:
         return None
-    bucket = Bucket(rate, max(1, burst))
+    bucket = Bucket(float(rate), float(max(1, burst)))
     return Throttle(RateLimits(control=bucket) if kind == "control" else RateLimits(handshakes=bucket))
 
 
