@@ -8,7 +8,9 @@ one call in flight (or ``--in-flight N``). What it prints:
 - the wall time per call, which here is the CPU of both sides (no kernel, no waiting);
 - with ``--callgrind``, the instructions per call: the run is repeated under valgrind's callgrind
   at two call counts and the difference divided out, so start-up is not counted. Deterministic to
-  a fraction of a percent, it shows a change of 1% that timings cannot; it takes about a minute.
+  a fraction of a percent (the runs share one hash seed), it shows a change of 1% that timings
+  cannot; it takes about a minute. A change elsewhere can still move it by some hundreds, as it
+  moves the heap's layout.
 
     .venv/bin/python benchmarks/inproc.py [--calls N] [--in-flight N] [--callgrind] [--no-uvloop]
                                           [--audit FILE] [--metrics] [--detect] [--policy]
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -96,6 +99,9 @@ def _instructions(calls: int, argv: list[str]) -> int:
         capture_output=True,
         text=True,
         check=True,
+        # one hash seed for every run: str hashes place dict entries, and so the heap's layout, and
+        # with it how often a buffer grows in place or by a copy (which valgrind counts by the byte)
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     ).stderr
     found = re.search(r"Collected : (\d+)", out)
     if found is None:
