@@ -112,10 +112,14 @@ def _cpu(pid: int) -> float:
 
 
 def _ticks() -> tuple[int, int]:
-    """The machine's CPU time so far, in ticks: what the hypervisor took (steal) and all of it."""
-    user, nice, system, idle, iowait, irq, softirq, steal = map(
-        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    )  # (guest time is counted within user)
+    """The machine's CPU time so far, in ticks: what the hypervisor took (steal) and all of it
+    (0, 0 where there is no /proc/stat: no round is then measured again)."""
+    try:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(
+            int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+        )  # (guest time is counted within user)
+    except (OSError, ValueError):
+        return 0, 0
     return steal, user + nice + system + idle + iowait + irq + softirq + steal
 
 
