@@ -223,15 +223,21 @@ def format_calls(chunk: tuple[Any, ...]) -> bytes:
     answered on several loops)."""
     _, second, forms, octets, spilled = chunk
     count = len(octets) // CALL.size
+    if spilled:
+        return _runs(second, forms, octets, count)
     slots = None
     if len(forms) > 1:  # each call's form is its slot's
         slots = list(struct.unpack(f"<{len(octets) >> 3}q", octets)[SLOT::CALL_NUMBERS])
-    if not spilled:  # one run, its numbers as its lines take them (the slots' octets skipped)
-        numbers = _lines(count).unpack(octets)
-        padded = min(numbers[AT::_LINE]) < _SHORT
-        return _format(forms, slots, second, count, padded) % numbers
-    # each call's second and microseconds into it, then runs of the same second
+    numbers = _lines(count).unpack(octets)  # as the lines take them (the slots' octets skipped)
+    padded = min(numbers[AT::_LINE]) < _SHORT
+    return _format(forms, slots, second, count, padded) % numbers
+
+
+def _runs(second: int, forms: list[Form], octets: bytes, count: int) -> bytes:
+    """:func:`format_calls` of a chunk that spilled: each call's second and microseconds into
+    it, then runs of the same second."""
     every: list[int] = list(struct.unpack(f"<{len(octets) >> 3}q", octets))
+    slots = every[SLOT::CALL_NUMBERS] if len(forms) > 1 else None
     answered = every[AT::CALL_NUMBERS]
     seconds = [second + at // 1_000_000 for at in answered]
     every[AT::CALL_NUMBERS] = [at % 1_000_000 for at in answered]
