@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 import dcerpc
 from dcerpc.audit import Audit, FileSink, process
+from dcerpc.audit.calls import CALL
+from dcerpc.audit.observer import call_template
 from dcerpc.audit.process import ProcessWriter
+from dcerpc.pdu.syntax import SyntaxId
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.server.server import Server
@@ -198,3 +203,97 @@ def test_a_forked_child_gets_a_writer_of_its_own(tmp_path: Path) -> None:
     audit.close()
     kinds = sorted(e["dcerpc"]["refusal"] for e in read_events(path))
     assert kinds == ["connection_limit", "source_limit", "source_limit"]
+
+
+def _frame(message: object) -> bytes:
+    data = process._dumps(message)
+    return process._LEN.pack(len(data)) + data
+
+
+def _chunk(first_call: int, calls: int, second: int = 1_764_000_000) -> tuple[object, ...]:
+    """A shipped chunk of ``calls`` calls of one site (calls.py's layout), call ids from ``first_call``."""
+    form = call_template(1, PEER, SyntaxId(uuid.UUID(int=7), (1, 0)), "x", "op", 0, None, 0, 1, None, 0)
+    octets = b"".join(CALL.pack(5000, first_call + i, 4, 8, 123_456, 0) for i in range(calls))
+    return (None, second, [form], octets, False)
+
+
+def test_frames_read_in_one_go_are_written_in_one_write(tmp_path: Path) -> None:
+    """Twenty frames waiting in the pipe before the process reads: one write to the file for all,
+    in order, and the flush after them answered with all of them written (the writes counted by
+    the kernel, /proc/PID/io)."""
+    path = tmp_path / "audit.json"
+    events_r, events_w = os.pipe()
+    back_r, back_w = os.pipe()
+    spec = pickle.dumps([FileSink(path)], 5)
+    frames = [_frame([_chunk(10 * i, 10)]) for i in range(20)]
+    os.write(events_w, process._LEN.pack(len(spec)) + spec + b"".join(frames) + _frame(("flush", 1)))
+    env = dict(os.environ, PYTHONPATH=str(Path(process.__file__).parents[2]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from dcerpc.audit.process import main; main()", str(back_w)],
+        stdin=events_r, pass_fds=(back_w,), env=env,
+    )  # fmt: skip
+    os.close(events_r)
+    os.close(back_w)
+    try:
+        report = (0, 0, 0)
+        status = b""
+        while report[0] != 1:  # the flush answered
+            data = os.read(back_r, 4096)  # (blocks until the process reports)
+            assert data, f"the writer process ended: {proc.wait(10)}"
+            status += data
+            whole = len(status) // process._STATUS.size * process._STATUS.size
+            if whole:
+                report = process._STATUS.unpack_from(status, whole - process._STATUS.size)
+        assert report == (1, 200, 0)  # acked, written, errors
+        writes = int(next(line for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines()
+                          if line.startswith("syscw:")).split()[1])  # fmt: skip
+        # the lines once, a report after the write, the flush's answer (and start-up's own, a few)
+        assert writes < 20, writes
+    finally:
+        os.close(events_w)
+        proc.wait(10)
+        os.close(back_r)
+    assert [e["dcerpc"]["call_id"] for e in read_events(path)] == list(range(200))
+
+
+def _other_event() -> dict[str, object]:
+    return {"event": {"kind": "event", "action": "test"}}
+
+
+def test_a_frame_yields_the_cpu_between_its_chunks_unless_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between two chunks of calls of a frame the process gives up the CPU; not after the last,
+    not after other events, and not while frames of _BEHIND octets or more wait to be taken."""
+    yields: list[int] = []
+    monkeypatch.setattr(process, "_yield", lambda: yields.append(1))
+    monkeypatch.setattr(process, "_BEHIND", 4096)  # (a pipe of 64 KiB takes it without a reader)
+    r, w = os.pipe()
+    try:
+        reader = process._Frames(r, os.getppid())
+        records = [_chunk(0, 3), _chunk(3, 3), (_other_event, time.time_ns()), _chunk(6, 3)]
+        lines, events = process._formatted(records, reader)
+        assert events == 10 and b"".join(lines).count(b"\n") == 10
+        assert len(yields) == 2  # after the first two chunks: not after the event, nor the last
+        os.write(w, bytes(process._BEHIND))  # behind: frames of that many octets wait in the pipe
+        assert reader.waiting() == process._BEHIND
+        process._formatted(records, reader)
+        assert len(yields) == 2
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_the_reader_knows_a_whole_frame_is_waiting() -> None:
+    r, w = os.pipe()
+    try:
+        reader = process._Frames(r, os.getppid())
+        frame = _frame([_chunk(0, 1)])
+        os.write(w, frame[:-1])
+        assert not reader.ready() and reader.waiting() == len(frame) - 1
+        os.write(w, frame[-1:] + frame)
+        assert reader.next() == frame[4:]  # read both, took one
+        assert reader.ready() and reader.waiting() == len(frame)
+        assert reader.next() == frame[4:]
+        assert not reader.ready() and reader.waiting() == 0
+    finally:
+        os.close(r)
+        os.close(w)
