@@ -16,16 +16,16 @@ frames not yet in the pipe, never exceed ``capacity``: beyond it they are droppe
 
 The process (``python -c ...``, started with :mod:`subprocess`: no fork of a threaded server,
 whatever multiprocessing's start method; at niceness ``_NICE``; its start-up heap frozen, as the
-server's is) reads frames in order, formats each event (writer.format_record) and writes the lines
-to every sink at once: a frame's, or those of the frames it has read already (up to
-``_COALESCE``); after each write it reports (events written, sink failures) on a pipe of its own
-back. Control frames ride the same
-pipe, so they keep their place among the events: ``reopen`` (SIGHUP after logrotate; the process
-also reopens on a SIGHUP of its own), ``flush`` (answered once everything before it is written) and
-``close``. It ignores SIGINT and SIGTERM, so that a Ctrl-C or a stop sent to the process group
-leaves it to write the server's last events, and ends at ``close`` or at the end of the pipe: when
-the server is gone, however it went (its parent's death is also checked each second), so it is
-never left behind.
+server's is) reads frames in order, formats each event (writer.format_record), giving up the CPU
+between a frame's chunks of calls while it keeps up (:func:`_formatted`), and writes the lines to
+every sink at once: a frame's, or those of the frames it has read already (up to ``_COALESCE``);
+after each write it reports (events written, sink failures) on a pipe of its own back. Control
+frames ride the same pipe, so they keep their place among the events: ``reopen`` (SIGHUP after
+logrotate; the process also reopens on a SIGHUP of its own), ``flush`` (answered once everything
+before it is written) and ``close``. It ignores SIGINT and SIGTERM, so that a Ctrl-C or a stop sent
+to the process group leaves it to write the server's last events, and ends at ``close`` or at the
+end of the pipe: when the server is gone, however it went (its parent's death is also checked each
+second), so it is never left behind.
 
 A writer process that dies is noticed at the next write to its pipe: the events it had not
 written are counted as dropped, the server goes on, and a new process is started (at most one a
@@ -85,9 +85,9 @@ process formats a frame without yielding the CPU between its chunks (:func:`_for
 _COALESCE: Final = 1 << 20
 """Octets of lines the writer process gathers into one write, at most, from frames it has read
 already (a read of the pipe brings up to 1 MiB: frames the loop sent while the process was busy).
-The kernel's part of writing a line falls by a third from 110 KiB writes (a frame) to 1 MiB ones
-on ext4 (300 MiB of 450-octet lines written by ``os.write``: 170 to 110 ns a line); a frame is
-never held back waiting for another."""
+The kernel's part of writing a line falls by a third from 110 KiB writes (a chunk of calls) to
+1 MiB ones on ext4 (300 MiB of 450-octet lines written by ``os.write``: 170 to 110 ns a line); a
+frame is never held back waiting for another."""
 _NICE: Final = 10
 """The writer process's niceness: on a CPU it shares with the server's loop or with the server's
 clients, it writes when they wait rather than taking turns with them (a call never waits on the
