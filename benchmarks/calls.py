@@ -295,7 +295,12 @@ def main() -> int:
         import policy
 
         return policy.main(
-            [*rest, *(["--no-uvloop"] if args.no_uvloop else []), *(["--json"] if args.json else [])]
+            [
+                *["--seconds", str(args.seconds)],  # (taken by this parser, which has it too)
+                *rest,
+                *(["--no-uvloop"] if args.no_uvloop else []),
+                *(["--json"] if args.json else []),
+            ]
         )
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -50,6 +50,7 @@ def test_policy_benchmark_smoke() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
+    assert (out["seconds"], out["rounds"]) == (0.3, 1)  # calls.py's own --seconds, passed on
     plain, secured = out["runs"]["plain"][0], out["runs"]["secured"][0]
     for run in (plain, secured):
         assert run["one"] > 0 and run["many"] > 0 and run["many_server_us"] > 0
