@@ -1,4 +1,4 @@
-"""The first listener freezes what start-up made (server.settle_heap): a full collection walks what
+"""The first listener freezes what start-up made (tuning.settle_heap): a full collection walks what
 connections hold, not every module, class and codec of the process; what connections make is
 still collected."""
 
@@ -9,16 +9,16 @@ import gc
 import weakref
 
 import dcerpc
+from dcerpc import tuning
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
-from dcerpc.server import server as server_module
 from dcerpc.server.server import Server, settle_heap
 
 
 def _as_at_start_up() -> None:
     """The process as before its first listener (another test's listener, or mypy's in-process
     run, which unfreezes at its end, may have come first)."""
-    server_module._SETTLED.clear()
+    tuning._SETTLED.clear()
     gc.unfreeze()
 
 

@@ -51,7 +51,7 @@ import asyncio
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 from .fields import iso_second
@@ -225,10 +225,8 @@ def format_calls(chunk: tuple[Any, ...]) -> bytes:
     count = len(octets) // CALL.size
     if spilled:
         return _runs(second, forms, octets, count)
-    slots = None
-    if len(forms) > 1:  # each call's form is its slot's
-        slots = list(struct.unpack(f"<{len(octets) >> 3}q", octets)[SLOT::CALL_NUMBERS])
-    numbers = _lines(count).unpack(octets)  # as the lines take them (the slots' octets skipped)
+    slots = _unpacker(_SLOTS, count).unpack(octets) if len(forms) > 1 else None  # each call's form's
+    numbers = _unpacker(_LINES, count).unpack(octets)  # as the lines take them (the slots skipped)
     padded = min(numbers[AT::_LINE]) < _SHORT
     return _format(forms, slots, second, count, padded) % numbers
 
@@ -254,16 +252,20 @@ def _runs(second: int, forms: list[Form], octets: bytes, count: int) -> bytes:
     return b"".join(out)
 
 
-_structs: dict[int, struct.Struct] = {}
+_LINES: Final = f"{_LINE}q8x"
+"""A call's numbers less its slot (pad octets in its place)."""
+_SLOTS: Final = f"{_LINE * 8}xq"
+"""A call's slot alone."""
+_structs: dict[tuple[str, int], struct.Struct] = {}
 
 
-def _lines(count: int) -> struct.Struct:
-    """Unpacks ``count`` calls' numbers less their slots (pad octets in their place)."""
-    found = _structs.get(count)
+def _unpacker(call: str, count: int) -> struct.Struct:
+    """Unpacks ``count`` calls, each by ``call`` (:data:`_LINES`, :data:`_SLOTS`)."""
+    found = _structs.get((call, count))
     if found is None:
         if len(_structs) >= 64:
             _structs.clear()
-        found = _structs[count] = struct.Struct("<" + f"{_LINE}q8x" * count)
+        found = _structs[call, count] = struct.Struct("<" + call * count)
     return found
 
 
@@ -272,7 +274,7 @@ _kept: list[tuple[Form, int, int, bool, bytes]] = [(b"", -1, 0, False, b"")]
 it whole)."""
 
 
-def _format(forms: list[Form], slots: list[int] | None, second: int, count: int, padded: bool) -> bytes:
+def _format(forms: list[Form], slots: Sequence[int] | None, second: int, count: int, padded: bool) -> bytes:
     """The format of ``count`` calls answered in ``second``, each of its slot's form (``slots``
     None: all of the one form), their microseconds ``padded`` to six digits or not. One site's is
     kept: the next chunk of the same form, second, size and padding (hundreds a second under load)

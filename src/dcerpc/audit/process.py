@@ -40,7 +40,6 @@ import atexit
 import collections
 import contextlib
 import fcntl
-import gc
 import io
 import logging
 import os
@@ -59,6 +58,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..pdu.syntax import SyntaxId
+from ..tuning import settle_heap
 from .calls import CallChunks
 from .writer import Record, Sink, events_in, format_lines
 
@@ -488,19 +488,14 @@ def main() -> None:
     except OSError as e:  # the file's directory is gone, say (the server tells of its own death)
         log.error("audit writer: cannot open the sinks: %s", e)
         sys.exit(1)
-    # what start-up made (the package's modules, ~40,000 objects) into the collector's permanent
-    # generation, as the server does its own (server.settle_heap): each full collection walked it,
-    # 20 ms of this process's CPU on a core it shares with the loop; the loop below makes no cycles
-    gc.collect()
-    gc.freeze()
+    settle_heap()  # (start-up is over: the package's modules, ~40,000 objects, out of the walks)
     written = errors = acked = 0
     pending: list[bytes] = []  # lines formatted, not written yet: those of the frames read in one go
     size = 0
     while True:
         frame = reader.next(hangup)
         message = pickle.loads(frame) if frame else None
-        batch = isinstance(message, list)
-        if isinstance(message, list):
+        if isinstance(message, list):  # a batch of events (a control frame is a tuple)
             lines, events = _formatted(message, reader)
             pending += lines
             size += sum(map(len, lines))
@@ -519,7 +514,7 @@ def main() -> None:
             errors += _each(sinks, "reopen")
         if frame is None:
             break
-        if batch or message is None:
+        if not isinstance(message, tuple):
             continue
         if message[0] == "flush":
             acked = message[1]
@@ -586,21 +581,27 @@ class _Frames:
 
     def ready(self) -> bool:
         """A whole frame is read already (:meth:`next` returns it without waiting)."""
+        return self._whole() >= 0
+
+    def _whole(self) -> int:
+        """The length of the next frame when all of it is read already, else -1."""
         left = len(self.buf) - self.pos
-        return left >= 4 and left >= 4 + _LEN.unpack_from(self.buf, self.pos)[0]
+        if left < 4:
+            return -1
+        (n,) = _LEN.unpack_from(self.buf, self.pos)
+        return n if left >= 4 + n else -1
 
     def next(self, hangup: list[bool] | None = None) -> bytes | None:
         while True:
-            buf, pos = self.buf, self.pos
-            if len(buf) - pos >= 4:
-                (n,) = _LEN.unpack_from(buf, pos)
-                if len(buf) - pos >= 4 + n:
-                    with memoryview(buf) as view:
-                        frame = bytes(view[pos + 4 : pos + 4 + n])  # (one copy)
-                    self.pos = pos + 4 + n
-                    return frame
-            if pos:  # (a read brings up to 1 MiB, some hundred frames: moved down once, not each)
-                del buf[:pos]
+            n = self._whole()
+            if n >= 0:
+                pos = self.pos
+                with memoryview(self.buf) as view:
+                    frame = bytes(view[pos + 4 : pos + 4 + n])  # (one copy)
+                self.pos = pos + 4 + n
+                return frame
+            if self.pos:  # (a read brings up to 1 MiB, some hundred frames: moved down once, not each)
+                del self.buf[: self.pos]
                 self.pos = 0
             try:
                 ready, _, _ = select.select([self.fd], [], [], 1.0)

@@ -17,7 +17,6 @@ collector's full passes then walk only what connections hold, however often a pe
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -42,6 +41,7 @@ from ..protocol.groups import GroupTable
 from ..protocol.limits import Limits
 from ..protocol.rules import Violation
 from ..protocol.server import ServerAssociation, new_stats
+from ..tuning import settle_heap
 from .context import current_call
 from .dispatch import Dispatcher, Target
 from .enforce import Enforcer, source_text
@@ -104,30 +104,6 @@ def _event_loop_policy() -> None:
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def settle_heap() -> bool:
-    """Once per process, as its first listener opens: collect, then move every object alive to the
-    collector's permanent generation (``gc.freeze``), so that a full collection looks only at what
-    came after (connections, calls), not at everything the process imported and compiled. True
-    the first time.
-
-    Stops a peer from stalling the loop through the collector: each full collection walked the
-    ~40,000 objects of start-up (modules, classes, compiled codecs; 22 ms of CPU here, 60-150 ms
-    of wall time on a loaded core), and a peer decides how often one runs: a 61 KB alter_context
-    of random syntaxes makes ~10,000 objects while it is parsed, enough to set one off. Measured
-    in issue 14's 10-minute hostile run: 46 full collections, the longest 1.85 s, an honest call
-    waiting 3.1 s behind it; frozen, the walk is what the connections hold. What is frozen is never
-    collected, so only what start-up made is: objects made later are collected as before."""
-    if _SETTLED:
-        return False
-    _SETTLED.append(True)
-    gc.collect()  # garbage of start-up goes first: frozen, it would stay for good
-    gc.freeze()
-    return True
-
-
-_SETTLED: list[bool] = []  # settle_heap ran (a list: no global statement)
 
 
 class Server:
