@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pickle
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +17,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import dcerpc
-from dcerpc.audit import Audit, StdoutSink, SyslogSink, Writer
+from dcerpc.audit import Audit, FileSink, StdoutSink, SyslogSink, Writer
 from dcerpc.rpcecho import Echo
 from dcerpc.rpcecho.server import EchoServer
 from dcerpc.testing import ServerThread
@@ -136,3 +141,73 @@ def test_stdout_sink_writes_a_served_call_to_standard_output_and_to_a_text_strea
     audit.close()
     (event,) = [valid(json.loads(line)) for line in stream.getvalue().splitlines()]
     assert event["event"]["action"] == "connection-refused"
+
+
+def _cached(path: Path) -> int:
+    """Octets of ``path`` in the page cache, as the kernel counts them (mincore(2), util-linux fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return int(out.split()[0])
+
+
+def _drops_behind(directory: Path) -> bool:
+    """Whether this file system's page cache can be written back and dropped (not tmpfs)."""
+    probe = directory / "probe"
+    probe.write_bytes(b"x" * 65536)
+    with probe.open("rb+") as f:
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    dropped = _cached(probe) == 0
+    probe.unlink()
+    return dropped
+
+
+def test_a_file_sink_drops_its_trail_behind_from_the_page_cache(tmp_path: Path) -> None:
+    """Each 8 MiB written is handed to the disk; the step three before it is then dropped from the
+    page cache: 48 MiB written leaves 24-32 MiB cached, where a sink told not to keeps it all. The
+    trail is whole either way, and a trail truncated by another (logrotate's copytruncate) is
+    followed from its new end."""
+    if shutil.which("fincore") is None:
+        pytest.skip("util-linux fincore not installed: the page cache cannot be read")
+    if not _drops_behind(tmp_path):
+        pytest.skip(f"{tmp_path} is on a file system whose page cache cannot be dropped (tmpfs)")
+    line = b"x" * ((1 << 20) - 1) + b"\n"
+    kept, dropped = tmp_path / "kept.json", tmp_path / "dropped.json"
+    for path, drop in ((kept, False), (dropped, True)):
+        sink = FileSink(path, drop_behind=drop)
+        for _ in range(48):
+            sink.write(line)
+        assert path.stat().st_size == 48 << 20
+        cached = _cached(path)
+        if drop:
+            assert 24 << 20 <= cached <= 32 << 20, cached
+        else:
+            assert cached >= 47 << 20, cached
+        if drop:
+            os.truncate(path, 0)  # (copytruncate)
+            for _ in range(48):
+                sink.write(line)
+            assert path.stat().st_size == 48 << 20
+            assert _cached(path) <= 32 << 20
+        sink.close()
+    with dropped.open("rb") as f:
+        assert all(chunk == line for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def test_a_file_sink_of_a_device_or_a_pipe_writes_without_dropping_behind(tmp_path: Path) -> None:
+    """/dev/null and a FIFO are not regular files: written as before, no page cache to drop; the
+    choice survives the pickling that hands a sink to the writer process."""
+    sink = FileSink("/dev/null")
+    for _ in range(20):
+        sink.write(b"y" * (1 << 20))
+    sink.close()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    sink = FileSink(fifo)
+    sink.write(b'{"a":1}\n')
+    assert os.read(reader, 100) == b'{"a":1}\n'
+    sink.close()
+    os.close(reader)
+    again = pickle.loads(pickle.dumps(FileSink(tmp_path / "t.json", drop_behind=False)))
+    assert again.drop_behind is False and again.path == str(tmp_path / "t.json")
