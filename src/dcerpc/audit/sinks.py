@@ -36,9 +36,9 @@ _MAX_DATAGRAM: Final = 8192  # RFC 5426 asks receivers for at least 2048; rsyslo
 _STEP: Final = 8 << 20
 """Drop-behind: a file's trail is written back and dropped from the page cache this many octets at
 a time (see :class:`FileSink`)."""
-_LAG: Final = 4
-"""... this many steps behind the last step begun: the last 24-32 MiB stay cached (a shipper
-tailing the trail reads it there)."""
+_LAG: Final = 3
+"""... this many steps before the one just handed to the disk: the last 24-32 MiB stay cached (a
+shipper tailing the trail reads it there)."""
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -80,7 +80,6 @@ class FileSink:
     def __init__(self, path: str | os.PathLike[str], drop_behind: bool = True) -> None:
         self.path = os.fspath(path)
         self.drop_behind = drop_behind
-        self._started = 0  # the trail's octets whose writeback was started (a multiple of _STEP)
         self._file: IO[bytes] = self._open()  # here too: a path we cannot open fails at configuration
 
     def __reduce__(self) -> tuple[type[FileSink], tuple[str, bool]]:
@@ -91,7 +90,9 @@ class FileSink:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         status = os.fstat(fd)
         self._behind = self.drop_behind and _SYNC is not None and stat.S_ISREG(status.st_mode)
-        self._started = status.st_size - status.st_size % _STEP  # (what came before is not ours)
+        # the trail's octets whose writeback was started (a multiple of _STEP; what came before
+        # this open is not ours)
+        self._started = status.st_size - status.st_size % _STEP
         return open(fd, "ab")
 
     def write(self, lines: bytes) -> None:
@@ -112,7 +113,7 @@ class FileSink:
             if _SYNC(fd, start, _STEP, _START) != 0:
                 self._behind = False  # (a file system that cannot: left to the kernel as before)
                 return
-            old = start - (_LAG - 1) * _STEP
+            old = start - _LAG * _STEP
             if old >= 0:
                 _SYNC(fd, old, _STEP, _WAIT_ALL)
                 os.posix_fadvise(fd, old, _STEP, os.POSIX_FADV_DONTNEED)
