@@ -148,19 +148,74 @@ def test_metrics_counted_from_shipped_chunks_equal_counting_per_call() -> None:
 _bounds = st.builds(lambda k, e: (1 << (LATENCY_SHIFT + k)) + e, st.integers(0, 25), st.integers(-1, 0))
 
 
-@given(st.lists(st.integers(0, 2**40) | _bounds, min_size=1, max_size=600), st.integers(1, 3))
-def test_a_chunk_counts_each_duration_in_the_bucket_its_rule_gives(durations: list[int], sites: int) -> None:
-    """Audit._fold counts a chunk's latencies by sorting and bisecting at the buckets' bounds: each
-    call lands where the per-call rule, ``(d >> LATENCY_SHIFT).bit_length()``, puts it (durations
-    from 0, in every bucket to 2**40 ns, on and under the bounds, in any order), and each site's
-    tally gets its calls."""
+@given(
+    st.lists(st.tuples(st.integers(0, 2**40) | _bounds, st.integers(1, 40)), min_size=1, max_size=60),
+    st.integers(1, 3),
+    st.booleans(),
+)
+def test_a_chunk_counts_each_duration_in_the_bucket_its_rule_gives(
+    runs: list[tuple[int, int]], sites: int, singles: bool
+) -> None:
+    """Audit._fold counts a chunk's latencies a run at a time, or by sorting and bisecting at the
+    buckets' bounds when every run is one call: each call lands where the per-call rule,
+    ``(d >> LATENCY_SHIFT).bit_length()``, puts it (durations from 0, in every bucket to 2**40
+    ns, on and under the bounds, in any order), and each site's tally gets its calls."""
+    if singles:
+        runs = [(d, 1) for d, _ in runs]
     audit = Audit(metrics=True)
     tallies = [SimpleNamespace(tally=Tally()) for _ in range(sites)]
-    numbers = [x for i, d in enumerate(durations) for x in (d, i, 4, 4, 0, i % sites)]
-    audit._fold(tallies, numbers)  # type: ignore[arg-type]  # (what a fold reads of a site)
+    numbers = [x for i, (d, n) in enumerate(runs) for x in (n, i % sites, d, 0, 4, 4, 0, *range(1, n))]
+    calls = sum(n for _, n in runs)
+    audit._fold(tallies, numbers, calls)  # type: ignore[arg-type]  # (what a fold reads of a site)
+    durations = [d for d, n in runs for _ in range(n)]
     expected = [0] * len(audit.latency)
     for d in durations:
         expected[(d >> LATENCY_SHIFT).bit_length()] += 1
     assert audit.latency == expected
     assert audit.latency_sum == sum(durations)
-    assert [t.tally.n for t in tallies] == [len(durations[s::sites]) for s in range(sites)]
+    assert [t.tally.n for t in tallies] == [sum(n for _, n in runs[s::sites]) for s in range(sites)]
+
+
+def test_a_turns_answers_are_runs_of_one_read_site_and_octets() -> None:
+    """The calls a connection answered in one turn go into the open chunk as runs (calls.py): one
+    run for consecutive calls of the same read, site and octets in and out, a new one where any of
+    them changes; each call's line has its own id and octets, the duration of its read (0 for a
+    call refused before it ran), and the turn's one time."""
+
+    async def turn(audit: Audit) -> list[int]:
+        conn, target = _Conn(), _Target()
+        audit.opened(conn)
+        now = time.perf_counter_ns()
+        first, second = now - 5_000_000, now - 1_000_000  # two reads' clocks (distinct objects)
+        alice = {"auth_type": 10, "auth_level": 6, "principal": "DOM\\alice"}
+        calls = [_call(n, **(alice if n in (3, 4, 5) else {})) for n in range(1, 10)]
+        sites = [audit.site(conn, ev, target) for ev in calls]
+        reads = [first, first, first, first, second, second, second, 0, 0]
+        out = [4, 4, 4, 8, 8, 8, 8, 0, 0]
+        audit.answered_all(conn, list(zip(calls, sites, reads, out, strict=True)))
+        assert audit.writer is not None
+        return list(audit.writer.numbers)
+
+    sink = _Lines()
+    audit = Audit([sink], process=False)
+    numbers = asyncio.run(turn(audit))
+    # runs: ids 1-2 (first read, no auth, 4 out), 3 (alice), 4 (alice, 8 out), 5 (second read),
+    # 6-7 (no auth), 8-9 (refused: started 0, their site is the no-auth one, 0 out)
+    counts, at = [], 0
+    while at < len(numbers):  # (calls.py: a run's count first, and its numbers are 6 + count)
+        counts.append(numbers[at])
+        at += 6 + numbers[at]
+    assert counts == [2, 1, 1, 1, 2, 2]
+    assert audit.flush()
+    events = [valid(json.loads(line)) for line in sink.lines if '"action":"call"' in line]
+    assert [e["dcerpc"]["call_id"] for e in events] == list(range(1, 10))
+    assert [e["dcerpc"]["octets"]["out"] for e in events] == [4, 4, 4, 8, 8, 8, 8, 0, 0]
+    assert all(e["dcerpc"]["octets"]["in"] == 4 for e in events)
+    durations = [e["event"]["duration"] for e in events]
+    assert len(set(durations[:4])) == len(set(durations[4:7])) == 1 and durations[7:] == [0, 0]
+    assert durations[0] - durations[4] == 4_000_000  # the reads' clocks, 4 ms apart
+    assert len({e["@timestamp"] for e in events}) == 1
+    assert [e["dcerpc"]["auth"].get("principal") for e in events] == [None] * 2 + ["DOM\\alice"] * 3 + [
+        None
+    ] * 4
+    audit.close()

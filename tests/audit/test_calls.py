@@ -1,19 +1,21 @@
-"""A shipped chunk of call events becomes the same lines the general path would write: its numbers
-filled into its sites' forms, the answer's time (microseconds into the chunk's second) spelled as
-every other event's @timestamp (fields.iso_timestamp). Property-tested over times within the
-chunk's second (the loop's usual chunk, taken whole) and outside it: later seconds, earlier ones
-(calls answered on several loops), zero-padding."""
+"""A shipped chunk of call events becomes the same lines the general path would write: each run's
+numbers and its calls' ids filled into its site's form, the answer's time (microseconds into the
+chunk's second) spelled as every other event's @timestamp (fields.iso_timestamp). Property-tested
+over runs of one call and more, a form whose text holds a ``%``, and times within the chunk's
+second and outside it: later seconds, earlier ones (calls answered on several loops),
+zero-padding."""
 
 from __future__ import annotations
 
 import json
 import struct
 import uuid
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcerpc.audit.calls import AT, CALL_NUMBERS, SLOT, format_calls
+from dcerpc.audit.calls import format_calls
 from dcerpc.audit.fields import iso_timestamp
 from dcerpc.audit.observer import call_template
 from dcerpc.pdu.syntax import SyntaxId
@@ -28,30 +30,39 @@ _SITES = [
     ),
 ]  # fmt: skip
 
-_calls = st.lists(
+_runs = st.lists(
     st.tuples(
         st.integers(0, 10**10),  # duration
-        st.integers(0, 2**32 - 1),  # call id
         st.integers(0, 2**31),  # octets in
         st.integers(0, 2**31),  # octets out
-        st.integers(-(10**7), 10**7),  # answered, µs into the chunk's second
+        st.one_of(  # answered, µs into the chunk's second: within it (the usual: six digits, fewer) or not
+            st.integers(0, 999_999), st.sampled_from([0, 7, 99_999, 100_000]), st.integers(-(10**7), 10**7)
+        ),
         st.integers(0, len(_SITES) - 1),  # slot
+        st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=30),  # the run's call ids
     ),
     min_size=1,
-    max_size=40,
+    max_size=12,
 )
 
 
-@given(_calls, st.integers(1_600_000_000, 2_000_000_000), st.booleans())
-def test_a_chunk_formats_as_each_call_would(calls: list[tuple[int, ...]], second: int, spill: bool) -> None:
-    numbers = [n for call in calls for n in call]
-    # the loop tells a chunk whose calls all fell in its second (spilled False) from one whose did
-    # not; either way, the writer may be told it spilled
-    spilled = spill or not all(0 <= c[AT] < 1_000_000 for c in calls)
-    chunk = (None, second, _SITES, struct.pack(f"<{len(numbers)}q", *numbers), spilled)
-    lines = format_calls(chunk).decode().splitlines(keepends=True)
-    assert len(lines) == len(numbers) // CALL_NUMBERS == len(calls)
-    for line, (duration, call_id, received, sent, answered, slot) in zip(lines, calls, strict=True):
+def _chunk(second: int, runs: list[tuple[Any, ...]], sites: list[bytes] = _SITES) -> tuple[Any, ...]:
+    # each run: its count, slot, duration, first call id, octets in and out, time; its other ids
+    numbers = [
+        n
+        for duration, received, sent, answered, slot, ids in runs
+        for n in (len(ids), slot, duration, ids[0], received, sent, answered, *ids[1:])
+    ]
+    calls = sum(len(run[-1]) for run in runs)
+    return (None, second, sites, struct.pack(f"<{len(numbers)}q", *numbers), calls)
+
+
+@given(_runs, st.integers(1_600_000_000, 2_000_000_000))
+def test_a_chunk_formats_as_each_call_would(runs: list[tuple[Any, ...]], second: int) -> None:
+    lines = format_calls(_chunk(second, runs)).decode().splitlines(keepends=True)
+    calls = [(*head, call_id) for *head, ids in runs for call_id in ids]
+    assert len(lines) == len(calls)
+    for line, (duration, received, sent, answered, slot, call_id) in zip(lines, calls, strict=True):
         assert line.endswith("\n") and "\n" not in line[:-1]
         event = valid(json.loads(line))
         assert event["@timestamp"] == iso_timestamp(second * 10**9 + answered * 1000)
@@ -59,8 +70,11 @@ def test_a_chunk_formats_as_each_call_would(calls: list[tuple[int, ...]], second
         assert event["dcerpc"]["call_id"] == call_id
         assert event["dcerpc"]["octets"] == {"in": received, "out": sent}
         assert event["dcerpc"]["opnum"] == (0, 9)[slot]
-    principal = [json.loads(line)["dcerpc"]["auth"].get("principal") for line in lines]
-    assert principal == [(None, 'DOM\\"%d"')[c[SLOT]] for c in calls]
+        assert event["dcerpc"]["auth"].get("principal") == (None, 'DOM\\"%d"')[slot]
+        # the same line as a run of one call's (its form's one %), whatever the run's length
+        assert line.encode() == format_calls(
+            _chunk(second, [(duration, received, sent, answered, slot, [call_id])])
+        )
 
 
 @given(
@@ -75,13 +89,11 @@ def test_a_chunk_formats_as_each_call_would(calls: list[tuple[int, ...]], second
     )
 )
 def test_chunks_of_one_site_each_have_their_own_second(chunks: list[tuple[int, int, int]]) -> None:
-    # one site's chunks in turn, of the same or other seconds and sizes: the writer keeps the
-    # format of the last, and must not lend it to a chunk of another second or size, or to one
-    # whose microseconds need their zeros where the last's did not (or the reverse)
+    # one site's chunks in turn, of the same or other seconds and sizes: the writer keeps the last
+    # second's text and each form's run form, and must not lend a chunk another's second
     for later, count, micros in chunks:
         second = 1_700_000_000 + later
-        numbers = [n for k in range(count) for n in (k, k, 1, 2, micros, 0)]
-        chunk = (None, second, _SITES[:1], struct.pack(f"<{len(numbers)}q", *numbers), False)
+        chunk = _chunk(second, [(1, 1, 2, micros, 0, list(range(count)))], _SITES[:1])
         lines = format_calls(chunk).decode().splitlines()
         assert [json.loads(line)["@timestamp"] for line in lines] == [
             iso_timestamp(second * 10**9 + micros * 1000)

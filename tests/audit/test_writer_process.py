@@ -9,6 +9,7 @@ import asyncio
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -19,7 +20,6 @@ import pytest
 
 import dcerpc
 from dcerpc.audit import Audit, FileSink, process
-from dcerpc.audit.calls import CALL
 from dcerpc.audit.observer import call_template
 from dcerpc.audit.process import ProcessWriter
 from dcerpc.pdu.syntax import SyntaxId
@@ -213,8 +213,17 @@ def _frame(message: object) -> bytes:
 def _chunk(first_call: int, calls: int, second: int = 1_764_000_000) -> tuple[object, ...]:
     """A shipped chunk of ``calls`` calls of one site (calls.py's layout), call ids from ``first_call``."""
     form = call_template(1, PEER, SyntaxId(uuid.UUID(int=7), (1, 0)), "x", "op", 0, None, 0, 1, None, 0)
-    octets = b"".join(CALL.pack(5000, first_call + i, 4, 8, 123_456, 0) for i in range(calls))
-    return (None, second, [form], octets, False)
+    numbers = (
+        calls,
+        0,
+        5000,
+        first_call,
+        4,
+        8,
+        123_456,
+        *range(first_call + 1, first_call + calls),
+    )  # one run
+    return (None, second, [form], struct.pack(f"<{len(numbers)}q", *numbers), calls)
 
 
 def test_frames_read_in_one_go_are_written_in_one_write(tmp_path: Path) -> None:
@@ -261,11 +270,13 @@ def _other_event() -> dict[str, object]:
 
 
 def test_a_frame_yields_the_cpu_between_its_chunks_unless_behind(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Between two chunks of calls of a frame the process gives up the CPU; not after the last,
-    not after other events, and not while frames of _BEHIND octets or more wait to be taken."""
+    """Between two chunks of calls of a frame the process gives up the CPU once it has had _HOLD
+    of it; not after the last, not after other events, not before the hold is over, and not while
+    frames of _BEHIND octets or more wait to be taken."""
     yields: list[int] = []
     monkeypatch.setattr(process, "_yield", lambda: yields.append(1))
     monkeypatch.setattr(process, "_BEHIND", 4096)  # (a pipe of 64 KiB takes it without a reader)
+    monkeypatch.setattr(process, "_HOLD", 0.0)  # every chunk is past it
     r, w = os.pipe()
     try:
         reader = process._Frames(r, os.getppid())
@@ -273,6 +284,10 @@ def test_a_frame_yields_the_cpu_between_its_chunks_unless_behind(monkeypatch: py
         lines, events = process._formatted(records, reader)
         assert events == 10 and b"".join(lines).count(b"\n") == 10
         assert len(yields) == 2  # after the first two chunks: not after the event, nor the last
+        monkeypatch.setattr(process, "_HOLD", 3600.0)
+        process._formatted(records, reader)
+        assert len(yields) == 2  # the hold not over
+        monkeypatch.setattr(process, "_HOLD", 0.0)
         os.write(w, bytes(process._BEHIND))  # behind: frames of that many octets wait in the pipe
         assert reader.waiting() == process._BEHIND
         process._formatted(records, reader)

@@ -1,66 +1,66 @@
-"""Call events as numbers: the loop appends six integers per call to a list; the writer makes
+"""Call events as numbers: the loop appends a few integers per call to a list; the writer makes
 the lines.
 
 What a connection's calls of one operation, caller and outcome share is their **site**
 (observer.Site), made once: its event's JSON line as a **form** (observer.call_template), octets
 for ``%``: the line with every ``%`` doubled and a conversion where each call's own numbers go
-(see :data:`Form`). A call is then five numbers and its site's slot, appended by the loop to the
-writer's **open chunk** (:class:`CallChunks`, which both writers are):
+(see :data:`Form`). The loop appends a turn's answers to the writer's **open chunk**
+(:class:`CallChunks`, which both writers are) as **runs**: the calls of one read, site and octet
+counts that one turn answered share everything but their call ids (the read's clock, the turn's
+clock, the form, the octets in and out), so a run is those numbers once and the ids after:
 
-    numbers     a list, CALL_NUMBERS ints per call, in the order its form takes them: the duration
-                (ns), the call id, octets in, octets out, the answer's time (microseconds after
-                the chunk's ``base``, the start of the wall clock's second the chunk began in:
-                its @timestamp's microseconds as they are, one int for a turn's calls), the
-                site's slot
-    templates   the forms of the sites the chunk's calls name; a site's slot is its index here,
-                given at the site's first call in the chunk (``site.chunk is not templates``: one
-                test per call, the enrolment once per site and chunk)
+    numbers     a list of ints, run after run: the run's :data:`RUN` numbers (its calls' duration
+                in ns, octets in, octets out, the answer's time in µs after the chunk's ``base``
+                (the start of the wall clock's second the chunk began in: its @timestamp's
+                microseconds as they are, or past them for a later second), the site's slot, the
+                number of calls), then each call's id
+    templates   the forms of the sites the chunk's runs name; a site's slot is its index here,
+                given at the site's first run in the chunk (``site.chunk is not templates``: one
+                test per run, the enrolment once per site and chunk)
+    calls       the chunk's calls so far
 
-So a call costs the loop one tuple and one list extension: no record object, no pickling of its
-own (a shipped chunk's numbers are packed into octets by one ``struct.pack``, about half what
-pickling the ints costs, and a third of what ``array('q').extend`` costs per call, measured with
-callgrind), no wall clock per call (perf_counter_ns becomes wall-clock time with one offset,
-``time_ns() - perf_counter_ns()``, taken when the chunk begins: a clock step in between moves a
-chunk's stamps by at most ``_POLL``). The loop tells the writer whether a turn's time left the
-chunk's second (``spilled``: a chunk begun late in a second, about one in twenty under load).
+So a call costs the loop the four tests that tell whether it continues the run before it, and one
+``append`` of its id: no record object, no tuple, no clock of its own (one per read and one per
+turn; perf_counter_ns becomes wall-clock time with one offset, ``time_ns() - perf_counter_ns()``,
+taken when the chunk begins: a clock step in between moves a chunk's stamps by at most ``_POLL``).
+At 64 calls in flight on one connection a run is some 25 calls; at one in flight, one.
 
-A chunk is **shipped** (one tuple, ``(None, second, templates, octets, spilled)``, queued like any other
-event) when it holds ``CHUNK_CALLS`` calls, when another event is queued (so events keep their
-order), at the writer's timer (``_POLL`` after the chunk's first call), and before a flush or a
-reopen. The open chunk belongs to the loop that fills it: a flush from another thread asks that
-loop to ship it (``call_soon_threadsafe``) rather than take it from under the loop's hands. Outside
-a running loop each call is shipped at once (``limit``).
+A chunk is **shipped** (one tuple, ``(None, second, templates, octets, calls)``, its numbers packed
+into octets by one ``struct.pack``, and queued like any other event) when it holds ``CHUNK_CALLS``
+calls, when another event is queued (so events keep their order), at the writer's timer (``_POLL``
+after the chunk's first call), and before a flush or a reopen. The open chunk belongs to the loop
+that fills it: a flush from another thread asks that loop to ship it (``call_soon_threadsafe``)
+rather than take it from under the loop's hands. Outside a running loop each turn is shipped at
+once (``limit``). The metrics count a chunk's calls as it is shipped, a run at a time (``fold``).
 
-The writer's side (:func:`format_calls`, in the writer process or the writer thread) fills the
-whole chunk in with one ``%`` of octets: the forms of its calls side by side, each with the text
-of the chunk's second written in once (not a ``%s`` per call), and its numbers less the slots.
-A chunk that did not spill is taken whole, the calls' times being their microseconds already;
-one that did is cut into runs of one second each. The numbers are unpacked past the slots (pad
-octets in the struct), and the microseconds are a plain ``%d`` in a chunk where each call's has
-six digits (nine in ten: ``%06d`` costs three times as much, CPython making a str for it). The
-format of a site's full chunk is kept for the next of the same second (hundreds a second under
-load). That is C from end to end: under callgrind about 4,250 instructions an event (4,820 with
-``%06d`` for every call and the slots deleted from a list; 6,180 with a ``%s`` per call for the
-second, and the microseconds computed in the writer; 9,300 for one f-string per call: a ``%`` of
-text, unlike one of octets, reads its form a character at a time).
+The writer's side (:func:`format_calls`, in the writer process or the writer thread) writes a run's
+shared numbers into its form once (one small ``%``, its second's text too), repeats that for the
+run's calls and fills in their ids with one ``%`` more: a call's line is then one conversion, its
+id, and the copy of its text, all in C. A run of one call is its form's ``%`` alone. Against a
+``%`` of all five numbers for each call (the layout before runs), a chunk of 25-call runs formats
+in about half the time, and the loop's share of a call (the tuple of six numbers it made, their
+packing and their metrics) is about half as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from .fields import iso_second
 
 __all__ = [
     "AT",
-    "CALL_NUMBERS",
+    "CALL_ID",
     "CHUNK_CALLS",
+    "COUNT",
     "DURATION",
+    "RUN",
     "SLOT",
     "CallChunks",
     "CallSite",
@@ -68,27 +68,26 @@ __all__ = [
     "format_calls",
 ]
 
-CALL_NUMBERS: Final = 6
-"""Numbers per call in a chunk: duration, call id, octets in, octets out, answered, slot."""
-DURATION: Final = 0
-"""A call's duration (ns): its index among its numbers."""
-AT: Final = 4
-"""When the call was answered (µs after the chunk's base, a wall-clock second's start): its index."""
-SLOT: Final = 5
-"""Its site's slot in the chunk: its index."""
+COUNT: Final = 0
+"""How many calls a run in a chunk is: the index of that number among the run's."""
+SLOT: Final = 1
+"""Their site's slot in the chunk: its index."""
+DURATION: Final = 2
+"""Their duration (ns): its index. From here on, a run's numbers are its form's, in order."""
+CALL_ID: Final = 3
+"""The first call's id: its index (the others' follow the run's numbers)."""
+AT: Final = 6
+"""When they were answered (µs after the chunk's base, a wall-clock second's start): its index
+(after the octets in and out)."""
+RUN: Final = 7
+"""Numbers a run of one call is; one of ``n`` calls, ``RUN + n - 1``."""
 CHUNK_CALLS: Final = 256
 """Calls per chunk at most (the writer's batch)."""
-CALL: Final = struct.Struct(f"<{CALL_NUMBERS}q")
-"""One call's numbers in a shipped chunk's octets."""
-_FULL: Final = struct.Struct(f"<{CALL_NUMBERS * CHUNK_CALLS}q")
-_LINE: Final = CALL_NUMBERS - 1
-"""A call's numbers its line takes (all but its slot)."""
 
 Form = bytes
 """A call event's JSON line (UTF-8) for ``%``: every ``%`` of its text doubled, and in its numbers'
 places ``%d`` for the duration, the call id, the octets in and the octets out, then ``%s%06d`` for
-the ``@timestamp``'s date and time to the second (with its dot: the writer writes it into the form
-once a chunk) and its microseconds."""
+the ``@timestamp``'s date and time to the second (with its dot) and its microseconds."""
 
 
 class CallSite(Protocol):
@@ -102,28 +101,28 @@ class CallSite(Protocol):
 class CallChunks:
     """A writer's open chunk of call events (see the module docstring). The observer calls
     :meth:`begin` when ``templates`` is empty, :meth:`enrol` when ``site.chunk is not templates``,
-    appends to ``numbers`` (the time: µs after ``base``; ``spilled`` set when a time is not within
-    the second that starts there), and calls :meth:`ship` when
-    ``len(numbers) >= limit``; every other event is :meth:`put`. A writer (process.ProcessWriter,
-    writer.Writer) defines ``_enqueue`` (an event, or a shipped chunk, and the events it is) and
-    ``_arm`` (its timer on the running loop; False when there is none)."""
+    appends runs to ``numbers`` (the time: µs after ``base``), adds their calls to ``calls``, and
+    calls :meth:`ship` when ``calls >= limit``; every other event is :meth:`put`. A writer
+    (process.ProcessWriter, writer.Writer) defines ``_enqueue`` (an event, or a shipped chunk, and
+    the events it is) and ``_arm`` (its timer on the running loop; False when there is none)."""
 
     templates: list[Form]
     numbers: list[int]
+    calls: int
     limit: int
-    fold: Callable[[list[Any], list[int]], None] | None
-    """Told each chunk's sites and numbers as it is shipped (the observer's metrics, counted from
-    the chunk rather than per call)."""
+    fold: Callable[[list[Any], list[int], int], None] | None
+    """Told each chunk's sites, numbers and calls as it is shipped (the observer's metrics, counted
+    from the chunk rather than per call)."""
 
     def _init_chunks(self) -> None:
         self.templates = []
         self.numbers = []
+        self.calls = 0
         self.sites: list[CallSite] = []  # the open chunk's sites, by slot
         self.fold = None
-        self.limit = CHUNK_CALLS * CALL_NUMBERS
+        self.limit = CHUNK_CALLS
         self.base = 0  # perf_counter_ns() at the start of the wall clock's second the chunk began in
         self.second = 0  # that second (since the epoch): its calls are answered base + at µs after it
-        self.spilled = False  # a call of the open chunk was answered outside that second
         self._filler: tuple[asyncio.AbstractEventLoop, int] | None = None  # its loop, and thread
 
     def _enqueue(self, chunk: tuple[Any, ...], calls: int) -> None:
@@ -147,17 +146,16 @@ class CallChunks:
         offset = time.time_ns() - time.perf_counter_ns()  # the wall clock less perf_counter
         self.second = second = (now + offset) // 1_000_000_000
         self.base = second * 1_000_000_000 - offset
-        self.spilled = False
         if not self.templates:
             if self._arm():
-                self.limit = CHUNK_CALLS * CALL_NUMBERS
+                self.limit = CHUNK_CALLS
                 self._filler = (asyncio.get_running_loop(), threading.get_ident())
             else:
-                self.limit = CALL_NUMBERS  # no loop to ship it later: each call goes at once
+                self.limit = 1  # no loop to ship it later: each turn's calls go at once
                 self._filler = None
 
     def enrol(self, site: CallSite) -> None:
-        """Give ``site`` its slot in the open chunk (its first call there, after :meth:`begin`)."""
+        """Give ``site`` its slot in the open chunk (its first run there, after :meth:`begin`)."""
         templates = self.templates
         site.chunk = templates
         site.slot = len(templates)
@@ -170,15 +168,15 @@ class CallChunks:
         numbers = self.numbers
         if not numbers:
             return
-        n = len(numbers)
         if self.fold is not None:
-            self.fold(self.sites, numbers)
-        octets = _FULL.pack(*numbers) if n == _FULL.size >> 3 else struct.pack(f"<{n}q", *numbers)
-        chunk = (None, self.second, self.templates, octets, self.spilled)
+            self.fold(self.sites, numbers, self.calls)
+        calls = self.calls
+        chunk = (None, self.second, self.templates, _unpacker("q", len(numbers)).pack(*numbers), calls)
         self.templates = []
         self.numbers = []
+        self.calls = 0
         self.sites = []
-        self._enqueue(chunk, n // CALL_NUMBERS)
+        self._enqueue(chunk, calls)
 
     def ship_open(self, deadline: float) -> bool:
         """Ship the open chunk from any thread: here when on its loop's thread or when that loop
@@ -203,96 +201,149 @@ class CallChunks:
         return done.wait(max(0.0, deadline - time.monotonic()))
 
 
+def format_calls(chunk: tuple[Any, ...]) -> bytes:
+    """A shipped chunk's call events, as JSON lines (UTF-8), with one ``%`` of the chunk's forms
+    (and one more for its runs of several calls, if any): the forms of its runs of one call side
+    by side, their numbers as they are in the chunk (:func:`_singles`); those of the longer runs
+    each made once with the run's numbers written in , repeated for its calls, and
+    only their ids left to fill in."""
+    _, second, forms, octets, calls = chunk
+    if len(octets) == calls * RUN * 8:  # every run one call (no two calls of a read in a turn)
+        alone = _singles(second, forms, octets, 0, calls)
+        if alone is not None:
+            lines: bytes = alone[0] % alone[1]
+            return lines
+    numbers = _unpacker("q", len(octets) >> 3).unpack(octets)
+    pieces: list[bytes] = []  # the chunk's format, in parts
+    values: list[int] = []  # what it takes
+    runs: list[tuple[int, int]] = []  # the longer runs: their part's index, their calls
+    heads: list[Form] = []  # their forms, to have their numbers written in
+    numbered: list[Any] = []  # those numbers
+    stamp = _stamp(second)
+    end = len(numbers)
+    at = 0
+    while at < end:
+        count = numbers[at]
+        if count == 1:
+            start = at
+            at += RUN
+            while at < end and numbers[at] == 1:
+                at += RUN
+            alone = _singles(second, forms, octets, start, (at - start) // RUN)
+            if alone is not None:
+                pieces.append(alone[0])
+                values += alone[1]
+                continue
+            at = start  # outside the chunk's second: one by one, as runs
+        _, slot, duration, call_id, received, sent, answered = numbers[at : at + RUN]
+        runs.append((len(pieces), count))
+        pieces.append(b"")
+        form = forms[slot]
+        heads.append(_repeats.get(form) or _repeat(form))
+        if 0 <= answered < 1_000_000:
+            numbered += (duration, received, sent, stamp, answered)
+        else:  # a later second's (or an earlier one's), past the chunk's
+            numbered += (
+                duration,
+                received,
+                sent,
+                _stamp(second + answered // 1_000_000),
+                answered % 1_000_000,
+            )
+        values.append(call_id)
+        values += numbers[at + RUN : at + RUN + count - 1]
+        at += RUN + count - 1
+    if runs:
+        # each a line but its call id, one after the other: a line ends at its newline, and none
+        # is in its text (JSON escapes a newline and a carriage return)
+        made = (b"".join(heads) % tuple(numbered)).splitlines(keepends=True)
+        for (part, count), line in zip(runs, made, strict=True):
+            pieces[part] = line * count
+    lines = b"".join(pieces) % tuple(values)
+    return lines
+
+
+def _singles(
+    second: int, forms: list[Form], octets: bytes, start: int, count: int
+) -> tuple[Form, Any] | None:
+    """The format and the numbers of ``count`` runs of one call each, from index ``start`` of a
+    chunk's numbers; None when one was answered outside the chunk's second (a chunk that spans
+    one, or calls answered on several loops). A run's numbers from its duration on are its form's,
+    in order: their octets unpack, past each run's count and slot, as ``%`` takes them. Their
+    forms with the second's text written in, side by side; their microseconds ``%d`` unless one
+    has fewer than six digits (``%06d`` for all then: CPython's padded ``%`` of octets makes a
+    str first, three times the cost)."""
+    line = _unpacker(_LINE, count).unpack_from(octets, start << 3)
+    answered = line[_LINE_AT::_SINGLE]
+    first = min(answered)
+    if first < 0 or max(answered) >= 1_000_000:
+        return None
+    padded = first < 100_000
+    stamp = _stamp(second)
+    if len(forms) == 1:
+        return _stamped(forms[0], stamp, padded) * count, line
+    stamped = [_stamped(form, stamp, padded) for form in forms]
+    slots = _unpacker(_SLOT, count).unpack_from(octets, start << 3)
+    return b"".join(map(stamped.__getitem__, slots)), line
+
+
+_SINGLE: Final = RUN - DURATION
+"""Numbers of a run of one call its line takes (its count and slot skipped)."""
+_LINE: Final = f"{DURATION * 8}x{_SINGLE}q"
+"""A run of one call's numbers, as its line takes them."""
+_LINE_AT: Final = AT - DURATION
+_SLOT: Final = f"{SLOT * 8}xq{(RUN - SLOT - 1) * 8}x"
+"""A run of one call's slot alone."""
+_structs: dict[tuple[str, int], struct.Struct] = {}
+
+
+def _unpacker(each: str, count: int) -> struct.Struct:
+    """Packs or unpacks ``count`` times ``each`` (a few sizes recur: kept, bounded)."""
+    found = _structs.get((each, count))
+    if found is None:
+        if len(_structs) >= 256:
+            _structs.clear()
+        found = _structs[each, count] = struct.Struct("<" + each * count)
+    return found
+
+
 def _stamped(form: Form, stamp: bytes, padded: bool) -> Form:
     """``form`` with its ``@timestamp``'s second written in (the ``%s`` before its microseconds:
     the last ``%s%06d`` of the form, whose end holds no text of a caller's), its microseconds
-    ``%d`` unless ``padded`` (``%06d``, a conversion of three times the cost: CPython's padded
-    ``%`` of octets makes a str first)."""
+    ``%d`` unless ``padded``."""
     at = form.rindex(b"%s%06d")
     return form[:at] + stamp + (b"%06d" if padded else b"%d") + form[at + 6 :]
 
 
-_SHORT: Final = 100_000
-"""Microseconds below this have fewer than six digits: only then is a ``%06d`` needed."""
+_repeats: dict[Form, Form] = {}
 
 
-def format_calls(chunk: tuple[Any, ...]) -> bytes:
-    """A shipped chunk's call events, as JSON lines (UTF-8). Its calls are cut in runs of one
-    second each, whose forms have that second's text written in: one run, taken whole, unless the
-    loop saw the chunk's calls leave its second (``spilled``: the chunk spans a second, or calls
-    answered on several loops)."""
-    _, second, forms, octets, spilled = chunk
-    count = len(octets) // CALL.size
-    if spilled:
-        return _runs(second, forms, octets, count)
-    slots = _unpacker(_SLOTS, count).unpack(octets) if len(forms) > 1 else None  # each call's form's
-    numbers = _unpacker(_LINES, count).unpack(octets)  # as the lines take them (the slots skipped)
-    padded = min(numbers[AT::_LINE]) < _SHORT
-    return _format(forms, slots, second, count, padded) % numbers
-
-
-def _runs(second: int, forms: list[Form], octets: bytes, count: int) -> bytes:
-    """:func:`format_calls` of a chunk that spilled: each call's second and microseconds into
-    it, then runs of the same second."""
-    every: list[int] = list(struct.unpack(f"<{len(octets) >> 3}q", octets))
-    slots = every[SLOT::CALL_NUMBERS] if len(forms) > 1 else None
-    answered = every[AT::CALL_NUMBERS]
-    seconds = [second + at // 1_000_000 for at in answered]
-    every[AT::CALL_NUMBERS] = [at % 1_000_000 for at in answered]
-    del every[SLOT::CALL_NUMBERS]  # (its form is the slot's)
-    out = []
-    start = 0
-    for end in range(1, count + 1):
-        if end == count or seconds[end] != seconds[start]:
-            out.append(
-                _format(forms, slots and slots[start:end], seconds[start], end - start, True)
-                % tuple(every[start * _LINE : end * _LINE])
-            )
-            start = end
-    return b"".join(out)
-
-
-_LINES: Final = f"{_LINE}q8x"
-"""A call's numbers less its slot (pad octets in its place)."""
-_SLOTS: Final = f"{_LINE * 8}xq"
-"""A call's slot alone."""
-_structs: dict[tuple[str, int], struct.Struct] = {}
-
-
-def _unpacker(call: str, count: int) -> struct.Struct:
-    """Unpacks ``count`` calls, each by ``call`` (:data:`_LINES`, :data:`_SLOTS`)."""
-    found = _structs.get((call, count))
+def _repeat(form: Form) -> Form:
+    """``form`` for a run: its numbers but the call id converted by a first ``%`` (the run's),
+    the call id's left for a second (each call's); the ``%`` of its text doubled once more, to be
+    one after both."""
+    found = _repeats.get(form)
     if found is None:
-        if len(_structs) >= 64:
-            _structs.clear()
-        found = _structs[call, count] = struct.Struct("<" + call * count)
+        if len(_repeats) >= 1024:
+            _repeats.clear()
+        pieces = _CONVERSION.split(form)  # text, conversion, text, ...: the call id's is the 2nd %d
+        assert pieces[1::2].count(b"%d") == 4 and pieces[3] == b"%d"
+        pieces[3] = b"%%d"
+        found = _repeats[form] = b"".join(b"%%%%" if p == b"%%" else p for p in pieces)
     return found
 
 
-_kept: list[tuple[Form, int, int, bool, bytes]] = [(b"", -1, 0, False, b"")]
-"""The last format of one site's calls: its form, second, calls, padding (one tuple: threads swap
-it whole)."""
+_CONVERSION: Final = re.compile(rb"(%%|%d|%s|%06d)")
+"""What ``%`` reads in a form (Form): a ``%`` of its text, doubled, or a conversion."""
 
 
-def _format(forms: list[Form], slots: Sequence[int] | None, second: int, count: int, padded: bool) -> bytes:
-    """The format of ``count`` calls answered in ``second``, each of its slot's form (``slots``
-    None: all of the one form), their microseconds ``padded`` to six digits or not. One site's is
-    kept: the next chunk of the same form, second, size and padding (hundreds a second under load)
-    takes it as it is, rather than writing ``count`` forms again (4 % of the writer's
-    instructions, callgrind)."""
-    if slots is None:
-        form = forms[0]
-        kept = _kept[0]
-        if kept[1] == second and kept[2] == count and kept[3] is padded and kept[0] == form:
-            return kept[4]
-        made = _stamped(form, _stamp(second), padded) * count
-        _kept[0] = (form, second, count, padded, made)
-        return made
-    stamp = _stamp(second)
-    stamped = [_stamped(f, stamp, padded) for f in forms]
-    return b"".join(map(stamped.__getitem__, slots))
+_stamps: list[tuple[int, bytes]] = [(-1, b"")]
 
 
 def _stamp(second: int) -> bytes:
-    """The ``@timestamp`` of ``second`` (since the epoch) to its dot, as every event spells it."""
-    return (iso_second(second) + ".").encode()
+    """The ``@timestamp`` of ``second`` (since the epoch) to its dot, as every event spells it
+    (the last one kept: a chunk's runs share it)."""
+    kept = _stamps[0]
+    if kept[0] != second:
+        kept = _stamps[0] = (second, (iso_second(second) + ".").encode())
+    return kept[1]

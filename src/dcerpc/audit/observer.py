@@ -44,7 +44,7 @@ from ..pdu.constants import ProviderReason
 from ..pdu.syntax import SyntaxId
 from ..protocol.events import Authenticated, BindAccepted, Caller, CallReceived, ProtocolViolation
 from ..protocol.rules import Violation
-from .calls import CALL_NUMBERS, DURATION, SLOT, Form
+from .calls import COUNT, DURATION, RUN, SLOT, Form
 from .fields import TRANSPORTS, address, auth_level_name, auth_type_name, peer_text
 from .process import ProcessWriter, portable
 from .sinks import FileSink, StdoutSink, SyslogSink
@@ -326,6 +326,8 @@ class Site(Caller):
         self.slot = 0
 
 
+_MORE: Final = RUN - 1
+"""A run's numbers, less its calls (calls.RUN: one call's are its numbers)."""
 _SITES: Final = 4096  # sites kept (the keys are partly the client's choice): beyond, made again
 
 
@@ -443,15 +445,33 @@ class Audit:
             w.fold = self._fold if on else None
         self._inline = on and w is None
 
-    def _fold(self, sites: list[Site], numbers: list[int]) -> None:
-        """The metrics of a chunk of calls being shipped (calls.CallChunks.fold)."""
-        slots = numbers[SLOT::CALL_NUMBERS]
+    def _fold(self, sites: list[Site], numbers: list[int], calls: int) -> None:
+        """The metrics of a chunk of ``calls`` calls being shipped (calls.CallChunks.fold): a run
+        at a time (its calls share their site and duration), or, when every run is one call
+        (one call in flight, or many connections of one each), by slices of the chunk."""
+        latency = self.latency
+        if len(numbers) == calls * RUN:
+            self._fold_singles(sites, numbers)
+            return
+        spent = 0
+        at = 0
+        end = len(numbers)
+        while at < end:
+            count, slot, duration = numbers[at + COUNT], numbers[at + SLOT], numbers[at + DURATION]
+            sites[slot].tally.n += count
+            latency[(duration >> LATENCY_SHIFT).bit_length()] += count
+            spent += duration * count
+            at += _MORE + count
+        self.latency_sum += spent
+
+    def _fold_singles(self, sites: list[Site], numbers: list[int]) -> None:
+        slots = numbers[SLOT::RUN]
         if len(sites) == 1:
             sites[0].tally.n += len(slots)
         else:
             for slot, n in Counter(slots).items():
                 sites[slot].tally.n += n
-        durations = numbers[DURATION::CALL_NUMBERS]
+        durations = numbers[DURATION::RUN]
         self.latency_sum += sum(durations)
         # in order, each bucket's calls are a run found by bisection, from the first call's bucket
         # on (the bucket rule's bounds, 1 << (LATENCY_SHIFT + bucket)): a sort in C, then a few
@@ -595,21 +615,34 @@ class Audit:
             self.latency_sum += spent
         w = self.writer
         if w is not None:
-            # each site's slot and the call's numbers (calls.py): not the event (its stub is a
-            # call's whole buffer), nor what the connection's calls share (the site's, made once)
+            # runs of calls (calls.py): those of one read and site, with the same octets in and
+            # out, are their numbers once and their ids; not the event (its stub is a call's
+            # whole buffer), nor what the connection's calls share (the site's, made once)
             templates = w.templates
             if not templates:
                 w.begin(now)
             at = (now - w.base) // 1000  # µs into the chunk's second (one int for the turn's calls)
-            if not 0 <= at < 1_000_000:
-                w.spilled = True  # (the writer cuts the chunk into runs of one second each)
             numbers = w.numbers
+            run = -1  # where the open run's numbers start
+            read = last = None
+            received = sent = -1
             for ev, site, started, out_octets in calls:
+                octets = len(ev.stub)
+                if started is read and site is last and octets == received and out_octets == sent:
+                    numbers.append(ev.call_id)  # the run goes on
+                    continue
+                if run >= 0:
+                    numbers[run] = len(numbers) - run - _MORE  # its count
                 if site.chunk is not templates:
                     w.enrol(site)
+                read, last, received, sent = started, site, octets, out_octets
+                run = len(numbers)
                 duration = now - started if started else 0
-                numbers += (duration, ev.call_id, len(ev.stub), out_octets, at, site.slot)
-            if len(numbers) >= w.limit:  # (a chunk may pass CHUNK_CALLS by a turn's calls)
+                numbers += (1, site.slot, duration, ev.call_id, octets, out_octets, at)
+            if run >= 0:
+                numbers[run] = len(numbers) - run - _MORE
+            w.calls += len(calls)
+            if w.calls >= w.limit:  # (a chunk may pass CHUNK_CALLS by a turn's calls)
                 w.ship()
         if self.detect is not None:
             for ev, site, _, _ in calls:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol, cast
 
-from .calls import CALL, CallChunks, format_calls
+from .calls import CallChunks, format_calls
 from .fields import iso_timestamp
 
 __all__ = ["ECS_VERSION", "Record", "Sink", "Writer", "nest"]
@@ -43,7 +43,7 @@ _BATCH: Final = 512  # events formatted per write
 
 Record = tuple[Any, ...]
 """(formatter, time_ns, *args): the formatter makes the event's object from the args. Or a shipped
-chunk of call events, (None, second, forms, octets, spilled) (calls.py)."""
+chunk of call events, (None, second, forms, octets, calls) (calls.py)."""
 
 
 class Sink(Protocol):
@@ -85,7 +85,7 @@ def format_record(record: Record) -> str:
 
 def events_in(record: Record) -> int:
     """Events a queued record is: one, or a shipped chunk's calls."""
-    return len(record[3]) // CALL.size if record[0] is None else 1
+    return int(record[4]) if record[0] is None else 1
 
 
 def format_lines(records: Iterable[Record]) -> tuple[list[bytes], int]:
