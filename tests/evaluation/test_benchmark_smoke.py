@@ -80,3 +80,16 @@ def test_policy_benchmark_interleaved_smoke() -> None:
             assert run["one_behind"] == run["many_behind"] == 0
     assert all(r["many_writer_us"] == 0 for r in out["runs"]["plain"])
     assert all(r["many_writer_us"] > 0 for r in out["runs"]["secured"])
+
+
+@pytest.mark.parametrize("run", [1, 3, 25])
+def test_audit_writer_benchmark_smoke(run: int) -> None:
+    """benchmarks/audit_writer.py end to end, briefly: the writer process fed frames of call events
+    in runs of one call, of a few, and of 25, every event in its file (the script checks the count),
+    the CPU an event printed (not asserted: a loaded machine)."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.parent / "audit_writer.py"), "--run", str(run), "--frames", "2"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"an event (runs of {run} calls)" in proc.stdout

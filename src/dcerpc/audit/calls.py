@@ -42,12 +42,12 @@ form has its shared numbers written in (one ``%`` for all such runs' forms), is 
 calls and leaves their ids to the chunk's ``%``. Measured against the layout before runs (six
 numbers a call, the chunk's five numbers a call in one ``%``): at runs of 25 calls (64 in flight
 on one connection) formatting takes 111-122 ns an event instead of 212-267, the writer process
-2,974 instructions an event instead of 4,730 (callgrind), and the loop 1,427 fewer a call (no
-tuple of six numbers a call, a fifth as many numbers packed, the metrics a run at a time). A
-run of one call costs about what a call did (5,452 instructions an event in the writer; the loop
-1,557 more a call at one in flight, 0.8% of the call); runs of two to four are the dear case
-(295-518 ns an event formatted, against about 220: each run's Python, some 0.5 us, shared by
-few calls).
+3,063 instructions an event instead of about 4,730 (callgrind, benchmarks/audit_writer.py), and
+the loop 1,427 fewer a call (no tuple of six numbers a call, a fifth as many numbers packed, the
+metrics a run at a time). A run of one call costs about what a call did (5,515 instructions an
+event in the writer; the loop 1,557 more a call at one in flight, 0.8% of the call); runs of two
+to four are the dear case (295-518 ns an event formatted, against about 220; 7,363 instructions
+an event at three: each run's Python, some 0.5 us, is shared by few calls).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def format_calls(chunk: tuple[Any, ...]) -> bytes:
     """A shipped chunk's call events, as JSON lines (UTF-8), with one ``%`` of the chunk's forms
     (and one more for its runs of several calls, if any): the forms of its runs of one call side
     by side, their numbers as they are in the chunk (:func:`_singles`); those of the longer runs
-    each made once with the run's numbers written in , repeated for its calls, and
+    each made once with the run's numbers written in, repeated for its calls, and
     only their ids left to fill in."""
     _, second, forms, octets, calls = chunk
     if len(octets) == calls * RUN * 8:  # every run one call (no two calls of a read in a turn)
