@@ -219,3 +219,34 @@ def test_a_turns_answers_are_runs_of_one_read_site_and_octets() -> None:
         None
     ] * 4
     audit.close()
+
+
+def test_a_turn_past_its_chunks_second_begins_a_chunk_of_its_own() -> None:
+    """A chunk's times are microseconds into the second it began in: a turn answered after that
+    second ships the open chunk and begins another, whose second is the turn's (so the writer's
+    runs stay within their chunk's second)."""
+
+    async def turns(audit: Audit) -> tuple[list[int], list[int]]:
+        conn, target = _Conn(), _Target()
+        audit.opened(conn)
+        first, second = _call(1), _call(2)
+        audit.answered(conn, first, audit.site(conn, first, target), time.perf_counter_ns(), 4)
+        w = audit.writer
+        assert w is not None
+        w.base -= 3_000_000_000  # as if the chunk had begun three seconds ago
+        w.second -= 3
+        before = list(w.numbers)
+        audit.answered(conn, second, audit.site(conn, second, target), time.perf_counter_ns(), 4)
+        return before, list(w.numbers)
+
+    sink = _Lines()
+    audit = Audit([sink], process=False)
+    before, after = asyncio.run(turns(audit))
+    assert before[0] == 1 and before[3] == 1 and len(before) == 7  # the first call's run
+    assert len(after) == 7 and after[3] == 2 and 0 <= after[6] < 1_000_000  # the second's, alone
+    assert audit.flush()
+    events = [valid(json.loads(line)) for line in sink.lines if '"action":"call"' in line]
+    assert [e["dcerpc"]["call_id"] for e in events] == [1, 2]
+    stamps = [e["@timestamp"] for e in events]
+    assert stamps[0] < stamps[1]  # the first in the chunk's (moved) second, three seconds before
+    audit.close()

@@ -29,7 +29,9 @@ At 64 calls in flight on one connection a run is some 25 calls; at one in flight
 A chunk is **shipped** (one tuple, ``(None, second, templates, octets, calls)``, its numbers packed
 into octets by one ``struct.pack``, and queued like any other event) when it holds ``CHUNK_CALLS``
 calls, when another event is queued (so events keep their order), at the writer's timer (``_POLL``
-after the chunk's first call), and before a flush or a reopen. The open chunk belongs to the loop
+after the chunk's first call), before a flush or a reopen, and when a turn is answered past the
+chunk's second (the observer's one test a turn: a chunk's times are then within its second, but for
+calls answered on several loops, which the writer takes one by one). The open chunk belongs to the loop
 that fills it: a flush from another thread asks that loop to ship it (``call_soon_threadsafe``)
 rather than take it from under the loop's hands. Outside a running loop each turn is shipped at
 once (``limit``). The metrics count a chunk's calls as it is shipped, a run at a time (``fold``).
@@ -230,9 +232,10 @@ def format_calls(chunk: tuple[Any, ...]) -> bytes:
     stamp = _stamp(second)
     end = len(numbers)
     at = 0
+    apart = 0  # runs of one call before this are taken one by one (their second is not the chunk's)
     while at < end:
         count = numbers[at]
-        if count == 1:
+        if count == 1 and at >= apart:
             start = at
             at += RUN
             while at < end and numbers[at] == 1:
@@ -242,7 +245,7 @@ def format_calls(chunk: tuple[Any, ...]) -> bytes:
                 pieces.append(alone[0])
                 values += alone[1]
                 continue
-            at = start  # outside the chunk's second: one by one, as runs
+            apart, at = at, start  # one of them outside the chunk's second: each as a run
         _, slot, duration, call_id, received, sent, answered = numbers[at : at + RUN]
         runs.append((len(pieces), count))
         pieces.append(b"")

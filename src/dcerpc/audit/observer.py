@@ -618,10 +618,14 @@ class Audit:
             # runs of calls (calls.py): those of one read and site, with the same octets in and
             # out, are their numbers once and their ids; not the event (its stub is a call's
             # whole buffer), nor what the connection's calls share (the site's, made once)
-            templates = w.templates
-            if not templates:
+            if not w.templates:
                 w.begin(now)
             at = (now - w.base) // 1000  # µs into the chunk's second (one int for the turn's calls)
+            if not 0 <= at < 1_000_000:  # the turn is past the chunk's second: a chunk of its own
+                w.ship()
+                w.begin(now)
+                at = (now - w.base) // 1000
+            templates = w.templates
             numbers = w.numbers
             run = -1  # where the open run's numbers start
             read = last = None
