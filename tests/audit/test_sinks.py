@@ -210,3 +210,21 @@ def test_a_file_sink_of_a_device_or_a_pipe_writes_without_dropping_behind(tmp_pa
     os.close(reader)
     again = pickle.loads(pickle.dumps(FileSink(tmp_path / "t.json", drop_behind=False)))
     assert again.drop_behind is False and again.path == str(tmp_path / "t.json")
+
+
+def test_a_file_sink_writes_parts_as_their_join(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FileSink.write_parts (the writer process's writes: one writev(2) of its chunks' lines) leaves
+    the file as write() of the parts joined would: more parts than one writev takes, after a
+    write(), and through a short write (a device's or a pipe's; here the kernel is told to take
+    the first part alone), whose rest follows in order."""
+    path = tmp_path / "audit.json"
+    parts = [b'{"n":%d}\n' % n * (n % 7 + 1) for n in range(2500)]  # past IOV_MAX (1024 here)
+    sink = FileSink(path)
+    sink.write(b'{"first":1}\n')
+    sink.write_parts(parts)
+    assert path.read_bytes() == b'{"first":1}\n' + b"".join(parts)
+    writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, some: writev(fd, some[:1]))
+    sink.write_parts(parts[:10])
+    sink.close()
+    assert path.read_bytes() == b'{"first":1}\n' + b"".join(parts) + b"".join(parts[:10])

@@ -18,8 +18,8 @@ The process (``python -c ...``, started with :mod:`subprocess`: no fork of a thr
 whatever multiprocessing's start method; at niceness ``_NICE``; its start-up heap frozen, as the
 server's is) reads frames in order, formats each event (writer.format_record), giving up the CPU
 between a frame's chunks of calls while it keeps up (:func:`_formatted`), and writes the lines to
-every sink at once: a frame's, or those of the frames it has read already (up to ``_COALESCE``);
-after each write it reports (events written, sink failures) on a pipe of its own back. Control
+every sink at once: a frame's, or those of the frames it has read already (up to ``_COALESCE``;
+a file's sink writes them with one writev, unjoined: :func:`_write`); after each write it reports (events written, sink failures) on a pipe of its own back. Control
 frames ride the same pipe, so they keep their place among the events: ``reopen`` (SIGHUP after
 logrotate; the process also reopens on a SIGHUP of its own), ``flush`` (answered once everything
 before it is written) and ``close``. It ignores SIGINT and SIGTERM, so that a Ctrl-C or a stop sent
@@ -503,7 +503,7 @@ def main() -> None:
             if size < _COALESCE and reader.ready() and not hangup[0]:
                 continue  # the next frame is read already: its lines go in the same write
         if pending:  # (before a control frame, a reopen or the end: each comes after these lines)
-            errors += _each(sinks, "write", b"".join(pending))
+            errors += _write(sinks, pending)
             pending.clear()
             size = 0
             with contextlib.suppress(OSError):  # a report not read yet: the next says it (or gone)
@@ -560,6 +560,26 @@ def _formatted(records: list[Record], reader: _Frames) -> tuple[list[bytes], int
 _HOLD: Final = 0.2e-3
 """Seconds of CPU the writer process formats for before it yields (:func:`_formatted`)."""
 _yield: Final = getattr(os, "sched_yield", lambda: None)
+
+
+def _write(sinks: list[Sink], parts: list[bytes]) -> int:
+    """Write the lines ``parts`` hold to every sink: as they are to one that takes them so
+    (FileSink.write_parts: one writev), joined once for the others; the sinks that failed."""
+    failed = 0
+    joined = None
+    for sink in sinks:
+        try:
+            write_parts = getattr(sink, "write_parts", None)
+            if write_parts is not None:
+                write_parts(parts)
+            else:
+                if joined is None:
+                    joined = b"".join(parts)
+                sink.write(joined)
+        except Exception:
+            failed += 1
+            log.exception("audit sink %r failed to write", sink)
+    return failed
 
 
 def _each(sinks: list[Sink], what: str, *args: Any) -> int:

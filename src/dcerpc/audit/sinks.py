@@ -17,7 +17,7 @@ import os
 import socket
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Final
 
@@ -53,6 +53,7 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 _SYNC: Final = _sync_file_range()
+_IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 _WAIT_ALL: Final = 1 | 2 | 4  # SYNC_FILE_RANGE_WAIT_BEFORE | _WRITE | _WAIT_AFTER
 _START: Final = 2  # SYNC_FILE_RANGE_WRITE: start the range's writeback, not waiting for it
 
@@ -100,6 +101,20 @@ class FileSink:
         self._file.flush()
         if self._behind:
             self._drop(self._file.fileno())
+
+    def write_parts(self, parts: Sequence[bytes]) -> None:
+        """:meth:`write` of ``parts`` joined, without joining them: one writev(2) (of ``_IOV_MAX``
+        parts at most). The writer process's lines of a write are a chunk's each (1 MiB in all at
+        most): joined, they were one more copy of every line (30-60 ns a 460-octet line here)."""
+        fd = self._file.fileno()  # (nothing waits in the file's buffer: write() flushes it)
+        for first in range(0, len(parts), _IOV_MAX):
+            some = parts[first : first + _IOV_MAX]
+            done = os.writev(fd, some)
+            if done < sum(map(len, some)):  # a device's or a pipe's short write (a file's is whole)
+                self._file.write(b"".join(some)[done:])
+                self._file.flush()
+        if self._behind:
+            self._drop(fd)
 
     def _drop(self, fd: int) -> None:
         """Start the writeback of each whole step written since, and drop the step _LAG before."""
