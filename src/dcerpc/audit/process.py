@@ -19,7 +19,8 @@ whatever multiprocessing's start method; at niceness ``_NICE``; its start-up hea
 server's is) reads frames in order, formats each event (writer.format_record), giving up the CPU
 between a frame's chunks of calls while it keeps up (:func:`_formatted`), and writes the lines to
 every sink at once: a frame's, or those of the frames it has read already (up to ``_COALESCE``;
-a file's sink writes them with one writev, unjoined: :func:`_write`); after each write it reports (events written, sink failures) on a pipe of its own back. Control
+a file's sink writes them with one writev, unjoined: :func:`_write`); after each write it reports
+(events written, sink failures) on a pipe of its own back. Control
 frames ride the same pipe, so they keep their place among the events: ``reopen`` (SIGHUP after
 logrotate; the process also reopens on a SIGHUP of its own), ``flush`` (answered once everything
 before it is written) and ``close``. It ignores SIGINT and SIGTERM, so that a Ctrl-C or a stop sent
