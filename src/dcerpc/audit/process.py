@@ -18,15 +18,14 @@ The process (``python -c ...``, started with :mod:`subprocess`: no fork of a thr
 whatever multiprocessing's start method; at niceness ``_NICE``; its start-up heap frozen, as the
 server's is) reads frames in order, formats each event (writer.format_record), giving up the CPU
 between a frame's chunks of calls while it keeps up (:func:`_formatted`), and writes the lines to
-every sink at once: a frame's, or those of the frames it has read already (up to ``_COALESCE``;
-a file's sink writes them with one writev, unjoined: :func:`_write`); after each write it reports
-(events written, sink failures) on a pipe of its own back. Control
-frames ride the same pipe, so they keep their place among the events: ``reopen`` (SIGHUP after
-logrotate; the process also reopens on a SIGHUP of its own), ``flush`` (answered once everything
-before it is written) and ``close``. It ignores SIGINT and SIGTERM, so that a Ctrl-C or a stop sent
-to the process group leaves it to write the server's last events, and ends at ``close`` or at the
-end of the pipe: when the server is gone, however it went (its parent's death is also checked each
-second), so it is never left behind.
+every sink at once: a frame's, or those of the frames it has read already (up to ``_COALESCE``; a
+file's sink writes them with one writev, unjoined: :func:`_write`); after each write it reports
+(events written, sink failures) on a pipe of its own back. Control frames ride the same pipe, so
+they keep their place among the events: ``reopen`` (SIGHUP after logrotate; the process also reopens
+on a SIGHUP of its own), ``flush`` (answered once everything before it is written) and ``close``. It
+ignores SIGINT and SIGTERM, so that a Ctrl-C or a stop sent to the process group leaves it to write
+the server's last events, and ends at ``close`` or at the end of the pipe: when the server is gone,
+however it went (its parent's death is also checked each second), so it is never left behind.
 
 A writer process that dies is noticed at the next write to its pipe: the events it had not
 written are counted as dropped, the server goes on, and a new process is started (at most one a
