@@ -14,9 +14,10 @@ What each call costs when the observer is on: its **site** (:class:`Site`: what 
 calls of one operation, caller and outcome share), found once per caller (:meth:`Audit.site`: the
 connection's last of that operation, one look-up and five ``is`` tests; the server's dispatcher
 keeps it in its route); the calls a connection answers in one turn of the loop come together
-(:meth:`Audit.answered_all`: one clock). With audit events, each call is its site's slot and five
-numbers appended to the writer's open chunk, a list of integers (calls.py: the site's JSON form
-goes once a chunk), which the writer process fills in (process.py; a thread does, writer.py, for
+(:meth:`Audit.answered_all`: one clock). With audit events, they go into the writer's open chunk,
+a list of integers, as runs (calls.py): the calls of one read, site and octet counts are seven
+numbers and the ids of the run's other calls (the site's JSON form goes once a chunk), which the
+writer process fills in (process.py; a thread does, writer.py, for
 sinks of other kinds), and the metrics count the chunk's calls when it is shipped
 (:meth:`Audit._fold`); without, each call's :class:`Tally` is incremented and a histogram bucket
 found (a shift and ``bit_length``). The counters are plain ints and dicts that a Prometheus
