@@ -7,11 +7,12 @@ and its standard output, a pcapng stream, is handed to :func:`~.run.monitor_file
 peeks at the magic number instead of reading and seeking back). Records come out as the calls they
 close complete.
 
-:meth:`LiveCapture.stop` (a signal handler calls it for Ctrl-C and SIGTERM) asks dumpcap to stop;
-dumpcap writes what it holds and exits, the reader sees the end of the stream, and the monitor
-finishes as at the end of a file (unanswered calls are reported, then the summary). dumpcap's own
-refusals (no permission to capture, no such interface) come back as :class:`LiveError` with
-dumpcap's words, instead of the reader's "not a capture" at an empty stream.
+:meth:`LiveCapture.stop` (a signal handler calls it for Ctrl-C and SIGTERM) asks dumpcap to stop
+(and kills it if it has not exited 5 s later); dumpcap writes what it holds and exits, the reader
+sees the end of the stream, and the monitor finishes as at the end of a file (unanswered calls are
+reported, then the summary). dumpcap's own refusals (no permission to capture, no such interface)
+come back as :class:`LiveError` with dumpcap's words, instead of the reader's "not a capture" at an
+empty stream.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .run import Monitor, monitor_file
 __all__ = ["LiveCapture", "LiveError", "monitor_live"]
 
 _STDERR_KEPT = 4096  # the head of dumpcap's standard error kept for the error message
+_GRACE = 5.0  # seconds dumpcap has to exit once asked to stop, before it is killed
 _PERMISSION_HINT = (
     "capturing needs root, or dumpcap with CAP_NET_RAW and CAP_NET_ADMIN (Debian: "
     "dpkg-reconfigure wireshark-common, then join the wireshark group)"
@@ -90,12 +92,23 @@ class LiveCapture:
         return Path(f"/dev/fd/{self.proc.stdout.fileno()}")
 
     def stop(self) -> None:
-        """Ask dumpcap to finish (it flushes and exits); a second call kills it."""
+        """Ask dumpcap to finish (it flushes and exits); a second call kills it, and so does
+        ``_GRACE`` seconds passing without it having exited (a dumpcap that does not heed the
+        request would keep the monitor reading its pipe, and running, for good)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGKILL if self.stopped else signal.SIGTERM)
+        if not self.stopped:
+            timer = threading.Timer(_GRACE, self._kill)
+            timer.daemon = True
+            timer.start()
         self.stopped = True
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
