@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import re
 import resource
 import shutil
 import struct
@@ -31,6 +30,8 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+
+from common import callgrind_total
 
 CHUNKS = 16  # a frame's (process._BATCH: 4,096 events)
 CALLS = 256  # a chunk's (calls.CHUNK_CALLS)
@@ -105,10 +106,7 @@ def main() -> int:
             assert trail.read_bytes().count(b"\n") == n * CHUNKS * CALLS  # every event written
             trail.unlink()
             if args.callgrind:
-                found = re.search(r"Collected : (\d+)", err)
-                if found is None:
-                    raise RuntimeError(f"callgrind printed no total:\n{err[-2000:]}")
-                figures.append(float(found.group(1)))
+                figures.append(float(callgrind_total(err)))
             else:
                 figures.append(cpu)
     per = (figures[1] - figures[0]) / ((many - few) * CHUNKS * CALLS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sys
 import time
@@ -70,3 +71,11 @@ async def arate(seconds: float, fn: Callable[[], Awaitable[object]], in_flight: 
 
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     return count / (time.perf_counter() - start)
+
+
+def callgrind_total(stderr: str) -> int:
+    """The instructions valgrind's callgrind counted, from what it printed (its ``Collected :``)."""
+    found = re.search(r"Collected : (\d+)", stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no total:\n{stderr[-2000:]}")
+    return int(found.group(1))

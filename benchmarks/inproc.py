@@ -33,13 +33,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 
-from common import use_uvloop
+from common import callgrind_total, use_uvloop
 
 
 async def _run(
@@ -103,10 +102,7 @@ def _instructions(calls: int, argv: list[str]) -> int:
         # with it how often a buffer grows in place or by a copy (which valgrind counts by the byte)
         env={**os.environ, "PYTHONHASHSEED": "0"},
     ).stderr
-    found = re.search(r"Collected : (\d+)", out)
-    if found is None:
-        raise RuntimeError(f"callgrind printed no total:\n{out[-2000:]}")
-    return int(found.group(1))
+    return callgrind_total(out)
 
 
 def main() -> int:

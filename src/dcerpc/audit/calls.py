@@ -348,13 +348,6 @@ _CONVERSION: Final = re.compile(rb"(%%|%d|%s|%06d)")
 """What ``%`` reads in a form (Form): a ``%`` of its text, doubled, or a conversion."""
 
 
-_stamps: list[tuple[int, bytes]] = [(-1, b"")]
-
-
 def _stamp(second: int) -> bytes:
-    """The ``@timestamp`` of ``second`` (since the epoch) to its dot, as every event spells it
-    (the last one kept: a chunk's runs share it)."""
-    kept = _stamps[0]
-    if kept[0] != second:
-        kept = _stamps[0] = (second, (iso_second(second) + ".").encode())
-    return kept[1]
+    """The ``@timestamp`` of ``second`` (since the epoch) to its dot, as every event spells it."""
+    return (iso_second(second) + ".").encode()

@@ -450,10 +450,10 @@ class Audit:
         """The metrics of a chunk of ``calls`` calls being shipped (calls.CallChunks.fold): a run
         at a time (its calls share their site and duration), or, when every run is one call
         (one call in flight, or many connections of one each), by slices of the chunk."""
-        latency = self.latency
         if len(numbers) == calls * RUN:
             self._fold_singles(sites, numbers)
             return
+        latency = self.latency
         spent = 0
         at = 0
         end = len(numbers)

@@ -54,7 +54,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ..pdu.syntax import SyntaxId
@@ -565,28 +565,30 @@ _yield: Final = getattr(os, "sched_yield", lambda: None)
 def _write(sinks: list[Sink], parts: list[bytes]) -> int:
     """Write the lines ``parts`` hold to every sink: as they are to one that takes them so
     (FileSink.write_parts: one writev), joined once for the others; the sinks that failed."""
-    failed = 0
-    joined = None
-    for sink in sinks:
-        try:
-            write_parts = getattr(sink, "write_parts", None)
-            if write_parts is not None:
-                write_parts(parts)
-            else:
-                if joined is None:
-                    joined = b"".join(parts)
-                sink.write(joined)
-        except Exception:
-            failed += 1
-            log.exception("audit sink %r failed to write", sink)
-    return failed
+    joined: list[bytes] = []
+
+    def write(sink: Sink) -> None:
+        write_parts = getattr(sink, "write_parts", None)
+        if write_parts is not None:
+            write_parts(parts)
+            return
+        if not joined:
+            joined.append(b"".join(parts))
+        sink.write(joined[0])
+
+    return _guarded(sinks, "write", write)
 
 
 def _each(sinks: list[Sink], what: str, *args: Any) -> int:
+    return _guarded(sinks, what, lambda sink: getattr(sink, what)(*args))
+
+
+def _guarded(sinks: list[Sink], what: str, act: Callable[[Sink], object]) -> int:
+    """``act`` on every sink; one that fails is logged and counted, the others go on."""
     failed = 0
     for sink in sinks:
         try:
-            getattr(sink, what)(*args)
+            act(sink)
         except Exception:
             failed += 1
             log.exception("audit sink %r failed to %s", sink, what)

@@ -97,16 +97,13 @@ class FileSink:
         return open(fd, "ab")
 
     def write(self, lines: bytes) -> None:
-        self._file.write(lines)  # (a batch larger than the buffer goes straight to the file)
-        self._file.flush()
-        if self._behind:
-            self._drop(self._file.fileno())
+        self.write_parts((lines,))
 
     def write_parts(self, parts: Sequence[bytes]) -> None:
         """:meth:`write` of ``parts`` joined, without joining them: one writev(2) (of ``_IOV_MAX``
         parts at most). The writer process's lines of a write are a chunk's each (1 MiB in all at
         most): joined, they were one more copy of every line (30-60 ns a 460-octet line here)."""
-        fd = self._file.fileno()  # (nothing waits in the file's buffer: write() flushes it)
+        fd = self._file.fileno()  # (nothing waits in the file's buffer: only a short write uses it)
         for first in range(0, len(parts), _IOV_MAX):
             some = parts[first : first + _IOV_MAX]
             done = os.writev(fd, some)

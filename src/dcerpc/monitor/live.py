@@ -100,15 +100,10 @@ class LiveCapture:
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGKILL if self.stopped else signal.SIGTERM)
         if not self.stopped:
-            timer = threading.Timer(_GRACE, self._kill)
+            timer = threading.Timer(_GRACE, self.stop)  # (its second call: the kill)
             timer.daemon = True
             timer.start()
         self.stopped = True
-
-    def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
