@@ -6,6 +6,7 @@ capture gets dumpcap's reason, not a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -73,11 +74,23 @@ def live_ns(netns: NetNs) -> NetNs:  # noqa: F811
 
 def _start(ns: NetNs, *args: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
     mon = ns.popen([sys.executable, "-m", "dcerpc", "monitor", "--interface", "lo", *args],
-                   stderr=subprocess.PIPE)  # fmt: skip
+                   stderr=subprocess.PIPE, env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     assert mon.stdout is not None
     threading.Thread(target=_lines, args=(mon.stdout, lines), daemon=True).start()
     return mon, lines
+
+
+def _exited(mon: subprocess.Popen[str], seconds: float = 20) -> int:
+    """The monitor's exit status once stopped; one that has not exited in ``seconds`` is made to
+    print where each of its threads is (faulthandler, on SIGABRT) and the test fails with that."""
+    try:
+        return mon.wait(seconds)
+    except subprocess.TimeoutExpired:
+        mon.send_signal(signal.SIGABRT)
+        mon.wait(10)
+        where = mon.stderr.read() if mon.stderr else ""
+        raise AssertionError(f"the monitor did not exit {seconds} s after it was stopped:\n{where}") from None
 
 
 @pytest.mark.interop
@@ -91,7 +104,7 @@ def test_live_json_records_as_they_come_and_sigterm(live_ns: NetNs) -> None:
         seen.append(lines.get(timeout=20))
     assert mon.poll() is None
     mon.send_signal(signal.SIGTERM)
-    assert mon.wait(20) == 0, mon.stderr.read() if mon.stderr else ""
+    assert _exited(mon) == 0, mon.stderr.read() if mon.stderr else ""
     rest = []
     while (line := lines.get(timeout=20)) != "":
         rest.append(line)
@@ -107,7 +120,7 @@ def test_live_summary_on_ctrl_c(live_ns: NetNs) -> None:
     for n in range(3):
         assert live_ns.python("-c", CALL, str(n)).returncode == 0
     mon.send_signal(signal.SIGINT)
-    assert mon.wait(20) == 0, mon.stderr.read() if mon.stderr else ""
+    assert _exited(mon) == 0, mon.stderr.read() if mon.stderr else ""
     out = ""
     while (line := lines.get(timeout=20)) != "":
         out += line
