@@ -28,8 +28,8 @@ import asyncio
 import fcntl
 import sys
 import termios
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol, cast
+from collections.abc import Callable
+from typing import Protocol, cast
 
 from ..protocol.framing import Inbox
 from ..protocol.outbox import FLUSH_BUDGET, Outbox
@@ -86,6 +86,12 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._held = False  # reads held back for a while (hold): the owner paces the peer
         self._behind = False  # reads stopped while the association's backlog is handled
         self.received = 0  # octets read so far (what the deadlines look at, when their timer fires)
+        # octets written while ``counting`` (an observed connection's close event tells them; others
+        # pay one test a write: their sum over a write's pieces cost some 700 instructions a call
+        # at one in flight, and a wrapper of the transport that counted them cost every attribute
+        # of it a __getattr__ hook)
+        self.counting = False
+        self.sent = 0
         self.resumed = 0  # times writing resumed after pause_writing (the write deadline's progress)
         self.deadlines: Deadlines | None = None
         # A transport takes get_buffer from its protocol once (uvloop) or per read (asyncio): bound
@@ -229,8 +235,12 @@ class StreamProtocol(asyncio.BufferedProtocol):
         data = outbox.take(None if everything else FLUSH_BUDGET)
         if isinstance(data, bytes):
             t.write(data)
+            if self.counting:
+                self.sent += len(data)
         else:
             t.writelines(data)
+            if self.counting:
+                self.sent += sum(map(len, data))
         if outbox and not self._more and not self._paused:
             self._more = True
             self.loop.call_soon(self._flush_more)
@@ -312,14 +322,6 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return None
         return t.get_write_buffer_size() + _kernel_queue(t)
 
-    def count_sent(self) -> Counted:
-        """Count the octets written from now on (an observed connection's; others pay nothing):
-        the transport is wrapped in a :class:`Counted`."""
-        assert self.transport is not None
-        counted = Counted(self.transport)
-        self.transport = counted  # type: ignore[assignment]
-        return counted
-
     def set_deadlines(
         self,
         *,
@@ -353,30 +355,6 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
 def _ignore_loss(exc: Exception | None) -> None:
     pass
-
-
-class Counted:
-    """A transport that counts the octets written through it (``sent``); everything else is the
-    wrapped transport's (its methods looked up once, then kept on this object)."""
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self.sent = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.sent += len(data)
-        self._transport.write(data)
-
-    def writelines(self, pieces: Iterable[bytes | bytearray | memoryview]) -> None:
-        pieces = list(pieces)
-        self.sent += sum(map(len, pieces))
-        self._transport.writelines(pieces)
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._transport, name)
-        if callable(value):
-            self.__dict__[name] = value  # the next look-up finds it without coming here
-        return value
 
 
 def _kernel_queue(transport: asyncio.BaseTransport) -> int:

@@ -51,7 +51,7 @@ An observed connection (the server has an ``audit.Audit``, or DEBUG logging was 
 accepted) reports its association, binds, handshakes, violations and calls to it: each read's
 calls are timed from the read (one clock per read, handed to the call's task), the calls answered
 in one turn of the loop are reported together after it (``_report``: their answers left in one
-write), its transport counts octets written (``aio.stream.Counted``). An unobserved call pays one
+write). An unobserved call pays one
 ``is not None`` test, at its answer, and two more arguments to its task.
 
 A source's call rate (policy.rate) is taken the same way: its bucket is refilled once per read
@@ -76,7 +76,6 @@ from typing import Any, Protocol
 
 from .._errors import FaultError, NdrError
 from ..aio.server import ServerProtocol
-from ..aio.stream import Counted
 from ..audit import Audit, Site, peer_text
 from ..interface import Interface, Operation
 from ..ndr.compiler import DecodeContext, DecodeFn, uses_context
@@ -285,9 +284,8 @@ class Dispatcher:
         self.opened = 0  # perf_counter_ns() when accepted (when observed)
         self.sites: dict[Any, Site] = {}  # the observer's call sites (when observed)
         proto.attach(assoc, self.handle_events, self.connection_lost)
-        self._written: Counted | None = None
         if audit is not None:
-            self._written = proto.count_sent()
+            proto.counting = True
             audit.opened(self, proto.credentials)
         limits = host.limits
         proto.set_deadlines(
@@ -345,7 +343,7 @@ class Dispatcher:
         self.host.release(self)
         if self._audit is not None:
             self._report()  # its calls before its close
-            self._audit.closed(self, self.proto.received, self._written.sent if self._written else 0)
+            self._audit.closed(self, self.proto.received, self.proto.sent)
 
     def _expired(self, kind: str) -> None:
         """A deadline passed (aio.deadlines): the connection closes, the server counts and logs it."""
@@ -643,11 +641,16 @@ class Dispatcher:
             else:
                 proto.flush()
         if site is not None:  # the one test an unobserved call pays
-            # reported with the others of this turn, after it (_report): their answers leave together
+            # reported with the others of this turn, after it (_report): their answers leave
+            # together; at once when none can join it (no task of the connection's is left, and
+            # no read is being handled: one call in flight, or a turn's last), with no callback
             done = self._answered
-            if not done:
-                self._loop.call_soon(self._report)
             done.append((ev, site, started, len(stub)))
+            if self.tasks or self._unstarted or proto.reading:
+                if len(done) == 1:
+                    self._loop.call_soon(self._report)
+            else:
+                self._report()
 
     def _report(self) -> None:
         """Tell the observer of the calls answered since the last report."""
