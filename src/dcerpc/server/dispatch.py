@@ -51,8 +51,9 @@ An observed connection (the server has an ``audit.Audit``, or DEBUG logging was 
 accepted) reports its association, binds, handshakes, violations and calls to it: each read's
 calls are timed from the read (one clock per read, handed to the call's task), the calls answered
 in one turn of the loop are reported together after it (``_report``: their answers left in one
-write). An unobserved call pays one
-``is not None`` test, at its answer, and two more arguments to its task.
+write; at the last answer itself when no other can join it), its protocol counts the octets it
+writes (``StreamProtocol.counting``). An unobserved call pays one ``is not None`` test, at its
+answer, and two more arguments to its task (and its connection's writes one test each).
 
 A source's call rate (policy.rate) is taken the same way: its bucket is refilled once per read
 (``Meter.refill``), and each call of the read takes its token from the level, one subtraction.
