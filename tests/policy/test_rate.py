@@ -23,6 +23,17 @@ def test_a_burst_then_the_rate() -> None:
     assert t.take("connections", "192.0.2.1", 0.0)  # a kind without a bucket is not limited
 
 
+def test_a_bucket_refills_to_its_burst_and_not_from_a_clock_that_went_back() -> None:
+    t = Throttle(RateLimits(calls=Bucket(rate=1.0, burst=2)))
+    assert t.take("calls", "192.0.2.1", 10.0) and t.take("calls", "192.0.2.1", 10.0)
+    assert not t.take("calls", "192.0.2.1", 5.0)  # back in time: nothing refilled
+    assert not t.take("calls", "192.0.2.1", 10.5)  # half a token since 10.0 (not since 5.0)
+    assert t.take("calls", "192.0.2.1", 11.0)
+    # an hour idle refills to the burst, no more
+    assert [t.take("calls", "192.0.2.1", 3611.0) for _ in range(3)] == [True, True, False]
+    assert t.spend("calls", "192.0.2.1", 3611.0, 3) == 3.0  # 3 into debt: 3 s until above none
+
+
 def test_exempt_and_local_sources_are_never_limited() -> None:
     t = Throttle(RateLimits(calls=Bucket(1.0, 1), exempt=(ipaddress.ip_network("10.0.0.0/8"),)))
     assert all(t.take("calls", "10.1.2.3", 0.0) for _ in range(10))
