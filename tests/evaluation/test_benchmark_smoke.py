@@ -55,6 +55,9 @@ def test_policy_benchmark_smoke() -> None:
     for run in (plain, secured):
         assert run["one"] > 0 and run["many"] > 0 and run["many_server_us"] > 0
     assert plain["many_writer_us"] == 0 < secured["many_writer_us"]  # the writer process, measured
+    # the wait for the trail (its timer, reading it) measured apart; the server's work in it, too
+    assert plain["many_tail_ms"] == plain["many_deferred_ms"] == 0
+    assert secured["many_tail_ms"] > 0 and secured["many_deferred_ms"] >= 0
     assert set(out["ratios"]) == {"one", "many"} and all(r > 0 for r in out["ratios"].values())
     # each slice's share of the CPUs the hypervisor took (0 off a virtual machine), and the rounds
     # measured again for it (at most --retries each)
