@@ -278,23 +278,21 @@ async def _slice(server: dict[str, Any], key: str, depth: int, seconds: float) -
     elapsed = time.perf_counter() - started
     client = time.process_time() - client  # (the trail's reading below is not the client's work)
     behind = 0
-    tail = deferred = 0.0
+    tail = 0.0
+    done = None  # the server's processes' CPU at the last call, when there is a trail to wait for
     if reader is not None:  # the association's open and bind events, then one per call
-        # the slice's work is done when the trail has every call's event. What the server's
-        # processes did after the last call (the writer catching up, the last chunk shipped) is
-        # added to the slice's time, as if done within it; the wait for that (the last chunk
-        # waits for the writer's timer, up to process._POLL, 50 ms; this process reads some 100
-        # MB of trail, 130 ms: 6% of a 2 s slice at 64 in flight) is latency, not the server's
-        # work, and is not (it is printed: ``tail``)
-        done = _cpu(pid) + sum(_cpu(c) for c in kids)
+        # done when the trail has every call's event: the server's processes' CPU after the last
+        # call is the slice's work, the wait for it is not (the module docstring)
+        done = _cpu(pid)  # (the server and its writer process)
         deadline = time.perf_counter() + 30
         while (behind := 2 + server["made"] - reader.count()) > 0 and time.perf_counter() < deadline:
             await asyncio.sleep(0.005)
         tail = time.perf_counter() - started - elapsed
-        deferred = _cpu(pid) + sum(_cpu(c) for c in kids) - done
         os.truncate(reader.path, 0)  # emptied: a trail of gigabytes would cost its writer more
         reader.offset = 0
     calls = server["made"] - before
+    end = _cpu(pid)
+    deferred = 0.0 if done is None else end - done
     writer = sum(_cpu(c) for c in kids) - writer
     stolen_now, ticks_now = _ticks()
     return {
@@ -303,7 +301,7 @@ async def _slice(server: dict[str, Any], key: str, depth: int, seconds: float) -
         f"{key}_tail_ms": tail * 1e3,
         f"{key}_deferred_ms": deferred * 1e3,
         f"{key}_client_us": client / calls * 1e6,
-        f"{key}_server_us": (_cpu(pid) - cpu - writer) / calls * 1e6,
+        f"{key}_server_us": (end - cpu - writer) / calls * 1e6,
         f"{key}_writer_us": writer / calls * 1e6,
         f"{key}_steal": (stolen_now - stolen) / max(ticks_now - ticks, 1) * 100,  # percent of the CPUs
     }
